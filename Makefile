@@ -1,0 +1,70 @@
+# Vitrine: every entry point. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.installed
+REQS := requirements/torch.txt requirements/base.txt requirements/nodeps.txt requirements/constraints.txt
+# pip prints a warning per package for each unreadable local index; they are noise here.
+QUIET_PIP := grep -v 'is ignored: it is neither a file nor a directory' || true
+PYTEST_ARGS ?=
+
+export RAY_AUTH_MODE ?= disabled
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: help install test unit integration run protos protos-check lint format bench clean
+
+help: ## List the targets with what they do
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): $(REQS) pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	@echo "==> installing into $(VENV) (torch first, then exact pins)"
+	$(PIP) install -q pip==26.0.1 2>&1 | $(QUIET_PIP)
+	$(PIP) install -q -r requirements/torch.txt 2>&1 | $(QUIET_PIP)
+	$(PIP) install -q -r requirements/base.txt -c requirements/constraints.txt 2>&1 | $(QUIET_PIP)
+	$(PIP) install -q --no-deps -r requirements/nodeps.txt 2>&1 | $(QUIET_PIP)
+	$(PIP) install -q --no-deps -e . 2>&1 | $(QUIET_PIP)
+	@$(PY) scripts/check_install.py
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with the exact pinned dependencies (idempotent; fast when done)
+
+protos: $(STAMP) ## Regenerate shared/api from protos/ with the pinned grpcio-tools
+	PYTHON=$(PY) scripts/gen_protos.sh
+	@echo "regenerated shared/api; commit it"
+
+protos-check: $(STAMP) ## Fail if shared/api differs from a fresh generation of protos/
+	@PYTHON=$(PY) scripts/check_protos.sh
+
+lint: $(STAMP) ## Run ruff over the code
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## Reformat the code with ruff
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: $(STAMP) protos-check lint ## Install if needed, check protos and lint, run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: $(STAMP) ## Run the unit tests only (no Ray, broker or Qdrant)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(STAMP) ## Run the integration tests only (real Ray, broker, Qdrant)
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+run: $(STAMP) ## Bring up the platform on its embedded defaults (Ctrl-C stops everything)
+	@scripts/run.sh
+
+bench: $(STAMP) ## Run the benchmarks and write docs/BENCHMARKS.md
+	$(PY) -m bench
+
+clean: ## Remove caches and build output (keeps .venv)
+	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -1,0 +1,62 @@
+"""The `vitrine` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib.metadata import version
+
+from services.cli.processes import PROCESS_SETTINGS
+from shared.settings import SettingsError, load_settings
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    """Validates and prints the settings each process would start with."""
+    names = [args.process] if args.process else list(PROCESS_SETTINGS)
+    failed = False
+    for name in names:
+        cls = PROCESS_SETTINGS[name]
+        try:
+            settings = load_settings(cls)
+        except SettingsError as exc:
+            print(f"[{name}] configuration error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        print(f"[{name}] {cls.__name__}")
+        for field, env in cls.env_names().items():
+            print(f"  {env:<36} = {getattr(settings, field)!r}")
+    return 2 if failed else 0
+
+
+def _cmd_version(_: argparse.Namespace) -> int:
+    print(f"vitrine {version('vitrine')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vitrine", description="Multimodal product-image retrieval platform."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "config", help="validate and show each process's settings (VITRINE_* variables)"
+    )
+    p.add_argument(
+        "process", nargs="?", choices=sorted(PROCESS_SETTINGS), help="one process (default: all)"
+    )
+    p.set_defaults(func=_cmd_config)
+
+    p = sub.add_parser("version", help="print the installed version")
+    p.set_defaults(func=_cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,21 @@
+"""Settings of the fusion process (a Ray Serve application)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from shared.settings import VitrineSettings
+
+
+class FusionSettings(VitrineSettings):
+    bundle_path: Path | None = Field(
+        None, description="Model bundle directory; None = the default bundle."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs.")
+    max_batch_size: int = Field(64, ge=1, le=4096, description="Dynamic batching: largest batch.")
+    batch_wait_timeout_s: float = Field(
+        0.002, ge=0, le=1, description="Dynamic batching: longest wait."
+    )

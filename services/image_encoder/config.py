@@ -1,0 +1,25 @@
+"""Settings of the image encoder process (a Ray Serve application)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from shared.settings import VitrineSettings
+
+
+class ImageEncoderSettings(VitrineSettings):
+    bundle_path: Path | None = Field(
+        None, description="Model bundle directory; None = the default bundle."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs.")
+    max_batch_size: int = Field(16, ge=1, le=1024, description="Dynamic batching: largest batch.")
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, le=1, description="Dynamic batching: longest wait."
+    )
+    max_image_bytes: int = Field(10 * 2**20, ge=1024, description="Largest encoded image accepted.")
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, description="Largest decoded image (width*height)."
+    )

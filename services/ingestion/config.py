@@ -1,0 +1,24 @@
+"""Settings of the ingestion worker process (a Kafka consumer)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import VitrineSettings
+
+
+class IngestionSettings(VitrineSettings):
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", min_length=1, description="host:port[,host:port]"
+    )
+    catalog_topic: str = Field(
+        "vitrine.catalog.v1", min_length=1, description="Topic of catalog events."
+    )
+    dlq_topic: str = Field("vitrine.catalog.v1.dlq", min_length=1, description="Dead-letter topic.")
+    consumer_group: str = Field(
+        "vitrine-ingestion", min_length=1, description="Kafka consumer group."
+    )
+    batch_size: int = Field(64, ge=1, le=10_000, description="Most events handled per poll.")
+    max_image_bytes: int = Field(10 * 2**20, ge=1024, description="Largest image accepted.")
+    image_fetch_timeout_s: float = Field(10.0, gt=0, description="Timeout to fetch an image URI.")
+    metrics_port: int = Field(9102, ge=0, le=65535, description="Prometheus metrics port; 0 = off.")

@@ -1,0 +1,22 @@
+"""Settings of the text encoder process (a Ray Serve application)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from shared.settings import VitrineSettings
+
+
+class TextEncoderSettings(VitrineSettings):
+    bundle_path: Path | None = Field(
+        None, description="Model bundle directory; None = the default bundle."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs.")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="Dynamic batching: largest batch.")
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, le=1, description="Dynamic batching: longest wait."
+    )
+    max_text_chars: int = Field(1000, ge=1, description="Longest text accepted, in characters.")

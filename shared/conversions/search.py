@@ -1,0 +1,119 @@
+"""Conversions at the gateway's public boundary (vitrine.search.v1)."""
+
+from __future__ import annotations
+
+from google.protobuf import json_format
+
+from shared.api.vitrine.search.v1 import search_pb2 as pb
+from shared.types import Condition, Filter, Hit, Range, SearchQuery, SearchResult, Timing
+
+
+def _range_to_proto(r: Range) -> pb.Range:
+    return pb.Range(**{k: v for k, v in vars(r).items() if v is not None})
+
+
+def _range_from_proto(msg: pb.Range) -> Range:
+    return Range(**{k: getattr(msg, k) for k in ("gt", "gte", "lt", "lte") if msg.HasField(k)})
+
+
+def condition_to_proto(cond: Condition) -> pb.Condition:
+    msg = pb.Condition(key=cond.key)
+    match = cond.match
+    # bool before int: bool is a subclass of int.
+    if isinstance(match, bool):
+        msg.boolean = match
+    elif isinstance(match, int):
+        msg.integer = match
+    elif isinstance(match, str):
+        msg.keyword = match
+    elif isinstance(match, Range):
+        msg.range.CopyFrom(_range_to_proto(match))
+    elif isinstance(match, tuple):
+        msg.any_of.values.extend(match)
+    else:
+        raise TypeError(f"condition on {cond.key!r}: unsupported match {match!r}")
+    return msg
+
+
+def condition_from_proto(msg: pb.Condition) -> Condition:
+    """Raises ValueError for a condition with no key or no match."""
+    if not msg.key:
+        raise ValueError("filter condition has an empty key")
+    kind = msg.WhichOneof("match")
+    if kind is None:
+        raise ValueError(f"filter condition on {msg.key!r} has no match value")
+    match = {
+        "keyword": lambda: msg.keyword,
+        "integer": lambda: msg.integer,
+        "boolean": lambda: msg.boolean,
+        "range": lambda: _range_from_proto(msg.range),
+        "any_of": lambda: tuple(msg.any_of.values),
+    }[kind]()
+    return Condition(msg.key, match)
+
+
+def filter_to_proto(flt: Filter) -> pb.Filter:
+    return pb.Filter(
+        must=[condition_to_proto(c) for c in flt.must],
+        must_not=[condition_to_proto(c) for c in flt.must_not],
+    )
+
+
+def filter_from_proto(msg: pb.Filter) -> Filter:
+    return Filter(
+        must=tuple(condition_from_proto(c) for c in msg.must),
+        must_not=tuple(condition_from_proto(c) for c in msg.must_not),
+    )
+
+
+def request_to_proto(query: SearchQuery) -> pb.SearchRequest:
+    msg = pb.SearchRequest(text=query.text, top_k=query.top_k)
+    if query.image is not None:
+        msg.image = query.image
+    elif query.product_id is not None:
+        msg.product_id = query.product_id
+    if not query.filter.is_empty():
+        msg.filter.CopyFrom(filter_to_proto(query.filter))
+    return msg
+
+
+def request_from_proto(msg: pb.SearchRequest) -> SearchQuery:
+    """Raises ValueError for a malformed filter; semantic checks are the gateway's."""
+    reference = msg.WhichOneof("reference")
+    return SearchQuery(
+        text=msg.text,
+        image=msg.image if reference == "image" else None,
+        product_id=msg.product_id if reference == "product_id" else None,
+        top_k=msg.top_k,
+        filter=filter_from_proto(msg.filter),
+    )
+
+
+def hit_to_proto(hit: Hit) -> pb.Hit:
+    msg = pb.Hit(product_id=hit.product_id, score=hit.score)
+    msg.payload.update(hit.payload)
+    return msg
+
+
+def hit_from_proto(msg: pb.Hit) -> Hit:
+    return Hit(msg.product_id, msg.score, json_format.MessageToDict(msg.payload))
+
+
+def response_to_proto(result: SearchResult) -> pb.SearchResponse:
+    t = result.timing
+    return pb.SearchResponse(
+        hits=[hit_to_proto(h) for h in result.hits],
+        model_version=result.model_version,
+        timing=pb.Timing(
+            encode_ms=t.encode_ms, fuse_ms=t.fuse_ms, search_ms=t.search_ms, total_ms=t.total_ms
+        ),
+    )
+
+
+def response_from_proto(msg: pb.SearchResponse) -> SearchResult:
+    t = msg.timing
+    return SearchResult(
+        hits=tuple(hit_from_proto(h) for h in msg.hits),
+        model_version=msg.model_version,
+        timing=Timing(t.encode_ms, t.fuse_ms, t.search_ms, t.total_ms),
+    )

@@ -1,0 +1,74 @@
+"""Typed process settings: one `VitrineSettings` subclass per process, read once in `main()`.
+
+Every field is read from an environment variable `VITRINE_<FIELD>` (upper case). A bad value
+stops the process at start-up with a message naming the variable, via `load_settings_or_exit`.
+Library code never reads the environment: it receives plain values from the process's main.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal, TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "VITRINE_"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class VitrineSettings(BaseSettings):
+    """Base of every process's settings."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=False, frozen=True)
+
+    log_level: LogLevel = "INFO"
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Maps each field to the environment variable that sets it."""
+        return {name: env_var(name) for name in cls.model_fields}
+
+
+S = TypeVar("S", bound=VitrineSettings)
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the environment variable."""
+
+
+def env_var(field_name: str) -> str:
+    return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+def describe_error(exc: ValidationError) -> str:
+    """Formats a ValidationError as one line per bad variable."""
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f"={value!r}"
+        lines.append(f"  {env_var(field)}{shown}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    """Reads and validates `cls` from the environment (and explicit overrides).
+
+    Raises:
+        SettingsError: a value is invalid; the message names each offending variable.
+    """
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(f"invalid {cls.__name__}:\n{describe_error(exc)}") from None
+
+
+def load_settings_or_exit(cls: type[S], **overrides: object) -> S:
+    """Like `load_settings`, but prints the problem and exits with status 2: for `main()`s."""
+    try:
+        return load_settings(cls, **overrides)
+    except SettingsError as exc:
+        print(f"vitrine: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

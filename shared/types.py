@@ -1,0 +1,149 @@
+"""Internal value types that cross process boundaries.
+
+Proto messages stop at the edge of a process: inside a process, and across Ray handles, code
+passes these dataclasses and numpy arrays. `shared.conversions` maps them to and from protos.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+CATALOG_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """A batch of embeddings and the model bundle that produced them.
+
+    Attributes:
+        vectors: float32 array of shape [batch, dim].
+        model_version: identifier of the producing model bundle.
+    """
+
+    vectors: np.ndarray
+    model_version: str
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2:
+            raise ValueError(f"embeddings must be 2-D [batch, dim], got shape {self.vectors.shape}")
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Embeddings)
+            and self.model_version == other.model_version
+            and self.vectors.shape == other.vectors.shape
+            and bool(np.array_equal(self.vectors, other.vectors))
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class FusionInput:
+    """The two halves of a batch of composed queries, row i of each belonging together."""
+
+    image_vectors: np.ndarray  # [batch, dim]
+    text_vectors: np.ndarray  # [batch, dim]
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, FusionInput)
+            and np.array_equal(self.image_vectors, other.image_vectors)
+            and np.array_equal(self.text_vectors, other.text_vectors)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Range:
+    """Numeric bounds; None means open on that side."""
+
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+
+MatchValue = str | int | bool | Range | tuple[str, ...]
+"""A condition's match: a keyword, an integer, a boolean, a numeric range, or any-of keywords."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    key: str
+    match: MatchValue
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Payload conditions: every `must` holds and no `must_not` holds."""
+
+    must: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
+
+    def is_empty(self) -> bool:
+        return not self.must and not self.must_not
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A search: text, a reference (image bytes or product id), or both (composed)."""
+
+    text: str = ""
+    image: bytes | None = None
+    product_id: str | None = None
+    top_k: int = 0
+    filter: Filter = field(default_factory=Filter)
+
+
+@dataclass(frozen=True)
+class Hit:
+    product_id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds spent per stage of one search."""
+
+    encode_ms: float = 0.0
+    fuse_ms: float = 0.0
+    search_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: tuple[Hit, ...]
+    model_version: str
+    timing: Timing = field(default_factory=Timing)
+
+
+class Op(enum.Enum):
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class CatalogEvent:
+    """One change to the catalog, as carried on the Kafka topic (keyed by product_id)."""
+
+    product_id: str
+    op: Op
+    image_bytes: bytes | None = None
+    image_uri: str | None = None
+    title: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    event_time: dt.datetime | None = None
+    schema_version: int = CATALOG_SCHEMA_VERSION

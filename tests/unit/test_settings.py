@@ -1,0 +1,68 @@
+"""Process settings: typed, read from VITRINE_* variables, a bad value names its variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from services.cli.processes import PROCESS_SETTINGS
+from services.gateway.config import GatewaySettings
+from services.ingestion.config import IngestionSettings
+from shared.settings import SettingsError, load_settings
+
+
+def test_defaults_validate_for_every_process(monkeypatch):
+    for cls in PROCESS_SETTINGS.values():
+        assert load_settings(cls) is not None
+
+
+def test_environment_variable_sets_a_field(monkeypatch):
+    monkeypatch.setenv("VITRINE_GRPC_PORT", "9100")
+    assert load_settings(GatewaySettings).grpc_port == 9100
+
+
+@pytest.mark.parametrize(
+    "cls, var, value",
+    [
+        (GatewaySettings, "VITRINE_GRPC_PORT", "not-a-port"),
+        (GatewaySettings, "VITRINE_MAX_TOP_K", "0"),
+        (IngestionSettings, "VITRINE_BATCH_SIZE", "-3"),
+        (GatewaySettings, "VITRINE_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_bad_value_raises_naming_the_variable(monkeypatch, cls, var, value):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError, match=var):
+        load_settings(cls)
+
+
+def test_every_process_uses_the_vitrine_prefix():
+    for cls in PROCESS_SETTINGS.values():
+        assert all(env.startswith("VITRINE_") for env in cls.env_names().values())
+
+
+def test_cli_stops_with_a_message_naming_the_variable():
+    env = {"VITRINE_METRICS_PORT": "99999", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.cli.app", "config", "ingestion"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "VITRINE_METRICS_PORT='99999'" in proc.stderr
+    assert "less than or equal to 65535" in proc.stderr
+
+
+def test_cli_prints_valid_settings():
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.cli.app", "config", "gateway"],
+        env={"VITRINE_GRPC_PORT": "9123", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "VITRINE_GRPC_PORT" in proc.stdout and "9123" in proc.stdout
