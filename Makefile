@@ -10,7 +10,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 REQS := requirements/torch.txt requirements/base.txt requirements/nodeps.txt requirements/constraints.txt
 # pip prints a warning per package for each unreadable local index; they are noise here.
-QUIET_PIP := grep -v 'is ignored: it is neither a file nor a directory' || true
+QUIET_PIP := { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 PYTEST_ARGS ?=
 
 export RAY_AUTH_MODE ?= disabled

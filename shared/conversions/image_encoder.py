@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2 as pb
-from shared.conversions._embeddings import field_to_vectors, vectors_to_field
+from shared.conversions._embeddings import batch_to_vectors, vectors_to_batch
 from shared.types import Embeddings
 
 
@@ -18,10 +18,10 @@ def request_from_proto(msg: pb.EmbedImagesRequest) -> list[bytes]:
 
 
 def response_to_proto(result: Embeddings) -> pb.EmbedImagesResponse:
-    msg = pb.EmbedImagesResponse(dim=result.dim, model_version=result.model_version)
-    vectors_to_field(result.vectors, msg.embeddings)
+    msg = pb.EmbedImagesResponse(model_version=result.model_version)
+    vectors_to_batch(result.vectors, msg.embeddings)
     return msg
 
 
 def response_from_proto(msg: pb.EmbedImagesResponse) -> Embeddings:
-    return Embeddings(field_to_vectors(msg.embeddings, dim=msg.dim), msg.model_version)
+    return Embeddings(batch_to_vectors(msg.embeddings), msg.model_version)

@@ -153,18 +153,24 @@ def test_every_generated_message_is_reached_by_a_converter():
     assert generated - reached == set(), "messages with no converter"
 
 
-def test_embedding_length_mismatch_is_a_value_error():
+def test_embedding_byte_length_mismatch_is_a_value_error():
     msg = fusion.request_to_proto(FusionInput(_vectors(2, 4), _vectors(2, 4)))
-    msg.text_embeddings[1].values.append(1.0)
-    with pytest.raises(ValueError, match=r"text_embeddings\[1\] has 5 values, expected 4"):
+    msg.text_embeddings.data += b"\x00\x00\x80\x3f"
+    with pytest.raises(ValueError, match="text_embeddings: 36 bytes of data, but count=2 x dim=4"):
         fusion.request_from_proto(msg)
 
 
 def test_fusion_count_mismatch_is_a_value_error():
-    msg = fusion.request_to_proto(FusionInput(_vectors(2, 4), _vectors(2, 4)))
-    del msg.text_embeddings[0]
-    with pytest.raises(ValueError, match="2 image embeddings but 1 text embeddings"):
+    msg = fusion.request_to_proto(FusionInput(_vectors(2, 4), _vectors(3, 4)))
+    with pytest.raises(ValueError, match="2 image embeddings but 3 text embeddings"):
         fusion.request_from_proto(msg)
+
+
+def test_embeddings_travel_as_little_endian_float32():
+    vectors = np.array([[1.0, -2.5]], dtype=np.float32)
+    msg = ROUND_TRIPS[1].to_proto(Embeddings(vectors, "b"))
+    assert (msg.embeddings.count, msg.embeddings.dim) == (1, 2)
+    assert msg.embeddings.data == np.array([1.0, -2.5], dtype="<f4").tobytes()
 
 
 def test_empty_embedding_batch_keeps_its_dimension():

@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)shared/api/vitrine/fusion/v1/fusion.proto\x12\x11vitrine.fusion.v1\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"|\n\x0b\x46useRequest\x12\x36\n\x10image_embeddings\x18\x01 \x03(\x0b\x32\x1c.vitrine.fusion.v1.Embedding\x12\x35\n\x0ftext_embeddings\x18\x02 \x03(\x0b\x32\x1c.vitrine.fusion.v1.Embedding\"d\n\x0c\x46useResponse\x12\x30\n\nembeddings\x18\x01 \x03(\x0b\x32\x1c.vitrine.fusion.v1.Embedding\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x15\n\rmodel_version\x18\x03 \x01(\t2X\n\rFusionService\x12G\n\x04\x46use\x12\x1e.vitrine.fusion.v1.FuseRequest\x1a\x1f.vitrine.fusion.v1.FuseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)shared/api/vitrine/fusion/v1/fusion.proto\x12\x11vitrine.fusion.v1\":\n\x0e\x45mbeddingBatch\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x86\x01\n\x0b\x46useRequest\x12;\n\x10image_embeddings\x18\x01 \x01(\x0b\x32!.vitrine.fusion.v1.EmbeddingBatch\x12:\n\x0ftext_embeddings\x18\x02 \x01(\x0b\x32!.vitrine.fusion.v1.EmbeddingBatch\"\\\n\x0c\x46useResponse\x12\x35\n\nembeddings\x18\x01 \x01(\x0b\x32!.vitrine.fusion.v1.EmbeddingBatch\x12\x15\n\rmodel_version\x18\x02 \x01(\t2X\n\rFusionService\x12G\n\x04\x46use\x12\x1e.vitrine.fusion.v1.FuseRequest\x1a\x1f.vitrine.fusion.v1.FuseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shared.api.vitrine.fusion.v1.fusion_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EMBEDDING']._serialized_start=64
-  _globals['_EMBEDDING']._serialized_end=91
-  _globals['_FUSEREQUEST']._serialized_start=93
-  _globals['_FUSEREQUEST']._serialized_end=217
-  _globals['_FUSERESPONSE']._serialized_start=219
-  _globals['_FUSERESPONSE']._serialized_end=319
-  _globals['_FUSIONSERVICE']._serialized_start=321
-  _globals['_FUSIONSERVICE']._serialized_end=409
+  _globals['_EMBEDDINGBATCH']._serialized_start=64
+  _globals['_EMBEDDINGBATCH']._serialized_end=122
+  _globals['_FUSEREQUEST']._serialized_start=125
+  _globals['_FUSEREQUEST']._serialized_end=259
+  _globals['_FUSERESPONSE']._serialized_start=261
+  _globals['_FUSERESPONSE']._serialized_end=353
+  _globals['_FUSIONSERVICE']._serialized_start=355
+  _globals['_FUSIONSERVICE']._serialized_end=443
 # @@protoc_insertion_point(module_scope)

@@ -1,31 +1,32 @@
-from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class Embedding(_message.Message):
-    __slots__ = ("values",)
-    VALUES_FIELD_NUMBER: _ClassVar[int]
-    values: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+class EmbeddingBatch(_message.Message):
+    __slots__ = ("count", "dim", "data")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    dim: int
+    data: bytes
+    def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class FuseRequest(_message.Message):
     __slots__ = ("image_embeddings", "text_embeddings")
     IMAGE_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     TEXT_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
-    image_embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
-    text_embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
-    def __init__(self, image_embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., text_embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ...) -> None: ...
+    image_embeddings: EmbeddingBatch
+    text_embeddings: EmbeddingBatch
+    def __init__(self, image_embeddings: _Optional[_Union[EmbeddingBatch, _Mapping]] = ..., text_embeddings: _Optional[_Union[EmbeddingBatch, _Mapping]] = ...) -> None: ...
 
 class FuseResponse(_message.Message):
-    __slots__ = ("embeddings", "dim", "model_version")
+    __slots__ = ("embeddings", "model_version")
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
-    DIM_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
-    embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
-    dim: int
+    embeddings: EmbeddingBatch
     model_version: str
-    def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., dim: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+    def __init__(self, embeddings: _Optional[_Union[EmbeddingBatch, _Mapping]] = ..., model_version: _Optional[str] = ...) -> None: ...

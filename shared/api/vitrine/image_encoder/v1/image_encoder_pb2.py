@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n7shared/api/vitrine/image_encoder/v1/image_encoder.proto\x12\x18vitrine.image_encoder.v1\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"$\n\x12\x45mbedImagesRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\"r\n\x13\x45mbedImagesResponse\x12\x37\n\nembeddings\x18\x01 \x03(\x0b\x32#.vitrine.image_encoder.v1.Embedding\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x15\n\rmodel_version\x18\x03 \x01(\t2\x81\x01\n\x13ImageEncoderService\x12j\n\x0b\x45mbedImages\x12,.vitrine.image_encoder.v1.EmbedImagesRequest\x1a-.vitrine.image_encoder.v1.EmbedImagesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n7shared/api/vitrine/image_encoder/v1/image_encoder.proto\x12\x18vitrine.image_encoder.v1\":\n\x0e\x45mbeddingBatch\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"$\n\x12\x45mbedImagesRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\"j\n\x13\x45mbedImagesResponse\x12<\n\nembeddings\x18\x01 \x01(\x0b\x32(.vitrine.image_encoder.v1.EmbeddingBatch\x12\x15\n\rmodel_version\x18\x02 \x01(\t2\x81\x01\n\x13ImageEncoderService\x12j\n\x0b\x45mbedImages\x12,.vitrine.image_encoder.v1.EmbedImagesRequest\x1a-.vitrine.image_encoder.v1.EmbedImagesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shared.api.vitrine.image_encoder.v1.image_encoder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EMBEDDING']._serialized_start=85
-  _globals['_EMBEDDING']._serialized_end=112
-  _globals['_EMBEDIMAGESREQUEST']._serialized_start=114
-  _globals['_EMBEDIMAGESREQUEST']._serialized_end=150
-  _globals['_EMBEDIMAGESRESPONSE']._serialized_start=152
-  _globals['_EMBEDIMAGESRESPONSE']._serialized_end=266
-  _globals['_IMAGEENCODERSERVICE']._serialized_start=269
-  _globals['_IMAGEENCODERSERVICE']._serialized_end=398
+  _globals['_EMBEDDINGBATCH']._serialized_start=85
+  _globals['_EMBEDDINGBATCH']._serialized_end=143
+  _globals['_EMBEDIMAGESREQUEST']._serialized_start=145
+  _globals['_EMBEDIMAGESREQUEST']._serialized_end=181
+  _globals['_EMBEDIMAGESRESPONSE']._serialized_start=183
+  _globals['_EMBEDIMAGESRESPONSE']._serialized_end=289
+  _globals['_IMAGEENCODERSERVICE']._serialized_start=292
+  _globals['_IMAGEENCODERSERVICE']._serialized_end=421
 # @@protoc_insertion_point(module_scope)

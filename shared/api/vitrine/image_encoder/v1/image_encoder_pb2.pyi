@@ -6,11 +6,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class Embedding(_message.Message):
-    __slots__ = ("values",)
-    VALUES_FIELD_NUMBER: _ClassVar[int]
-    values: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+class EmbeddingBatch(_message.Message):
+    __slots__ = ("count", "dim", "data")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    dim: int
+    data: bytes
+    def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class EmbedImagesRequest(_message.Message):
     __slots__ = ("images",)
@@ -19,11 +23,9 @@ class EmbedImagesRequest(_message.Message):
     def __init__(self, images: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class EmbedImagesResponse(_message.Message):
-    __slots__ = ("embeddings", "dim", "model_version")
+    __slots__ = ("embeddings", "model_version")
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
-    DIM_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
-    embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
-    dim: int
+    embeddings: EmbeddingBatch
     model_version: str
-    def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., dim: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+    def __init__(self, embeddings: _Optional[_Union[EmbeddingBatch, _Mapping]] = ..., model_version: _Optional[str] = ...) -> None: ...

@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n5shared/api/vitrine/text_encoder/v1/text_encoder.proto\x12\x17vitrine.text_encoder.v1\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\"\n\x11\x45mbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"p\n\x12\x45mbedTextsResponse\x12\x36\n\nembeddings\x18\x01 \x03(\x0b\x32\".vitrine.text_encoder.v1.Embedding\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x15\n\rmodel_version\x18\x03 \x01(\t2{\n\x12TextEncoderService\x12\x65\n\nEmbedTexts\x12*.vitrine.text_encoder.v1.EmbedTextsRequest\x1a+.vitrine.text_encoder.v1.EmbedTextsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n5shared/api/vitrine/text_encoder/v1/text_encoder.proto\x12\x17vitrine.text_encoder.v1\":\n\x0e\x45mbeddingBatch\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\"\n\x11\x45mbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"h\n\x12\x45mbedTextsResponse\x12;\n\nembeddings\x18\x01 \x01(\x0b\x32\'.vitrine.text_encoder.v1.EmbeddingBatch\x12\x15\n\rmodel_version\x18\x02 \x01(\t2{\n\x12TextEncoderService\x12\x65\n\nEmbedTexts\x12*.vitrine.text_encoder.v1.EmbedTextsRequest\x1a+.vitrine.text_encoder.v1.EmbedTextsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shared.api.vitrine.text_encoder.v1.text_encoder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EMBEDDING']._serialized_start=82
-  _globals['_EMBEDDING']._serialized_end=109
-  _globals['_EMBEDTEXTSREQUEST']._serialized_start=111
-  _globals['_EMBEDTEXTSREQUEST']._serialized_end=145
-  _globals['_EMBEDTEXTSRESPONSE']._serialized_start=147
-  _globals['_EMBEDTEXTSRESPONSE']._serialized_end=259
-  _globals['_TEXTENCODERSERVICE']._serialized_start=261
-  _globals['_TEXTENCODERSERVICE']._serialized_end=384
+  _globals['_EMBEDDINGBATCH']._serialized_start=82
+  _globals['_EMBEDDINGBATCH']._serialized_end=140
+  _globals['_EMBEDTEXTSREQUEST']._serialized_start=142
+  _globals['_EMBEDTEXTSREQUEST']._serialized_end=176
+  _globals['_EMBEDTEXTSRESPONSE']._serialized_start=178
+  _globals['_EMBEDTEXTSRESPONSE']._serialized_end=282
+  _globals['_TEXTENCODERSERVICE']._serialized_start=284
+  _globals['_TEXTENCODERSERVICE']._serialized_end=407
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,47 @@
+"""`python -m bench [NAME ...]`: runs benchmarks and rewrites their sections in docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import os
+import platform
+import re
+from pathlib import Path
+
+BENCHMARKS = ["conversions"]
+DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+HEADER = """# Benchmarks
+
+Written by `make bench` (`python -m bench`). Each row compares a candidate with a baseline
+measured in the same run and reports the ratio; absolute numbers drift by several times on these
+shared 2-core machines, ratios much less.
+"""
+
+
+def _sections(text: str) -> dict[str, str]:
+    parts = re.split(r"(?m)^(?=## )", text)
+    return {p.splitlines()[0][3:].strip(): p.rstrip() + "\n" for p in parts if p.startswith("## ")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", choices=BENCHMARKS + [[]], help="default: all")
+    args = parser.parse_args()
+    existing = _sections(DOC.read_text()) if DOC.exists() else {}
+    stamp = f"{dt.date.today()} on {platform.machine()}, {os.cpu_count()} CPUs"
+    for name in args.names or BENCHMARKS:
+        print(f"==> bench {name}", flush=True)
+        section = importlib.import_module(f"bench.{name}").run()
+        section.description += f" Measured {stamp}."
+        markdown = section.to_markdown()
+        print(markdown)
+        existing[section.title] = markdown
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(HEADER + "\n" + "\n".join(existing.values()))
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()
