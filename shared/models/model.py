@@ -1,0 +1,122 @@
+"""The retrieval model: image and text towers into one space, and the composed-query fusion."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from shared.models.backbone import Backbone
+from shared.models.heads import AdditiveAttentionFusion, ProjectionHead
+from shared.models.text_backbone_hf import HFTextBackbone
+from shared.models.transforms import ImagePreprocessor
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Sizes of the trainable parts on top of the backbones."""
+
+    embed_dim: int = 256
+    image_hidden_dim: int = 1024
+    text_hidden_dim: int = 1024
+    fusion_hidden_dim: int = 512
+    dropout: float = 0.1
+    init_temperature: float = 0.07
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ImageTower(nn.Module):
+    """Image backbone + projection head: pixels [B, 3, H, W] -> embeddings [B, embed_dim]."""
+
+    def __init__(self, backbone: Backbone, preprocessor: ImagePreprocessor, heads: HeadConfig):
+        super().__init__()
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.head = ProjectionHead(
+            backbone.feature_dim,
+            heads.embed_dim,
+            hidden_dim=heads.image_hidden_dim,
+            dropout=heads.dropout,
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(pixel_values))
+
+
+class TextTower(nn.Module):
+    """Text backbone + projection head: texts -> embeddings [B, embed_dim]."""
+
+    def __init__(self, backbone: HFTextBackbone, heads: HeadConfig):
+        super().__init__()
+        self.backbone = backbone
+        self.head = ProjectionHead(
+            backbone.feature_dim,
+            heads.embed_dim,
+            hidden_dim=heads.text_hidden_dim,
+            dropout=heads.dropout,
+        )
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(input_ids=input_ids, attention_mask=attention_mask))
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.backbone.tokenize(texts)
+        return self(tokens["input_ids"], tokens["attention_mask"])
+
+
+class RetrievalModel(nn.Module):
+    """Both towers, the fusion module and the learnable InfoNCE temperature.
+
+    Any tower may be None when only part of a bundle is loaded (the fusion service needs no
+    backbone, the text encoder no image tower).
+    """
+
+    def __init__(
+        self,
+        *,
+        heads: HeadConfig,
+        image: ImageTower | None,
+        text: TextTower | None,
+        fusion: AdditiveAttentionFusion | None,
+    ):
+        super().__init__()
+        self.heads = heads
+        self.image = image
+        self.text = text
+        self.fusion = fusion
+        # CLIP's parameterisation: logits = exp(logit_scale) * cosine, https://arxiv.org/abs/2103.00020
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / heads.init_temperature)))
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        heads: HeadConfig,
+        image_backbone: Backbone | None,
+        preprocessor: ImagePreprocessor | None,
+        text_backbone: HFTextBackbone | None,
+        with_fusion: bool = True,
+    ) -> RetrievalModel:
+        image = (
+            ImageTower(image_backbone, preprocessor, heads) if image_backbone is not None else None
+        )
+        text = TextTower(text_backbone, heads) if text_backbone is not None else None
+        fusion = (
+            AdditiveAttentionFusion(
+                heads.embed_dim, hidden_dim=heads.fusion_hidden_dim, dropout=heads.dropout
+            )
+            if with_fusion
+            else None
+        )
+        return cls(heads=heads, image=image, text=text, fusion=fusion)
+
+    def temperature(self) -> float:
+        return float(torch.exp(-self.logit_scale).detach())
+
+    def head_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights of everything but the backbones: heads, fusion, temperature."""
+        return {k: v for k, v in self.state_dict().items() if ".backbone." not in f".{k}"}

@@ -1,0 +1,132 @@
+"""Image decoding and preprocessing, without torchvision.
+
+Decoding guards against oversized and decompression-bomb images; preprocessing resizes the
+shorter side, centre-crops to a square of `resolution` pixels, and normalises per channel.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not an image we accept (undecodable, too large, or a decompression bomb)."""
+
+
+def decode_image(
+    data: bytes, *, max_bytes: int = 10 * 2**20, max_pixels: int = 40_000_000
+) -> Image.Image:
+    """Decodes encoded image bytes into an RGB PIL image.
+
+    Args:
+        data: encoded image (JPEG, PNG, WebP, GIF, BMP, ...).
+        max_bytes: largest encoded size accepted.
+        max_pixels: largest width x height accepted, checked before pixels are decoded.
+
+    Raises:
+        ImageDecodeError: with a message saying what is wrong.
+    """
+    if not data:
+        raise ImageDecodeError("empty image")
+    if len(data) > max_bytes:
+        raise ImageDecodeError(f"image is {len(data)} bytes, more than the limit of {max_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageDecodeError(
+                    f"image is {width}x{height} pixels, more than the limit of {max_pixels}"
+                )
+            img.draft("RGB", (width, height))
+            img.load()
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"decompression bomb: {exc}") from None
+    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
+        raise ImageDecodeError(f"cannot decode image: {exc}") from None
+    return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Converts any mode (P, LA, RGBA, CMYK, I;16, 1, ...) to RGB, compositing alpha on white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        span = float(arr.max() - arr.min()) or 1.0
+        img = Image.fromarray(((arr - arr.min()) / span * 255).astype(np.uint8))
+    return img.convert("RGB")
+
+
+@dataclass(frozen=True)
+class ImagePreprocessor:
+    """PIL image -> normalised float tensor [3, resolution, resolution].
+
+    `scale`/`offset` first map 0..255 pixels linearly (default: to 0..1), then mean/std
+    normalise; EfficientNet-Lite uses (p - 127) / 128, i.e. scale=1/128, offset=-127/128,
+    mean 0 and std 1.
+    """
+
+    resolution: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    scale: float = 1 / 255
+    offset: float = 0.0
+    resize: str = "bicubic"
+
+    def to_dict(self) -> dict:
+        return {
+            "resolution": self.resolution,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "scale": self.scale,
+            "offset": self.offset,
+            "resize": self.resize,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ImagePreprocessor:
+        return cls(
+            resolution=int(d["resolution"]),
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
+            scale=float(d["scale"]),
+            offset=float(d["offset"]),
+            resize=str(d["resize"]),
+        )
+
+    def resize_crop(self, img: Image.Image) -> Image.Image:
+        """Resizes the shorter side to `resolution` and centre-crops a square."""
+        w, h = img.size
+        s = self.resolution / min(w, h)
+        nw, nh = max(self.resolution, round(w * s)), max(self.resolution, round(h * s))
+        img = img.resize((nw, nh), _RESAMPLE[self.resize])
+        left, top = (nw - self.resolution) // 2, (nh - self.resolution) // 2
+        return img.crop((left, top, left + self.resolution, top + self.resolution))
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        arr = np.asarray(self.resize_crop(to_rgb(img)), dtype=np.float32)  # [H, W, 3]
+        arr = arr * self.scale + self.offset
+        arr = (arr - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return torch.from_numpy(arr.transpose(2, 0, 1).copy())  # [3, H, W]
+
+    def batch(self, images: list[Image.Image]) -> torch.Tensor:
+        """Stacks preprocessed images: [batch, 3, resolution, resolution]."""
+        return torch.stack([self(img) for img in images])

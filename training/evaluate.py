@@ -1,0 +1,154 @@
+"""Evaluation of a model on a catalog (text->image and composed queries) and on FashionIQ data.
+
+Every composed evaluation reports the learned fusion with three baselines measured in the same
+run: image-only (the reference's embedding), text-only (the modifier's), and sum fusion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from shared.data import fashioniq
+from shared.data.catalog import Product
+from shared.data.queries import composed_colour_change, text_to_image_attribute, text_to_image_own
+from shared.models.inference import embed_texts, fuse, open_image
+from shared.models.metrics import DEFAULT_KS, fashioniq_protocol, rank, retrieval_metrics
+from shared.models.model import RetrievalModel
+from training.features import cached_image_features
+
+COMPOSED_METHODS = ("fusion", "sum", "image_only", "text_only")
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(min=1e-12)
+
+
+@torch.inference_mode()
+def image_embeddings(
+    model: RetrievalModel,
+    products: Sequence[Product],
+    *,
+    cache_dir: Path | None,
+    label: str = "gallery",
+) -> np.ndarray:
+    """[N, D] image embeddings; frozen-backbone features come from the cache when given."""
+    tower = model.image
+    if cache_dir is not None and not tower.backbone.has_trainable_parameters():
+        feats = cached_image_features(
+            tower.backbone, tower.preprocessor, products, cache_dir=cache_dir, label=label
+        )
+        return tower.head.eval()(torch.from_numpy(feats)).numpy()
+    from shared.models.inference import image_features
+
+    feats = image_features(
+        tower.backbone,
+        tower.preprocessor,
+        lambda i: open_image(products[i].image),
+        len(products),
+        desc=label,
+    )
+    return tower.head.eval()(torch.from_numpy(feats)).numpy()
+
+
+def _composed_rows(
+    model: RetrievalModel,
+    images: np.ndarray,
+    products: Sequence[Product],
+    *,
+    max_queries: int,
+    ks: Sequence[int],
+) -> tuple[dict[str, dict[str, float]], int]:
+    queries = composed_colour_change(products, max_queries=max_queries, seed=0)
+    if not queries:
+        return {}, 0
+    refs = np.array([q.reference for q in queries])
+    texts = sorted({q.text for q in queries})
+    text_emb = dict(zip(texts, embed_texts(model, texts), strict=True))
+    mods = np.stack([text_emb[q.text] for q in queries])
+    candidates = {
+        "fusion": fuse(model, images[refs], mods),
+        "sum": _normalise(images[refs] + mods),
+        "image_only": images[refs],
+        "text_only": mods,
+    }
+    relevant = [set(q.relevant) for q in queries]
+    k = max(ks)
+    rows = {
+        name: retrieval_metrics(rank(q, images, k=k, exclude=refs), relevant, ks=ks)
+        for name, q in candidates.items()
+    }
+    return rows, len(queries)
+
+
+def evaluate_catalog(
+    model: RetrievalModel,
+    products: Sequence[Product],
+    *,
+    cache_dir: Path | None = None,
+    max_queries: int = 1500,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> dict[str, Any]:
+    """Text->image (own image; attribute relevance) and composed colour-change metrics.
+
+    The gallery is `products`; queries come from `shared.data.queries`.
+    """
+    images = image_embeddings(model, products, cache_dir=cache_dir)
+    titles = embed_texts(model, [p.title for p in products], desc="titles")
+    k = max(ks)
+    result: dict[str, Any] = {"gallery_size": len(products)}
+    counts = {}
+    for name, queries in (
+        ("text_to_image_own", text_to_image_own(products)),
+        ("text_to_image_attribute", text_to_image_attribute(products)),
+    ):
+        if queries:
+            rows = np.array([q.product for q in queries])
+            ranked = rank(titles[rows], images, k=k)
+            result[name] = retrieval_metrics(ranked, [set(q.relevant) for q in queries], ks=ks)
+        counts[name] = len(queries)
+    composed, n = _composed_rows(model, images, products, max_queries=max_queries, ks=ks)
+    if composed:
+        result["composed"] = composed
+    result["queries"] = {**counts, "composed": n}
+    return result
+
+
+def evaluate_fashioniq(
+    model: RetrievalModel, root: Path, *, split: str = "val", ks: Sequence[int] = (10, 50)
+) -> dict[str, Any]:
+    """The FashionIQ protocol: per category, candidate image + both captions -> target image.
+
+    The gallery of a category is its split's image ids with an image file; the two captions
+    are joined with " and " as in the common CLIP4Cir/BLIP baselines.
+    """
+    per_category: dict[str, dict[str, float]] = {}
+    counts = {}
+    for cat in fashioniq.CATEGORIES:
+        gallery = fashioniq.to_products(root, cat, split, skip_missing=True)
+        index = {p.id: i for i, p in enumerate(gallery)}
+        triplets = [
+            t
+            for t in fashioniq.load_fashioniq(root, cat, split)
+            if t.target in index and t.candidate in index
+        ]
+        if not triplets:
+            continue
+        images = image_embeddings(model, gallery, cache_dir=None, label=f"{cat} gallery")
+        refs = np.array([index[t.candidate] for t in triplets])
+        texts = embed_texts(model, [" and ".join(c for c in t.captions if c) for t in triplets])
+        queries = fuse(model, images[refs], texts)
+        ranked = rank(queries, images, k=max(ks), exclude=refs)
+        per_category[cat] = retrieval_metrics(ranked, [{index[t.target]} for t in triplets], ks=ks)
+        counts[cat] = len(triplets)
+    if not per_category:
+        return {}
+    return {
+        "protocol": fashioniq_protocol(per_category),
+        "per_category": per_category,
+        "queries": counts,
+    }

@@ -1,0 +1,292 @@
+"""The per-worker training loop run by Ray Train's TorchTrainer.
+
+Frozen backbones are replaced by their cached features (`FeatureInput`); a backbone with
+trainable blocks runs on raw inputs in the loop. Each step optimises the text->image loss and,
+weighted by `composed_weight`, the composed-query loss through the fusion module.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from torch import nn
+
+from shared.models.backbone import Backbone
+from shared.models.losses import LOSSES
+from shared.models.model import HeadConfig, RetrievalModel
+from shared.models.transforms import ImagePreprocessor
+from training.config import TrainConfig
+from training.examples import Examples, sample_composed
+
+log = logging.getLogger("vitrine.train")
+CHECKPOINT_FILE = "model.safetensors"
+
+
+class FeatureInput(Backbone):
+    """Stands in for a frozen backbone whose features were computed beforehand: identity."""
+
+    def __init__(self, feature_dim: int) -> None:
+        super().__init__()
+        self.feature_dim = feature_dim
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def trainable_blocks(self) -> list[nn.Module]:
+        return []
+
+
+@dataclass
+class TrainInputs:
+    """What every worker receives: examples plus cached features or raw inputs.
+
+    image_features: [views, N, F] when the image backbone is frozen, else None (then
+        `image_paths` are loaded and preprocessed in the loop).
+    title_features / modifier_features: [N, F] / [M, F] when the text backbone is frozen.
+    """
+
+    examples: Examples
+    image_features: np.ndarray | None
+    title_features: np.ndarray | None
+    modifier_features: np.ndarray | None
+    image_paths: list[str]
+    image_feature_dim: int
+    text_feature_dim: int
+
+
+class TrainModule(nn.Module):
+    """Wraps the model so that one forward computes the whole loss (what DDP synchronises)."""
+
+    def __init__(self, model: RetrievalModel, inputs: TrainInputs, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.inputs = inputs
+        self.loss = LOSSES[cfg.optim.loss]
+        self.composed_weight = cfg.optim.composed_weight
+        self.flip = cfg.optim.flip_augment
+
+    def train(self, mode: bool = True) -> TrainModule:
+        """Batch-norm statistics stay frozen: small CPU batches would corrupt them."""
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+    def _images(self, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        feats = self.inputs.image_features
+        if feats is not None:
+            views = (
+                rng.integers(feats.shape[0], size=len(idx))
+                if self.flip
+                else np.zeros(len(idx), int)
+            )
+            return self.model.image.head(torch.from_numpy(feats[views, idx]))
+        from shared.models.inference import open_image
+
+        images = [open_image(Path(self.inputs.image_paths[i])) for i in idx]
+        if self.flip:
+            flip = Image.Transpose.FLIP_LEFT_RIGHT
+            images = [im.transpose(flip) if rng.random() < 0.5 else im for im in images]
+        return self.model.image(self.model.image.preprocessor.batch(images))
+
+    def _texts(self, idx: np.ndarray, *, modifiers: bool) -> torch.Tensor:
+        feats = self.inputs.modifier_features if modifiers else self.inputs.title_features
+        if feats is not None:
+            return self.model.text.head(torch.from_numpy(feats[idx]))
+        source = self.inputs.examples.composed.texts if modifiers else self.inputs.examples.titles
+        return self.model.text.encode([source[i] for i in idx])
+
+    def forward(
+        self, batch: dict[str, np.ndarray], rng: np.random.Generator
+    ) -> dict[str, torch.Tensor]:
+        ex = self.inputs.examples
+        scale = self.model.logit_scale
+        idx = batch["products"]
+        t2i = self.loss(
+            self._texts(idx, modifiers=False),
+            self._images(idx, rng),
+            logit_scale=scale,
+            groups=torch.from_numpy(ex.title_groups[idx]),
+        )
+        out = {"t2i": t2i, "loss": t2i}
+        if self.composed_weight > 0 and len(batch["refs"]):
+            query = self.model.fusion(
+                self._images(batch["refs"], rng), self._texts(batch["mods"], modifiers=True)
+            )
+            composed = self.loss(
+                query,
+                self._images(batch["targets"], rng),
+                logit_scale=scale,
+                groups=torch.from_numpy(ex.attribute_groups[batch["targets"]]),
+            )
+            out["composed"] = composed
+            out["loss"] = t2i + self.composed_weight * composed
+        return out
+
+
+def build_worker_model(cfg: TrainConfig, inputs: TrainInputs) -> RetrievalModel:
+    """The model to train: real backbones only where blocks train, cached features elsewhere."""
+    from shared.models.factory import build_image_backbone, build_text_backbone
+
+    heads = HeadConfig(**cfg.heads)
+    if cfg.image.train_last_blocks > 0:
+        image_bb, pre = build_image_backbone(
+            cfg.image.kind,
+            source=cfg.image.source,
+            resolution=cfg.image.resolution,
+            pooling=cfg.image.pooling,
+        )
+        image_bb.freeze(train_last_blocks=cfg.image.train_last_blocks)
+    else:
+        image_bb, pre = FeatureInput(inputs.image_feature_dim), ImagePreprocessor()
+    if cfg.text.train_last_blocks > 0:
+        text_bb = build_text_backbone(cfg.text.source, max_length=cfg.text.max_length)
+        text_bb.freeze(train_last_blocks=cfg.text.train_last_blocks)
+    else:
+        text_bb = None
+    model = RetrievalModel.build(
+        heads=heads, image_backbone=image_bb, preprocessor=pre, text_backbone=text_bb
+    )
+    if text_bb is None:
+        from shared.models.model import TextTower
+
+        model.text = TextTower(FeatureInput(inputs.text_feature_dim), heads)
+    return model
+
+
+def _param_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+    decay, no_decay, backbone = [], [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if ".backbone." in f".{name}":
+            backbone.append(param)
+        elif param.ndim < 2 or name == "logit_scale":
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [
+        {"params": decay, "lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay},
+        {"params": no_decay, "lr": cfg.optim.lr, "weight_decay": 0.0},
+    ]
+    if backbone:
+        groups.append(
+            {
+                "params": backbone,
+                "lr": cfg.optim.backbone_lr,
+                "weight_decay": cfg.optim.weight_decay,
+            }
+        )
+    return groups
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to zero: the multiplier of each group's base lr."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _epoch_batches(
+    inputs: TrainInputs, cfg: TrainConfig, *, epoch: int, rank: int, world: int
+) -> list[dict[str, np.ndarray]]:
+    """This worker's batches for one epoch; all workers draw from one seeded permutation."""
+    ex = inputs.examples
+    rng = np.random.default_rng([cfg.optim.seed, epoch])
+    products = rng.permutation(len(ex.titles))[rank::world]
+    positions = rng.permutation(len(ex.composed.references))[rank::world]
+    per_worker = max(2, cfg.optim.batch_size // world)
+    steps = max(1, math.ceil(len(products) / per_worker))
+    batches = []
+    for s in range(steps):
+        idx = products[s * per_worker : (s + 1) * per_worker]
+        pos = positions[s * per_worker : (s + 1) * per_worker] if len(positions) else positions
+        refs, mods, targets = sample_composed(ex.composed, pos, rng)
+        if len(idx) >= 2:
+            batches.append({"products": idx, "refs": refs, "mods": mods, "targets": targets})
+    return batches
+
+
+def _save_checkpoint(model: RetrievalModel, directory: Path) -> None:
+    """Saves the heads, fusion and temperature, plus the backbone parameters that trained."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    state = {
+        k: v.detach().contiguous()
+        for k, v in model.state_dict().items()
+        if ".backbone." not in f".{k}" or k in trainable
+    }
+    save_file(state, str(directory / CHECKPOINT_FILE))
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point. `config`: {"train_config": dict, "inputs": TrainInputs}."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg = TrainConfig.model_validate(config["train_config"])
+    inputs: TrainInputs = config["inputs"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(cfg.optim.seed)
+    model = build_worker_model(cfg, inputs)
+    module = TrainModule(model, inputs, cfg)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg))
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    if world > 1:
+        module = ray.train.torch.prepare_model(
+            module, move_to_device=False, parallel_strategy_kwargs={"find_unused_parameters": True}
+        )
+    steps_per_epoch = len(_epoch_batches(inputs, cfg, epoch=0, rank=rank, world=world))
+    total = steps_per_epoch * cfg.optim.epochs
+    warmup = max(1, int(cfg.optim.warmup_fraction * total))
+    step = 0
+    for epoch in range(cfg.optim.epochs):
+        started = time.perf_counter()
+        module.train()
+        sums: dict[str, float] = {}
+        rng = np.random.default_rng([cfg.optim.seed, epoch, rank])
+        batches = _epoch_batches(inputs, cfg, epoch=epoch, rank=rank, world=world)
+        for batch in batches:
+            for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                group["lr"] = base * _schedule(step, total, warmup)
+            losses = module(batch, rng)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            step += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+        metrics = {k: v / max(1, len(batches)) for k, v in sums.items()}
+        metrics.update(
+            epoch=epoch + 1, temperature=model.temperature(), seconds=time.perf_counter() - started
+        )
+        if rank == 0:
+            log.info(
+                "epoch %d/%d  %s  (%.1fs)",
+                epoch + 1,
+                cfg.optim.epochs,
+                "  ".join(
+                    f"{k}={metrics[k]:.4f}"
+                    for k in ("loss", "t2i", "composed", "temperature")
+                    if k in metrics
+                ),
+                metrics["seconds"],
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                _save_checkpoint(model, Path(tmp))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)

@@ -1,0 +1,72 @@
+"""Evaluation reports: JSON, a PNG of the R@K / P@K / F1@K curves, and Markdown tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROW_TITLES = {
+    "text_to_image_own": "text->image (own image)",
+    "text_to_image_attribute": "text->image (attribute relevance)",
+    "composed/fusion": "composed: learned fusion",
+    "composed/sum": "composed: sum fusion",
+    "composed/image_only": "composed: image only",
+    "composed/text_only": "composed: text only",
+}
+
+
+def flat_rows(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{"text_to_image_own": {...}, "composed/fusion": {...}, ...} from an evaluation result."""
+    rows = {k: v for k, v in metrics.items() if k in ROW_TITLES}
+    for method, values in metrics.get("composed", {}).items():
+        rows[f"composed/{method}"] = values
+    return rows
+
+
+def markdown_table(metrics: dict[str, Any], *, ks: tuple[int, ...] = (5, 10, 20, 50)) -> str:
+    header = "| query set | " + " | ".join(f"{m}@{k}" for k in ks for m in ("R", "P", "F1")) + " |"
+    lines = [header, "|---|" + "---|" * (3 * len(ks))]
+    for key, values in flat_rows(metrics).items():
+        cells = " | ".join(f"{values[f'{m}@{k}']:.3f}" for k in ks for m in ("R", "P", "F1"))
+        lines.append(f"| {ROW_TITLES[key]} | {cells} |")
+    return "\n".join(lines)
+
+
+def plot_curves(metrics: dict[str, Any], path: Path, *, title: str = "") -> Path:
+    """Writes a PNG with R@K, P@K and F1@K against K, one line per query set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = flat_rows(metrics)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, measure in zip(axes, ("R", "P", "F1"), strict=True):
+        for key, values in rows.items():
+            ks = sorted(int(k.split("@")[1]) for k in values if k.startswith(f"{measure}@"))
+            ax.plot(ks, [values[f"{measure}@{k}"] for k in ks], marker="o", label=ROW_TITLES[key])
+        ax.set_xlabel("K")
+        ax.set_ylabel(f"{measure}@K")
+        ax.set_title(f"{measure}@K")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(metrics: dict[str, Any], out_dir: Path, *, title: str = "") -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "metrics.json"
+    json_path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    paths = {"json": json_path}
+    if flat_rows(metrics):
+        paths["png"] = plot_curves(metrics, out_dir / "curves.png", title=title)
+        (out_dir / "table.md").write_text(markdown_table(metrics) + "\n")
+        paths["markdown"] = out_dir / "table.md"
+    return paths

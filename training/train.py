@@ -1,0 +1,171 @@
+"""`vitrine train`: prepare data and cached features, fit with Ray Train, export and evaluate a bundle."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from shared.models.bundle import Manifest, save_bundle
+from shared.models.factory import build_image_backbone, build_text_backbone
+from shared.models.model import HeadConfig, RetrievalModel
+from training.config import TrainConfig, TrainingSettings
+from training.data import PreparedData, prepare_data
+from training.evaluate import evaluate_catalog, evaluate_fashioniq
+from training.examples import build_examples
+from training.features import cached_image_features, cached_text_features
+from training.loop import CHECKPOINT_FILE, TrainInputs, train_loop_per_worker
+
+log = logging.getLogger("vitrine.train")
+
+
+@dataclass
+class TrainResult:
+    manifest: Manifest
+    bundle: Path
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def _inputs(
+    cfg: TrainConfig, data: PreparedData, model: RetrievalModel, cache_dir: Path
+) -> TrainInputs:
+    """Examples plus cached features for every frozen backbone."""
+    examples = build_examples(data.train)
+    image_feats = title_feats = modifier_feats = None
+    if cfg.image.train_last_blocks == 0:
+        views = [False, True] if cfg.optim.flip_augment else [False]
+        image_feats = np.stack(
+            [
+                cached_image_features(
+                    model.image.backbone,
+                    model.image.preprocessor,
+                    data.train,
+                    cache_dir=cache_dir,
+                    flip=f,
+                    label="train",
+                )
+                for f in views
+            ]
+        )  # [views, N, F]
+    if cfg.text.train_last_blocks == 0:
+        title_feats = cached_text_features(
+            model.text.backbone, examples.titles, cache_dir=cache_dir, label="titles"
+        )
+        modifier_feats = cached_text_features(
+            model.text.backbone, examples.composed.texts, cache_dir=cache_dir, label="modifiers"
+        )
+    return TrainInputs(
+        examples=examples,
+        image_features=image_feats,
+        title_features=title_feats,
+        modifier_features=modifier_feats,
+        image_paths=[str(p.image) for p in data.train],
+        image_feature_dim=model.image.backbone.feature_dim,
+        text_feature_dim=model.text.backbone.feature_dim,
+    )
+
+
+def _ensure_ray(num_cpus: int | None) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+
+
+def fit(cfg: TrainConfig, inputs: TrainInputs, *, storage_path: Path) -> dict[str, torch.Tensor]:
+    """Runs the TorchTrainer and returns the final checkpoint's weights."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    _ensure_ray(None)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"train_config": cfg.model_dump(mode="json"), "inputs": inputs},
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
+        run_config=RunConfig(
+            name=f"{cfg.name}-{int(time.time())}", storage_path=str(storage_path.resolve())
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"training produced no checkpoint: {result.error}")
+    with result.checkpoint.as_directory() as directory:
+        return load_file(str(Path(directory) / CHECKPOINT_FILE))
+
+
+def build_model(cfg: TrainConfig) -> RetrievalModel:
+    """The full model with real backbones and freshly initialised heads (seeded)."""
+    torch.manual_seed(cfg.optim.seed)
+    image_bb, pre = build_image_backbone(
+        cfg.image.kind,
+        source=cfg.image.source,
+        resolution=cfg.image.resolution,
+        pooling=cfg.image.pooling,
+    )
+    text_bb = build_text_backbone(cfg.text.source, max_length=cfg.text.max_length)
+    return RetrievalModel.build(
+        heads=HeadConfig(**cfg.heads),
+        image_backbone=image_bb,
+        preprocessor=pre,
+        text_backbone=text_bb,
+    ).eval()
+
+
+def evaluate(
+    model: RetrievalModel, data: PreparedData, cfg: TrainConfig, cache_dir: Path
+) -> dict[str, Any]:
+    metrics = evaluate_catalog(
+        model, data.test, cache_dir=cache_dir, max_queries=cfg.eval_max_queries
+    )
+    if cfg.data.kind in ("synthetic", "fashioniq") and data.fashioniq_root is not None:
+        fiq = evaluate_fashioniq(
+            model, data.fashioniq_root, split="val" if cfg.data.kind == "fashioniq" else "test"
+        )
+        if fiq:
+            metrics["fashioniq"] = fiq
+    return metrics
+
+
+def train(cfg: TrainConfig, settings: TrainingSettings) -> TrainResult:
+    """Trains, exports the bundle to `cfg.output`, and evaluates it on the held-out split."""
+    started = time.perf_counter()
+    cache_dir = settings.cache_dir
+    data = prepare_data(cfg.data, workdir=cache_dir / "data")
+    log.info("data: %s", data.description)
+    model = build_model(cfg)
+    untrained = evaluate(model, data, cfg, cache_dir)
+    inputs = _inputs(cfg, data, model, cache_dir)
+    fit_started = time.perf_counter()
+    state = fit(cfg, inputs, storage_path=settings.storage_path)
+    fit_seconds = time.perf_counter() - fit_started
+    missing, _ = model.load_state_dict(state, strict=False)
+    missing_heads = [k for k in missing if ".backbone." not in f".{k}"]
+    if missing_heads:
+        raise RuntimeError(f"checkpoint lacks {missing_heads[:5]}")
+    model.eval()
+    metrics = evaluate(model, data, cfg, cache_dir)
+    seconds = time.perf_counter() - started
+    training = {
+        "config": cfg.model_dump(mode="json"),
+        "data": data.description,
+        "fit_seconds": round(fit_seconds, 1),
+        "total_seconds": round(seconds, 1),
+        "machine": f"{os.cpu_count()} CPUs",
+    }
+    manifest = save_bundle(
+        model,
+        cfg.output,
+        training=training,
+        metrics={"held_out": metrics, "untrained_heads": untrained},
+    )
+    log.info("bundle %s written to %s", manifest.bundle_id, cfg.output)
+    return TrainResult(manifest, cfg.output, metrics, seconds)
