@@ -16,7 +16,7 @@ import torch
 from shared.data import fashioniq
 from shared.data.catalog import Product
 from shared.data.queries import composed_colour_change, text_to_image_attribute, text_to_image_own
-from shared.models.inference import embed_texts, fuse, open_image
+from shared.models.inference import embed_texts, fuse, image_features, open_image
 from shared.models.metrics import DEFAULT_KS, fashioniq_protocol, rank, retrieval_metrics
 from shared.models.model import RetrievalModel
 from training.features import cached_image_features
@@ -36,22 +36,20 @@ def image_embeddings(
     cache_dir: Path | None,
     label: str = "gallery",
 ) -> np.ndarray:
-    """[N, D] image embeddings; frozen-backbone features come from the cache when given."""
+    """[N, D] image embeddings; backbone features come from the cache when `cache_dir` is given."""
     tower = model.image
-    if cache_dir is not None and not tower.backbone.has_trainable_parameters():
+    if cache_dir is not None:
         feats = cached_image_features(
             tower.backbone, tower.preprocessor, products, cache_dir=cache_dir, label=label
         )
-        return tower.head.eval()(torch.from_numpy(feats)).numpy()
-    from shared.models.inference import image_features
-
-    feats = image_features(
-        tower.backbone,
-        tower.preprocessor,
-        lambda i: open_image(products[i].image),
-        len(products),
-        desc=label,
-    )
+    else:
+        feats = image_features(
+            tower.backbone,
+            tower.preprocessor,
+            lambda i: open_image(products[i].image),
+            len(products),
+            desc=label,
+        )
     return tower.head.eval()(torch.from_numpy(feats)).numpy()
 
 

@@ -11,6 +11,7 @@ import logging
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,9 @@ class FeatureInput(Backbone):
 class TrainInputs:
     """What every worker receives: examples plus cached features or raw inputs.
 
-    image_features: [views, N, F] when the image backbone is frozen, else None (then
+    image_features: [views, N, F] pooled features when the image backbone is frozen;
+        [views, N, ...] outputs of its frozen prefix when `image_prefix_blocks` > 0 (the loop
+        runs only the trainable last blocks); None when the backbone cannot split (then
         `image_paths` are loaded and preprocessed in the loop).
     title_features / modifier_features: [N, F] / [M, F] when the text backbone is frozen.
     """
@@ -64,6 +67,7 @@ class TrainInputs:
     image_paths: list[str]
     image_feature_dim: int
     text_feature_dim: int
+    image_prefix_blocks: int = 0
 
 
 class TrainModule(nn.Module):
@@ -232,22 +236,28 @@ def _save_checkpoint(model: RetrievalModel, directory: Path) -> None:
     save_file(state, str(directory / CHECKPOINT_FILE))
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point. `config`: {"train_config": dict, "inputs": TrainInputs}."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg = TrainConfig.model_validate(config["train_config"])
-    inputs: TrainInputs = config["inputs"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+def run_training(
+    cfg: TrainConfig,
+    inputs: TrainInputs,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    on_epoch: Callable[[RetrievalModel, dict[str, float]], None] | None = None,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+) -> RetrievalModel:
+    """Trains and returns the worker's model. Ray-free: the Ray entry point below wraps it.
+
+    Args:
+        on_epoch: called after each epoch with the model and that epoch's mean losses.
+        wrap: wraps the loss module for data parallelism (DDP under Ray Train).
+    """
     torch.manual_seed(cfg.optim.seed)
     model = build_worker_model(cfg, inputs)
-    module = TrainModule(model, inputs, cfg)
+    module: nn.Module = TrainModule(model, inputs, cfg)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    if world > 1:
-        module = ray.train.torch.prepare_model(
-            module, move_to_device=False, parallel_strategy_kwargs={"find_unused_parameters": True}
-        )
+    if wrap is not None:
+        module = wrap(module)
     steps_per_epoch = len(_epoch_batches(inputs, cfg, epoch=0, rank=rank, world=world))
     total = steps_per_epoch * cfg.optim.epochs
     warmup = max(1, int(cfg.optim.warmup_fraction * total))
@@ -274,19 +284,50 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             epoch=epoch + 1, temperature=model.temperature(), seconds=time.perf_counter() - started
         )
         if rank == 0:
+            shown = ("loss", "t2i", "composed", "temperature")
             log.info(
                 "epoch %d/%d  %s  (%.1fs)",
                 epoch + 1,
                 cfg.optim.epochs,
-                "  ".join(
-                    f"{k}={metrics[k]:.4f}"
-                    for k in ("loss", "t2i", "composed", "temperature")
-                    if k in metrics
-                ),
+                "  ".join(f"{k}={metrics[k]:.4f}" for k in shown if k in metrics),
                 metrics["seconds"],
             )
-            with tempfile.TemporaryDirectory() as tmp:
-                _save_checkpoint(model, Path(tmp))
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
+        if on_epoch is not None:
+            on_epoch(model, metrics)
+    return model.eval()
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point. `config`: {"train_config": dict, "inputs": TrainInputs}.
+
+    Rank 0 reports a checkpoint (heads, fusion, temperature, trained backbone blocks) after
+    every epoch through `ray.train.report`; the other ranks report their metrics.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg = TrainConfig.model_validate(config["train_config"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+
+    def report(model: RetrievalModel, metrics: dict[str, float]) -> None:
+        if rank != 0:
             ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            _save_checkpoint(model, Path(tmp))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    def ddp(module: nn.Module) -> nn.Module:
+        # A batch may hold no composed queries (the fusion then gets no gradient).
+        kwargs = {"find_unused_parameters": True}
+        return ray.train.torch.prepare_model(
+            module, move_to_device=False, parallel_strategy_kwargs=kwargs
+        )
+
+    run_training(
+        cfg,
+        config["inputs"],
+        rank=rank,
+        world=world,
+        on_epoch=report,
+        wrap=ddp if world > 1 else None,
+    )

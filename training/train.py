@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from shared.models.backbone import Backbone
 from shared.models.bundle import Manifest, save_bundle
 from shared.models.factory import build_image_backbone, build_text_backbone
 from shared.models.model import HeadConfig, RetrievalModel
@@ -40,7 +41,9 @@ def _inputs(
     """Examples plus cached features for every frozen backbone."""
     examples = build_examples(data.train)
     image_feats = title_feats = modifier_feats = None
-    if cfg.image.train_last_blocks == 0:
+    blocks = cfg.image.train_last_blocks
+    prefix = blocks if blocks and _can_split(model.image.backbone, blocks) else 0
+    if blocks == 0 or prefix:
         views = [False, True] if cfg.optim.flip_augment else [False]
         image_feats = np.stack(
             [
@@ -50,11 +53,12 @@ def _inputs(
                     data.train,
                     cache_dir=cache_dir,
                     flip=f,
+                    prefix_blocks=prefix,
                     label="train",
                 )
                 for f in views
             ]
-        )  # [views, N, F]
+        )  # [views, N, F] or [views, N, C, h, w]
     if cfg.text.train_last_blocks == 0:
         title_feats = cached_text_features(
             model.text.backbone, examples.titles, cache_dir=cache_dir, label="titles"
@@ -70,7 +74,21 @@ def _inputs(
         image_paths=[str(p.image) for p in data.train],
         image_feature_dim=model.image.backbone.feature_dim,
         text_feature_dim=model.text.backbone.feature_dim,
+        image_prefix_blocks=prefix,
     )
+
+
+@torch.no_grad()
+def _can_split(backbone: Backbone, blocks: int) -> bool:
+    """Whether the backbone can run its last `blocks` blocks on cached prefix outputs."""
+    try:
+        backbone.forward_suffix(
+            backbone.forward_prefix(torch.zeros(1, 3, 32, 32), train_last_blocks=blocks),
+            train_last_blocks=blocks,
+        )
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _ensure_ray(num_cpus: int | None) -> None:
@@ -111,7 +129,9 @@ def build_model(cfg: TrainConfig) -> RetrievalModel:
         resolution=cfg.image.resolution,
         pooling=cfg.image.pooling,
     )
+    image_bb.freeze(train_last_blocks=cfg.image.train_last_blocks)
     text_bb = build_text_backbone(cfg.text.source, max_length=cfg.text.max_length)
+    text_bb.freeze(train_last_blocks=cfg.text.train_last_blocks)
     return RetrievalModel.build(
         heads=HeadConfig(**cfg.heads),
         image_backbone=image_bb,

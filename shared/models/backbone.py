@@ -50,6 +50,18 @@ class Backbone(nn.Module):
             for block in self.trainable_blocks()[-train_last_blocks:]:
                 block.requires_grad_(True)
 
+    def forward_prefix(self, inputs: Any, *, train_last_blocks: int) -> Any:
+        """The frozen part: everything before the last `train_last_blocks` blocks.
+
+        Together with `forward_suffix` it equals `forward`; training caches the prefix's
+        output once and runs only the suffix. Kinds that cannot split raise NotImplementedError.
+        """
+        raise NotImplementedError
+
+    def forward_suffix(self, hidden: Any, *, train_last_blocks: int) -> Any:
+        """The trainable last blocks, from `forward_prefix`'s output to pooled features."""
+        raise NotImplementedError
+
     def has_trainable_parameters(self) -> bool:
         return any(p.requires_grad for p in self.parameters())
 

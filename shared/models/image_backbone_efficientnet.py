@@ -61,6 +61,29 @@ class EfficientNetBackbone(Backbone):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, 1280]
         return self.net.extract_features(pixel_values).mean(dim=(2, 3))
 
+    def _run_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Blocks [start, stop) with the package's drop-connect schedule (active in training)."""
+        blocks = self.net._blocks
+        for idx in range(start, stop):
+            rate = self.net._global_params.drop_connect_rate
+            x = blocks[idx](x, drop_connect_rate=rate * idx / len(blocks) if rate else rate)
+        return x
+
+    def _split(self, train_last_blocks: int) -> int:
+        """Index of the first MBConv block that trains (trainable_blocks: stem, blocks, head)."""
+        if not 1 <= train_last_blocks <= len(self.net._blocks) + 1:
+            raise ValueError(f"train_last_blocks must be in 1..{len(self.net._blocks) + 1}")
+        return len(self.net._blocks) - (train_last_blocks - 1)
+
+    def forward_prefix(self, inputs: torch.Tensor, *, train_last_blocks: int) -> torch.Tensor:
+        x = self.net._swish(self.net._bn0(self.net._conv_stem(inputs)))
+        return self._run_blocks(x, 0, self._split(train_last_blocks))  # [B, C, h, w]
+
+    def forward_suffix(self, hidden: torch.Tensor, *, train_last_blocks: int) -> torch.Tensor:
+        x = self._run_blocks(hidden, self._split(train_last_blocks), len(self.net._blocks))
+        x = self.net._swish(self.net._bn1(self.net._conv_head(x)))
+        return x.mean(dim=(2, 3))  # [B, 1280]
+
     def trainable_blocks(self) -> list[nn.Module]:
         head = nn.ModuleList([self.net._conv_head, self.net._bn1])
         return [self.net._conv_stem, *self.net._blocks, head]

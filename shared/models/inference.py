@@ -35,22 +35,27 @@ def image_features(
     batch_size: int = 32,
     flip: bool = False,
     desc: str | None = None,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> np.ndarray:
-    """Pooled backbone features of n images, [n, feature_dim] float32.
+    """Backbone outputs of n images, float32: pooled features [n, feature_dim] by default.
 
     Args:
         load: returns image i.
         flip: mirror each image horizontally first (a second view for augmentation).
         desc: progress-bar label; None hides the bar.
+        forward: what to run instead of `backbone` (e.g. its frozen prefix).
     """
     backbone.eval()
-    out = np.zeros((n, backbone.feature_dim), dtype=np.float32)
+    forward = forward or backbone
+    chunks = []
     for start in _batched(n, batch_size, desc):
         images = [load(i) for i in range(start, min(n, start + batch_size))]
         if flip:
             images = [img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for img in images]
-        out[start : start + len(images)] = backbone(preprocessor.batch(images)).numpy()
-    return out
+        chunks.append(forward(preprocessor.batch(images)).numpy().astype(np.float32))
+    if not chunks:
+        return np.zeros((0, backbone.feature_dim), dtype=np.float32)
+    return np.concatenate(chunks)
 
 
 @torch.inference_mode()

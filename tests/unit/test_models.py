@@ -1,0 +1,241 @@
+"""The model library: loading by path, bundles, fusion, losses and preprocessing."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import BertConfig, BertModel, BertTokenizerFast, ViTConfig, ViTModel
+
+from shared.models.bundle import BundleError, load_bundle, save_bundle
+from shared.models.heads import AdditiveAttentionFusion
+from shared.models.image_backbone_hf import HFImageBackbone
+from shared.models.inference import embed_images, embed_texts, fuse
+from shared.models.losses import LOSSES, cmpm, info_nce, triplet_hard_negative
+from shared.models.model import HeadConfig, RetrievalModel
+from shared.models.text_backbone_hf import HFTextBackbone
+from shared.models.transforms import ImageDecodeError, ImagePreprocessor, decode_image
+
+HEADS = HeadConfig(embed_dim=16, image_hidden_dim=32, text_hidden_dim=32, fusion_hidden_dim=16)
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "blue",
+    "red",
+    "shirt",
+    "dress",
+    "in",
+    "black",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    """A tiny ViT and BERT written with save_pretrained: real files, random weights."""
+    root = tmp_path_factory.mktemp("hub")
+    torch.manual_seed(0)
+    vit = ViTModel(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=32,
+            patch_size=8,
+        ),
+        add_pooling_layer=False,
+    )
+    vit.save_pretrained(root / "vit")
+    vocab = root / "vocab.txt"
+    vocab.write_text("\n".join(VOCAB))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=len(VOCAB),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+        ),
+        add_pooling_layer=False,
+    )
+    bert.save_pretrained(root / "bert")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(root / "bert")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_checkpoints):
+    torch.manual_seed(0)
+    image = HFImageBackbone.from_pretrained(str(tiny_checkpoints / "vit"), pooling="cls_mean")
+    text = HFTextBackbone.from_pretrained(str(tiny_checkpoints / "bert"), max_length=8)
+    return RetrievalModel.build(
+        heads=HEADS,
+        image_backbone=image,
+        preprocessor=ImagePreprocessor(resolution=32),
+        text_backbone=text,
+    ).eval()
+
+
+def _images(n: int) -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def test_loads_vit_and_bert_by_path_and_embeds(tiny_model):
+    img = embed_images(tiny_model, _images(3))
+    txt = embed_texts(tiny_model, ["blue shirt", "red dress", "in black"])
+    assert img.shape == (3, 16) and txt.shape == (3, 16)
+    np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1.0, atol=1e-5)
+    assert tiny_model.image.backbone.feature_dim == 64  # cls + mean of hidden 32
+
+
+def test_vit_runs_at_another_resolution(tiny_checkpoints):
+    backbone = HFImageBackbone.from_pretrained(str(tiny_checkpoints / "vit"), pooling="cls")
+    out = backbone(torch.zeros(1, 3, 48, 48))  # position embeddings interpolated from 32 px
+    assert out.shape == (1, 32)
+
+
+def test_bundle_round_trip_gives_identical_embeddings(tiny_model, tmp_path):
+    manifest = save_bundle(
+        tiny_model, tmp_path / "b", training={"note": "test"}, metrics={"R@10": 0.5}
+    )
+    loaded, read = load_bundle(tmp_path / "b")
+    assert read.bundle_id == manifest.bundle_id and read.embed_dim == 16
+    assert (
+        read.image["preprocess"]["resolution"] == 32 and read.text["backbone"]["kind"] == "hf_text"
+    )
+    assert read.metrics == {"R@10": 0.5}
+    images, texts = _images(2), ["blue shirt", "in black"]
+    np.testing.assert_array_equal(embed_images(loaded, images), embed_images(tiny_model, images))
+    np.testing.assert_array_equal(embed_texts(loaded, texts), embed_texts(tiny_model, texts))
+    a, b = embed_images(loaded, images), embed_texts(loaded, texts)
+    np.testing.assert_array_equal(fuse(loaded, a, b), fuse(tiny_model, a, b))
+
+
+def test_bundle_holds_no_pickles(tiny_model, tmp_path):
+    save_bundle(tiny_model, tmp_path / "b")
+    files = [p.name for p in (tmp_path / "b").rglob("*") if p.is_file()]
+    assert "heads.safetensors" in files and "manifest.json" in files
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+
+
+def test_bundle_refuses_pickled_backbone_weights(tiny_model, tmp_path):
+    save_bundle(tiny_model, tmp_path / "b")
+    weights = tmp_path / "b" / "text_backbone" / "model.safetensors"
+    torch.save(tiny_model.text.backbone.model.state_dict(), weights.with_name("pytorch_model.bin"))
+    weights.unlink()
+    with pytest.raises(OSError):
+        load_bundle(tmp_path / "b")
+
+
+def test_bundle_id_changes_with_weights(tiny_model, tmp_path):
+    first = save_bundle(tiny_model, tmp_path / "a").bundle_id
+    assert save_bundle(tiny_model, tmp_path / "b").bundle_id == first
+    with torch.no_grad():
+        tiny_model.fusion.v.weight.add_(1.0)
+    try:
+        assert save_bundle(tiny_model, tmp_path / "c").bundle_id != first
+    finally:
+        with torch.no_grad():
+            tiny_model.fusion.v.weight.sub_(1.0)
+
+
+def test_partial_load_and_errors(tiny_model, tmp_path):
+    save_bundle(tiny_model, tmp_path / "b")
+    fusion_only, _ = load_bundle(tmp_path / "b", parts=frozenset({"fusion"}))
+    assert fusion_only.image is None and fusion_only.text is None and fusion_only.fusion is not None
+    with pytest.raises(BundleError, match="manifest.json is missing"):
+        load_bundle(tmp_path)
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="bundle format 99"):
+        load_bundle(tmp_path / "b")
+
+
+def test_additive_attention_fusion_weights_are_a_distribution():
+    torch.manual_seed(0)
+    fusion = AdditiveAttentionFusion(8, hidden_dim=16).eval()
+    image, text = torch.randn(5, 8), torch.randn(5, 8)
+    candidates, weights = fusion.attention(image, text)
+    assert candidates.shape == (5, 3, 8) and weights.shape == (5, 3)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(5))
+    out = fusion(image, text)
+    torch.testing.assert_close(out.norm(dim=-1), torch.ones(5))
+    # Conditioned on the pair: changing the text changes the image candidate's weight.
+    _, other = fusion.attention(image, torch.randn(5, 8))
+    assert not torch.allclose(weights, other)
+
+
+@pytest.mark.parametrize("loss", LOSSES.values(), ids=LOSSES.keys())
+def test_losses_prefer_aligned_pairs(loss):
+    torch.manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(16, 8), dim=-1)
+    aligned = loss(q, q, logit_scale=torch.tensor(2.0))
+    shuffled = loss(q, q[torch.randperm(16)], logit_scale=torch.tensor(2.0))
+    assert aligned < shuffled
+
+
+def test_info_nce_masks_same_group_negatives():
+    q = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), dim=-1)
+    scale = torch.tensor(3.0)
+    grouped = info_nce(q, q, logit_scale=scale, groups=torch.tensor([0, 0, 1]))
+    plain = info_nce(q, q, logit_scale=scale)
+    assert grouped < plain  # the duplicate is no longer a negative
+
+
+def test_triplet_is_zero_when_margin_holds_and_cmpm_nonnegative():
+    eye = torch.eye(4)
+    assert triplet_hard_negative(eye, eye, logit_scale=torch.tensor(0.0), margin=0.5) == 0
+    q = torch.nn.functional.normalize(torch.randn(6, 4), dim=-1)
+    assert cmpm(q, q, logit_scale=torch.tensor(1.0)) >= 0
+
+
+def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "L", "P", "1", "CMYK", "I;16", "I", "F"])
+def test_decode_and_preprocess_any_mode(mode):
+    img = Image.new(mode, (30, 20))
+    fmt = "TIFF" if mode in ("CMYK", "I", "F") else "PNG"
+    rgb = decode_image(_encode(img, fmt))
+    assert rgb.mode == "RGB"
+    assert ImagePreprocessor(resolution=16)(rgb).shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, message",
+    [
+        (b"", {}, "empty image"),
+        (b"not an image at all", {}, "cannot decode image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, {}, "cannot decode image"),
+        (b"x" * 2000, {"max_bytes": 1024}, "more than the limit of 1024"),
+    ],
+)
+def test_decode_rejects_bad_bytes(data, kwargs, message):
+    with pytest.raises(ImageDecodeError, match=message):
+        decode_image(data, **kwargs)
+
+
+def test_decode_rejects_decompression_bombs_before_decoding():
+    bomb = _encode(Image.new("L", (6000, 6000)), "PNG", optimize=True)  # tiny file, 36 Mpx
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageDecodeError, match="more than the limit of 1000000"):
+        decode_image(bomb, max_pixels=1_000_000)
+
+
+def test_truncated_jpeg_is_rejected():
+    data = _encode(Image.new("RGB", (64, 64), "red"), "JPEG")
+    with pytest.raises(ImageDecodeError):
+        decode_image(data[: len(data) // 2])
