@@ -239,3 +239,53 @@ def test_truncated_jpeg_is_rejected():
     data = _encode(Image.new("RGB", (64, 64), "red"), "JPEG")
     with pytest.raises(ImageDecodeError):
         decode_image(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 5])
+def test_efficientnet_prefix_and_suffix_compose_to_forward(blocks):
+    from shared.models.image_backbone_efficientnet import EfficientNetBackbone
+
+    backbone = EfficientNetBackbone.from_packaged().eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        hidden = backbone.forward_prefix(x, train_last_blocks=blocks)
+        torch.testing.assert_close(
+            backbone.forward_suffix(hidden, train_last_blocks=blocks), backbone(x)
+        )
+    backbone.freeze(train_last_blocks=blocks)
+    trainable = {n.split(".")[1] for n, p in backbone.named_parameters() if p.requires_grad}
+    assert "_conv_head" in trainable and "_conv_stem" not in trainable
+
+
+def _golden_image() -> Image.Image:
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", (224, 224), (240, 240, 240))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((60, 40, 164, 190), fill=(20, 40, 160))
+    draw.ellipse((90, 20, 134, 64), fill=(200, 30, 30))
+    return img
+
+
+def test_efficientnet_golden_features():
+    """Reference features of a drawn fixture image, recorded 2026-11-22 (tolerance 1e-3)."""
+    from shared.models.image_backbone_efficientnet import EfficientNetBackbone, preprocessor
+
+    backbone = EfficientNetBackbone.from_packaged().eval()
+    with torch.no_grad():
+        feats = backbone(preprocessor(224).batch([_golden_image()]))[0]
+    expected = [0.0, 0.0, 1.3366, 0.0963, 0.0, 0.1636, 0.0, 0.3288]
+    np.testing.assert_allclose(feats[:8].numpy(), expected, atol=1e-3)
+    assert float(feats.norm()) == pytest.approx(15.0586, abs=1e-2)
+
+
+def test_minilm_golden_features():
+    """Reference mean-pooled MiniLM features of a fixture text, recorded 2026-11-22 (tolerance 1e-3)."""
+    from shared.models.text_backbone_hf import HFTextBackbone, packaged_minilm_path
+
+    backbone = HFTextBackbone.from_pretrained(str(packaged_minilm_path())).eval()
+    with torch.no_grad():
+        feats = backbone(**backbone.tokenize(["navy blue check shirt for men"]))[0]
+    expected = [-0.1995, 0.2586, -0.0497, 0.2615, 0.5483, -0.1341, 0.6907, -0.5432]
+    np.testing.assert_allclose(feats[:8].numpy(), expected, atol=1e-3)
+    assert float(feats.norm()) == pytest.approx(7.0918, abs=1e-2)
