@@ -20,6 +20,8 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
@@ -97,7 +99,12 @@ class TrainModule(nn.Module):
                 if self.flip
                 else np.zeros(len(idx), int)
             )
-            return self.model.image.head(torch.from_numpy(feats[views, idx]))
+            x = torch.from_numpy(np.ascontiguousarray(feats[views, idx]))
+            if self.inputs.image_prefix_blocks:
+                x = self.model.image.backbone.forward_suffix(
+                    x, train_last_blocks=self.inputs.image_prefix_blocks
+                )
+            return self.model.image.head(x)
         from shared.models.inference import open_image
 
         images = [open_image(Path(self.inputs.image_paths[i])) for i in idx]
@@ -113,28 +120,37 @@ class TrainModule(nn.Module):
         source = self.inputs.examples.composed.texts if modifiers else self.inputs.examples.titles
         return self.model.text.encode([source[i] for i in idx])
 
+    def _pair_loss(
+        self, queries: torch.Tensor, targets: torch.Tensor, groups: np.ndarray
+    ) -> torch.Tensor:
+        """The loss over the global batch: embeddings are gathered from every rank (with their
+        gradients), so each query meets the negatives of all workers, as with one process.
+        """
+        group_tensor = torch.from_numpy(groups)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            queries = torch.cat(dist_nn.all_gather(queries))
+            targets = torch.cat(dist_nn.all_gather(targets))
+            gathered = [torch.empty_like(group_tensor) for _ in range(dist.get_world_size())]
+            dist.all_gather(gathered, group_tensor)
+            group_tensor = torch.cat(gathered)
+        return self.loss(queries, targets, logit_scale=self.model.logit_scale, groups=group_tensor)
+
     def forward(
         self, batch: dict[str, np.ndarray], rng: np.random.Generator
     ) -> dict[str, torch.Tensor]:
         ex = self.inputs.examples
-        scale = self.model.logit_scale
         idx = batch["products"]
-        t2i = self.loss(
-            self._texts(idx, modifiers=False),
-            self._images(idx, rng),
-            logit_scale=scale,
-            groups=torch.from_numpy(ex.title_groups[idx]),
+        t2i = self._pair_loss(
+            self._texts(idx, modifiers=False), self._images(idx, rng), ex.title_groups[idx]
         )
         out = {"t2i": t2i, "loss": t2i}
         if self.composed_weight > 0 and len(batch["refs"]):
             query = self.model.fusion(
                 self._images(batch["refs"], rng), self._texts(batch["mods"], modifiers=True)
             )
-            composed = self.loss(
-                query,
-                self._images(batch["targets"], rng),
-                logit_scale=scale,
-                groups=torch.from_numpy(ex.attribute_groups[batch["targets"]]),
+            targets = batch["targets"]
+            composed = self._pair_loss(
+                query, self._images(targets, rng), ex.attribute_groups[targets]
             )
             out["composed"] = composed
             out["loss"] = t2i + self.composed_weight * composed
@@ -211,8 +227,12 @@ def _epoch_batches(
     """This worker's batches for one epoch; all workers draw from one seeded permutation."""
     ex = inputs.examples
     rng = np.random.default_rng([cfg.optim.seed, epoch])
-    products = rng.permutation(len(ex.titles))[rank::world]
-    positions = rng.permutation(len(ex.composed.references))[rank::world]
+    # Equal shards (the remainder is dropped), so every rank's batches have equal shapes:
+    # the loss gathers embeddings across ranks.
+    products = rng.permutation(len(ex.titles))
+    products = products[: len(products) // world * world][rank::world]
+    positions = rng.permutation(len(ex.composed.references))
+    positions = positions[: len(positions) // world * world][rank::world]
     per_worker = max(2, cfg.optim.batch_size // world)
     steps = max(1, math.ceil(len(products) / per_worker))
     batches = []

@@ -101,7 +101,7 @@ def _ensure_ray(num_cpus: int | None) -> None:
 
 def fit(cfg: TrainConfig, inputs: TrainInputs, *, storage_path: Path) -> dict[str, torch.Tensor]:
     """Runs the TorchTrainer and returns the final checkpoint's weights."""
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     _ensure_ray(None)
@@ -110,7 +110,9 @@ def fit(cfg: TrainConfig, inputs: TrainInputs, *, storage_path: Path) -> dict[st
         train_loop_config={"train_config": cfg.model_dump(mode="json"), "inputs": inputs},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
         run_config=RunConfig(
-            name=f"{cfg.name}-{int(time.time())}", storage_path=str(storage_path.resolve())
+            name=f"{cfg.name}-{int(time.time())}",
+            storage_path=str(storage_path.resolve()),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),  # one per epoch otherwise
         ),
     )
     result = trainer.fit()
