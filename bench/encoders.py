@@ -44,6 +44,8 @@ def run() -> Section:
     for name, kind, resolution in CASES:
         value = _images_per_second(kind, resolution)
         section.rows.append(
-            Row(f"{name} @ {resolution} px", "EfficientNet-Lite0 @ 224 px", baseline, value, "img/s")
+            Row(
+                f"{name} @ {resolution} px", "EfficientNet-Lite0 @ 224 px", baseline, value, "img/s"
+            )
         )
     return section
