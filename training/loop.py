@@ -27,8 +27,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from shared.models.backbone import Backbone
+from shared.models.factory import build_image_backbone, build_text_backbone
 from shared.models.losses import LOSSES
 from shared.models.model import HeadConfig, RetrievalModel
+from shared.models.text_backbone_hf import HFTextBackbone
 from shared.models.transforms import ImagePreprocessor
 from training.config import TrainConfig
 from training.examples import Examples, sample_composed
@@ -157,26 +159,33 @@ class TrainModule(nn.Module):
         return out
 
 
+def configured_image_backbone(cfg: TrainConfig) -> tuple[Backbone, ImagePreprocessor]:
+    """The configured image backbone, frozen but for its last `train_last_blocks` blocks."""
+    backbone, preprocessor = build_image_backbone(
+        cfg.image.kind,
+        source=cfg.image.source,
+        resolution=cfg.image.resolution,
+        pooling=cfg.image.pooling,
+    )
+    backbone.freeze(train_last_blocks=cfg.image.train_last_blocks)
+    return backbone, preprocessor
+
+
+def configured_text_backbone(cfg: TrainConfig) -> HFTextBackbone:
+    """The configured text backbone, frozen but for its last `train_last_blocks` blocks."""
+    backbone = build_text_backbone(cfg.text.source, max_length=cfg.text.max_length)
+    backbone.freeze(train_last_blocks=cfg.text.train_last_blocks)
+    return backbone
+
+
 def build_worker_model(cfg: TrainConfig, inputs: TrainInputs) -> RetrievalModel:
     """The model to train: real backbones only where blocks train, cached features elsewhere."""
-    from shared.models.factory import build_image_backbone, build_text_backbone
-
     heads = HeadConfig(**cfg.heads)
     if cfg.image.train_last_blocks > 0:
-        image_bb, pre = build_image_backbone(
-            cfg.image.kind,
-            source=cfg.image.source,
-            resolution=cfg.image.resolution,
-            pooling=cfg.image.pooling,
-        )
-        image_bb.freeze(train_last_blocks=cfg.image.train_last_blocks)
+        image_bb, pre = configured_image_backbone(cfg)
     else:
         image_bb, pre = FeatureInput(inputs.image_feature_dim), ImagePreprocessor()
-    if cfg.text.train_last_blocks > 0:
-        text_bb = build_text_backbone(cfg.text.source, max_length=cfg.text.max_length)
-        text_bb.freeze(train_last_blocks=cfg.text.train_last_blocks)
-    else:
-        text_bb = None
+    text_bb = configured_text_backbone(cfg) if cfg.text.train_last_blocks > 0 else None
     model = RetrievalModel.build(
         heads=heads, image_backbone=image_bb, preprocessor=pre, text_backbone=text_bb
     )

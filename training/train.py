@@ -15,14 +15,19 @@ from safetensors.torch import load_file
 
 from shared.models.backbone import Backbone
 from shared.models.bundle import Manifest, save_bundle
-from shared.models.factory import build_image_backbone, build_text_backbone
 from shared.models.model import HeadConfig, RetrievalModel
 from training.config import TrainConfig, TrainingSettings
 from training.data import PreparedData, prepare_data
 from training.evaluate import evaluate_catalog, evaluate_fashioniq
 from training.examples import build_examples
 from training.features import cached_image_features, cached_text_features
-from training.loop import CHECKPOINT_FILE, TrainInputs, train_loop_per_worker
+from training.loop import (
+    CHECKPOINT_FILE,
+    TrainInputs,
+    configured_image_backbone,
+    configured_text_backbone,
+    train_loop_per_worker,
+)
 
 log = logging.getLogger("vitrine.train")
 
@@ -125,15 +130,8 @@ def fit(cfg: TrainConfig, inputs: TrainInputs, *, storage_path: Path) -> dict[st
 def build_model(cfg: TrainConfig) -> RetrievalModel:
     """The full model with real backbones and freshly initialised heads (seeded)."""
     torch.manual_seed(cfg.optim.seed)
-    image_bb, pre = build_image_backbone(
-        cfg.image.kind,
-        source=cfg.image.source,
-        resolution=cfg.image.resolution,
-        pooling=cfg.image.pooling,
-    )
-    image_bb.freeze(train_last_blocks=cfg.image.train_last_blocks)
-    text_bb = build_text_backbone(cfg.text.source, max_length=cfg.text.max_length)
-    text_bb.freeze(train_last_blocks=cfg.text.train_last_blocks)
+    image_bb, pre = configured_image_backbone(cfg)
+    text_bb = configured_text_backbone(cfg)
     return RetrievalModel.build(
         heads=HeadConfig(**cfg.heads),
         image_backbone=image_bb,

@@ -88,7 +88,7 @@ class HFImageBackbone(Backbone):
         }
 
     def save(self, directory: Path) -> None:
-        self.model.save_pretrained(directory, safe_serialization=True)
+        self.model.save_pretrained(directory)  # transformers 5 writes safetensors only
 
     @classmethod
     def load(cls, directory: Path, spec: dict[str, Any]) -> HFImageBackbone:

@@ -84,7 +84,7 @@ class HFTextBackbone(Backbone):
         }
 
     def save(self, directory: Path) -> None:
-        self.model.save_pretrained(directory, safe_serialization=True)
+        self.model.save_pretrained(directory)  # transformers 5 writes safetensors only
         self.tokenizer.save_pretrained(directory)
 
     @classmethod
