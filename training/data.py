@@ -27,20 +27,21 @@ def prepare_data(cfg: DataConfig, *, workdir: Path) -> PreparedData:
 
     Split rule: `shared.data.catalog.split_products` — a product is held out when a stable
     hash of its id and `split_seed` falls below `test_fraction`; the split never depends on
-    the other products.
+    the other products. Synthetic data is rendered with a train and a test split of
+    `test_fraction`, and its test split is the held-out set, so that the FashionIQ triplets of
+    the test split (candidate and target) are never seen in training.
     """
     root: Path | None = None
     if cfg.kind == "synthetic":
-        root = (
-            workdir
-            / f"synthetic-{cfg.synthetic_per_category}-{cfg.synthetic_image_size}-{cfg.split_seed}"
-        )
+        name = f"{cfg.synthetic_per_category}-{cfg.synthetic_image_size}-{cfg.split_seed}-{cfg.test_fraction}"
+        root = workdir / f"synthetic-{name}"
         if not (root / "products.jsonl").is_file():
             generate_fashioniq(
                 root,
                 n_per_category=cfg.synthetic_per_category,
                 seed=cfg.split_seed,
                 image_size=cfg.synthetic_image_size,
+                splits=(("train", 1 - cfg.test_fraction), ("test", cfg.test_fraction)),
                 overwrite=True,  # a folder without products.jsonl is an interrupted run
             )
         products = load_products(root / "products.jsonl")
@@ -59,13 +60,22 @@ def prepare_data(cfg: DataConfig, *, workdir: Path) -> PreparedData:
         ]
     if cfg.limit:
         products = products[: cfg.limit]
-    train, test = split_products(products, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
+    if cfg.kind == "synthetic":
+        held_out = {
+            i for cat in fashioniq.CATEGORIES for i in fashioniq.load_split_ids(root, cat, "test")
+        }
+        train = [p for p in products if p.id not in held_out]
+        test = [p for p in products if p.id in held_out]
+        rule = "the generator's test split"
+    else:
+        train, test = split_products(products, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
+        rule = f"sha256(f'{cfg.split_seed}:{{id}}') < {cfg.test_fraction}"
     description = {
         "kind": cfg.kind,
         "path": str(cfg.path or root),
         "products": len(products),
         "train": len(train),
         "test": len(test),
-        "split": f"sha256(f'{cfg.split_seed}:{{id}}') < {cfg.test_fraction}",
+        "split": rule,
     }
     return PreparedData(train, test, description, fashioniq_root=root)
