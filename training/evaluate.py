@@ -16,16 +16,11 @@ import torch
 from shared.data import fashioniq
 from shared.data.catalog import Product
 from shared.data.queries import composed_colour_change, text_to_image_attribute, text_to_image_own
+from shared.models.heads import sum_fusion
 from shared.models.inference import embed_texts, fuse, image_features, open_image
 from shared.models.metrics import DEFAULT_KS, fashioniq_protocol, rank, retrieval_metrics
 from shared.models.model import RetrievalModel
 from training.features import cached_image_features
-
-COMPOSED_METHODS = ("fusion", "sum", "image_only", "text_only")
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(min=1e-12)
 
 
 @torch.inference_mode()
@@ -70,7 +65,7 @@ def _composed_rows(
     mods = np.stack([text_emb[q.text] for q in queries])
     candidates = {
         "fusion": fuse(model, images[refs], mods),
-        "sum": _normalise(images[refs] + mods),
+        "sum": sum_fusion(torch.from_numpy(images[refs]), torch.from_numpy(mods)).numpy(),
         "image_only": images[refs],
         "text_only": mods,
     }
@@ -117,12 +112,18 @@ def evaluate_catalog(
 
 
 def evaluate_fashioniq(
-    model: RetrievalModel, root: Path, *, split: str = "val", ks: Sequence[int] = (10, 50)
+    model: RetrievalModel,
+    root: Path,
+    *,
+    split: str = "val",
+    ks: Sequence[int] = (10, 50),
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The FashionIQ protocol: per category, candidate image + both captions -> target image.
 
-    The gallery of a category is its split's image ids with an image file; the two captions
-    are joined with " and " as in the common CLIP4Cir/BLIP baselines.
+    The gallery of a category is its split's image ids with an image file; the query text is
+    `FashionIQTriplet.query_text` (captions joined with " and ", as in the CLIP4Cir/BLIP
+    baselines). With `cache_dir`, gallery backbone features come from the feature cache.
     """
     per_category: dict[str, dict[str, float]] = {}
     counts = {}
@@ -136,9 +137,9 @@ def evaluate_fashioniq(
         ]
         if not triplets:
             continue
-        images = image_embeddings(model, gallery, cache_dir=None, label=f"{cat} gallery")
+        images = image_embeddings(model, gallery, cache_dir=cache_dir, label=f"{cat} gallery")
         refs = np.array([index[t.candidate] for t in triplets])
-        texts = embed_texts(model, [" and ".join(c for c in t.captions if c) for t in triplets])
+        texts = embed_texts(model, [t.query_text for t in triplets])
         queries = fuse(model, images[refs], texts)
         ranked = rank(queries, images, k=max(ks), exclude=refs)
         per_category[cat] = retrieval_metrics(ranked, [{index[t.target]} for t in triplets], ks=ks)

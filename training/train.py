@@ -148,7 +148,10 @@ def evaluate(
     )
     if cfg.data.kind in ("synthetic", "fashioniq") and data.fashioniq_root is not None:
         fiq = evaluate_fashioniq(
-            model, data.fashioniq_root, split="val" if cfg.data.kind == "fashioniq" else "test"
+            model,
+            data.fashioniq_root,
+            split="val" if cfg.data.kind == "fashioniq" else "test",
+            cache_dir=cache_dir,
         )
         if fiq:
             metrics["fashioniq"] = fiq

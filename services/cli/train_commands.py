@@ -65,7 +65,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             )
         )
     if args.fashioniq:
-        metrics["fashioniq"] = evaluate_fashioniq(model, args.fashioniq, split=args.fashioniq_split)
+        metrics["fashioniq"] = evaluate_fashioniq(
+            model, args.fashioniq, split=args.fashioniq_split, cache_dir=settings.cache_dir
+        )
     paths = write_report(
         metrics, args.out, title=f"{manifest.bundle_id} on {args.catalog or args.fashioniq}"
     )

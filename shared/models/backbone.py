@@ -62,9 +62,6 @@ class Backbone(nn.Module):
         """The trainable last blocks, from `forward_prefix`'s output to pooled features."""
         raise NotImplementedError
 
-    def has_trainable_parameters(self) -> bool:
-        return any(p.requires_grad for p in self.parameters())
-
 
 def backbone_class(kind: str) -> type[Backbone]:
     """Returns the class registered under `kind`. Raises ValueError for an unknown kind."""

@@ -48,8 +48,6 @@ class AdditiveAttentionFusion(nn.Module):
     Shapes: image, text [batch, dim] -> [batch, dim].
     """
 
-    num_candidates = 3
-
     def __init__(self, dim: int, *, hidden_dim: int = 512, dropout: float = 0.1):
         super().__init__()
         self.image_proj = nn.Linear(dim, dim)
