@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from services.cli import train_commands
+from services.cli import serve_commands, train_commands
 from services.cli.processes import PROCESS_SETTINGS
 from shared.settings import SettingsError, load_settings
 
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_config)
 
     train_commands.register(sub)
+    serve_commands.register(sub)
 
     p = sub.add_parser("version", help="print the installed version")
     p.set_defaults(func=_cmd_version)

@@ -7,6 +7,7 @@ from services.gateway.config import GatewaySettings
 from services.image_encoder.config import ImageEncoderSettings
 from services.ingestion.config import IngestionSettings
 from services.text_encoder.config import TextEncoderSettings
+from services.vector_store.config import VectorStoreSettings
 from shared.settings import VitrineSettings
 from training.config import TrainingSettings
 
@@ -15,6 +16,7 @@ PROCESS_SETTINGS: dict[str, type[VitrineSettings]] = {
     "text-encoder": TextEncoderSettings,
     "fusion": FusionSettings,
     "gateway": GatewaySettings,
+    "vector-store": VectorStoreSettings,
     "ingestion": IngestionSettings,
     "train": TrainingSettings,
 }

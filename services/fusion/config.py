@@ -19,3 +19,7 @@ class FusionSettings(VitrineSettings):
     batch_wait_timeout_s: float = Field(
         0.002, ge=0, le=1, description="Dynamic batching: longest wait."
     )
+    max_rows: int = Field(1024, ge=1, description="Most query pairs in one request.")
+    torch_threads: int = Field(
+        0, ge=0, le=256, description="Torch intra-op threads per replica; 0 = torch's default."
+    )

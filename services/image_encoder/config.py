@@ -19,6 +19,10 @@ class ImageEncoderSettings(VitrineSettings):
     batch_wait_timeout_s: float = Field(
         0.005, ge=0, le=1, description="Dynamic batching: longest wait."
     )
+    max_images: int = Field(64, ge=1, description="Most images in one request.")
+    torch_threads: int = Field(
+        0, ge=0, le=256, description="Torch intra-op threads per replica; 0 = torch's default."
+    )
     max_image_bytes: int = Field(10 * 2**20, ge=1024, description="Largest encoded image accepted.")
     max_image_pixels: int = Field(
         40_000_000, ge=1, description="Largest decoded image (width*height)."

@@ -19,4 +19,8 @@ class TextEncoderSettings(VitrineSettings):
     batch_wait_timeout_s: float = Field(
         0.005, ge=0, le=1, description="Dynamic batching: longest wait."
     )
+    max_texts: int = Field(256, ge=1, description="Most texts in one request.")
+    torch_threads: int = Field(
+        0, ge=0, le=256, description="Torch intra-op threads per replica; 0 = torch's default."
+    )
     max_text_chars: int = Field(1000, ge=1, description="Longest text accepted, in characters.")

@@ -1,0 +1,156 @@
+"""`vitrine serve up|status` and `vitrine index`: deploy the Serve config, index a catalog."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = ROOT / "deploy" / "serve" / "vitrine.yaml"
+BUNDLE_APPS = frozenset({"image-encoder", "text-encoder", "fusion", "vector-store"})
+
+
+def load_config(
+    path: Path = DEFAULT_CONFIG,
+    *,
+    common_args: dict | None = None,
+    http_port: int | None = None,
+    proxy_grpc_port: int | None = None,
+    gateway_grpc_port: int | None = None,
+) -> dict:
+    """The Serve config with `common_args` (e.g. bundle_path) merged into the args of every
+    application that loads the model bundle, and ports set."""
+    config = yaml.safe_load(Path(path).read_text())
+    for app in config["applications"]:
+        common = common_args if app["name"] in BUNDLE_APPS else None
+        app["args"] = {**(common or {}), **(app.get("args") or {})}
+        if gateway_grpc_port is not None and app["name"] == "gateway":
+            app["args"]["grpc_port"] = gateway_grpc_port
+    if http_port is not None:
+        config["http_options"]["port"] = http_port
+    if proxy_grpc_port is not None:
+        config["grpc_options"]["port"] = proxy_grpc_port
+    return config
+
+
+def deploy(config: dict, *, timeout_s: float = 600, progress: bool = True) -> None:
+    """Deploys every application of a Serve config on the connected Ray cluster; waits until all
+    run.
+
+    Raises:
+        RuntimeError: an application failed to deploy (with Serve's message), or timed out.
+    """
+    from ray import serve
+    from ray.serve._private import api as serve_api
+    from ray.serve.config import gRPCOptions
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(config)
+    client = serve_api.serve_start(
+        http_options=schema.http_options.model_dump(),
+        proxy_location=schema.proxy_location,
+        grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
+    )
+    client.deploy_apps(schema, _blocking=False)
+    names = [a.name for a in schema.applications]
+    deadline = time.monotonic() + timeout_s
+    bar = tqdm(total=len(names), desc="deploying", unit="app", disable=not progress)
+    while True:
+        apps = serve.status().applications
+        states = {n: apps[n].status if n in apps else "NOT_STARTED" for n in names}
+        bar.n = sum(s == "RUNNING" for s in states.values())
+        bar.set_postfix_str(", ".join(f"{n}={s}" for n, s in states.items() if s != "RUNNING"))
+        bar.refresh()
+        failed = {n: apps[n].message for n, s in states.items() if s == "DEPLOY_FAILED"}
+        if failed:
+            bar.close()
+            raise RuntimeError(f"deployment failed: {failed}")
+        if all(s == "RUNNING" for s in states.values()):
+            bar.close()
+            return
+        if time.monotonic() > deadline:
+            bar.close()
+            raise RuntimeError(f"applications not running after {timeout_s:.0f} s: {states}")
+        time.sleep(1)
+
+
+def index_catalog(products_path: Path, *, batch_size: int = 32, progress: bool = True) -> int:
+    """Embeds a products.jsonl catalog with the running image encoder and writes it to the
+    running vector store (through Serve handles). Returns the number of products indexed."""
+    from ray import serve
+
+    from shared.data.catalog import load_products
+    from shared.vectorstore import Point
+
+    encoder = serve.get_deployment_handle("ImageEncoder", "image-encoder")
+    store = serve.get_deployment_handle("VectorStore", "vector-store")
+    products = load_products(products_path)
+    for start in tqdm(
+        range(0, len(products), batch_size), desc="indexing", unit="batch", disable=not progress
+    ):
+        chunk = products[start : start + batch_size]
+        embeddings = encoder.embed.remote([p.image.read_bytes() for p in chunk]).result()
+        points = [
+            Point(p.id, v, {"title": p.title, "image": str(p.image), **p.attributes})
+            for p, v in zip(chunk, embeddings.vectors, strict=True)
+        ]
+        store.upsert.remote(points).result()
+    return len(products)
+
+
+def _connect() -> None:
+    import ray
+
+    ray.init(address="auto", logging_level="WARNING", log_to_driver=False)
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    _connect()
+    common = {}
+    if args.bundle:
+        common["bundle_path"] = str(Path(args.bundle).resolve())
+    config = load_config(Path(args.config), common_args=common)
+    if args.store:
+        for app in config["applications"]:
+            if app["name"] == "vector-store":
+                app["args"]["store_location"] = args.store
+    deploy(config, timeout_s=args.timeout)
+    print("all applications RUNNING")
+    return 0
+
+
+def _cmd_status(_: argparse.Namespace) -> int:
+    from ray import serve
+
+    _connect()
+    for name, app in serve.status().applications.items():
+        print(f"{name:<16} {app.status:<14} {app.message}")
+    return 0
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    _connect()
+    n = index_catalog(Path(args.catalog), batch_size=args.batch_size)
+    print(f"indexed {n} products")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve_p = sub.add_parser("serve", help="deploy or inspect the Serve applications")
+    serve_sub = serve_p.add_subparsers(dest="serve_command", required=True, metavar="ACTION")
+    p = serve_sub.add_parser("up", help="deploy every application of a Serve config; wait")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="Serve config YAML")
+    p.add_argument("--bundle", help="model bundle directory (default: VITRINE_BUNDLE_PATH)")
+    p.add_argument("--store", help="vector store location (default: VITRINE_STORE_LOCATION)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds to wait")
+    p.set_defaults(func=_cmd_up)
+    p = serve_sub.add_parser("status", help="each application's state")
+    p.set_defaults(func=_cmd_status)
+    p = sub.add_parser("index", help="embed a products.jsonl catalog into the running store")
+    p.add_argument("catalog", help="products.jsonl (id, image, title, attributes)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_cmd_index)

@@ -1,0 +1,26 @@
+"""Serve application builder: `import_path: services.fusion.app:build_app`."""
+
+from __future__ import annotations
+
+from ray.serve import Application
+
+from services.fusion.config import FusionSettings
+from services.fusion.deployment import Fusion
+from shared.serving.runtime import resolve_bundle
+from shared.settings import load_settings
+
+
+def build_app(args: dict) -> Application:
+    """The fusion application; `args` (from the Serve config) override VITRINE_* settings."""
+    s = load_settings(FusionSettings, **args)
+    return Fusion.options(
+        user_config={
+            "max_batch_size": s.max_batch_size,
+            "batch_wait_timeout_s": s.batch_wait_timeout_s,
+        }
+    ).bind(
+        bundle_path=str(resolve_bundle(s.bundle_path)),
+        device=s.device,
+        max_rows=s.max_rows,
+        torch_threads=s.torch_threads,
+    )

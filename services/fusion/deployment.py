@@ -1,0 +1,102 @@
+"""The fusion deployment: image and text embeddings of composed queries in, query embeddings out.
+
+The additive-attention fusion module of the model bundle (shared.models.heads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+import torch
+from ray import serve
+
+from shared.api.vitrine.fusion.v1 import fusion_pb2 as pb
+from shared.conversions import fusion as conv
+from shared.models.bundle import load_bundle
+from shared.serving.errors import LimitError, RequestError, parse, report_to_grpc
+from shared.serving.runtime import (
+    apply_batch_config,
+    resolve_bundle,
+    resolve_device,
+    set_torch_threads,
+)
+from shared.types import Embeddings, FusionInput
+
+log = logging.getLogger(__name__)
+
+
+@serve.deployment(name="Fusion")
+class Fusion:
+    """Fuses (image, text) embedding pairs; concurrent requests share dynamic batches."""
+
+    def __init__(self, *, bundle_path: str, device: str, max_rows: int, torch_threads: int) -> None:
+        set_torch_threads(torch_threads)
+        bundle = resolve_bundle(bundle_path)
+        self._device = resolve_device(device)
+        self._model, manifest = load_bundle(
+            bundle, parts=frozenset({"fusion"}), device=self._device
+        )
+        self.model_version = manifest.bundle_id
+        self.dim = self._model.heads.embed_dim
+        self._max_rows = max_rows
+        log.info("fusion: bundle %s (%s) on %s", manifest.bundle_id, bundle, self._device)
+
+    def reconfigure(self, user_config: dict) -> None:
+        apply_batch_config(self._fuse_batch, user_config)
+
+    def info(self) -> dict:
+        return {"model_version": self.model_version, "dim": self.dim}
+
+    def _check(self, pair: FusionInput) -> None:
+        image, text = pair.image_vectors, pair.text_vectors
+        if image.shape != text.shape:
+            raise RequestError(
+                f"image embeddings {image.shape} and text embeddings {text.shape} differ in shape"
+            )
+        if image.shape[0] == 0:
+            raise RequestError("no embeddings given")
+        if image.shape[1] != self.dim:
+            raise RequestError(f"embeddings are {image.shape[1]}-d; this model fuses {self.dim}-d")
+        if image.shape[0] > self._max_rows:
+            raise LimitError(f"{image.shape[0]} pairs in one request, more than {self._max_rows}")
+        if not (np.isfinite(image).all() and np.isfinite(text).all()):
+            raise RequestError("embeddings contain NaN or infinite values")
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    async def _fuse_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        image = np.stack([p[0] for p in pairs])  # [b, dim]
+        text = np.stack([p[1] for p in pairs])  # [b, dim]
+        return list(await asyncio.to_thread(self._forward, image, text))
+
+    @torch.inference_mode()
+    def _forward(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
+        fused = self._model.fusion(
+            torch.from_numpy(image).to(self._device), torch.from_numpy(text).to(self._device)
+        )
+        return fused.float().cpu().numpy()  # [b, dim]
+
+    async def fuse(self, pair: FusionInput) -> Embeddings:
+        """Query embeddings [n, dim] for n (image, text) embedding pairs.
+
+        Raises:
+            RequestError: shapes disagree with each other or with the model, or values are not finite.
+        """
+        self._check(pair)
+        rows = await asyncio.gather(
+            *(
+                self._fuse_batch((np.asarray(i, np.float32), np.asarray(t, np.float32)))
+                for i, t in zip(pair.image_vectors, pair.text_vectors, strict=True)
+            )
+        )
+        return Embeddings(np.stack(rows), self.model_version)
+
+    async def Fuse(  # noqa: N802 - the gRPC method name
+        self, request: pb.FuseRequest, grpc_context=None
+    ) -> pb.FuseResponse:
+        try:
+            return conv.response_to_proto(await self.fuse(parse(conv.request_from_proto, request)))
+        except Exception as e:
+            report_to_grpc(grpc_context, e)
+            raise

@@ -1,0 +1,211 @@
+"""The gateway deployment: the public search API over gRPC and HTTP/JSON.
+
+gRPC: the replica runs its own grpc.aio server (SearchService, grpc.health.v1.Health, server
+reflection) on `grpc_port`, because Serve's gRPC proxy neither passes the caller's deadline to
+the deployment nor serves the standard health and reflection services. Several replicas on one
+node share the port (SO_REUSEPORT, grpc's default on Linux).
+HTTP: `POST /v1/search` with the JSON form of SearchRequest, through Serve's HTTP proxy.
+The encoders, fusion and the vector store are reached through Serve DeploymentHandles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import grpc
+from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from services.gateway.search import Dependencies, Limits, run_search, validate
+from shared.api.vitrine.search.v1 import search_pb2 as pb
+from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
+from shared.conversions import search as conv
+from shared.serving.errors import HTTP_STATUS, DependencyError, RequestError, parse, status_of
+from shared.types import SearchQuery, SearchResult
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SearchService"].full_name
+HEALTH_INTERVAL_S = 5.0
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The deployment's own exception inside Ray's wrapper; Ray's failures become UNAVAILABLE."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return cause
+    if type(exc).__module__.startswith("ray.") and not hasattr(exc, "code"):
+        return DependencyError(f"a backing service failed: {type(exc).__name__}: {exc}")
+    return exc
+
+
+@serve.deployment(name="Gateway")
+class Gateway:
+    """Validates queries, fans out to the encoders, fuses, searches, and answers."""
+
+    async def __init__(
+        self,
+        *,
+        apps: dict[str, str],
+        grpc_port: int,
+        limits: Limits,
+        request_timeout_s: float,
+        max_request_bytes: int,
+    ) -> None:
+        self._deps = Dependencies(
+            image=serve.get_deployment_handle("ImageEncoder", apps["image_encoder"]),
+            text=serve.get_deployment_handle("TextEncoder", apps["text_encoder"]),
+            fusion=serve.get_deployment_handle("Fusion", apps["fusion"]),
+            store=serve.get_deployment_handle("VectorStore", apps["vector_store"]),
+        )
+        self._limits, self._timeout_s = limits, request_timeout_s
+        self.model_version = ""
+        self._health = HealthServicer()
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", max_request_bytes),
+                ("grpc.so_reuseport", 1),
+            ]
+        )
+        pb_grpc.add_SearchServiceServicer_to_server(_SearchServicer(self), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            [
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self._server,
+        )
+        self._server.add_insecure_port(f"[::]:{grpc_port}")
+        await self._server.start()
+        await self._set_serving(False)
+        self._health_task = asyncio.get_running_loop().create_task(self._watch_dependencies())
+        log.info("gateway: gRPC on port %d", grpc_port)
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self._health.set("", status)
+        await self._health.set(SERVICE_NAME, status)
+
+    async def _check_dependencies(self) -> str | None:
+        """None when every dependency answers and serves one model; else what is wrong."""
+        try:
+            infos = await asyncio.wait_for(
+                asyncio.gather(
+                    self._deps.image.info.remote(),
+                    self._deps.text.info.remote(),
+                    self._deps.fusion.info.remote(),
+                    self._deps.store.info.remote(),
+                ),
+                timeout=HEALTH_INTERVAL_S,
+            )
+        except Exception as e:  # any failure means not ready
+            return f"a dependency is not answering: {type(e).__name__}: {e}"
+        versions = {i["model_version"] for i in infos}
+        if len(versions) != 1:
+            return f"dependencies serve different models: {sorted(versions)}"
+        self.model_version = versions.pop()
+        return None
+
+    async def _watch_dependencies(self) -> None:
+        last = "starting"
+        while True:
+            problem = await self._check_dependencies()
+            if problem != last:
+                (log.warning if problem else log.info)(
+                    "gateway %s", f"NOT_SERVING: {problem}" if problem else "SERVING"
+                )
+                await self._set_serving(problem is None)
+                last = problem
+            await asyncio.sleep(HEALTH_INTERVAL_S if problem is None else 0.5)
+
+    async def search(self, query: SearchQuery, *, timeout_s: float | None = None) -> SearchResult:
+        """Validates and runs a query within the deadline.
+
+        Raises:
+            RequestError (and subclasses), DependencyError, TimeoutError.
+        """
+        query = validate(query, self._limits)
+        if not self.model_version:
+            problem = await self._check_dependencies()
+            if problem:
+                raise DependencyError(f"not ready: {problem}")
+        timeout = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
+        try:
+            return await asyncio.wait_for(
+                run_search(query, self._deps, model_version=self.model_version), timeout
+            )
+        except (TimeoutError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            raise _unwrap(e) from None
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        """HTTP/JSON: POST /v1/search with SearchRequest's JSON form; GET /healthz."""
+        path = request.url.path.rstrip("/")
+        if request.method == "GET" and path.endswith("/healthz"):
+            ready = bool(self.model_version)
+            return JSONResponse(
+                {"ready": ready, "model_version": self.model_version}, 200 if ready else 503
+            )
+        if request.method != "POST" or not path.endswith("/v1/search"):
+            return JSONResponse({"error": "use POST /v1/search or GET /healthz"}, 404)
+        try:
+            body = await request.body()
+            message = json_format.Parse(body or b"{}", pb.SearchRequest())
+            query = parse(conv.request_from_proto, message)
+            result = await self.search(query)
+            return JSONResponse(
+                json_format.MessageToDict(
+                    conv.response_to_proto(result), preserving_proto_field_name=True
+                )
+            )
+        except (json_format.ParseError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            return JSONResponse({"error": f"bad request body: {e}"}, 400)
+        except TimeoutError:
+            return JSONResponse({"error": "deadline exceeded"}, 504)
+        except Exception as e:
+            code, message = status_of(e)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("search failed")
+            return JSONResponse({"error": message, "code": code.name}, HTTP_STATUS.get(code, 500))
+
+    async def check_health(self) -> None:
+        """Serve's replica health check: the gRPC server must still be running."""
+        if self._server is None:
+            raise RuntimeError("gRPC server stopped")
+
+    def __del__(self) -> None:
+        self._health_task.cancel()
+
+
+class _SearchServicer(pb_grpc.SearchServiceServicer):
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    async def Search(self, request, context: grpc.aio.ServicerContext):  # noqa: N802
+        try:
+            query = parse(conv.request_from_proto, request)
+            result = await self._gateway.search(query, timeout_s=context.time_remaining())
+            return conv.response_to_proto(result)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+        except RequestError as e:
+            await context.abort(e.code, str(e))
+        except Exception as e:
+            code, message = status_of(e)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("search failed")
+            await context.abort(code, message)

@@ -1,0 +1,123 @@
+"""The search pipeline: validate, encode in parallel, fuse, search. No gRPC or HTTP here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.serving.errors import DependencyError, LimitError, NotFoundError, RequestError
+from shared.types import Filter, FusionInput, Range, SearchQuery, SearchResult, Timing
+
+
+@dataclass(frozen=True)
+class Limits:
+    default_top_k: int
+    max_top_k: int
+    max_text_chars: int
+    max_image_bytes: int
+    max_filter_conditions: int = 32
+
+
+def validate(query: SearchQuery, limits: Limits) -> SearchQuery:
+    """The query with its top_k resolved.
+
+    Raises:
+        RequestError / LimitError: what is wrong, in words for the caller.
+    """
+    has_reference = query.image is not None or query.product_id is not None
+    if not query.text.strip() and not has_reference:
+        raise RequestError("give a text, a reference (image or product_id), or both")
+    if query.image is not None and not query.image:
+        raise RequestError("image is empty")
+    if query.product_id is not None and not query.product_id.strip():
+        raise RequestError("product_id is empty")
+    if len(query.text) > limits.max_text_chars:
+        raise LimitError(
+            f"text has {len(query.text)} characters, more than {limits.max_text_chars}"
+        )
+    if query.image is not None and len(query.image) > limits.max_image_bytes:
+        raise LimitError(f"image is {len(query.image)} bytes, more than {limits.max_image_bytes}")
+    if query.top_k > limits.max_top_k:
+        raise LimitError(f"top_k {query.top_k} is more than the limit of {limits.max_top_k}")
+    _validate_filter(query.filter, limits)
+    top_k = query.top_k or limits.default_top_k
+    return SearchQuery(query.text, query.image, query.product_id, top_k, query.filter)
+
+
+def _validate_filter(flt: Filter, limits: Limits) -> None:
+    conditions = flt.must + flt.must_not
+    if len(conditions) > limits.max_filter_conditions:
+        raise LimitError(
+            f"filter has {len(conditions)} conditions, more than {limits.max_filter_conditions}"
+        )
+    for c in conditions:
+        if not c.key:
+            raise RequestError("a filter condition has no key")
+        if isinstance(c.match, Range):
+            bounds = [c.match.gt, c.match.gte, c.match.lt, c.match.lte]
+            if all(b is None for b in bounds):
+                raise RequestError(f"range on {c.key!r} has no bound")
+        if isinstance(c.match, tuple) and not c.match:
+            raise RequestError(f"any_of on {c.key!r} lists no values")
+
+
+class Dependencies:
+    """Handles to the other applications (Serve DeploymentHandles or anything awaitable alike)."""
+
+    def __init__(self, *, image, text, fusion, store) -> None:
+        self.image, self.text, self.fusion, self.store = image, text, fusion, store
+
+
+async def run_search(query: SearchQuery, deps: Dependencies, *, model_version: str) -> SearchResult:
+    """Runs a validated query. Encoders run in parallel; fusion only for composed queries."""
+    t0 = time.perf_counter()
+    text_call = deps.text.embed.remote([query.text]) if query.text.strip() else None
+    if query.image is not None:
+        reference_call = deps.image.embed.remote([query.image])
+    elif query.product_id is not None:
+        reference_call = deps.store.retrieve.remote([query.product_id], with_vectors=True)
+    else:
+        reference_call = None
+    text_vec = reference_vec = None
+    results = await asyncio.gather(*(c for c in (text_call, reference_call) if c is not None))
+    if text_call is not None:
+        text_vec = _vector(results.pop(0), model_version)
+    if reference_call is not None:
+        reference_vec = _reference_vector(results.pop(0), query, model_version)
+    t_encoded = time.perf_counter()
+    if text_vec is not None and reference_vec is not None:
+        fused = await deps.fusion.fuse.remote(FusionInput(reference_vec[None], text_vec[None]))
+        vector = _vector(fused, model_version)
+    else:
+        vector = text_vec if text_vec is not None else reference_vec
+    t_fused = time.perf_counter()
+    flt = None if query.filter.is_empty() else query.filter
+    hits = await deps.store.search.remote(vector, top_k=query.top_k, filter=flt)
+    t_done = time.perf_counter()
+    timing = Timing(
+        encode_ms=(t_encoded - t0) * 1000,
+        fuse_ms=(t_fused - t_encoded) * 1000,
+        search_ms=(t_done - t_fused) * 1000,
+        total_ms=(t_done - t0) * 1000,
+    )
+    return SearchResult(tuple(hits), model_version, timing)
+
+
+def _vector(embeddings, model_version: str) -> np.ndarray:
+    if embeddings.model_version != model_version:
+        raise DependencyError(
+            f"model mismatch: an encoder serves {embeddings.model_version}, the collection holds "
+            f"{model_version} vectors"
+        )
+    return embeddings.vectors[0]
+
+
+def _reference_vector(result, query: SearchQuery, model_version: str) -> np.ndarray:
+    if query.image is not None:
+        return _vector(result, model_version)
+    if not result:
+        raise NotFoundError(f"product {query.product_id!r} is not in the catalog")
+    return result[0].vector

@@ -1,0 +1,28 @@
+"""Serve application builder: `import_path: services.image_encoder.app:build_app`."""
+
+from __future__ import annotations
+
+from ray.serve import Application
+
+from services.image_encoder.config import ImageEncoderSettings
+from services.image_encoder.deployment import ImageEncoder
+from shared.serving.runtime import resolve_bundle
+from shared.settings import load_settings
+
+
+def build_app(args: dict) -> Application:
+    """The image encoder application; `args` (from the Serve config) override VITRINE_* settings."""
+    s = load_settings(ImageEncoderSettings, **args)
+    return ImageEncoder.options(
+        user_config={
+            "max_batch_size": s.max_batch_size,
+            "batch_wait_timeout_s": s.batch_wait_timeout_s,
+        }
+    ).bind(
+        bundle_path=str(resolve_bundle(s.bundle_path)),
+        device=s.device,
+        max_images=s.max_images,
+        max_image_bytes=s.max_image_bytes,
+        max_image_pixels=s.max_image_pixels,
+        torch_threads=s.torch_threads,
+    )

@@ -1,0 +1,104 @@
+"""The image encoder deployment: encoded image bytes in, L2-normalised embeddings out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+import torch
+from PIL import Image
+from ray import serve
+
+from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2 as pb
+from shared.conversions import image_encoder as conv
+from shared.models.bundle import load_bundle
+from shared.models.transforms import ImageDecodeError, decode_image
+from shared.serving.errors import LimitError, RequestError, parse, report_to_grpc
+from shared.serving.runtime import (
+    apply_batch_config,
+    resolve_bundle,
+    resolve_device,
+    set_torch_threads,
+)
+from shared.types import Embeddings
+
+log = logging.getLogger(__name__)
+
+
+@serve.deployment(name="ImageEncoder")
+class ImageEncoder:
+    """Decodes, preprocesses and embeds images; concurrent requests share dynamic batches.
+
+    Python callers (the gateway, the ingestion worker) use `embed` through a handle; gRPC
+    callers use `EmbedImages` (vitrine.image_encoder.v1) through the Serve gRPC proxy.
+    """
+
+    def __init__(
+        self,
+        *,
+        bundle_path: str,
+        device: str,
+        max_images: int,
+        max_image_bytes: int,
+        max_image_pixels: int,
+        torch_threads: int,
+    ) -> None:
+        set_torch_threads(torch_threads)
+        bundle = resolve_bundle(bundle_path)
+        self._device = resolve_device(device)
+        self._model, manifest = load_bundle(bundle, parts=frozenset({"image"}), device=self._device)
+        self.model_version = manifest.bundle_id
+        self.dim = self._model.heads.embed_dim
+        self._limits = (max_images, max_image_bytes, max_image_pixels)
+        log.info("image encoder: bundle %s (%s) on %s", manifest.bundle_id, bundle, self._device)
+
+    def reconfigure(self, user_config: dict) -> None:
+        apply_batch_config(self._embed_batch, user_config)
+
+    def info(self) -> dict:
+        return {"model_version": self.model_version, "dim": self.dim}
+
+    def _decode(self, images: list[bytes]) -> list[Image.Image]:
+        max_images, max_bytes, max_pixels = self._limits
+        if not images:
+            raise RequestError("no images given")
+        if len(images) > max_images:
+            raise LimitError(f"{len(images)} images in one request, more than {max_images}")
+        decoded = []
+        for i, data in enumerate(images):
+            try:
+                decoded.append(decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels))
+            except ImageDecodeError as e:
+                raise RequestError(f"image {i}: {e}") from None
+        return decoded
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _embed_batch(self, images: list[Image.Image]) -> list[np.ndarray]:
+        # Torch releases the GIL, so the replica's event loop keeps accepting requests meanwhile.
+        vectors = await asyncio.to_thread(self._forward, images)
+        return list(vectors)
+
+    @torch.inference_mode()
+    def _forward(self, images: list[Image.Image]) -> np.ndarray:
+        pixels = self._model.image.preprocessor.batch(images).to(self._device)  # [b, 3, r, r]
+        return self._model.image(pixels).float().cpu().numpy()  # [b, dim]
+
+    async def embed(self, images: list[bytes]) -> Embeddings:
+        """Embeddings [len(images), dim] of encoded images.
+
+        Raises:
+            RequestError: an image cannot be decoded (the message names which) or breaks a limit.
+        """
+        decoded = await asyncio.to_thread(self._decode, images)
+        rows = await asyncio.gather(*(self._embed_batch(img) for img in decoded))
+        return Embeddings(np.stack(rows), self.model_version)
+
+    async def EmbedImages(  # noqa: N802 - the gRPC method name
+        self, request: pb.EmbedImagesRequest, grpc_context=None
+    ) -> pb.EmbedImagesResponse:
+        try:
+            return conv.response_to_proto(await self.embed(parse(conv.request_from_proto, request)))
+        except Exception as e:
+            report_to_grpc(grpc_context, e)
+            raise

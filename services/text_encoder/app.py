@@ -1,0 +1,27 @@
+"""Serve application builder: `import_path: services.text_encoder.app:build_app`."""
+
+from __future__ import annotations
+
+from ray.serve import Application
+
+from services.text_encoder.config import TextEncoderSettings
+from services.text_encoder.deployment import TextEncoder
+from shared.serving.runtime import resolve_bundle
+from shared.settings import load_settings
+
+
+def build_app(args: dict) -> Application:
+    """The text encoder application; `args` (from the Serve config) override VITRINE_* settings."""
+    s = load_settings(TextEncoderSettings, **args)
+    return TextEncoder.options(
+        user_config={
+            "max_batch_size": s.max_batch_size,
+            "batch_wait_timeout_s": s.batch_wait_timeout_s,
+        }
+    ).bind(
+        bundle_path=str(resolve_bundle(s.bundle_path)),
+        device=s.device,
+        max_texts=s.max_texts,
+        max_text_chars=s.max_text_chars,
+        torch_threads=s.torch_threads,
+    )

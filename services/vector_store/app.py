@@ -1,0 +1,34 @@
+"""Serve application builder: `import_path: services.vector_store.app:build_app`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ray.serve import Application
+
+from services.vector_store.config import VectorStoreSettings
+from services.vector_store.deployment import VectorStore
+from shared.serving.runtime import resolve_bundle
+from shared.settings import load_settings
+
+
+def _absolute(location: str) -> str:
+    """Relative folders are resolved where the builder runs, not where the replica starts."""
+    for prefix in ("edge:", "local:"):
+        if location.startswith(prefix):
+            return prefix + str(Path(location.removeprefix(prefix)).expanduser().resolve())
+    return location
+
+
+def build_app(args: dict) -> Application:
+    """The vector-store application; `args` (from the Serve config) override VITRINE_* settings."""
+    s = load_settings(VectorStoreSettings, **args)
+    embedded = s.store_location.startswith(("edge:", "local:", ":memory:"))
+    deployment = VectorStore.options(num_replicas=1) if embedded else VectorStore
+    return deployment.bind(
+        bundle_path=str(resolve_bundle(s.bundle_path)),
+        location=_absolute(s.store_location),
+        indexed_fields=s.indexed_fields,
+        api_key=s.qdrant_api_key,
+        optimize_interval_s=s.optimize_interval_s,
+    )

@@ -1,0 +1,29 @@
+"""Settings of the vector-store service (a Ray Serve application)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.settings import VitrineSettings
+from shared.vectorstore.base import DEFAULT_INDEXED_FIELDS
+
+
+class VectorStoreSettings(VitrineSettings):
+    bundle_path: Path | None = Field(
+        None, description="Model bundle whose vectors the collection holds; None = the default."
+    )
+    store_location: str = Field(
+        "edge:artifacts/store",
+        description="edge:PATH (embedded Qdrant Edge), http(s)://HOST:PORT (Qdrant server), "
+        ":memory: or local:PATH (qdrant-client local mode, small tests only).",
+    )
+    qdrant_api_key: str | None = Field(None, description="API key of a Qdrant server.")
+    indexed_fields: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_INDEXED_FIELDS),
+        description="Payload fields indexed for filters: name -> keyword|integer|float|bool (JSON).",
+    )
+    optimize_interval_s: float = Field(
+        5.0, gt=0, description="How often pending writes are indexed (HNSW) in the embedded engine."
+    )

@@ -1,0 +1,105 @@
+"""The vector-store deployment: the one process that owns the collection.
+
+Qdrant Edge locks its folder, so in the embedded default exactly one replica holds it and every
+other service (gateway, ingestion) reaches it through a Serve handle. With a Qdrant server
+location the same deployment is a thin, stateless client and may scale out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import numpy as np
+from ray import serve
+
+from shared.models.bundle import Manifest
+from shared.serving.errors import RequestError
+from shared.serving.runtime import resolve_bundle
+from shared.types import Filter, Hit
+from shared.vectorstore import Point, StoredPoint, StoreError, open_store
+
+log = logging.getLogger(__name__)
+
+
+@serve.deployment(name="VectorStore")
+class VectorStore:
+    """Search, upsert, delete and retrieve in the collection of the configured model bundle."""
+
+    def __init__(
+        self,
+        *,
+        bundle_path: str,
+        location: str,
+        indexed_fields: dict[str, str],
+        api_key: str | None,
+        optimize_interval_s: float,
+    ) -> None:
+        manifest = Manifest.read(resolve_bundle(bundle_path))
+        self.model_version = manifest.bundle_id
+        self._store = open_store(
+            location,
+            model_version=manifest.bundle_id,
+            dim=manifest.heads["embed_dim"],
+            indexed_fields=indexed_fields,
+            api_key=api_key,
+        )
+        self._dirty = asyncio.Event()
+        self._optimizer = asyncio.get_event_loop().create_task(
+            self._optimize_loop(optimize_interval_s)
+        )
+        log.info("vector store: %s at %s", self._store.info(), location)
+
+    async def _optimize_loop(self, interval_s: float) -> None:
+        """Builds HNSW indexes for new points in the background, one build at a time."""
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(interval_s)
+            self._dirty.clear()
+            try:
+                await asyncio.to_thread(self._store.optimize)
+            except Exception:
+                log.exception("index build failed; will retry after the next write")
+
+    def info(self) -> dict:
+        return {"model_version": self.model_version, **asdict(self._store.info())}
+
+    async def search(
+        self, vector: np.ndarray, *, top_k: int, filter: Filter | None = None, exact: bool = False
+    ) -> list[Hit]:
+        """The top_k products by cosine similarity, best first.
+
+        Raises:
+            RequestError: the vector does not fit the collection.
+        """
+        try:
+            return await asyncio.to_thread(
+                self._store.search, vector, top_k=top_k, filter=filter, exact=exact
+            )
+        except StoreError as e:
+            raise RequestError(str(e)) from None
+
+    async def upsert(self, points: Sequence[Point]) -> int:
+        """Writes points; returns how many. Durable when it returns."""
+        await asyncio.to_thread(self._store.upsert, points)
+        self._dirty.set()
+        return len(points)
+
+    async def delete(self, product_ids: Sequence[str]) -> int:
+        await asyncio.to_thread(self._store.delete, product_ids)
+        self._dirty.set()
+        return len(product_ids)
+
+    async def retrieve(
+        self, product_ids: Sequence[str], *, with_vectors: bool = False
+    ) -> list[StoredPoint]:
+        return await asyncio.to_thread(self._store.retrieve, product_ids, with_vectors=with_vectors)
+
+    async def count(self, filter: Filter | None = None) -> int:
+        return await asyncio.to_thread(self._store.count, filter)
+
+    def __del__(self) -> None:
+        self._optimizer.cancel()
+        self._store.close()

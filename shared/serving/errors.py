@@ -1,0 +1,72 @@
+"""Errors a deployment raises for the caller's mistakes, and their gRPC status codes.
+
+Anything else escaping a deployment is a server fault (INTERNAL / UNAVAILABLE); a caller's
+mistake must never be reported as one (docs ARCHITECTURE.md, "Errors").
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class RequestError(ValueError):
+    """The request is wrong; the message tells the caller what to fix."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class LimitError(RequestError):
+    """The request exceeds a limit (size, count, top_k)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class NotFoundError(RequestError):
+    """The request names something that does not exist (e.g. an unknown product id)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class DependencyError(RuntimeError):
+    """A service this one needs is down or timed out."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.INTERNAL: 500,
+}
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and message reported for an exception."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, grpc.StatusCode):
+        return code, str(exc)
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see server logs"
+
+
+def report_to_grpc(grpc_context, exc: BaseException) -> None:
+    """Sets the status of a Serve gRPC call from an exception (the caller then re-raises).
+
+    Ray Serve keeps a status set on `grpc_context` before the method raises
+    (`ray.serve._private.replica._maybe_wrap_grpc_exception`).
+    """
+    code, message = status_of(exc)
+    if grpc_context is not None:
+        grpc_context.set_code(code)
+        grpc_context.set_details(message)
+
+
+def parse(convert, message):
+    """`convert(message)`, with the converter's ValueError reported as the caller's mistake."""
+    try:
+        return convert(message)
+    except ValueError as e:
+        raise RequestError(str(e)) from None

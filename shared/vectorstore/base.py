@@ -1,0 +1,163 @@
+"""The vector store interface shared by every backend."""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shared.types import Filter, Hit
+
+# Point ids are UUIDv5 of the product id in this namespace: a replayed event overwrites its
+# point instead of adding a second one, on every backend and every process.
+POINT_ID_NAMESPACE = uuid.UUID("6f1d2a9e-3c57-4b8e-9a0f-5d2b7c1e4a93")
+
+PRODUCT_ID_FIELD = "product_id"
+
+DEFAULT_INDEXED_FIELDS: dict[str, str] = {
+    "gender": "keyword",
+    "masterCategory": "keyword",
+    "subCategory": "keyword",
+    "articleType": "keyword",
+    "baseColour": "keyword",
+    "season": "keyword",
+    "usage": "keyword",
+    "category": "keyword",
+    "color": "keyword",
+    "year": "integer",
+    "price": "float",
+}
+"""Payload fields indexed for filtering by default (name -> keyword | integer | float | bool)."""
+
+FIELD_TYPES = frozenset({"keyword", "integer", "float", "bool"})
+
+
+class StoreError(RuntimeError):
+    """The store refused an operation (wrong dimension, unknown collection, engine error)."""
+
+
+def point_id(product_id: str) -> str:
+    """The store's point id of a product: a UUIDv5 string, stable across processes."""
+    if not product_id:
+        raise ValueError("product_id must be non-empty")
+    return str(uuid.uuid5(POINT_ID_NAMESPACE, product_id))
+
+
+@dataclass(frozen=True)
+class Point:
+    """A product's vector and payload, as written to the store."""
+
+    product_id: str
+    vector: np.ndarray  # [dim] float32
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """A point read back from the store."""
+
+    product_id: str
+    payload: dict[str, Any]
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    collection: str
+    dim: int
+    points: int
+    indexed_vectors: int
+    indexed_fields: dict[str, str]
+
+
+class VectorStore(abc.ABC):
+    """A collection of product vectors with payload, searched by cosine similarity.
+
+    A store is bound to one collection, named after the model bundle that produced its vectors,
+    so vectors of two models never mix.
+    """
+
+    collection: str
+    dim: int
+
+    @abc.abstractmethod
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Inserts or overwrites points (keyed by product id); durable when it returns."""
+
+    @abc.abstractmethod
+    def delete(self, product_ids: Sequence[str]) -> None:
+        """Deletes points; unknown ids are ignored."""
+
+    @abc.abstractmethod
+    def search(
+        self,
+        vector: np.ndarray,
+        *,
+        top_k: int,
+        filter: Filter | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """The top_k points by cosine similarity to vector [dim], best first."""
+
+    @abc.abstractmethod
+    def retrieve(
+        self, product_ids: Sequence[str], *, with_vectors: bool = False
+    ) -> list[StoredPoint]:
+        """The stored points among product_ids, in the order given; missing ids are skipped."""
+
+    @abc.abstractmethod
+    def count(self, filter: Filter | None = None) -> int:
+        """Number of points (matching filter)."""
+
+    @abc.abstractmethod
+    def info(self) -> StoreInfo:
+        """Collection name, dimension, size and payload indexes."""
+
+    def optimize(self) -> None:  # noqa: B027 - optional for backends that index on their own
+        """Builds pending indexes now (backends that index in the background do nothing)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Flushes and releases the engine (and its folder lock)."""
+
+    def _check_vector(self, vector: np.ndarray) -> np.ndarray:
+        vector = np.asarray(vector, dtype=np.float32)
+        if vector.ndim != 1 or vector.shape[0] != self.dim:
+            raise StoreError(
+                f"collection {self.collection!r} holds {self.dim}-d vectors, got shape "
+                f"{tuple(vector.shape)}"
+            )
+        if not np.all(np.isfinite(vector)):
+            raise StoreError("vector has NaN or infinite values")
+        return vector
+
+    def _check_points(self, points: Sequence[Point]) -> list[tuple[str, list[float], dict]]:
+        rows = []
+        for p in points:
+            vector = self._check_vector(p.vector)
+            payload = {**p.payload, PRODUCT_ID_FIELD: p.product_id}
+            rows.append((point_id(p.product_id), vector.tolist(), payload))
+        return rows
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def collection_name(model_version: str) -> str:
+    """The collection for vectors of one model bundle."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in model_version)
+    return f"products-{safe}"
+
+
+def validate_fields(fields: dict[str, str]) -> dict[str, str]:
+    bad = {k: v for k, v in fields.items() if v not in FIELD_TYPES}
+    if bad:
+        raise ValueError(f"unknown payload index types {bad}; use one of {sorted(FIELD_TYPES)}")
+    return dict(fields)

@@ -1,0 +1,176 @@
+"""qdrant-client backend: a Qdrant server or cluster by URL (production), or the client's
+pure-Python local mode (`:memory:` or a folder) for small tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from shared.types import Condition, Filter, Hit, Range
+from shared.vectorstore.base import (
+    PRODUCT_ID_FIELD,
+    StoredPoint,
+    StoreError,
+    StoreInfo,
+    VectorStore,
+    point_id,
+    validate_fields,
+)
+
+_SCHEMA = {
+    "keyword": qm.PayloadSchemaType.KEYWORD,
+    "integer": qm.PayloadSchemaType.INTEGER,
+    "float": qm.PayloadSchemaType.FLOAT,
+    "bool": qm.PayloadSchemaType.BOOL,
+}
+_SCHEMA_NAMES = {v.value: k for k, v in _SCHEMA.items()}
+
+
+def _condition(c: Condition) -> qm.FieldCondition:
+    m = c.match
+    if isinstance(m, Range):
+        return qm.FieldCondition(key=c.key, range=qm.Range(gt=m.gt, gte=m.gte, lt=m.lt, lte=m.lte))
+    if isinstance(m, tuple):
+        return qm.FieldCondition(key=c.key, match=qm.MatchAny(any=list(m)))
+    return qm.FieldCondition(key=c.key, match=qm.MatchValue(value=m))
+
+
+def qdrant_filter(f: Filter | None) -> qm.Filter | None:
+    if f is None or f.is_empty():
+        return None
+    return qm.Filter(
+        must=[_condition(c) for c in f.must] or None,
+        must_not=[_condition(c) for c in f.must_not] or None,
+    )
+
+
+class QdrantStore(VectorStore):
+    """A collection reached through qdrant-client.
+
+    Args:
+        client: a connected client (`QdrantClient(url=...)`, `QdrantClient(":memory:")`, ...).
+        collection: the collection; created when missing.
+        dim: vector dimension; must match an existing collection.
+        indexed_fields: payload fields to index, name -> keyword | integer | float | bool.
+        hnsw_ef: HNSW search beam width.
+    """
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        *,
+        dim: int,
+        indexed_fields: dict[str, str],
+        hnsw_ef: int = 128,
+    ) -> None:
+        self._client, self.collection, self.dim = client, collection, dim
+        self._fields = validate_fields(indexed_fields)
+        self._hnsw_ef = hnsw_ef
+        # Local mode is brute force and ignores payload indexes and search params (it warns).
+        self._local = type(client._client).__name__ == "QdrantLocal"
+        try:
+            self._ensure_collection()
+        except StoreError:
+            raise
+        except Exception as e:
+            raise StoreError(f"cannot open Qdrant collection {collection!r}: {e}") from e
+
+    def _ensure_collection(self) -> None:
+        if not self._client.collection_exists(self.collection):
+            self._client.create_collection(
+                self.collection,
+                vectors_config=qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE),
+            )
+        params = self._client.get_collection(self.collection).config.params.vectors
+        if params.size != self.dim:
+            raise StoreError(
+                f"collection {self.collection!r} holds {params.size}-d vectors, not {self.dim}-d"
+            )
+        if self._local:
+            return
+        for name, kind in {**self._fields, PRODUCT_ID_FIELD: "keyword"}.items():
+            self._client.create_payload_index(self.collection, name, _SCHEMA[kind], wait=True)
+
+    def upsert(self, points):
+        rows = self._check_points(points)
+        if rows:
+            self._client.upsert(
+                self.collection,
+                [qm.PointStruct(id=pid, vector=vec, payload=payload) for pid, vec, payload in rows],
+                wait=True,
+            )
+
+    def delete(self, product_ids: Sequence[str]) -> None:
+        if product_ids:
+            self._client.delete(
+                self.collection,
+                qm.PointIdsList(points=[point_id(p) for p in product_ids]),
+                wait=True,
+            )
+
+    def search(self, vector, *, top_k, filter=None, exact=False):
+        vector = self._check_vector(vector)
+        response = self._client.query_points(
+            self.collection,
+            query=vector.tolist(),
+            limit=top_k,
+            query_filter=qdrant_filter(filter),
+            with_payload=True,
+            search_params=None
+            if self._local
+            else qm.SearchParams(hnsw_ef=max(self._hnsw_ef, top_k), exact=exact),
+        )
+        return [_hit(p.payload, p.score) for p in response.points]
+
+    def retrieve(self, product_ids, *, with_vectors=False):
+        if not product_ids:
+            return []
+        records = self._client.retrieve(
+            self.collection,
+            [point_id(p) for p in product_ids],
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+        by_id = {r.payload[PRODUCT_ID_FIELD]: r for r in records}
+        out = []
+        for pid in product_ids:
+            r = by_id.get(pid)
+            if r is None:
+                continue
+            vector = np.asarray(r.vector, dtype=np.float32) if with_vectors else None
+            payload = {k: v for k, v in r.payload.items() if k != PRODUCT_ID_FIELD}
+            out.append(StoredPoint(pid, payload, vector))
+        return out
+
+    def count(self, filter=None):
+        return self._client.count(
+            self.collection, count_filter=qdrant_filter(filter), exact=True
+        ).count
+
+    def info(self):
+        info = self._client.get_collection(self.collection)
+        fields = {
+            k: _SCHEMA_NAMES.get(str(getattr(v.data_type, "value", v.data_type)), "keyword")
+            for k, v in (info.payload_schema or {}).items()
+            if k != PRODUCT_ID_FIELD
+        }
+        return StoreInfo(
+            self.collection,
+            self.dim,
+            info.points_count or 0,
+            info.indexed_vectors_count or 0,
+            fields,
+        )
+
+    def close(self):
+        self._client.close()
+
+
+def _hit(payload: dict, score: float) -> Hit:
+    payload = dict(payload)
+    product_id = payload.pop(PRODUCT_ID_FIELD)
+    return Hit(product_id=product_id, score=float(score), payload=payload)

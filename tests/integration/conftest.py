@@ -1,0 +1,76 @@
+"""One real Ray cluster per test session, and the whole Serve platform on it when asked for."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.tiny import write_catalog, write_tiny_bundle
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Platform:
+    gateway: str  # host:port of the public SearchService
+    proxy: str  # host:port of Serve's gRPC proxy (encoders, fusion)
+    http: str  # base URL of the HTTP API
+    bundle: Path
+    catalog: Path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        object_store_memory=128 * 2**20,
+        include_dashboard=False,
+        logging_level="WARNING",
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def platform(ray_cluster, tmp_path_factory) -> Platform:
+    """Every application of deploy/serve/vitrine.yaml with a tiny bundle, a 12-product catalog
+    indexed in an embedded Qdrant Edge store."""
+    from ray import serve
+
+    from services.cli.serve_commands import deploy, index_catalog, load_config
+
+    root = tmp_path_factory.mktemp("platform")
+    bundle = write_tiny_bundle(root)
+    catalog = write_catalog(root / "catalog")
+    ports = {"http": free_port(), "proxy": free_port(), "gateway": free_port()}
+    config = load_config(
+        common_args={"bundle_path": str(bundle)},
+        http_port=ports["http"],
+        proxy_grpc_port=ports["proxy"],
+        gateway_grpc_port=ports["gateway"],
+    )
+    for app in config["applications"]:
+        if app["name"] == "vector-store":
+            app["args"]["store_location"] = f"edge:{root / 'store'}"
+            app["args"]["optimize_interval_s"] = 0.5
+    deploy(config, timeout_s=300, progress=False)
+    index_catalog(catalog, batch_size=5, progress=False)
+    yield Platform(
+        gateway=f"127.0.0.1:{ports['gateway']}",
+        proxy=f"127.0.0.1:{ports['proxy']}",
+        http=f"http://127.0.0.1:{ports['http']}",
+        bundle=bundle,
+        catalog=catalog,
+    )
+    serve.shutdown()

@@ -1,0 +1,271 @@
+"""The Serve platform over real gRPC and HTTP: gateway searches against a small indexed catalog.
+
+The expected product of each query is what the same model bundle ranks first when run in this
+process (exact cosine over the catalog), so these tests check that serving returns the model's
+answer: right encoders, right fusion, right store, right filter.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from shared.api.vitrine.search.v1 import search_pb2 as pb
+from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
+from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2 as te_pb
+from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2_grpc as te_grpc
+from shared.data.catalog import load_products
+from shared.models.bundle import load_bundle
+from shared.models.inference import embed_texts, fuse
+from shared.models.transforms import decode_image
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+class Reference:
+    """The bundle run in-process: exact rankings to compare the served ones with."""
+
+    def __init__(self, bundle: Path, catalog: Path) -> None:
+        self.model, _ = load_bundle(bundle)
+        self.products = load_products(catalog)
+        images = [decode_image(p.image.read_bytes()) for p in self.products]
+        with __import__("torch").inference_mode():
+            pixels = self.model.image.preprocessor.batch(images)
+            self.vectors = self.model.image(pixels).numpy()
+
+    def ranking(self, query: np.ndarray, keep=lambda p: True) -> list[str]:
+        scores = self.vectors @ query
+        order = np.argsort(-scores, kind="stable")
+        return [self.products[i].id for i in order if keep(self.products[i])]
+
+    def text(self, text: str) -> np.ndarray:
+        return embed_texts(self.model, [text])[0]
+
+    def composed(self, product_id: str, text: str) -> np.ndarray:
+        i = next(k for k, p in enumerate(self.products) if p.id == product_id)
+        return fuse(self.model, self.vectors[i : i + 1], self.text(text)[None])[0]
+
+
+@pytest.fixture(scope="module")
+def ref(platform) -> Reference:
+    return Reference(platform.bundle, platform.catalog)
+
+
+@pytest.fixture(scope="module")
+def stub(platform):
+    with grpc.insecure_channel(platform.gateway) as channel:
+        grpc.channel_ready_future(channel).result(timeout=30)
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(120):  # the gateway reports SERVING once every dependency answers
+            status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            __import__("time").sleep(0.5)
+        yield pb_grpc.SearchServiceStub(channel)
+
+
+def _ids(response: pb.SearchResponse) -> list[str]:
+    return [h.product_id for h in response.hits]
+
+
+def test_text_search_returns_the_models_top_product(stub, ref):
+    response = stub.Search(pb.SearchRequest(text="red shirt", top_k=5), timeout=30)
+    assert _ids(response) == ref.ranking(ref.text("red shirt"))[:5]
+    assert response.model_version
+    assert response.timing.total_ms > 0
+    top = response.hits[0]
+    assert top.payload["title"].endswith(top.product_id[1:])  # payload travels with the hit
+
+
+def test_image_search_finds_the_same_image_first(stub, ref):
+    image = (ref.products[5].image).read_bytes()
+    response = stub.Search(pb.SearchRequest(image=image, top_k=3), timeout=30)
+    assert _ids(response)[0] == "p5"
+    assert response.hits[0].score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_product_id_reference_uses_the_indexed_vector(stub):
+    response = stub.Search(pb.SearchRequest(product_id="p7", top_k=3), timeout=30)
+    assert _ids(response)[0] == "p7"
+
+
+@pytest.mark.parametrize("by", ["product_id", "image"])
+def test_composed_search_uses_the_fusion_module(stub, ref, by):
+    reference = (
+        {"product_id": "p4"}
+        if by == "product_id"
+        else {"image": ref.products[4].image.read_bytes()}
+    )
+    response = stub.Search(pb.SearchRequest(text="in black", top_k=5, **reference), timeout=30)
+    expected = ref.ranking(ref.composed("p4", "in black"))
+    assert _ids(response) == expected[:5]
+    # Fusion changes the query: the ranking differs from the plain image ranking.
+    assert expected != ref.ranking(ref.vectors[4])
+    assert response.timing.fuse_ms > 0
+
+
+def test_filtered_search_keeps_only_matching_products(stub, ref):
+    unfiltered = ref.ranking(ref.text("blue dress"))
+    colour = next(
+        p.attributes["baseColour"]
+        for p in ref.products
+        if p.id != unfiltered[0]
+        and p.attributes["baseColour"]
+        != next(q for q in ref.products if q.id == unfiltered[0]).attributes["baseColour"]
+    )
+    request = pb.SearchRequest(
+        text="blue dress",
+        top_k=10,
+        filter=pb.Filter(must=[pb.Condition(key="baseColour", keyword=colour)]),
+    )
+    response = stub.Search(request, timeout=30)
+    expected = ref.ranking(
+        ref.text("blue dress"), keep=lambda p: p.attributes["baseColour"] == colour
+    )
+    assert _ids(response) == expected
+    assert unfiltered[0] not in _ids(response)
+    assert {h.payload["baseColour"] for h in response.hits} == {colour}
+
+    excluded = pb.SearchRequest(
+        text="blue dress",
+        top_k=20,
+        filter=pb.Filter(must_not=[pb.Condition(key="baseColour", keyword=colour)]),
+    )
+    assert colour not in {h.payload["baseColour"] for h in stub.Search(excluded, timeout=30).hits}
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "code", "words"),
+    [
+        ({}, grpc.StatusCode.INVALID_ARGUMENT, "give a text"),
+        ({"text": "red", "top_k": 100000}, grpc.StatusCode.RESOURCE_EXHAUSTED, "top_k"),
+        ({"image": b"not an image"}, grpc.StatusCode.INVALID_ARGUMENT, "image 0"),
+        ({"product_id": "no-such-product"}, grpc.StatusCode.NOT_FOUND, "no-such-product"),
+        (
+            {"text": "red", "filter": pb.Filter(must=[pb.Condition(key="year", range=pb.Range())])},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "no bound",
+        ),
+        ({"text": "x" * 5000}, grpc.StatusCode.RESOURCE_EXHAUSTED, "characters"),
+    ],
+)
+def test_bad_requests_get_a_status_and_a_message(stub, request_kwargs, code, words):
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Search(pb.SearchRequest(**request_kwargs), timeout=30)
+    assert info.value.code() == code
+    assert words in info.value.details()
+
+
+def test_oversized_request_is_resource_exhausted(stub):
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Search(pb.SearchRequest(image=b"\0" * (9 * 2**20)), timeout=30)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_deadline_is_honoured(stub):
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Search(pb.SearchRequest(text="red shirt"), timeout=0.001)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert stub.Search(pb.SearchRequest(text="red shirt"), timeout=30).hits  # still serving
+
+
+def test_health_and_reflection(platform):
+    with grpc.insecure_channel(platform.gateway) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        check = health.Check(
+            health_pb2.HealthCheckRequest(service="vitrine.search.v1.SearchService")
+        )
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        (answer,) = reflect.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        names = {s.name for s in answer.list_services_response.service}
+        assert "vitrine.search.v1.SearchService" in names
+
+
+def _post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_http_json_search(platform, ref):
+    status, body = _post(
+        f"{platform.http}/v1/search", json.dumps({"text": "red shirt", "top_k": 3}).encode()
+    )
+    assert status == 200, body
+    assert [h["product_id"] for h in body["hits"]] == ref.ranking(ref.text("red shirt"))[:3]
+    status, body = _post(f"{platform.http}/v1/search", b"{not json")
+    assert status == 400 and "bad request body" in body["error"]
+    status, body = _post(f"{platform.http}/v1/search", json.dumps({"top_k": 3}).encode())
+    assert status == 400 and "give a text" in body["error"]
+
+
+def test_encoder_through_the_serve_grpc_proxy(platform):
+    with grpc.insecure_channel(platform.proxy) as channel:
+        stub = te_grpc.TextEncoderServiceStub(channel)
+        md = (("application", "text-encoder"),)
+        response = stub.EmbedTexts(
+            te_pb.EmbedTextsRequest(texts=["red", "blue shirt"]), metadata=md, timeout=30
+        )
+        assert (response.embeddings.count, response.embeddings.dim) == (2, 16)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.EmbedTexts(te_pb.EmbedTextsRequest(texts=[]), metadata=md, timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "no texts" in info.value.details()
+
+
+PLAIN_CLIENT = """
+import sys, grpc
+sys.path.insert(0, sys.argv[1])
+from vitrine.search.v1 import search_pb2, search_pb2_grpc
+stub = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(sys.argv[2]))
+reply = stub.Search(search_pb2.SearchRequest(product_id="p3", top_k=2), timeout=30)
+assert "shared" not in sys.modules and "services" not in sys.modules
+print(reply.hits[0].product_id, reply.hits[0].payload["title"])
+"""
+
+
+def test_plain_grpcio_client_with_only_the_protos(platform, tmp_path):
+    out = tmp_path / "gen"
+    out.mkdir()
+    protos = sorted(str(p.relative_to(ROOT / "protos")) for p in (ROOT / "protos").rglob("*.proto"))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{ROOT / 'protos'}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            *protos,
+        ],
+        check=True,
+    )
+    (tmp_path / "client.py").write_text(textwrap.dedent(PLAIN_CLIENT))
+    # -I: isolated mode, so neither the working directory nor PYTHONPATH put the project in reach.
+    proc = subprocess.run(
+        [sys.executable, "-I", str(tmp_path / "client.py"), str(out), platform.gateway],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == "p3"
