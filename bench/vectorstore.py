@@ -56,7 +56,7 @@ def run() -> Section:
         command=".venv/bin/python -m bench vectorstore",
         description=(
             f"{POINTS:,} clustered {DIM}-d vectors in the embedded store (payload indexes created "
-            "before the HNSW build, m=16, ef_construct=128, hnsw_ef=128); top-10 search p50 and "
+            "before the HNSW build, m=16, ef_construct=128, hnsw_ef=64); top-10 search p50 and "
             "recall@10 against exact search with the same filter; the filter keeps one of 10 "
             "values of a keyword field, assigned independently of the clusters (10% selectivity)."
         ),

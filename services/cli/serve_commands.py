@@ -61,7 +61,10 @@ def deploy(config: dict, *, timeout_s: float = 600, progress: bool = True) -> No
     bar = tqdm(total=len(names), desc="deploying", unit="app", disable=not progress)
     while True:
         apps = serve.status().applications
-        states = {n: apps[n].status if n in apps else "NOT_STARTED" for n in names}
+        states = {
+            n: str(getattr(apps[n].status, "value", apps[n].status)) if n in apps else "NOT_STARTED"
+            for n in names
+        }
         bar.n = sum(s == "RUNNING" for s in states.values())
         bar.set_postfix_str(", ".join(f"{n}={s}" for n, s in states.items() if s != "RUNNING"))
         bar.refresh()
@@ -128,7 +131,7 @@ def _cmd_status(_: argparse.Namespace) -> int:
 
     _connect()
     for name, app in serve.status().applications.items():
-        print(f"{name:<16} {app.status:<14} {app.message}")
+        print(f"{name:<16} {getattr(app.status, 'value', app.status):<14} {app.message}")
     return 0
 
 

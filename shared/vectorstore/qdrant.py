@@ -65,7 +65,7 @@ class QdrantStore(VectorStore):
         *,
         dim: int,
         indexed_fields: dict[str, str],
-        hnsw_ef: int = 128,
+        hnsw_ef: int = 64,
     ) -> None:
         self._client, self.collection, self.dim = client, collection, dim
         self._fields = validate_fields(indexed_fields)

@@ -1,0 +1,348 @@
+"""Serving costs: per-hop overhead of Ray Serve against plain grpcio doing the same work, gateway
+end-to-end latency broken down by stage, and image-encoder throughput with dynamic batching.
+
+Runs the real applications of deploy/serve/vitrine.yaml on a local Ray (2 CPUs) with the packaged
+backbones (EfficientNet-Lite0 224 px, all-MiniLM-L6-v2) and untrained heads (weights do not change
+cost), an embedded Qdrant Edge store holding 10,000 products.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import socket
+import tempfile
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import grpc
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from bench.harness import Row, Section, p50, p99, time_calls
+from shared.api.vitrine.fusion.v1 import fusion_pb2_grpc
+from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2, image_encoder_pb2_grpc
+from shared.api.vitrine.search.v1 import search_pb2, search_pb2_grpc
+from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2, text_encoder_pb2_grpc
+from shared.conversions import fusion as fusion_conv
+from shared.conversions import image_encoder as image_conv
+from shared.conversions import text_encoder as text_conv
+from shared.models.bundle import save_bundle
+from shared.models.factory import build_image_backbone, build_text_backbone
+from shared.models.model import HeadConfig, RetrievalModel
+from shared.types import Embeddings, FusionInput
+from shared.vectorstore import Point, open_store
+
+CATALOG = int(os.environ.get("VITRINE_BENCH_CATALOG", 10_000))
+CALLS = int(os.environ.get("VITRINE_BENCH_CALLS", 300))
+THROUGHPUT_IMAGES, BATCH = 128, 16
+QUERY = "navy blue check shirt for men"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bundle(root: Path) -> Path:
+    image, preprocessor = build_image_backbone("efficientnet_lite", resolution=224)
+    model = RetrievalModel.build(
+        heads=HeadConfig(embed_dim=256, image_hidden_dim=512, text_hidden_dim=512),
+        image_backbone=image,
+        preprocessor=preprocessor,
+        text_backbone=build_text_backbone(max_length=48),
+    )
+    save_bundle(model.eval(), root / "bundle")
+    return root / "bundle"
+
+
+def _jpeg(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+class _PlainServer:
+    """The deployments' own classes, unwrapped from Serve, behind a plain grpc.aio server."""
+
+    def __init__(self, bundle: Path) -> None:
+        from services.fusion.deployment import Fusion
+        from services.image_encoder.deployment import ImageEncoder
+        from services.text_encoder.deployment import TextEncoder
+
+        self.image = ImageEncoder.func_or_class(
+            bundle_path=str(bundle),
+            device="cpu",
+            max_images=64,
+            max_image_bytes=2**24,
+            max_image_pixels=40_000_000,
+            torch_threads=0,
+        )
+        self.text = TextEncoder.func_or_class(
+            bundle_path=str(bundle),
+            device="cpu",
+            max_texts=256,
+            max_text_chars=1000,
+            torch_threads=0,
+        )
+        self.fusion = Fusion.func_or_class(
+            bundle_path=str(bundle), device="cpu", max_rows=1024, torch_threads=0
+        )
+        self.port = _free_port()
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
+        ready.wait()
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = grpc.aio.server()
+        outer = self
+
+        # The same work as the deployments (convert, validate, forward, convert back), with no
+        # Serve around it (and so no @serve.batch, which needs a replica context).
+        class Image(image_encoder_pb2_grpc.ImageEncoderServiceServicer):
+            async def EmbedImages(self, request, context):  # noqa: N802
+                decoded = outer.image._decode(list(request.images))
+                vectors = await asyncio.to_thread(outer.image._forward, decoded)
+                return image_conv.response_to_proto(Embeddings(vectors, outer.image.model_version))
+
+        class Text(text_encoder_pb2_grpc.TextEncoderServiceServicer):
+            async def EmbedTexts(self, request, context):  # noqa: N802
+                texts = list(request.texts)
+                outer.text._check(texts)
+                vectors = await asyncio.to_thread(outer.text._forward, texts)
+                return text_conv.response_to_proto(Embeddings(vectors, outer.text.model_version))
+
+        class Fuse(fusion_pb2_grpc.FusionServiceServicer):
+            async def Fuse(self, request, context):  # noqa: N802
+                pair = fusion_conv.request_from_proto(request)
+                outer.fusion._check(pair)
+                vectors = await asyncio.to_thread(
+                    outer.fusion._forward, pair.image_vectors.copy(), pair.text_vectors.copy()
+                )
+                return fusion_conv.response_to_proto(
+                    Embeddings(vectors, outer.fusion.model_version)
+                )
+
+        image_encoder_pb2_grpc.add_ImageEncoderServiceServicer_to_server(Image(), server)
+        text_encoder_pb2_grpc.add_TextEncoderServiceServicer_to_server(Text(), server)
+        fusion_pb2_grpc.add_FusionServiceServicer_to_server(Fuse(), server)
+        server.add_insecure_port(f"127.0.0.1:{self.port}")
+        self._loop.run_until_complete(server.start())
+        ready.set()
+        self._loop.run_forever()
+
+
+def _hops(section: Section, plain: _PlainServer, proxy: str) -> None:
+    vec = np.random.default_rng(0).normal(size=(1, 256)).astype(np.float32)
+    cases = [
+        (
+            "text encoder (1 text)",
+            text_encoder_pb2_grpc.TextEncoderServiceStub,
+            "EmbedTexts",
+            text_encoder_pb2.EmbedTextsRequest(texts=[QUERY]),
+            "text-encoder",
+        ),
+        (
+            "fusion (1 pair)",
+            fusion_pb2_grpc.FusionServiceStub,
+            "Fuse",
+            fusion_conv.request_to_proto(FusionInput(vec, vec)),
+            "fusion",
+        ),
+        (
+            "image encoder (1 JPEG)",
+            image_encoder_pb2_grpc.ImageEncoderServiceStub,
+            "EmbedImages",
+            image_encoder_pb2.EmbedImagesRequest(images=[_jpeg(0)]),
+            "image-encoder",
+        ),
+    ]
+    plain_channel = grpc.insecure_channel(f"127.0.0.1:{plain.port}")
+    proxy_channel = grpc.insecure_channel(proxy)
+    for name, stub_cls, method, request, app in cases:
+        direct = getattr(stub_cls(plain_channel), method)
+        served = getattr(stub_cls(proxy_channel), method)
+        md = (("application", app),)
+        base = p50(time_calls(partial(direct, request, timeout=30), repeat=CALLS, warmup=10))
+        via = p50(
+            time_calls(partial(served, request, metadata=md, timeout=30), repeat=CALLS, warmup=10)
+        )
+        section.rows.append(
+            Row(
+                f"hop p50, {name}",
+                "plain grpcio, same code",
+                base,
+                via,
+                "ms",
+                f"overhead {via - base:.2f} ms",
+            )
+        )
+
+
+def _stage_costs(plain: _PlainServer, root: Path) -> dict[str, float]:
+    """In-process compute of each stage, no serving: the pipeline's floor."""
+    rng = np.random.default_rng(1)
+    vec = rng.normal(size=(1, 256)).astype(np.float32)
+    store = open_store(
+        f"edge:{root / 'plain-store'}", model_version="bench", dim=256, indexed_fields={}
+    )
+    store.upsert(
+        [
+            Point(f"p{i}", v)
+            for i, v in enumerate(rng.normal(size=(CATALOG, 256)).astype(np.float32))
+        ]
+    )
+    store.optimize()
+    costs = {
+        "text": p50(time_calls(lambda: plain.text._forward([QUERY]), repeat=CALLS)),
+        "fusion": p50(time_calls(lambda: plain.fusion._forward(vec, vec), repeat=CALLS)),
+        "search": p50(time_calls(lambda: store.search(vec[0], top_k=10), repeat=CALLS)),
+    }
+    store.close()
+    return costs
+
+
+def _gateway(section: Section, gateway: str, costs: dict[str, float]) -> None:
+    stub = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(gateway))
+    for name, request, floor in [
+        (
+            "text query",
+            search_pb2.SearchRequest(text=QUERY, top_k=10),
+            costs["text"] + costs["search"],
+        ),
+        (
+            "composed query (product id + text)",
+            search_pb2.SearchRequest(product_id="p1", text="in black", top_k=10),
+            costs["text"] + costs["fusion"] + costs["search"],
+        ),
+    ]:
+        totals, stages = [], []
+        for _ in range(10):
+            stub.Search(request, timeout=30)
+        for _ in range(CALLS):
+            t0 = time.perf_counter()
+            response = stub.Search(request, timeout=30)
+            totals.append((time.perf_counter() - t0) * 1000)
+            stages.append(
+                (response.timing.encode_ms, response.timing.fuse_ms, response.timing.search_ms)
+            )
+        enc, fus, srch = (p50([s[i] for s in stages]) for i in range(3))
+        section.rows.append(
+            Row(
+                f"gateway p50, {name}",
+                "in-process stages (sum)",
+                floor,
+                p50(totals),
+                "ms",
+                f"p99 {p99(totals):.1f} ms; gateway-side encode {enc:.1f}, fuse {fus:.1f}, "
+                f"search {srch:.1f} ms; overhead {p50(totals) - floor:.1f} ms",
+            )
+        )
+
+
+def _throughput(section: Section, plain: _PlainServer) -> None:
+    from ray import serve
+
+    images = [_jpeg(i) for i in range(THROUGHPUT_IMAGES)]
+    decoded = [
+        img
+        for i in range(0, len(images), BATCH)
+        for img in plain.image._decode(images[i : i + BATCH])
+    ]
+
+    def in_process() -> None:
+        for start in range(0, len(decoded), BATCH):
+            plain.image._forward(decoded[start : start + BATCH])
+
+    handle = serve.get_deployment_handle("ImageEncoder", "image-encoder")
+
+    def served() -> None:
+        responses = [handle.embed.remote([img]) for img in images]
+        for r in responses:
+            r.result()
+
+    base = p50(time_calls(in_process, repeat=3, warmup=1))
+    via = p50(time_calls(served, repeat=3, warmup=1))
+    section.rows.append(
+        Row(
+            "image encoder throughput, 128 single-image requests",
+            f"in-process, batch {BATCH}",
+            THROUGHPUT_IMAGES / base * 1000,
+            THROUGHPUT_IMAGES / via * 1000,
+            "images/s",
+            "served: concurrent requests batched by @serve.batch (max 16); includes decoding",
+        )
+    )
+
+
+def run() -> Section:
+    import ray
+
+    from services.cli.serve_commands import deploy, load_config
+
+    section = Section(
+        title="Serving (Ray Serve, gRPC)",
+        command=".venv/bin/python -m bench serving",
+        description=__doc__.split("\n\n")[0].replace("\n", " ")
+        + (
+            f" {CALLS} sequential calls per latency row; 2 CPUs shared by client, proxy and replicas."
+        ),
+    )
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        bundle = _bundle(root)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=128 * 2**20,
+            logging_level="WARNING",
+            log_to_driver=False,
+        )
+        try:
+            proxy_port, gateway_port = _free_port(), _free_port()
+            config = load_config(
+                common_args={"bundle_path": str(bundle)},
+                http_port=_free_port(),
+                proxy_grpc_port=proxy_port,
+                gateway_grpc_port=gateway_port,
+            )
+            for app in config["applications"]:
+                if app["name"] == "vector-store":
+                    app["args"]["store_location"] = f"edge:{root / 'store'}"
+            deploy(config, timeout_s=600)
+            from ray import serve
+
+            store = serve.get_deployment_handle("VectorStore", "vector-store")
+            vectors = np.random.default_rng(2).normal(size=(CATALOG, 256)).astype(np.float32)
+            for start in tqdm(range(0, CATALOG, 1000), desc="catalog", leave=False):
+                store.upsert.remote(
+                    [
+                        Point(f"p{i}", vectors[i], {"title": f"product {i}"})
+                        for i in range(start, min(CATALOG, start + 1000))
+                    ]
+                ).result()
+            plain = _PlainServer(bundle)
+            _hops(section, plain, f"127.0.0.1:{proxy_port}")
+            costs = _stage_costs(plain, root)
+            _gateway(section, f"127.0.0.1:{gateway_port}", costs)
+            print(section.to_markdown(), flush=True)
+            _throughput(section, plain)
+        finally:
+            from ray import serve
+
+            serve.shutdown()
+            ray.shutdown()
+    return section
+
+
+if __name__ == "__main__":
+    print(run().to_markdown())

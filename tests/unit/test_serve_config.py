@@ -1,0 +1,58 @@
+"""deploy/serve/vitrine.yaml is a valid Serve config whose every path imports."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from ray.serve.schema import ServeDeploySchema
+
+from services.cli.serve_commands import BUNDLE_APPS, load_config
+
+
+def _resolve(dotted: str):
+    module, _, name = dotted.replace(":", ".").rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return load_config()
+
+
+def test_config_validates_against_serves_schema(config):
+    schema = ServeDeploySchema.model_validate(config)
+    names = [a.name for a in schema.applications]
+    assert names == ["image-encoder", "text-encoder", "fusion", "vector-store", "gateway"]
+
+
+def test_every_import_path_and_servicer_resolves(config):
+    for app in config["applications"]:
+        assert callable(_resolve(app["import_path"]))
+    for fn in config["grpc_options"]["grpc_servicer_functions"]:
+        assert callable(_resolve(fn))
+
+
+def test_batching_and_autoscaling_are_configured(config):
+    deployments = {d["name"]: d for a in config["applications"] for d in a.get("deployments", [])}
+    for name in ("ImageEncoder", "TextEncoder", "Fusion"):
+        assert set(deployments[name]["user_config"]) == {"max_batch_size", "batch_wait_timeout_s"}
+        scaling = deployments[name]["autoscaling_config"]
+        assert scaling["min_replicas"] <= scaling["max_replicas"]
+
+
+def test_overrides_reach_the_right_apps(config):
+    patched = load_config(
+        common_args={"bundle_path": "/b"}, http_port=1, proxy_grpc_port=2, gateway_grpc_port=3
+    )
+    for app in patched["applications"]:
+        assert ("bundle_path" in app["args"]) == (app["name"] in BUNDLE_APPS)
+    gateway = next(a for a in patched["applications"] if a["name"] == "gateway")
+    assert gateway["args"]["grpc_port"] == 3
+    assert (patched["http_options"]["port"], patched["grpc_options"]["port"]) == (1, 2)
+
+
+def test_gateway_port_differs_from_the_serve_grpc_proxy(config):
+    from services.gateway.config import GatewaySettings
+
+    assert GatewaySettings().grpc_port != config["grpc_options"]["port"]
