@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from pathlib import Path
 
@@ -84,24 +85,34 @@ def deploy(config: dict, *, timeout_s: float = 600, progress: bool = True) -> No
 def index_catalog(products_path: Path, *, batch_size: int = 32, progress: bool = True) -> int:
     """Embeds a products.jsonl catalog with the running image encoder and writes it to the
     running vector store (through Serve handles). Returns the number of products indexed."""
+    return asyncio.run(_index(products_path, batch_size=batch_size, progress=progress))
+
+
+async def _index(products_path: Path, *, batch_size: int, progress: bool) -> int:
+    # Handles are awaited inside an event loop: with RAY_SERVE_THROUGHPUT_OPTIMIZED their router
+    # runs on the caller's loop, and blocking `.result()` is not available.
     from ray import serve
 
     from shared.data.catalog import load_products
+    from shared.serving.endpoints import release_handles
     from shared.vectorstore import Point
 
     encoder = serve.get_deployment_handle("ImageEncoder", "image-encoder")
     store = serve.get_deployment_handle("VectorStore", "vector-store")
     products = load_products(products_path)
-    for start in tqdm(
-        range(0, len(products), batch_size), desc="indexing", unit="batch", disable=not progress
-    ):
-        chunk = products[start : start + batch_size]
-        embeddings = encoder.embed.remote([p.image.read_bytes() for p in chunk]).result()
-        points = [
-            Point(p.id, v, {"title": p.title, "image": str(p.image), **p.attributes})
-            for p, v in zip(chunk, embeddings.vectors, strict=True)
-        ]
-        store.upsert.remote(points).result()
+    try:
+        for start in tqdm(
+            range(0, len(products), batch_size), desc="indexing", unit="batch", disable=not progress
+        ):
+            chunk = products[start : start + batch_size]
+            embeddings = await encoder.embed.remote([p.image.read_bytes() for p in chunk])
+            points = [
+                Point(p.id, v, {"title": p.title, "image": str(p.image), **p.attributes})
+                for p, v in zip(chunk, embeddings.vectors, strict=True)
+            ]
+            await store.upsert.remote(points)
+    finally:
+        await release_handles()
     return len(products)
 
 
@@ -130,8 +141,12 @@ def _cmd_status(_: argparse.Namespace) -> int:
     from ray import serve
 
     _connect()
+    from shared.serving.endpoints import grpc_targets_sync
+
     for name, app in serve.status().applications.items():
-        print(f"{name:<16} {getattr(app.status, 'value', app.status):<14} {app.message}")
+        targets = ", ".join(grpc_targets_sync(name)) or "-"
+        status = getattr(app.status, "value", app.status)
+        print(f"{name:<16} {status:<10} gRPC {targets:<32} {app.message}")
     return 0
 
 

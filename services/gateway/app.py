@@ -21,6 +21,7 @@ def build_app(args: dict) -> Application:
             "vector_store": s.vector_store_app,
         },
         grpc_port=s.grpc_port,
+        http_port=s.http_port,
         limits=Limits(
             default_top_k=s.default_top_k,
             max_top_k=s.max_top_k,

@@ -11,18 +11,24 @@ The encoders, fusion and the vector store are reached through Serve DeploymentHa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 
 import grpc
+import uvicorn
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from ray import serve
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
+from services.gateway.clients import FusionClient, ImageEncoderClient, TextEncoderClient
 from services.gateway.search import Dependencies, Limits, run_search, validate
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
@@ -55,16 +61,27 @@ class Gateway:
         *,
         apps: dict[str, str],
         grpc_port: int,
+        http_port: int,
         limits: Limits,
         request_timeout_s: float,
         max_request_bytes: int,
     ) -> None:
+        size = {"max_message_bytes": max_request_bytes}
         self._deps = Dependencies(
-            image=serve.get_deployment_handle("ImageEncoder", apps["image_encoder"]),
-            text=serve.get_deployment_handle("TextEncoder", apps["text_encoder"]),
-            fusion=serve.get_deployment_handle("Fusion", apps["fusion"]),
+            image=ImageEncoderClient(apps["image_encoder"], **size),
+            text=TextEncoderClient(apps["text_encoder"], **size),
+            fusion=FusionClient(apps["fusion"], **size),
             store=serve.get_deployment_handle("VectorStore", apps["vector_store"]),
         )
+        for client in (self._deps.image, self._deps.text, self._deps.fusion):
+            client.start()
+        # Health and model checks go through handles: off the query path, no gRPC method needed.
+        self._info = [
+            serve.get_deployment_handle("ImageEncoder", apps["image_encoder"]),
+            serve.get_deployment_handle("TextEncoder", apps["text_encoder"]),
+            serve.get_deployment_handle("Fusion", apps["fusion"]),
+            self._deps.store,
+        ]
         self._limits, self._timeout_s = limits, request_timeout_s
         self.model_version = ""
         self._health = HealthServicer()
@@ -86,9 +103,20 @@ class Gateway:
         )
         self._server.add_insecure_port(f"[::]:{grpc_port}")
         await self._server.start()
+        self._http = _HTTPServer(
+            uvicorn.Config(
+                Starlette(routes=[Route("/{path:path}", self.__call__, methods=["GET", "POST"])]),
+                host="0.0.0.0",
+                port=http_port,
+                lifespan="off",
+                log_level="warning",
+                access_log=False,
+            )
+        )
+        self._http_task = asyncio.get_running_loop().create_task(self._http.serve())
         await self._set_serving(False)
         self._health_task = asyncio.get_running_loop().create_task(self._watch_dependencies())
-        log.info("gateway: gRPC on port %d", grpc_port)
+        log.info("gateway: gRPC on port %d, HTTP on port %d", grpc_port, http_port)
 
     async def _set_serving(self, serving: bool) -> None:
         status = (
@@ -103,12 +131,7 @@ class Gateway:
         """None when every dependency answers and serves one model; else what is wrong."""
         try:
             infos = await asyncio.wait_for(
-                asyncio.gather(
-                    self._deps.image.info.remote(),
-                    self._deps.text.info.remote(),
-                    self._deps.fusion.info.remote(),
-                    self._deps.store.info.remote(),
-                ),
+                asyncio.gather(*(h.info.remote() for h in self._info)),
                 timeout=HEALTH_INTERVAL_S,
             )
         except Exception as e:  # any failure means not ready
@@ -143,9 +166,11 @@ class Gateway:
             if problem:
                 raise DependencyError(f"not ready: {problem}")
         timeout = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
+        deadline = time.monotonic() + timeout
         try:
             return await asyncio.wait_for(
-                run_search(query, self._deps, model_version=self.model_version), timeout
+                run_search(query, self._deps, model_version=self.model_version, deadline=deadline),
+                timeout,
             )
         except (TimeoutError, asyncio.CancelledError):
             raise
@@ -189,6 +214,15 @@ class Gateway:
 
     def __del__(self) -> None:
         self._health_task.cancel()
+        self._http.should_exit = True
+
+
+class _HTTPServer(uvicorn.Server):
+    """uvicorn inside the replica's event loop; Ray owns the process's signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
 
 
 class _SearchServicer(pb_grpc.SearchServiceServicer):

@@ -65,36 +65,45 @@ def _validate_filter(flt: Filter, limits: Limits) -> None:
 
 
 class Dependencies:
-    """Handles to the other applications (Serve DeploymentHandles or anything awaitable alike)."""
+    """The gateway's ways to the other applications: gRPC clients of the encoders and fusion
+    (`services.gateway.clients`), a Serve handle of the vector store."""
 
     def __init__(self, *, image, text, fusion, store) -> None:
         self.image, self.text, self.fusion, self.store = image, text, fusion, store
 
 
-async def run_search(query: SearchQuery, deps: Dependencies, *, model_version: str) -> SearchResult:
-    """Runs a validated query. Encoders run in parallel; fusion only for composed queries."""
+async def run_search(
+    query: SearchQuery, deps: Dependencies, *, model_version: str, deadline: float
+) -> SearchResult:
+    """Runs a validated query before `deadline` (time.monotonic()). Encoders run in parallel;
+    fusion only for composed queries. Each downstream call gets the time that is left."""
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline exceeded")
+        return remaining
+
     t0 = time.perf_counter()
-    text_call = deps.text.embed.remote([query.text]) if query.text.strip() else None
+    calls = []
+    if query.text.strip():
+        calls.append(deps.text.embed([query.text], timeout_s=left()))
     if query.image is not None:
-        reference_call = deps.image.embed.remote([query.image])
+        calls.append(deps.image.embed([query.image], timeout_s=left()))
     elif query.product_id is not None:
-        reference_call = deps.store.retrieve.remote([query.product_id], with_vectors=True)
-    else:
-        reference_call = None
-    text_vec = reference_vec = None
-    results = await asyncio.gather(*(c for c in (text_call, reference_call) if c is not None))
-    if text_call is not None:
-        text_vec = _vector(results.pop(0), model_version)
-    if reference_call is not None:
-        reference_vec = _reference_vector(results.pop(0), query, model_version)
+        calls.append(deps.store.retrieve.remote([query.product_id], with_vectors=True))
+    results = list(await asyncio.gather(*calls))
+    text_vec = _vector(results.pop(0), model_version) if query.text.strip() else None
+    reference_vec = _reference_vector(results.pop(0), query, model_version) if results else None
     t_encoded = time.perf_counter()
     if text_vec is not None and reference_vec is not None:
-        fused = await deps.fusion.fuse.remote(FusionInput(reference_vec[None], text_vec[None]))
-        vector = _vector(fused, model_version)
+        pair = FusionInput(reference_vec[None], text_vec[None])
+        vector = _vector(await deps.fusion.fuse(pair, timeout_s=left()), model_version)
     else:
         vector = text_vec if text_vec is not None else reference_vec
     t_fused = time.perf_counter()
     flt = None if query.filter.is_empty() else query.filter
+    left()
     hits = await deps.store.search.remote(vector, top_k=query.top_k, filter=flt)
     t_done = time.perf_counter()
     timing = Timing(

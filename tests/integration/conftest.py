@@ -21,7 +21,6 @@ def free_port() -> int:
 @dataclass(frozen=True)
 class Platform:
     gateway: str  # host:port of the public SearchService
-    proxy: str  # host:port of Serve's gRPC proxy (encoders, fusion)
     http: str  # base URL of the HTTP API
     bundle: Path
     catalog: Path
@@ -53,14 +52,16 @@ def platform(ray_cluster, tmp_path_factory) -> Platform:
     root = tmp_path_factory.mktemp("platform")
     bundle = write_tiny_bundle(root)
     catalog = write_catalog(root / "catalog")
-    ports = {"http": free_port(), "proxy": free_port(), "gateway": free_port()}
+    ports = {"http": free_port(), "gateway": free_port()}
     config = load_config(
         common_args={"bundle_path": str(bundle)},
-        http_port=ports["http"],
-        proxy_grpc_port=ports["proxy"],
+        http_port=free_port(),
+        proxy_grpc_port=free_port(),
         gateway_grpc_port=ports["gateway"],
     )
     for app in config["applications"]:
+        if app["name"] == "gateway":
+            app["args"]["http_port"] = ports["http"]
         if app["name"] == "vector-store":
             app["args"]["store_location"] = f"edge:{root / 'store'}"
             app["args"]["optimize_interval_s"] = 0.5
@@ -68,7 +69,6 @@ def platform(ray_cluster, tmp_path_factory) -> Platform:
     index_catalog(catalog, batch_size=5, progress=False)
     yield Platform(
         gateway=f"127.0.0.1:{ports['gateway']}",
-        proxy=f"127.0.0.1:{ports['proxy']}",
         http=f"http://127.0.0.1:{ports['http']}",
         bundle=bundle,
         catalog=catalog,

@@ -73,6 +73,7 @@ def stub(platform):
             if status == health_pb2.HealthCheckResponse.SERVING:
                 break
             __import__("time").sleep(0.5)
+        assert status == health_pb2.HealthCheckResponse.SERVING, "gateway never became SERVING"
         yield pb_grpc.SearchServiceStub(channel)
 
 
@@ -217,8 +218,11 @@ def test_http_json_search(platform, ref):
     assert status == 400 and "give a text" in body["error"]
 
 
-def test_encoder_through_the_serve_grpc_proxy(platform):
-    with grpc.insecure_channel(platform.proxy) as channel:
+def test_encoder_over_grpc_at_its_published_target(platform):
+    from shared.serving.endpoints import grpc_targets_sync
+
+    (target,) = grpc_targets_sync("text-encoder")
+    with grpc.insecure_channel(target) as channel:
         stub = te_grpc.TextEncoderServiceStub(channel)
         md = (("application", "text-encoder"),)
         response = stub.EmbedTexts(

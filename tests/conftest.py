@@ -1,0 +1,9 @@
+"""Session-wide environment, set before anything imports Ray (Serve reads it at import)."""
+
+import os
+
+# The serving configuration `make run` uses: Serve's direct ingress and gRPC transport
+# (deploy/serve/vitrine.yaml explains why).
+os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
