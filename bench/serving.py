@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
 import os
 import socket
 import tempfile
@@ -73,9 +74,10 @@ def _jpeg(seed: int) -> bytes:
 
 
 class _PlainServer:
-    """The deployments' own classes, unwrapped from Serve, behind a plain grpc.aio server."""
+    """The deployments' own classes, unwrapped from Serve, optionally behind a plain grpc.aio
+    server on `port` (run in a process of its own, so the client's GIL does not slow it)."""
 
-    def __init__(self, bundle: Path) -> None:
+    def __init__(self, bundle: Path, port: int | None = None) -> None:
         from services.fusion.deployment import Fusion
         from services.image_encoder.deployment import ImageEncoder
         from services.text_encoder.deployment import TextEncoder
@@ -98,7 +100,9 @@ class _PlainServer:
         self.fusion = Fusion.func_or_class(
             bundle_path=str(bundle), device="cpu", max_rows=1024, torch_threads=0
         )
-        self.port = _free_port()
+        self.port = port
+        if port is None:
+            return
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
@@ -157,7 +161,22 @@ async def _fill_catalog() -> None:
     await release_handles()
 
 
-def _hops(section: Section, plain: _PlainServer) -> None:
+def _plain_server_main(bundle: str, port: int, ready) -> None:
+    _PlainServer(Path(bundle), port)
+    ready.set()
+    threading.Event().wait()
+
+
+def _start_plain_server(bundle: Path) -> int:
+    context = multiprocessing.get_context("spawn")
+    ready, port = context.Event(), _free_port()
+    context.Process(target=_plain_server_main, args=(str(bundle), port, ready), daemon=True).start()
+    if not ready.wait(300):
+        raise RuntimeError("the plain gRPC server did not start")
+    return port
+
+
+def _hops(section: Section, plain_port: int) -> None:
     """One call at a time to each service: at its Serve gRPC target vs the plain server."""
     from shared.serving.endpoints import grpc_targets_sync
 
@@ -185,7 +204,7 @@ def _hops(section: Section, plain: _PlainServer) -> None:
             "image-encoder",
         ),
     ]
-    plain_channel = grpc.insecure_channel(f"127.0.0.1:{plain.port}")
+    plain_channel = grpc.insecure_channel(f"127.0.0.1:{plain_port}")
     for name, stub_cls, method, request, app in cases:
         direct = getattr(stub_cls(plain_channel), method)
         served = getattr(stub_cls(grpc.insecure_channel(grpc_targets_sync(app)[0])), method)
@@ -349,7 +368,7 @@ def run() -> Section:
 
             asyncio.run(_fill_catalog())
             plain = _PlainServer(bundle)
-            _hops(section, plain)
+            _hops(section, _start_plain_server(bundle))
             costs = _stage_costs(plain, root)
             _gateway(section, f"127.0.0.1:{gateway_port}", costs)
             print(section.to_markdown(), flush=True)

@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}" HF_HUB_OFFLINE=1
 export RAY_TMPDIR="${RAY_TMPDIR:-/tmp/vitrine-ray}"
+# Serve's direct ingress and gRPC transport: every hop a few hundred microseconds cheaper
+# (docs/BENCHMARKS.md, "Serving"); deploy/serve/vitrine.yaml explains the wiring.
+export RAY_SERVE_THROUGHPUT_OPTIMIZED="${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}"
 export VITRINE_CACHE_DIR="${VITRINE_CACHE_DIR:-$PWD/artifacts/cache}"
 export VITRINE_STORAGE_PATH="${VITRINE_STORAGE_PATH:-$PWD/artifacts/runs}"
 export VITRINE_BUNDLE_PATH="${VITRINE_BUNDLE_PATH:-$PWD/artifacts/bundles/default}"
@@ -42,8 +45,11 @@ fi
 cat <<MSG
 ==> Vitrine is up.
     gRPC search:  127.0.0.1:${VITRINE_GRPC_PORT:-9000}  (vitrine.search.v1.SearchService; reflection on)
-    HTTP search:  curl -s localhost:8000/v1/search -d '{"text": "red circle", "top_k": 3}'
+    HTTP search:  curl -s localhost:8000/v1/search -d '{"text": "red checked shirt", "top_k": 3}'
     health:       curl -s localhost:8000/healthz
+    services:     .venv/bin/vitrine serve status
     Ctrl-C stops everything.
 MSG
-while true; do sleep 3600; done
+# `wait` returns on a signal, so the trap runs at once (a foreground sleep would delay it).
+sleep infinity &
+wait $!

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -153,6 +154,9 @@ def _cmd_status(_: argparse.Namespace) -> int:
 def _cmd_index(args: argparse.Namespace) -> int:
     _connect()
     n = index_catalog(Path(args.catalog), batch_size=args.batch_size)
+    # The handles' long-poll client logs an ERROR once their event loop has closed; the work is
+    # done and the process is about to exit.
+    logging.getLogger("ray.serve").setLevel(logging.CRITICAL)
     print(f"indexed {n} products")
     return 0
 

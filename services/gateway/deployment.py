@@ -1,11 +1,11 @@
 """The gateway deployment: the public search API over gRPC and HTTP/JSON.
 
-gRPC: the replica runs its own grpc.aio server (SearchService, grpc.health.v1.Health, server
-reflection) on `grpc_port`, because Serve's gRPC proxy neither passes the caller's deadline to
-the deployment nor serves the standard health and reflection services. Several replicas on one
-node share the port (SO_REUSEPORT, grpc's default on Linux).
-HTTP: `POST /v1/search` with the JSON form of SearchRequest, through Serve's HTTP proxy.
-The encoders, fusion and the vector store are reached through Serve DeploymentHandles.
+The replica runs its own servers in its event loop: grpc.aio on `grpc_port` (SearchService,
+grpc.health.v1.Health, server reflection) and uvicorn on `http_port` (`POST /v1/search` with the
+JSON form of SearchRequest, `GET /healthz`), because Serve's gRPC proxy neither passes the
+caller's deadline to the deployment nor serves the standard health and reflection services.
+Several replicas on one node share the ports (SO_REUSEPORT). The encoders and fusion are called
+over gRPC at the targets Serve publishes (clients.py); the vector store through a Serve handle.
 """
 
 from __future__ import annotations

@@ -6,7 +6,13 @@ import grpc
 import pytest
 
 from services.gateway.search import Limits, validate
-from shared.serving.errors import LimitError, NotFoundError, RequestError, status_of
+from shared.serving.errors import (
+    DependencyError,
+    LimitError,
+    NotFoundError,
+    RequestError,
+    status_of,
+)
 from shared.types import Condition, Filter, Range, SearchQuery
 
 LIMITS = Limits(default_top_k=10, max_top_k=50, max_text_chars=20, max_image_bytes=100)
@@ -63,3 +69,44 @@ def test_status_codes():
     assert status_of(NotFoundError("x"))[0] == grpc.StatusCode.NOT_FOUND
     code, message = status_of(KeyError("secret detail"))
     assert code == grpc.StatusCode.INTERNAL and "secret" not in message
+
+
+def test_published_targets_are_read_per_protocol_and_app():
+    from ray.serve.schema import Target, TargetGroup
+
+    from shared.serving.endpoints import _grpc_addresses
+
+    def group(protocol, app, *ports):
+        targets = [Target(ip="10.0.0.1", port=p, instance_id=str(p), name=str(p)) for p in ports]
+        return TargetGroup(targets=targets, route_prefix="/", protocol=protocol, app_name=app)
+
+    groups = [
+        group("gRPC", "fusion", 40001, 40002),
+        group("HTTP", "fusion", 30001),
+        group("gRPC", "other", 40009),
+    ]
+    assert _grpc_addresses(groups, "fusion") == ["10.0.0.1:40001", "10.0.0.1:40002"]
+
+
+class _RpcError(grpc.aio.AioRpcError):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (grpc.StatusCode.INVALID_ARGUMENT, RequestError),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, LimitError),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, TimeoutError),
+        (grpc.StatusCode.UNAVAILABLE, DependencyError),
+        (grpc.StatusCode.INTERNAL, DependencyError),
+    ],
+)
+def test_downstream_statuses_become_the_gateways_errors(code, expected):
+    from services.gateway.clients import _exception
+
+    error = _exception("text-encoder", _RpcError(code, "text 0 is empty"))
+    assert isinstance(error, expected)
+    if expected is RequestError:
+        assert str(error) == "text 0 is empty"  # the caller sees the encoder's own words
