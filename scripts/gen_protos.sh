@@ -6,11 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out_root="${1:-.}"
 python="${PYTHON:-.venv/bin/python}"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+mapfile -t protos < <(cd protos && find . -name '*.proto' | sed 's|^\./||' | sort)
+# The .proto files import each other by their path under protos/ (what any client compiles
+# with -Iprotos); the generated modules then import `vitrine...`, rewritten here to the package
+# that holds them, `shared.api.vitrine...`.
+"$python" -m grpc_tools.protoc -Iprotos \
+  --python_out="$tmp" --pyi_out="$tmp" --grpc_python_out="$tmp" "${protos[@]}"
+find "$tmp" \( -name '*.py' -o -name '*.pyi' \) -exec sed -i -E \
+  -e 's/^from vitrine\./from shared.api.vitrine./' -e 's/^import vitrine\./import shared.api.vitrine./' {} +
 mkdir -p "$out_root/shared/api"
-mapfile -t protos < <(find protos -name '*.proto' | sort)
-# -Ishared/api=protos maps the proto tree onto the package path, so generated modules import
-# each other as `shared.api.vitrine...` rather than as top-level modules.
-"$python" -m grpc_tools.protoc -Ishared/api=protos \
-  --python_out="$out_root" --pyi_out="$out_root" --grpc_python_out="$out_root" "${protos[@]}"
+rm -rf "$out_root/shared/api/vitrine"
+cp -r "$tmp/vitrine" "$out_root/shared/api/vitrine"
 # Every directory of the generated tree is a regular package.
 find "$out_root/shared/api" -type d -exec sh -c 'for d; do [ -f "$d/__init__.py" ] || : > "$d/__init__.py"; done' _ {} +

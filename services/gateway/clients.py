@@ -1,4 +1,4 @@
-"""gRPC clients of the encoders and fusion, dialling the targets Serve publishes.
+"""gRPC clients of the encoders, fusion and the vector store, dialling the targets Serve publishes.
 
 Each client keeps one channel per target (replica or proxy), refreshes the list in the
 background, spreads calls round-robin, passes the caller's remaining deadline on as the call's
@@ -16,13 +16,16 @@ import grpc
 
 from shared.api.vitrine.fusion.v1 import fusion_pb2_grpc
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2_grpc
+from shared.api.vitrine.store.v1 import store_pb2_grpc
 from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2_grpc
 from shared.conversions import fusion as fusion_conv
 from shared.conversions import image_encoder as image_conv
+from shared.conversions import store as store_conv
 from shared.conversions import text_encoder as text_conv
 from shared.serving.endpoints import grpc_targets
 from shared.serving.errors import DependencyError, LimitError, NotFoundError, RequestError
-from shared.types import Embeddings, FusionInput
+from shared.types import Embeddings, Filter, FusionInput, Hit
+from shared.vectorstore.base import PointQuery, RetrieveQuery, StoredPoint
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +129,24 @@ class FusionClient(ServiceClient):
     async def fuse(self, pair: FusionInput, *, timeout_s: float | None = None) -> Embeddings:
         reply = await self.call("Fuse", fusion_conv.request_to_proto(pair), timeout_s=timeout_s)
         return fusion_conv.response_from_proto(reply)
+
+
+class VectorStoreClient(ServiceClient):
+    def __init__(self, app_name: str, **kw) -> None:
+        super().__init__(app_name, store_pb2_grpc.VectorStoreServiceStub, **kw)
+
+    async def search(
+        self, vector, *, top_k: int, filter: Filter | None, timeout_s: float | None = None
+    ) -> list[Hit]:
+        request = store_conv.search_request_to_proto(PointQuery(vector, top_k, filter))
+        reply = await self.call("SearchPoints", request, timeout_s=timeout_s)
+        return store_conv.search_response_from_proto(reply)
+
+    async def retrieve(
+        self, product_ids: list[str], *, with_vectors: bool = False, timeout_s: float | None = None
+    ) -> list[StoredPoint]:
+        request = store_conv.retrieve_request_to_proto(
+            RetrieveQuery(tuple(product_ids), with_vectors)
+        )
+        reply = await self.call("RetrievePoints", request, timeout_s=timeout_s)
+        return store_conv.retrieve_response_from_proto(reply)

@@ -5,7 +5,7 @@ grpc.health.v1.Health, server reflection) and uvicorn on `http_port` (`POST /v1/
 JSON form of SearchRequest, `GET /healthz`), because Serve's gRPC proxy neither passes the
 caller's deadline to the deployment nor serves the standard health and reflection services.
 Several replicas on one node share the ports (SO_REUSEPORT). The encoders and fusion are called
-over gRPC at the targets Serve publishes (clients.py); the vector store through a Serve handle.
+and the vector store over gRPC at the targets Serve publishes (clients.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from services.gateway.clients import FusionClient, ImageEncoderClient, TextEncoderClient
+from services.gateway.clients import (
+    FusionClient,
+    ImageEncoderClient,
+    TextEncoderClient,
+    VectorStoreClient,
+)
 from services.gateway.search import Dependencies, Limits, run_search, validate
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
@@ -71,16 +76,16 @@ class Gateway:
             image=ImageEncoderClient(apps["image_encoder"], **size),
             text=TextEncoderClient(apps["text_encoder"], **size),
             fusion=FusionClient(apps["fusion"], **size),
-            store=serve.get_deployment_handle("VectorStore", apps["vector_store"]),
+            store=VectorStoreClient(apps["vector_store"], **size),
         )
-        for client in (self._deps.image, self._deps.text, self._deps.fusion):
+        for client in (self._deps.image, self._deps.text, self._deps.fusion, self._deps.store):
             client.start()
         # Health and model checks go through handles: off the query path, no gRPC method needed.
         self._info = [
             serve.get_deployment_handle("ImageEncoder", apps["image_encoder"]),
             serve.get_deployment_handle("TextEncoder", apps["text_encoder"]),
             serve.get_deployment_handle("Fusion", apps["fusion"]),
-            self._deps.store,
+            serve.get_deployment_handle("VectorStore", apps["vector_store"]),
         ]
         self._limits, self._timeout_s = limits, request_timeout_s
         self.model_version = ""

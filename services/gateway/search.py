@@ -65,8 +65,7 @@ def _validate_filter(flt: Filter, limits: Limits) -> None:
 
 
 class Dependencies:
-    """The gateway's ways to the other applications: gRPC clients of the encoders and fusion
-    (`services.gateway.clients`), a Serve handle of the vector store."""
+    """The gateway's gRPC clients of the other applications (`services.gateway.clients`)."""
 
     def __init__(self, *, image, text, fusion, store) -> None:
         self.image, self.text, self.fusion, self.store = image, text, fusion, store
@@ -91,7 +90,7 @@ async def run_search(
     if query.image is not None:
         calls.append(deps.image.embed([query.image], timeout_s=left()))
     elif query.product_id is not None:
-        calls.append(deps.store.retrieve.remote([query.product_id], with_vectors=True))
+        calls.append(deps.store.retrieve([query.product_id], with_vectors=True, timeout_s=left()))
     results = list(await asyncio.gather(*calls))
     text_vec = _vector(results.pop(0), model_version) if query.text.strip() else None
     reference_vec = _reference_vector(results.pop(0), query, model_version) if results else None
@@ -103,8 +102,7 @@ async def run_search(
         vector = text_vec if text_vec is not None else reference_vec
     t_fused = time.perf_counter()
     flt = None if query.filter.is_empty() else query.filter
-    left()
-    hits = await deps.store.search.remote(vector, top_k=query.top_k, filter=flt)
+    hits = await deps.store.search(vector, top_k=query.top_k, filter=flt, timeout_s=left())
     t_done = time.perf_counter()
     timing = Timing(
         encode_ms=(t_encoded - t0) * 1000,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from shared.conversions import catalog, fusion, image_encoder, search, text_encoder
+from shared.conversions import catalog, fusion, image_encoder, search, store, text_encoder
 
 
 class RoundTrip(NamedTuple):
@@ -47,5 +47,36 @@ ROUND_TRIPS: tuple[RoundTrip, ...] = tuple(
         (search.pb.SearchRequest, search.request_to_proto, search.request_from_proto),
         (search.pb.SearchResponse, search.response_to_proto, search.response_from_proto),
         (catalog.pb.CatalogEvent, catalog.event_to_proto, catalog.event_from_proto),
+        (
+            store.pb.SearchPointsRequest,
+            store.search_request_to_proto,
+            store.search_request_from_proto,
+        ),
+        (
+            store.pb.SearchPointsResponse,
+            store.search_response_to_proto,
+            store.search_response_from_proto,
+        ),
+        (
+            store.pb.RetrievePointsRequest,
+            store.retrieve_request_to_proto,
+            store.retrieve_request_from_proto,
+        ),
+        (
+            store.pb.RetrievePointsResponse,
+            store.retrieve_response_to_proto,
+            store.retrieve_response_from_proto,
+        ),
+        (
+            store.pb.UpsertPointsRequest,
+            store.upsert_request_to_proto,
+            store.upsert_request_from_proto,
+        ),
+        (
+            store.pb.DeletePointsRequest,
+            store.delete_request_to_proto,
+            store.delete_request_from_proto,
+        ),
+        (store.pb.WriteResponse, store.write_response_to_proto, store.write_response_from_proto),
     )
 )

@@ -47,7 +47,13 @@ def point_id(product_id: str) -> str:
     return str(uuid.uuid5(POINT_ID_NAMESPACE, product_id))
 
 
-@dataclass(frozen=True)
+def _same_vector(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+@dataclass(frozen=True, eq=False)
 class Point:
     """A product's vector and payload, as written to the store."""
 
@@ -55,14 +61,51 @@ class Point:
     vector: np.ndarray  # [dim] float32
     payload: dict[str, Any] = field(default_factory=dict)
 
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Point)
+            and (self.product_id, self.payload) == (other.product_id, other.payload)
+            and _same_vector(self.vector, other.vector)
+        )
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
 class StoredPoint:
     """A point read back from the store."""
 
     product_id: str
     payload: dict[str, Any]
     vector: np.ndarray | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, StoredPoint)
+            and (self.product_id, self.payload) == (other.product_id, other.payload)
+            and _same_vector(self.vector, other.vector)
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class PointQuery:
+    """A nearest-neighbour query against the store."""
+
+    vector: np.ndarray  # [dim] float32
+    top_k: int
+    filter: Filter | None = None
+    exact: bool = False
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, PointQuery)
+            and (self.top_k, self.filter, self.exact) == (other.top_k, other.filter, other.exact)
+            and _same_vector(self.vector, other.vector)
+        )
+
+
+@dataclass(frozen=True)
+class RetrieveQuery:
+    product_ids: tuple[str, ...]
+    with_vectors: bool = False
 
 
 @dataclass(frozen=True)

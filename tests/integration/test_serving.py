@@ -273,3 +273,34 @@ def test_plain_grpcio_client_with_only_the_protos(platform, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[0] == "p3"
+
+
+def test_vector_store_over_grpc(platform):
+    from shared.api.vitrine.store.v1 import store_pb2, store_pb2_grpc
+    from shared.conversions import store as conv
+    from shared.serving.endpoints import grpc_targets_sync
+    from shared.vectorstore import Point
+
+    (target,) = grpc_targets_sync("vector-store")
+    vector = np.linspace(-1, 1, 16, dtype=np.float32)
+    with grpc.insecure_channel(target) as channel:
+        stub = store_pb2_grpc.VectorStoreServiceStub(channel)
+        written = stub.UpsertPoints(
+            conv.upsert_request_to_proto([Point("grpc-1", vector, {"title": "via grpc"})]),
+            timeout=30,
+        )
+        assert written.count == 1
+        found = stub.SearchPoints(
+            store_pb2.SearchPointsRequest(vector=vector.tobytes(), top_k=1), timeout=30
+        )
+        assert found.hits[0].product_id == "grpc-1"
+        assert found.hits[0].payload["title"] == "via grpc"
+        with pytest.raises(grpc.RpcError) as info:
+            stub.SearchPoints(
+                store_pb2.SearchPointsRequest(vector=vector[:3].tobytes(), top_k=1), timeout=30
+            )
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "16-d" in info.value.details()
+        assert stub.DeletePoints(store_pb2.DeletePointsRequest(product_ids=["grpc-1"])).count == 1
+        gone = stub.RetrievePoints(store_pb2.RetrievePointsRequest(product_ids=["grpc-1"]))
+        assert list(gone.points) == []

@@ -16,7 +16,7 @@ import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
 import shared.api
-from shared.conversions import ROUND_TRIPS, catalog, fusion, search
+from shared.conversions import ROUND_TRIPS, catalog, fusion, search, store
 from shared.types import (
     CatalogEvent,
     Condition,
@@ -30,6 +30,7 @@ from shared.types import (
     SearchResult,
     Timing,
 )
+from shared.vectorstore.base import Point, PointQuery, RetrieveQuery, StoredPoint
 
 RNG = np.random.default_rng(0)
 
@@ -78,6 +79,21 @@ SAMPLES: dict[type, list] = {
         ),
         CatalogEvent(product_id="p-2", op=Op.DELETE, image_uri="file:///tmp/x.jpg"),
     ],
+    ROUND_TRIPS[9].message: [
+        PointQuery(_vectors(1, 8)[0], 10, FILTER, exact=True),
+        PointQuery(_vectors(1, 8)[0], 3),
+    ],
+    ROUND_TRIPS[10].message: [[Hit("p-1", 0.5, {"title": "Blue shirt", "year": 2020})]],
+    ROUND_TRIPS[11].message: [RetrieveQuery(("p-1", "p-2"), with_vectors=True)],
+    ROUND_TRIPS[12].message: [
+        [
+            StoredPoint("p-1", {"title": "Blue shirt", "price": 12.5}, _vectors(1, 8)[0]),
+            StoredPoint("p-2", {"sizes": [38, 40]}),
+        ]
+    ],
+    ROUND_TRIPS[13].message: [[Point("p-1", _vectors(1, 8)[0], {"year": 2020, "title": "x"})]],
+    ROUND_TRIPS[14].message: [("p-1", "p-2")],
+    ROUND_TRIPS[15].message: [7],
 }
 
 
@@ -214,3 +230,13 @@ def test_bad_catalog_bytes_are_value_errors(data, message):
 def test_bad_catalog_json_is_a_value_error():
     with pytest.raises(ValueError, match="not a JSON CatalogEvent"):
         catalog.event_from_json(b'{"productId": 5, "op": "OP_NOPE"}')
+
+
+def test_store_points_need_whole_float32_vectors():
+    msg = store.upsert_request_to_proto([Point("p", _vectors(1, 4)[0])])
+    msg.points[0].vector += b"\x00"
+    with pytest.raises(ValueError, match="not a whole number of float32"):
+        store.upsert_request_from_proto(msg)
+    msg.points[0].vector = b""
+    with pytest.raises(ValueError, match="has no vector"):
+        store.upsert_request_from_proto(msg)

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from shared.api.vitrine.fusion.v1 import fusion_pb2 as shared_dot_api_dot_vitrine_dot_fusion_dot_v1_dot_fusion__pb2
+from shared.api.vitrine.fusion.v1 import fusion_pb2 as vitrine_dot_fusion_dot_v1_dot_fusion__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in shared/api/vitrine/fusion/v1/fusion_pb2_grpc.py depends on'
+        + ' but the generated code in vitrine/fusion/v1/fusion_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,8 +36,8 @@ class FusionServiceStub:
         """
         self.Fuse = channel.unary_unary(
                 '/vitrine.fusion.v1.FusionService/Fuse',
-                request_serializer=shared_dot_api_dot_vitrine_dot_fusion_dot_v1_dot_fusion__pb2.FuseRequest.SerializeToString,
-                response_deserializer=shared_dot_api_dot_vitrine_dot_fusion_dot_v1_dot_fusion__pb2.FuseResponse.FromString,
+                request_serializer=vitrine_dot_fusion_dot_v1_dot_fusion__pb2.FuseRequest.SerializeToString,
+                response_deserializer=vitrine_dot_fusion_dot_v1_dot_fusion__pb2.FuseResponse.FromString,
                 _registered_method=True)
 
 
@@ -56,8 +56,8 @@ def add_FusionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Fuse': grpc.unary_unary_rpc_method_handler(
                     servicer.Fuse,
-                    request_deserializer=shared_dot_api_dot_vitrine_dot_fusion_dot_v1_dot_fusion__pb2.FuseRequest.FromString,
-                    response_serializer=shared_dot_api_dot_vitrine_dot_fusion_dot_v1_dot_fusion__pb2.FuseResponse.SerializeToString,
+                    request_deserializer=vitrine_dot_fusion_dot_v1_dot_fusion__pb2.FuseRequest.FromString,
+                    response_serializer=vitrine_dot_fusion_dot_v1_dot_fusion__pb2.FuseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -85,8 +85,8 @@ class FusionService:
             request,
             target,
             '/vitrine.fusion.v1.FusionService/Fuse',
-            shared_dot_api_dot_vitrine_dot_fusion_dot_v1_dot_fusion__pb2.FuseRequest.SerializeToString,
-            shared_dot_api_dot_vitrine_dot_fusion_dot_v1_dot_fusion__pb2.FuseResponse.FromString,
+            vitrine_dot_fusion_dot_v1_dot_fusion__pb2.FuseRequest.SerializeToString,
+            vitrine_dot_fusion_dot_v1_dot_fusion__pb2.FuseResponse.FromString,
             options,
             channel_credentials,
             insecure,

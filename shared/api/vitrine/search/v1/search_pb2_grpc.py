@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from shared.api.vitrine.search.v1 import search_pb2 as shared_dot_api_dot_vitrine_dot_search_dot_v1_dot_search__pb2
+from shared.api.vitrine.search.v1 import search_pb2 as vitrine_dot_search_dot_v1_dot_search__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in shared/api/vitrine/search/v1/search_pb2_grpc.py depends on'
+        + ' but the generated code in vitrine/search/v1/search_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,8 +36,8 @@ class SearchServiceStub:
         """
         self.Search = channel.unary_unary(
                 '/vitrine.search.v1.SearchService/Search',
-                request_serializer=shared_dot_api_dot_vitrine_dot_search_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
-                response_deserializer=shared_dot_api_dot_vitrine_dot_search_dot_v1_dot_search__pb2.SearchResponse.FromString,
+                request_serializer=vitrine_dot_search_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
+                response_deserializer=vitrine_dot_search_dot_v1_dot_search__pb2.SearchResponse.FromString,
                 _registered_method=True)
 
 
@@ -58,8 +58,8 @@ def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
-                    request_deserializer=shared_dot_api_dot_vitrine_dot_search_dot_v1_dot_search__pb2.SearchRequest.FromString,
-                    response_serializer=shared_dot_api_dot_vitrine_dot_search_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
+                    request_deserializer=vitrine_dot_search_dot_v1_dot_search__pb2.SearchRequest.FromString,
+                    response_serializer=vitrine_dot_search_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,8 +87,8 @@ class SearchService:
             request,
             target,
             '/vitrine.search.v1.SearchService/Search',
-            shared_dot_api_dot_vitrine_dot_search_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
-            shared_dot_api_dot_vitrine_dot_search_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            vitrine_dot_search_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
+            vitrine_dot_search_dot_v1_dot_search__pb2.SearchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2 as shared_dot_api_dot_vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2
+from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2 as vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in shared/api/vitrine/text_encoder/v1/text_encoder_pb2_grpc.py depends on'
+        + ' but the generated code in vitrine/text_encoder/v1/text_encoder_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,8 +36,8 @@ class TextEncoderServiceStub:
         """
         self.EmbedTexts = channel.unary_unary(
                 '/vitrine.text_encoder.v1.TextEncoderService/EmbedTexts',
-                request_serializer=shared_dot_api_dot_vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2.EmbedTextsRequest.SerializeToString,
-                response_deserializer=shared_dot_api_dot_vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2.EmbedTextsResponse.FromString,
+                request_serializer=vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2.EmbedTextsRequest.SerializeToString,
+                response_deserializer=vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2.EmbedTextsResponse.FromString,
                 _registered_method=True)
 
 
@@ -56,8 +56,8 @@ def add_TextEncoderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'EmbedTexts': grpc.unary_unary_rpc_method_handler(
                     servicer.EmbedTexts,
-                    request_deserializer=shared_dot_api_dot_vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2.EmbedTextsRequest.FromString,
-                    response_serializer=shared_dot_api_dot_vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2.EmbedTextsResponse.SerializeToString,
+                    request_deserializer=vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2.EmbedTextsRequest.FromString,
+                    response_serializer=vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2.EmbedTextsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -85,8 +85,8 @@ class TextEncoderService:
             request,
             target,
             '/vitrine.text_encoder.v1.TextEncoderService/EmbedTexts',
-            shared_dot_api_dot_vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2.EmbedTextsRequest.SerializeToString,
-            shared_dot_api_dot_vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2.EmbedTextsResponse.FromString,
+            vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2.EmbedTextsRequest.SerializeToString,
+            vitrine_dot_text__encoder_dot_v1_dot_text__encoder__pb2.EmbedTextsResponse.FromString,
             options,
             channel_credentials,
             insecure,

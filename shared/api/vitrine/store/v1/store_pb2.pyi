@@ -1,0 +1,69 @@
+from google.protobuf import struct_pb2 as _struct_pb2
+from shared.api.vitrine.search.v1 import search_pb2 as _search_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Point(_message.Message):
+    __slots__ = ("product_id", "vector", "payload")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    vector: bytes
+    payload: _struct_pb2.Struct
+    def __init__(self, product_id: _Optional[str] = ..., vector: _Optional[bytes] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class SearchPointsRequest(_message.Message):
+    __slots__ = ("vector", "top_k", "filter", "exact")
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    vector: bytes
+    top_k: int
+    filter: _search_pb2.Filter
+    exact: bool
+    def __init__(self, vector: _Optional[bytes] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_search_pb2.Filter, _Mapping]] = ..., exact: _Optional[bool] = ...) -> None: ...
+
+class SearchPointsResponse(_message.Message):
+    __slots__ = ("hits",)
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[_search_pb2.Hit]
+    def __init__(self, hits: _Optional[_Iterable[_Union[_search_pb2.Hit, _Mapping]]] = ...) -> None: ...
+
+class RetrievePointsRequest(_message.Message):
+    __slots__ = ("product_ids", "with_vectors")
+    PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    WITH_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    product_ids: _containers.RepeatedScalarFieldContainer[str]
+    with_vectors: bool
+    def __init__(self, product_ids: _Optional[_Iterable[str]] = ..., with_vectors: _Optional[bool] = ...) -> None: ...
+
+class RetrievePointsResponse(_message.Message):
+    __slots__ = ("points",)
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[Point]
+    def __init__(self, points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ...) -> None: ...
+
+class UpsertPointsRequest(_message.Message):
+    __slots__ = ("points",)
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[Point]
+    def __init__(self, points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ...) -> None: ...
+
+class DeletePointsRequest(_message.Message):
+    __slots__ = ("product_ids",)
+    PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    product_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WriteResponse(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,144 @@
+"""Conversions at the vector store's boundary (vitrine.store.v1).
+
+Vectors travel as float32 little-endian bytes. Payloads travel as `google.protobuf.Struct`,
+whose numbers are doubles: integral values are read back as ints, so `{"year": 2020}` survives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format
+
+from shared.api.vitrine.store.v1 import store_pb2 as pb
+from shared.conversions.search import (
+    filter_from_proto,
+    filter_to_proto,
+    hit_from_proto,
+    hit_to_proto,
+)
+from shared.types import Hit
+from shared.vectorstore.base import Point, PointQuery, RetrieveQuery, StoredPoint
+
+_F32_LE = np.dtype("<f4")
+
+
+def _vector_bytes(vector: np.ndarray | None) -> bytes:
+    return b"" if vector is None else np.ascontiguousarray(vector, dtype=_F32_LE).tobytes()
+
+
+def _vector(data: bytes, *, name: str) -> np.ndarray:
+    if len(data) % _F32_LE.itemsize:
+        raise ValueError(f"{name}: {len(data)} bytes is not a whole number of float32 values")
+    return np.frombuffer(data, dtype=_F32_LE)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def payload_from_struct(struct) -> dict[str, Any]:
+    return _plain(json_format.MessageToDict(struct))
+
+
+def _point_to_proto(product_id: str, vector: np.ndarray | None, payload: dict) -> pb.Point:
+    msg = pb.Point(product_id=product_id, vector=_vector_bytes(vector))
+    msg.payload.update(payload)
+    return msg
+
+
+def search_request_to_proto(query: PointQuery) -> pb.SearchPointsRequest:
+    msg = pb.SearchPointsRequest(
+        vector=_vector_bytes(query.vector), top_k=query.top_k, exact=query.exact
+    )
+    if query.filter is not None:
+        msg.filter.CopyFrom(filter_to_proto(query.filter))
+    return msg
+
+
+def search_request_from_proto(msg: pb.SearchPointsRequest) -> PointQuery:
+    """Raises ValueError for a malformed vector or filter."""
+    flt = filter_from_proto(msg.filter) if msg.HasField("filter") else None
+    if flt is not None and flt.is_empty():
+        flt = None
+    return PointQuery(_vector(msg.vector, name="vector"), msg.top_k, flt, msg.exact)
+
+
+def search_response_to_proto(hits: Sequence[Hit]) -> pb.SearchPointsResponse:
+    return pb.SearchPointsResponse(hits=[hit_to_proto(h) for h in hits])
+
+
+def search_response_from_proto(msg: pb.SearchPointsResponse) -> list[Hit]:
+    return [_plain_hit(hit_from_proto(h)) for h in msg.hits]
+
+
+def _plain_hit(hit: Hit) -> Hit:
+    return Hit(hit.product_id, hit.score, _plain(hit.payload))
+
+
+def retrieve_request_to_proto(query: RetrieveQuery) -> pb.RetrievePointsRequest:
+    return pb.RetrievePointsRequest(
+        product_ids=list(query.product_ids), with_vectors=query.with_vectors
+    )
+
+
+def retrieve_request_from_proto(msg: pb.RetrievePointsRequest) -> RetrieveQuery:
+    return RetrieveQuery(tuple(msg.product_ids), msg.with_vectors)
+
+
+def retrieve_response_to_proto(points: Sequence[StoredPoint]) -> pb.RetrievePointsResponse:
+    return pb.RetrievePointsResponse(
+        points=[_point_to_proto(p.product_id, p.vector, p.payload) for p in points]
+    )
+
+
+def retrieve_response_from_proto(msg: pb.RetrievePointsResponse) -> list[StoredPoint]:
+    return [
+        StoredPoint(
+            p.product_id,
+            payload_from_struct(p.payload),
+            _vector(p.vector, name=f"point {p.product_id!r}") if p.vector else None,
+        )
+        for p in msg.points
+    ]
+
+
+def upsert_request_to_proto(points: Sequence[Point]) -> pb.UpsertPointsRequest:
+    return pb.UpsertPointsRequest(
+        points=[_point_to_proto(p.product_id, p.vector, p.payload) for p in points]
+    )
+
+
+def upsert_request_from_proto(msg: pb.UpsertPointsRequest) -> list[Point]:
+    """Raises ValueError for a point without a vector or with a malformed one."""
+    points = []
+    for p in msg.points:
+        if not p.vector:
+            raise ValueError(f"point {p.product_id!r} has no vector")
+        vector = _vector(p.vector, name=f"point {p.product_id!r}")
+        points.append(Point(p.product_id, vector, payload_from_struct(p.payload)))
+    return points
+
+
+def delete_request_to_proto(product_ids: Sequence[str]) -> pb.DeletePointsRequest:
+    return pb.DeletePointsRequest(product_ids=list(product_ids))
+
+
+def delete_request_from_proto(msg: pb.DeletePointsRequest) -> tuple[str, ...]:
+    return tuple(msg.product_ids)
+
+
+def write_response_to_proto(count: int) -> pb.WriteResponse:
+    return pb.WriteResponse(count=count)
+
+
+def write_response_from_proto(msg: pb.WriteResponse) -> int:
+    return msg.count
