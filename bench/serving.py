@@ -28,19 +28,22 @@ from bench.harness import Row, Section, p50, p99, time_calls
 from shared.api.vitrine.fusion.v1 import fusion_pb2_grpc
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2, image_encoder_pb2_grpc
 from shared.api.vitrine.search.v1 import search_pb2, search_pb2_grpc
+from shared.api.vitrine.store.v1 import store_pb2, store_pb2_grpc
 from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2, text_encoder_pb2_grpc
 from shared.conversions import fusion as fusion_conv
 from shared.conversions import image_encoder as image_conv
+from shared.conversions import store as store_conv
 from shared.conversions import text_encoder as text_conv
 from shared.models.bundle import save_bundle
 from shared.models.factory import build_image_backbone, build_text_backbone
 from shared.models.model import HeadConfig, RetrievalModel
-from shared.serving.endpoints import release_handles
+from shared.serving.endpoints import private_port_ranges, release_handles
 from shared.types import Embeddings, FusionInput
 from shared.vectorstore import Point, open_store
 
 # The serving configuration `make run` uses; Serve reads it when it is first imported.
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+private_port_ranges(os.environ, slot=50 + os.getpid() % 50)
 
 CATALOG = int(os.environ.get("VITRINE_BENCH_CATALOG", 10_000))
 CALLS = int(os.environ.get("VITRINE_BENCH_CALLS", 300))
@@ -88,17 +91,17 @@ class _PlainServer:
             max_images=64,
             max_image_bytes=2**24,
             max_image_pixels=40_000_000,
-            torch_threads=0,
+            torch_threads=1,
         )
         self.text = TextEncoder.func_or_class(
             bundle_path=str(bundle),
             device="cpu",
             max_texts=256,
             max_text_chars=1000,
-            torch_threads=0,
+            torch_threads=1,
         )
         self.fusion = Fusion.func_or_class(
-            bundle_path=str(bundle), device="cpu", max_rows=1024, torch_threads=0
+            bundle_path=str(bundle), device="cpu", max_rows=1024, torch_threads=1
         )
         self.port = port
         if port is None:
@@ -142,6 +145,19 @@ class _PlainServer:
         image_encoder_pb2_grpc.add_ImageEncoderServiceServicer_to_server(Image(), server)
         text_encoder_pb2_grpc.add_TextEncoderServiceServicer_to_server(Text(), server)
         fusion_pb2_grpc.add_FusionServiceServicer_to_server(Fuse(), server)
+        store = open_store(
+            f"edge:{tempfile.mkdtemp()}", model_version="plain", dim=256, indexed_fields={}
+        )
+
+        class Store(store_pb2_grpc.VectorStoreServiceServicer):
+            async def RetrievePoints(self, request, context):  # noqa: N802
+                query = store_conv.retrieve_request_from_proto(request)
+                points = await asyncio.to_thread(
+                    store.retrieve, list(query.product_ids), with_vectors=query.with_vectors
+                )
+                return store_conv.retrieve_response_to_proto(points)
+
+        store_pb2_grpc.add_VectorStoreServiceServicer_to_server(Store(), server)
         server.add_insecure_port(f"127.0.0.1:{self.port}")
         self._loop.run_until_complete(server.start())
         ready.set()
@@ -195,6 +211,13 @@ def _hops(section: Section, plain_port: int) -> None:
             "Fuse",
             fusion_conv.request_to_proto(FusionInput(vec, vec)),
             "fusion",
+        ),
+        (
+            "vector store (retrieve 1 unknown id: no compute)",
+            store_pb2_grpc.VectorStoreServiceStub,
+            "RetrievePoints",
+            store_pb2.RetrievePointsRequest(product_ids=["no-such-product"]),
+            "vector-store",
         ),
         (
             "image encoder (1 JPEG)",

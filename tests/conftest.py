@@ -2,8 +2,12 @@
 
 import os
 
+from shared.serving.endpoints import private_port_ranges
+
 # The serving configuration `make run` uses: Serve's direct ingress and gRPC transport
 # (deploy/serve/vitrine.yaml explains why).
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Replica ports of our own, so a test cluster never answers for `make run` or a benchmark.
+private_port_ranges(os.environ, slot=os.getpid() % 50)

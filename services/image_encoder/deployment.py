@@ -50,14 +50,21 @@ class ImageEncoder:
         self._model, manifest = load_bundle(bundle, parts=frozenset({"image"}), device=self._device)
         self.model_version = manifest.bundle_id
         self.dim = self._model.heads.embed_dim
+        self._batching = None  # set by reconfigure() from the user_config
         self._limits = (max_images, max_image_bytes, max_image_pixels)
         log.info("image encoder: bundle %s (%s) on %s", manifest.bundle_id, bundle, self._device)
 
     def reconfigure(self, user_config: dict) -> None:
-        apply_batch_config(self._embed_batch, user_config)
+        self._batching = apply_batch_config(self._embed_batch, user_config)
 
     def info(self) -> dict:
-        return {"model_version": self.model_version, "dim": self.dim}
+        """Model version, dimension and the dynamic-batching settings in force."""
+        return {
+            "model_version": self.model_version,
+            "dim": self.dim,
+            "batching": self._batching.model_dump() if self._batching else None,
+            "torch_threads": torch.get_num_threads(),
+        }
 
     def _decode(self, images: list[bytes]) -> list[Image.Image]:
         max_images, max_bytes, max_pixels = self._limits

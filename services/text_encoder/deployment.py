@@ -47,14 +47,21 @@ class TextEncoder:
         self._model, manifest = load_bundle(bundle, parts=frozenset({"text"}), device=self._device)
         self.model_version = manifest.bundle_id
         self.dim = self._model.heads.embed_dim
+        self._batching = None  # set by reconfigure() from the user_config
         self._max_texts, self._max_chars = max_texts, max_text_chars
         log.info("text encoder: bundle %s (%s) on %s", manifest.bundle_id, bundle, self._device)
 
     def reconfigure(self, user_config: dict) -> None:
-        apply_batch_config(self._embed_batch, user_config)
+        self._batching = apply_batch_config(self._embed_batch, user_config)
 
     def info(self) -> dict:
-        return {"model_version": self.model_version, "dim": self.dim}
+        """Model version, dimension and the dynamic-batching settings in force."""
+        return {
+            "model_version": self.model_version,
+            "dim": self.dim,
+            "batching": self._batching.model_dump() if self._batching else None,
+            "torch_threads": torch.get_num_threads(),
+        }
 
     def _check(self, texts: list[str]) -> None:
         if not texts:

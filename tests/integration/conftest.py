@@ -24,6 +24,7 @@ class Platform:
     http: str  # base URL of the HTTP API
     bundle: Path
     catalog: Path
+    config: dict  # the Serve config as deployed
 
 
 @pytest.fixture(scope="session")
@@ -72,5 +73,6 @@ def platform(ray_cluster, tmp_path_factory) -> Platform:
         http=f"http://127.0.0.1:{ports['http']}",
         bundle=bundle,
         catalog=catalog,
+        config=config,
     )
     serve.shutdown()

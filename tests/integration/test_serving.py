@@ -304,3 +304,34 @@ def test_vector_store_over_grpc(platform):
         assert stub.DeletePoints(store_pb2.DeletePointsRequest(product_ids=["grpc-1"])).count == 1
         gone = stub.RetrievePoints(store_pb2.RetrievePointsRequest(product_ids=["grpc-1"]))
         assert list(gone.points) == []
+
+
+def test_batching_is_tuned_at_run_time_without_a_restart(platform):
+    """Last in this module: it redeploys the config with another user_config."""
+    import asyncio
+
+    from ray import serve
+
+    from services.cli.serve_commands import deploy
+    from shared.serving.endpoints import grpc_targets_sync, release_handles
+
+    async def info() -> dict:
+        result = await serve.get_deployment_handle("TextEncoder", "text-encoder").info.remote()
+        await release_handles()
+        return result
+
+    before = asyncio.run(info())
+    config = platform.config
+    for app in config["applications"]:
+        if app["name"] == "text-encoder":
+            app["deployments"][0]["user_config"] = {
+                "max_batch_size": 7,
+                "batch_wait_timeout_s": 0.01,
+            }
+    (target_before,) = grpc_targets_sync("text-encoder")
+    deploy(config, timeout_s=120, progress=False)
+    after = asyncio.run(info())
+    assert before["batching"] != after["batching"]
+    assert after["batching"] == {"max_batch_size": 7, "batch_wait_timeout_s": 0.01}
+    # Same replica (same port), reconfigured in place.
+    assert grpc_targets_sync("text-encoder") == [target_before]
