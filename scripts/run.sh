@@ -28,6 +28,7 @@ fi
 CATALOG="${VITRINE_CATALOG:-$(ls -d "$VITRINE_CACHE_DIR"/data/synthetic-*/products.jsonl 2>/dev/null | head -1)}"
 
 cleanup() {
+  trap - EXIT INT TERM
   echo "==> stopping Ray"
   .venv/bin/ray stop >/dev/null 2>&1 || true
 }
