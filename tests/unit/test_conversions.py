@@ -240,3 +240,17 @@ def test_store_points_need_whole_float32_vectors():
     msg.points[0].vector = b""
     with pytest.raises(ValueError, match="has no vector"):
         store.upsert_request_from_proto(msg)
+
+
+def test_generated_messages_pickle():
+    """Ray pickles proto messages between processes; pickle finds a class by its module name,
+    so the generated code must build its messages in `shared.api...` (scripts/gen_protos.sh)."""
+    import pickle
+
+    for mod_info in pkgutil.walk_packages(shared.api.__path__, "shared.api."):
+        if mod_info.name.endswith("_pb2"):
+            module = importlib.import_module(mod_info.name)
+            for name in module.DESCRIPTOR.message_types_by_name:
+                cls = getattr(module, name)
+                assert cls.__module__ == mod_info.name
+                assert pickle.loads(pickle.dumps(cls())) == cls()
