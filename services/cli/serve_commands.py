@@ -161,6 +161,26 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_broker(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+
+    from shared.streaming.broker import LocalBroker
+
+    # SIGTERM unwinds like Ctrl-C, so the broker (its own process group) is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with LocalBroker(port=args.port) as broker:
+        print(
+            f"Kafka-protocol broker (Tansu, in-memory) on {broker.bootstrap_servers}; Ctrl-C stops it"
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     serve_p = sub.add_parser("serve", help="deploy or inspect the Serve applications")
     serve_sub = serve_p.add_subparsers(dest="serve_command", required=True, metavar="ACTION")
@@ -172,6 +192,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_up)
     p = serve_sub.add_parser("status", help="each application's state")
     p.set_defaults(func=_cmd_status)
+    p = sub.add_parser("broker", help="run the local Kafka-protocol broker (Tansu) until Ctrl-C")
+    p.add_argument("--port", type=int, default=9092, help="loopback port (0: a free one)")
+    p.set_defaults(func=_cmd_broker)
     p = sub.add_parser("index", help="embed a products.jsonl catalog into the running store")
     p.add_argument("catalog", help="products.jsonl (id, image, title, attributes)")
     p.add_argument("--batch-size", type=int, default=32)

@@ -1,0 +1,1 @@
+"""Kafka plumbing shared by the publisher, the ingestion worker and the tests."""

