@@ -42,9 +42,9 @@ def ray_cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def platform(ray_cluster, tmp_path_factory) -> Platform:
-    """Every application of deploy/serve/vitrine.yaml with a tiny bundle, a 12-product catalog
+    """(Per module, so its replicas do not outlive the tests that use them.) Every application of deploy/serve/vitrine.yaml with a tiny bundle, a 12-product catalog
     indexed in an embedded Qdrant Edge store."""
     from ray import serve
 
