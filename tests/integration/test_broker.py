@@ -69,3 +69,96 @@ def test_broker_round_trip_and_stop(tmp_path):
         port = broker.port
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # stopped
+
+
+def test_publish_a_catalog_then_read_it_back(tmp_path):
+    from shared.data.catalog import load_products
+    from shared.streaming.events import decode, product_events, publish
+    from tests.tiny import write_catalog
+
+    catalog = write_catalog(tmp_path / "catalog", n=9)
+    products = {p.id: p for p in load_products(catalog)}
+    with LocalBroker() as broker:
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        admin.create_topics([NewTopic("catalog", num_partitions=3, replication_factor=1)])
+        admin.close()
+        n = publish(
+            product_events(catalog),
+            bootstrap_servers=broker.bootstrap_servers,
+            topic="catalog",
+            progress=False,
+        )
+        n += publish(
+            product_events(catalog, inline_images=False),
+            as_json=True,
+            bootstrap_servers=broker.bootstrap_servers,
+            topic="catalog",
+            progress=False,
+        )
+        assert n == 18
+        consumer = KafkaConsumer(
+            "catalog",
+            bootstrap_servers=broker.bootstrap_servers,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=10000,
+        )
+        events = []
+        for record in consumer:
+            event = decode(record.value, record.headers)
+            assert record.key.decode() == event.product_id
+            events.append(event)
+            if len(events) == 18:
+                break
+        consumer.close()
+    inline = [e for e in events if e.image_bytes]
+    by_uri = [e for e in events if e.image_uri]
+    assert len(inline) == len(by_uri) == 9
+    for e in inline:
+        assert e.image_bytes == products[e.product_id].image.read_bytes()
+        assert e.title == products[e.product_id].title
+    for e in by_uri:
+        assert e.image_uri == products[e.product_id].image.resolve().as_uri()
+
+
+def test_vitrine_publish_command(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.tiny import write_catalog
+
+    catalog = write_catalog(tmp_path / "catalog", n=4)
+    with LocalBroker() as broker:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.cli.app",
+                "publish",
+                str(catalog),
+                "--json",
+                "--topic",
+                "c",
+                "--bootstrap-servers",
+                broker.bootstrap_servers,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "published 4 events" in proc.stdout
+        consumer = KafkaConsumer(
+            "c",
+            bootstrap_servers=broker.bootstrap_servers,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=10000,
+        )
+        keys = set()
+        for record in consumer:
+            assert dict(record.headers)["content-type"] == b"application/json"
+            keys.add(record.key)
+            if len(keys) == 4:
+                break
+        consumer.close()
+    assert keys == {b"p0", b"p1", b"p2", b"p3"}
