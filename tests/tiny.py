@@ -92,18 +92,18 @@ def png_bytes(seed: int, size: int = 40) -> bytes:
     return buf.getvalue()
 
 
-def write_catalog(root: Path, n: int = 12) -> Path:
+def write_catalog(root: Path, n: int = 12, *, prefix: str = "p") -> Path:
     """products.jsonl with n products with distinct random images and colour attributes."""
     root.mkdir(parents=True, exist_ok=True)
     lines = []
     for i in range(n):
-        (root / f"p{i}.png").write_bytes(png_bytes(i))
+        (root / f"{prefix}{i}.png").write_bytes(png_bytes(i))
         colour = COLOURS[i % len(COLOURS)]
         lines.append(
             json.dumps(
                 {
-                    "id": f"p{i}",
-                    "image": f"p{i}.png",
+                    "id": f"{prefix}{i}",
+                    "image": f"{prefix}{i}.png",
                     "title": f"{colour.lower()} shirt {i}",
                     "baseColour": colour,
                     "year": 2020 + i,

@@ -22,3 +22,13 @@ class IngestionSettings(VitrineSettings):
     max_image_bytes: int = Field(10 * 2**20, ge=1024, description="Largest image accepted.")
     image_fetch_timeout_s: float = Field(10.0, gt=0, description="Timeout to fetch an image URI.")
     metrics_port: int = Field(9102, ge=0, le=65535, description="Prometheus metrics port; 0 = off.")
+    image_encoder_address: str = Field(
+        "127.0.0.1:9100",
+        min_length=1,
+        description="host:port of the image encoder's gRPC target (`vitrine serve status`).",
+    )
+    vector_store_address: str = Field(
+        "127.0.0.1:9100",
+        min_length=1,
+        description="host:port of the vector store's gRPC target (`vitrine serve status`).",
+    )

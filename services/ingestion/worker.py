@@ -1,0 +1,152 @@
+"""The ingestion worker: catalog events from Kafka become vectors in the store.
+
+One loop: poll a batch; decode and validate each record (a bad one goes to the dead-letter topic
+with its reason and original bytes); embed the images of the upserts in batches with the image
+encoder; write upserts and deletes to the vector store; commit the offsets only after the store
+acknowledged. Encoder or store outages are retried with backoff and nothing is committed
+meanwhile, so a crash at any point replays the uncommitted batch: point ids are derived from
+product ids, so a replay overwrites instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from shared.models.transforms import ImageDecodeError, decode_image
+from shared.streaming.events import decode
+from shared.types import CatalogEvent, Op
+
+log = logging.getLogger(__name__)
+
+REASON_HEADER = "vitrine-dlq-reason"
+
+
+class PoisonError(ValueError):
+    """A record that can never be indexed; it goes to the dead-letter topic."""
+
+
+@dataclass
+class BatchResult:
+    upserted: int = 0
+    deleted: int = 0
+    dead_lettered: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
+def fetch_image(uri: str, *, max_bytes: int, timeout_s: float) -> bytes:
+    """The bytes behind a file:// or http(s):// URI, at most max_bytes.
+
+    Raises:
+        PoisonError: unsupported scheme, unreachable, too large.
+    """
+    if not uri.startswith(("file://", "http://", "https://")):
+        raise PoisonError(f"image_uri {uri!r}: only file://, http:// and https:// are supported")
+    try:
+        with urllib.request.urlopen(uri, timeout=timeout_s) as response:  # noqa: S310 - scheme checked
+            data = response.read(max_bytes + 1)
+    except OSError as e:
+        raise PoisonError(f"image_uri {uri!r}: {e}") from None
+    if len(data) > max_bytes:
+        raise PoisonError(f"image_uri {uri!r}: more than {max_bytes} bytes")
+    return data
+
+
+class BatchProcessor:
+    """Turns a batch of records into store writes; no Kafka here.
+
+    Args:
+        embed: encoded images -> vectors [n, dim] (the image encoder).
+        upsert: points -> None, durable when it returns (the vector store).
+        delete: product ids -> None.
+        max_image_bytes, image_fetch_timeout_s: limits for images.
+    """
+
+    def __init__(
+        self,
+        *,
+        embed: Callable[[list[bytes]], object],
+        upsert: Callable[[list], None],
+        delete: Callable[[list[str]], None],
+        max_image_bytes: int,
+        image_fetch_timeout_s: float,
+        encode_batch: int = 32,
+    ) -> None:
+        self._embed, self._upsert, self._delete = embed, upsert, delete
+        self._max_bytes, self._timeout = max_image_bytes, image_fetch_timeout_s
+        self._encode_batch = encode_batch
+
+    def validate(self, value: bytes, headers) -> tuple[CatalogEvent, bytes | None]:
+        """The event and its image bytes (upserts).
+
+        Raises:
+            PoisonError: what is wrong with the record.
+        """
+        try:
+            event = decode(value, headers)
+        except ValueError as e:
+            raise PoisonError(f"not a catalog event: {e}") from None
+        if not event.product_id:
+            raise PoisonError("product_id is missing")
+        if event.op == Op.DELETE:
+            return event, None
+        if event.image_bytes:
+            image = event.image_bytes
+        elif event.image_uri:
+            image = fetch_image(event.image_uri, max_bytes=self._max_bytes, timeout_s=self._timeout)
+        else:
+            raise PoisonError("an upsert needs image_bytes or image_uri")
+        try:
+            decode_image(image, max_bytes=self._max_bytes)
+        except ImageDecodeError as e:
+            raise PoisonError(f"image: {e}") from None
+        return event, image
+
+    def write(self, events: list[tuple[CatalogEvent, bytes | None]]) -> BatchResult:
+        """Embeds and writes valid events; the last event of a product in the batch wins."""
+        from shared.vectorstore import Point
+
+        latest: dict[str, tuple[CatalogEvent, bytes | None]] = {}
+        for event, image in events:
+            latest.pop(event.product_id, None)  # keep order of last occurrence
+            latest[event.product_id] = (event, image)
+        upserts = [(e, img) for e, img in latest.values() if e.op == Op.UPSERT]
+        deletes = [e.product_id for e, _ in latest.values() if e.op == Op.DELETE]
+        for start in range(0, len(upserts), self._encode_batch):
+            chunk = upserts[start : start + self._encode_batch]
+            vectors = self._embed([img for _, img in chunk])
+            self._upsert(
+                [
+                    Point(e.product_id, v, {"title": e.title, **e.attributes, **_uri(e)})
+                    for (e, _), v in zip(chunk, vectors, strict=True)
+                ]
+            )
+        if deletes:
+            self._delete(deletes)
+        return BatchResult(upserted=len(upserts), deleted=len(deletes))
+
+
+def _uri(event: CatalogEvent) -> dict:
+    return {"image_uri": event.image_uri} if event.image_uri else {}
+
+
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def with_retries(fn: Callable[[], object], *, stop: Callable[[], bool], max_backoff_s: float = 10):
+    """Runs fn until it succeeds, backing off while a dependency is unavailable."""
+    backoff = 0.2
+    while True:
+        try:
+            return fn()
+        except grpc.RpcError as e:
+            if e.code() not in RETRYABLE or stop():
+                raise
+            log.warning("dependency unavailable (%s); retrying in %.1f s", e.code().name, backoff)
+            time.sleep(backoff)
+            backoff = min(max_backoff_s, backoff * 2)
