@@ -1,0 +1,88 @@
+"""The ingestion worker's batch logic, without Kafka: validation, poison, last-event-wins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.ingestion.worker import BatchProcessor, PoisonError, fetch_image
+from shared.streaming.events import encode
+from shared.types import CatalogEvent, Op
+from tests.tiny import png_bytes
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.embedded, self.upserted, self.deleted = [], [], []
+
+    def processor(self, **kw) -> BatchProcessor:
+        def embed(images):
+            self.embedded.append(len(images))
+            return np.ones((len(images), 4), np.float32)
+
+        return BatchProcessor(
+            embed=embed,
+            upsert=self.upserted.extend,
+            delete=self.deleted.extend,
+            max_image_bytes=kw.get("max_image_bytes", 2**20),
+            image_fetch_timeout_s=5,
+            encode_batch=kw.get("encode_batch", 32),
+        )
+
+
+def _record(event: CatalogEvent, as_json: bool = False):
+    r = encode(event, as_json=as_json)
+    return r.value, r.headers
+
+
+def test_last_event_of_a_product_wins_and_batches_are_chunked():
+    rec = Recorder()
+    p = rec.processor(encode_batch=2)
+    events = [
+        p.validate(*_record(CatalogEvent("a", Op.UPSERT, image_bytes=png_bytes(1), title="old"))),
+        p.validate(*_record(CatalogEvent("b", Op.UPSERT, image_bytes=png_bytes(2)))),
+        p.validate(*_record(CatalogEvent("a", Op.UPSERT, image_bytes=png_bytes(3), title="new"))),
+        p.validate(*_record(CatalogEvent("c", Op.UPSERT, image_bytes=png_bytes(4)))),
+        p.validate(*_record(CatalogEvent("b", Op.DELETE))),
+    ]
+    result = p.write(events)
+    assert (result.upserted, result.deleted) == (2, 1)
+    assert [pt.product_id for pt in rec.upserted] == ["a", "c"]
+    assert rec.upserted[0].payload["title"] == "new"
+    assert rec.deleted == ["b"]
+    assert rec.embedded == [2]
+
+
+def test_image_uri_is_fetched(tmp_path):
+    path = tmp_path / "x.png"
+    path.write_bytes(png_bytes(5))
+    p = Recorder().processor()
+    event, image = p.validate(*_record(CatalogEvent("u", Op.UPSERT, image_uri=path.as_uri()), True))
+    assert image == png_bytes(5)
+
+
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [
+        (CatalogEvent("", Op.UPSERT, image_bytes=b"x"), "product_id"),
+        (CatalogEvent("a", Op.UPSERT), "needs image_bytes or image_uri"),
+        (CatalogEvent("a", Op.UPSERT, image_bytes=b"\x89PNG broken"), "image"),
+        (CatalogEvent("a", Op.UPSERT, image_uri="ftp://host/x.png"), "only file://"),
+        (CatalogEvent("a", Op.UPSERT, image_uri="file:///no/such/file.png"), "image_uri"),
+    ],
+)
+def test_poison_is_named(event, words):
+    with pytest.raises(PoisonError, match=words):
+        Recorder().processor().validate(*_record(event))
+
+
+def test_oversized_image_uri_is_poison(tmp_path):
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"\0" * 5000)
+    with pytest.raises(PoisonError, match="more than 1024 bytes"):
+        fetch_image(path.as_uri(), max_bytes=1024, timeout_s=5)
+
+
+def test_garbage_is_poison():
+    with pytest.raises(PoisonError, match="not a catalog event"):
+        Recorder().processor().validate(b"\xff\xfe", None)
