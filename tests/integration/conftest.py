@@ -39,6 +39,9 @@ def ray_cluster():
         logging_level="WARNING",
     )
     yield
+    from ray import serve
+
+    serve.shutdown()
     ray.shutdown()
 
 
@@ -75,4 +78,7 @@ def platform(ray_cluster, tmp_path_factory) -> Platform:
         catalog=catalog,
         config=config,
     )
-    serve.shutdown()
+    # Delete the applications, not Serve: the next module deploys on the same controller
+    # (a controller shut down mid-session is not restarted cleanly by the next deploy).
+    for app in config["applications"]:
+        serve.delete(app["name"])
