@@ -12,7 +12,6 @@ import asyncio
 import io
 import multiprocessing
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -38,6 +37,7 @@ from shared.models.bundle import save_bundle
 from shared.models.factory import build_image_backbone, build_text_backbone
 from shared.models.model import HeadConfig, RetrievalModel
 from shared.serving.endpoints import private_port_ranges, release_handles
+from shared.streaming.broker import free_port
 from shared.types import Embeddings, FusionInput
 from shared.vectorstore import Point, open_store
 
@@ -49,12 +49,6 @@ CATALOG = int(os.environ.get("VITRINE_BENCH_CATALOG", 10_000))
 CALLS = int(os.environ.get("VITRINE_BENCH_CALLS", 300))
 THROUGHPUT_IMAGES, BATCH = 128, 16
 QUERY = "navy blue check shirt for men"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _bundle(root: Path) -> Path:
@@ -185,7 +179,7 @@ def _plain_server_main(bundle: str, port: int, ready) -> None:
 
 def _start_plain_server(bundle: Path) -> int:
     context = multiprocessing.get_context("spawn")
-    ready, port = context.Event(), _free_port()
+    ready, port = context.Event(), free_port()
     context.Process(target=_plain_server_main, args=(str(bundle), port, ready), daemon=True).start()
     if not ready.wait(300):
         raise RuntimeError("the plain gRPC server did not start")
@@ -374,16 +368,16 @@ def run() -> Section:
             log_to_driver=False,
         )
         try:
-            gateway_port = _free_port()
+            gateway_port = free_port()
             config = load_config(
                 common_args={"bundle_path": str(bundle)},
-                http_port=_free_port(),
-                proxy_grpc_port=_free_port(),
+                http_port=free_port(),
+                proxy_grpc_port=free_port(),
                 gateway_grpc_port=gateway_port,
             )
             for app in config["applications"]:
                 if app["name"] == "gateway":
-                    app["args"]["http_port"] = _free_port()
+                    app["args"]["http_port"] = free_port()
                 if app["name"] == "vector-store":
                     app["args"]["store_location"] = f"edge:{root / 'store'}"
             deploy(config, timeout_s=600)

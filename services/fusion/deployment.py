@@ -15,7 +15,7 @@ from ray import serve
 from shared.api.vitrine.fusion.v1 import fusion_pb2 as pb
 from shared.conversions import fusion as conv
 from shared.models.bundle import load_bundle
-from shared.serving.errors import LimitError, RequestError, parse, report_to_grpc
+from shared.serving.errors import LimitError, RequestError, grpc_method, parse
 from shared.serving.runtime import (
     apply_batch_config,
     resolve_bundle,
@@ -99,11 +99,6 @@ class Fusion:
         )
         return Embeddings(np.stack(rows), self.model_version)
 
-    async def Fuse(  # noqa: N802 - the gRPC method name
-        self, request: pb.FuseRequest, grpc_context=None
-    ) -> pb.FuseResponse:
-        try:
-            return conv.response_to_proto(await self.fuse(parse(conv.request_from_proto, request)))
-        except Exception as e:
-            report_to_grpc(grpc_context, e)
-            raise
+    @grpc_method
+    async def Fuse(self, request: pb.FuseRequest) -> pb.FuseResponse:  # noqa: N802 - gRPC name
+        return conv.response_to_proto(await self.fuse(parse(conv.request_from_proto, request)))

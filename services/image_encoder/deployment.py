@@ -14,7 +14,7 @@ from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2 as pb
 from shared.conversions import image_encoder as conv
 from shared.models.bundle import load_bundle
 from shared.models.transforms import ImageDecodeError, decode_image
-from shared.serving.errors import LimitError, RequestError, parse, report_to_grpc
+from shared.serving.errors import LimitError, RequestError, grpc_method, parse
 from shared.serving.runtime import (
     apply_batch_config,
     resolve_bundle,
@@ -101,11 +101,6 @@ class ImageEncoder:
         rows = await asyncio.gather(*(self._embed_batch(img) for img in decoded))
         return Embeddings(np.stack(rows), self.model_version)
 
-    async def EmbedImages(  # noqa: N802 - the gRPC method name
-        self, request: pb.EmbedImagesRequest, grpc_context=None
-    ) -> pb.EmbedImagesResponse:
-        try:
-            return conv.response_to_proto(await self.embed(parse(conv.request_from_proto, request)))
-        except Exception as e:
-            report_to_grpc(grpc_context, e)
-            raise
+    @grpc_method
+    async def EmbedImages(self, request: pb.EmbedImagesRequest) -> pb.EmbedImagesResponse:  # noqa: N802 - gRPC name
+        return conv.response_to_proto(await self.embed(parse(conv.request_from_proto, request)))

@@ -12,7 +12,7 @@ from ray import serve
 from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2 as pb
 from shared.conversions import text_encoder as conv
 from shared.models.bundle import load_bundle
-from shared.serving.errors import LimitError, RequestError, parse, report_to_grpc
+from shared.serving.errors import LimitError, RequestError, grpc_method, parse
 from shared.serving.runtime import (
     apply_batch_config,
     resolve_bundle,
@@ -97,11 +97,6 @@ class TextEncoder:
         rows = await asyncio.gather(*(self._embed_batch(t) for t in texts))
         return Embeddings(np.stack(rows), self.model_version)
 
-    async def EmbedTexts(  # noqa: N802 - the gRPC method name
-        self, request: pb.EmbedTextsRequest, grpc_context=None
-    ) -> pb.EmbedTextsResponse:
-        try:
-            return conv.response_to_proto(await self.embed(parse(conv.request_from_proto, request)))
-        except Exception as e:
-            report_to_grpc(grpc_context, e)
-            raise
+    @grpc_method
+    async def EmbedTexts(self, request: pb.EmbedTextsRequest) -> pb.EmbedTextsResponse:  # noqa: N802 - gRPC name
+        return conv.response_to_proto(await self.embed(parse(conv.request_from_proto, request)))

@@ -18,7 +18,7 @@ from ray import serve
 from shared.api.vitrine.store.v1 import store_pb2 as pb
 from shared.conversions import store as conv
 from shared.models.bundle import Manifest
-from shared.serving.errors import RequestError, parse, report_to_grpc
+from shared.serving.errors import RequestError, grpc_method, parse
 from shared.serving.runtime import resolve_bundle
 from shared.types import Filter, Hit
 from shared.vectorstore import Point, StoredPoint, StoreError, open_store
@@ -107,49 +107,37 @@ class VectorStore:
     # gRPC (vitrine.store.v1.VectorStoreService), for the gateway's query path and for
     # writers outside Python or outside the Ray cluster.
 
-    async def SearchPoints(self, request: pb.SearchPointsRequest, grpc_context=None):  # noqa: N802
-        try:
-            query = parse(conv.search_request_from_proto, request)
-            if not 1 <= query.top_k <= MAX_TOP_K:
-                raise RequestError(f"top_k must be 1..{MAX_TOP_K}, got {query.top_k}")
-            hits = await self.search(
-                query.vector, top_k=query.top_k, filter=query.filter, exact=query.exact
-            )
-            return conv.search_response_to_proto(hits)
-        except Exception as e:
-            report_to_grpc(grpc_context, e)
-            raise
+    @grpc_method
+    async def SearchPoints(self, request: pb.SearchPointsRequest):  # noqa: N802
+        query = parse(conv.search_request_from_proto, request)
+        if not 1 <= query.top_k <= MAX_TOP_K:
+            raise RequestError(f"top_k must be 1..{MAX_TOP_K}, got {query.top_k}")
+        hits = await self.search(
+            query.vector, top_k=query.top_k, filter=query.filter, exact=query.exact
+        )
+        return conv.search_response_to_proto(hits)
 
-    async def RetrievePoints(self, request: pb.RetrievePointsRequest, grpc_context=None):  # noqa: N802
-        try:
-            query = conv.retrieve_request_from_proto(request)
-            points = await self.retrieve(list(query.product_ids), with_vectors=query.with_vectors)
-            return conv.retrieve_response_to_proto(points)
-        except Exception as e:
-            report_to_grpc(grpc_context, e)
-            raise
+    @grpc_method
+    async def RetrievePoints(self, request: pb.RetrievePointsRequest):  # noqa: N802
+        query = conv.retrieve_request_from_proto(request)
+        points = await self.retrieve(list(query.product_ids), with_vectors=query.with_vectors)
+        return conv.retrieve_response_to_proto(points)
 
-    async def UpsertPoints(self, request: pb.UpsertPointsRequest, grpc_context=None):  # noqa: N802
+    @grpc_method
+    async def UpsertPoints(self, request: pb.UpsertPointsRequest):  # noqa: N802
+        points = parse(conv.upsert_request_from_proto, request)
         try:
-            points = parse(conv.upsert_request_from_proto, request)
-            try:
-                count = await self.upsert(points)
-            except StoreError as e:
-                raise RequestError(str(e)) from None
-            return conv.write_response_to_proto(count)
-        except Exception as e:
-            report_to_grpc(grpc_context, e)
-            raise
+            count = await self.upsert(points)
+        except StoreError as e:
+            raise RequestError(str(e)) from None
+        return conv.write_response_to_proto(count)
 
-    async def DeletePoints(self, request: pb.DeletePointsRequest, grpc_context=None):  # noqa: N802
-        try:
-            ids = conv.delete_request_from_proto(request)
-            if any(not i for i in ids):
-                raise RequestError("an empty product id")
-            return conv.write_response_to_proto(await self.delete(list(ids)))
-        except Exception as e:
-            report_to_grpc(grpc_context, e)
-            raise
+    @grpc_method
+    async def DeletePoints(self, request: pb.DeletePointsRequest):  # noqa: N802
+        ids = conv.delete_request_from_proto(request)
+        if any(not i for i in ids):
+            raise RequestError("an empty product id")
+        return conv.write_response_to_proto(await self.delete(list(ids)))
 
     def __del__(self) -> None:
         self._optimizer.cancel()

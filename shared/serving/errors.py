@@ -70,3 +70,22 @@ def parse(convert, message):
         return convert(message)
     except ValueError as e:
         raise RequestError(str(e)) from None
+
+
+def grpc_method(fn):
+    """A deployment's gRPC method written as `async fn(self, request)`: an exception it raises
+    sets the call's status (report_to_grpc) before Serve sees it.
+
+    The wrapper names `grpc_context` in its own signature, which is how Serve decides to pass
+    the context (ray.serve._private.replica.UserMethodInfo), so it must not expose `fn`'s.
+    """
+
+    async def method(self, request, grpc_context=None):
+        try:
+            return await fn(self, request)
+        except Exception as e:
+            report_to_grpc(grpc_context, e)
+            raise
+
+    method.__name__, method.__qualname__, method.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    return method

@@ -204,3 +204,27 @@ def validate_fields(fields: dict[str, str]) -> dict[str, str]:
     if bad:
         raise ValueError(f"unknown payload index types {bad}; use one of {sorted(FIELD_TYPES)}")
     return dict(fields)
+
+
+def hit_from_payload(payload: dict[str, Any], score: float) -> Hit:
+    """A search hit from a stored payload (which carries the product id)."""
+    payload = dict(payload)
+    product_id = payload.pop(PRODUCT_ID_FIELD)
+    return Hit(product_id=product_id, score=float(score), payload=payload)
+
+
+def ordered_points(
+    records: Sequence[tuple[dict[str, Any], Any]], product_ids: Sequence[str], *, with_vectors: bool
+) -> list[StoredPoint]:
+    """Engine records (payload, vector) as StoredPoints in the order of product_ids; ids with no
+    record are skipped."""
+    by_id = {payload[PRODUCT_ID_FIELD]: (payload, vector) for payload, vector in records}
+    out = []
+    for pid in product_ids:
+        if pid not in by_id:
+            continue
+        payload, vector = by_id[pid]
+        vector = np.asarray(vector, dtype=np.float32) if with_vectors else None
+        payload = {k: v for k, v in payload.items() if k != PRODUCT_ID_FIELD}
+        out.append(StoredPoint(pid, payload, vector))
+    return out

@@ -12,16 +12,16 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import qdrant_edge as qe
 
-from shared.types import Condition, Filter, Hit, Range
+from shared.types import Condition, Filter, Range
 from shared.vectorstore.base import (
     PRODUCT_ID_FIELD,
-    StoredPoint,
     StoreError,
     StoreInfo,
     VectorStore,
+    hit_from_payload,
+    ordered_points,
     point_id,
     validate_fields,
 )
@@ -145,7 +145,7 @@ class EdgeStore(VectorStore):
             with_payload=True,
             params=params,
         )
-        return [_hit(p.payload, p.score) for p in self._shard.query(request)]
+        return [hit_from_payload(p.payload, p.score) for p in self._shard.query(request)]
 
     def retrieve(self, product_ids, *, with_vectors=False):
         if not product_ids:
@@ -153,16 +153,9 @@ class EdgeStore(VectorStore):
         records = self._shard.retrieve(
             [point_id(p) for p in product_ids], with_payload=True, with_vector=with_vectors
         )
-        by_id = {r.payload[PRODUCT_ID_FIELD]: r for r in records}
-        out = []
-        for pid in product_ids:
-            r = by_id.get(pid)
-            if r is None:
-                continue
-            vector = np.asarray(r.vector, dtype=np.float32) if with_vectors else None
-            payload = {k: v for k, v in r.payload.items() if k != PRODUCT_ID_FIELD}
-            out.append(StoredPoint(pid, payload, vector))
-        return out
+        return ordered_points(
+            [(r.payload, r.vector) for r in records], product_ids, with_vectors=with_vectors
+        )
 
     def count(self, filter=None):
         return self._shard.count(qe.CountRequest(exact=True, filter=edge_filter(filter)))
@@ -189,9 +182,3 @@ class EdgeStore(VectorStore):
             if shard is not None:
                 shard.flush()
                 shard.close()
-
-
-def _hit(payload: dict, score: float) -> Hit:
-    payload = dict(payload)
-    product_id = payload.pop(PRODUCT_ID_FIELD)
-    return Hit(product_id=product_id, score=float(score), payload=payload)

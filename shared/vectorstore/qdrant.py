@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from shared.types import Condition, Filter, Hit, Range
+from shared.types import Condition, Filter, Range
 from shared.vectorstore.base import (
     PRODUCT_ID_FIELD,
-    StoredPoint,
     StoreError,
     StoreInfo,
     VectorStore,
+    hit_from_payload,
+    ordered_points,
     point_id,
     validate_fields,
 )
@@ -124,7 +124,7 @@ class QdrantStore(VectorStore):
             if self._local
             else qm.SearchParams(hnsw_ef=max(self._hnsw_ef, top_k), exact=exact),
         )
-        return [_hit(p.payload, p.score) for p in response.points]
+        return [hit_from_payload(p.payload, p.score) for p in response.points]
 
     def retrieve(self, product_ids, *, with_vectors=False):
         if not product_ids:
@@ -135,16 +135,9 @@ class QdrantStore(VectorStore):
             with_payload=True,
             with_vectors=with_vectors,
         )
-        by_id = {r.payload[PRODUCT_ID_FIELD]: r for r in records}
-        out = []
-        for pid in product_ids:
-            r = by_id.get(pid)
-            if r is None:
-                continue
-            vector = np.asarray(r.vector, dtype=np.float32) if with_vectors else None
-            payload = {k: v for k, v in r.payload.items() if k != PRODUCT_ID_FIELD}
-            out.append(StoredPoint(pid, payload, vector))
-        return out
+        return ordered_points(
+            [(r.payload, r.vector) for r in records], product_ids, with_vectors=with_vectors
+        )
 
     def count(self, filter=None):
         return self._client.count(
@@ -168,9 +161,3 @@ class QdrantStore(VectorStore):
 
     def close(self):
         self._client.close()
-
-
-def _hit(payload: dict, score: float) -> Hit:
-    payload = dict(payload)
-    product_id = payload.pop(PRODUCT_ID_FIELD)
-    return Hit(product_id=product_id, score=float(score), payload=payload)

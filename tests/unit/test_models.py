@@ -9,78 +9,27 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import BertConfig, BertModel, BertTokenizerFast, ViTConfig, ViTModel
 
 from shared.models.bundle import BundleError, load_bundle, save_bundle
 from shared.models.heads import AdditiveAttentionFusion
 from shared.models.image_backbone_hf import HFImageBackbone
 from shared.models.inference import embed_images, embed_texts, fuse
 from shared.models.losses import LOSSES, cmpm, info_nce, triplet_hard_negative
-from shared.models.model import HeadConfig, RetrievalModel
 from shared.models.text_backbone_hf import HFTextBackbone
 from shared.models.transforms import ImageDecodeError, ImagePreprocessor, decode_image
-
-HEADS = HeadConfig(embed_dim=16, image_hidden_dim=32, text_hidden_dim=32, fusion_hidden_dim=16)
-VOCAB = [
-    "[PAD]",
-    "[UNK]",
-    "[CLS]",
-    "[SEP]",
-    "[MASK]",
-    "blue",
-    "red",
-    "shirt",
-    "dress",
-    "in",
-    "black",
-]
+from tests.tiny import tiny_model as build_tiny_model
+from tests.tiny import write_tiny_checkpoints
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoints(tmp_path_factory):
     """A tiny ViT and BERT written with save_pretrained: real files, random weights."""
-    root = tmp_path_factory.mktemp("hub")
-    torch.manual_seed(0)
-    vit = ViTModel(
-        ViTConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=32,
-            patch_size=8,
-        ),
-        add_pooling_layer=False,
-    )
-    vit.save_pretrained(root / "vit")
-    vocab = root / "vocab.txt"
-    vocab.write_text("\n".join(VOCAB))
-    bert = BertModel(
-        BertConfig(
-            vocab_size=len(VOCAB),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-        ),
-        add_pooling_layer=False,
-    )
-    bert.save_pretrained(root / "bert")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(root / "bert")
-    return root
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("hub"))
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_checkpoints):
-    torch.manual_seed(0)
-    image = HFImageBackbone.from_pretrained(str(tiny_checkpoints / "vit"), pooling="cls_mean")
-    text = HFTextBackbone.from_pretrained(str(tiny_checkpoints / "bert"), max_length=8)
-    return RetrievalModel.build(
-        heads=HEADS,
-        image_backbone=image,
-        preprocessor=ImagePreprocessor(resolution=32),
-        text_backbone=text,
-    ).eval()
+    return build_tiny_model(tiny_checkpoints)
 
 
 def _images(n: int) -> list[Image.Image]:
@@ -281,7 +230,7 @@ def test_efficientnet_golden_features():
 
 def test_minilm_golden_features():
     """Reference mean-pooled MiniLM features of a fixture text, recorded 2026-11-22 (tolerance 1e-3)."""
-    from shared.models.text_backbone_hf import HFTextBackbone, packaged_minilm_path
+    from shared.models.text_backbone_hf import packaged_minilm_path
 
     backbone = HFTextBackbone.from_pretrained(str(packaged_minilm_path())).eval()
     with torch.no_grad():
