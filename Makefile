@@ -17,7 +17,7 @@ export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install test unit integration run protos protos-check lint format bench clean
+.PHONY: help install tools test unit integration run protos protos-check lint format bench clean
 
 help: ## List the targets with what they do
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -50,13 +50,16 @@ format: $(STAMP) ## Reformat the code with ruff
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) protos-check lint ## Install if needed, check protos and lint, run the whole test suite
+tools: $(STAMP) ## Fetch the test-only third-party tools (Debian's kcat) into .venv/opt
+	@scripts/fetch_kcat.sh
+
+test: $(STAMP) tools protos-check lint ## Install if needed, check protos and lint, run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: $(STAMP) ## Run the unit tests only (no Ray, broker or Qdrant)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-integration: $(STAMP) ## Run the integration tests only (real Ray, broker, Qdrant)
+integration: $(STAMP) tools ## Run the integration tests only (real Ray, broker, Qdrant)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 run: $(STAMP) ## Bring up the platform on its embedded defaults (Ctrl-C stops everything)

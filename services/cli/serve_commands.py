@@ -1,4 +1,5 @@
-"""`vitrine serve up|status` and `vitrine index`: deploy the Serve config, index a catalog."""
+"""`vitrine serve up|status` and `vitrine index`: deploy the Serve config, index a catalog
+(through handles, without Kafka; `vitrine publish` is the streaming path)."""
 
 from __future__ import annotations
 
@@ -161,45 +162,6 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_broker(args: argparse.Namespace) -> int:
-    import signal
-    import sys
-
-    from shared.streaming.broker import LocalBroker
-
-    # SIGTERM unwinds like Ctrl-C, so the broker (its own process group) is stopped too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with LocalBroker(port=args.port) as broker:
-        print(
-            f"Kafka-protocol broker (Tansu, in-memory) on {broker.bootstrap_servers}; Ctrl-C stops it"
-        )
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-    return 0
-
-
-def _cmd_publish(args: argparse.Namespace) -> int:
-    from services.ingestion.config import IngestionSettings
-    from shared.settings import load_settings_or_exit
-    from shared.streaming.events import product_events, publish
-
-    settings = load_settings_or_exit(IngestionSettings)
-    catalog = Path(args.catalog)
-    total = sum(1 for line in catalog.read_text().splitlines() if line.strip())
-    n = publish(
-        product_events(catalog, inline_images=not args.uri),
-        bootstrap_servers=args.bootstrap_servers or settings.kafka_bootstrap_servers,
-        topic=args.topic or settings.catalog_topic,
-        as_json=args.json,
-        total=total,
-    )
-    print(f"published {n} events")
-    return 0
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     serve_p = sub.add_parser("serve", help="deploy or inspect the Serve applications")
     serve_sub = serve_p.add_subparsers(dest="serve_command", required=True, metavar="ACTION")
@@ -211,16 +173,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_up)
     p = serve_sub.add_parser("status", help="each application's state")
     p.set_defaults(func=_cmd_status)
-    p = sub.add_parser("broker", help="run the local Kafka-protocol broker (Tansu) until Ctrl-C")
-    p.add_argument("--port", type=int, default=9092, help="loopback port (0: a free one)")
-    p.set_defaults(func=_cmd_broker)
-    p = sub.add_parser("publish", help="publish a products.jsonl catalog as catalog events")
-    p.add_argument("catalog", help="products.jsonl (id, image, title, attributes)")
-    p.add_argument("--json", action="store_true", help="JSON values instead of protobuf")
-    p.add_argument("--uri", action="store_true", help="file:// image URIs instead of inline bytes")
-    p.add_argument("--topic", help="default: VITRINE_CATALOG_TOPIC")
-    p.add_argument("--bootstrap-servers", help="default: VITRINE_KAFKA_BOOTSTRAP_SERVERS")
-    p.set_defaults(func=_cmd_publish)
     p = sub.add_parser("index", help="embed a products.jsonl catalog into the running store")
     p.add_argument("catalog", help="products.jsonl (id, image, title, attributes)")
     p.add_argument("--batch-size", type=int, default=32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from services.ingestion.config import IngestionSettings
 from services.ingestion.worker import (
@@ -23,15 +24,78 @@ GROUP_TIMING = {
     "session_timeout_ms": 6000,
     "heartbeat_interval_ms": 1000,
 }
+PROGRESS_EVERY_S = 10.0
+
+
+class IngestMetrics:
+    """The worker's Prometheus metrics, in a registry of its own (several workers may share a
+    process in tests). Rates come from the counters: `rate(vitrine_ingest_records_total[1m])`."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = r = CollectorRegistry()
+        self.records = Counter(
+            "vitrine_ingest_records",
+            "Catalog events handled, by outcome (upserted, deleted, dead_lettered).",
+            ["outcome"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "vitrine_ingest_batch_seconds",
+            "Time from a batch's poll to its commit.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.retries = Counter(
+            "vitrine_ingest_retries",
+            "Calls retried while the encoder or the store was unavailable, by gRPC status.",
+            ["code"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "vitrine_ingest_consumer_lag",
+            "Records between the committed position and the end of each assigned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned = Gauge(
+            "vitrine_ingest_assigned_partitions", "Partitions assigned to this worker.", registry=r
+        )
+        self.last_commit = Gauge(
+            "vitrine_ingest_last_commit_timestamp_seconds",
+            "Unix time of the last offset commit.",
+            registry=r,
+        )
+        for outcome in ("upserted", "deleted", "dead_lettered"):
+            self.records.labels(outcome)  # exported as 0 before the first event
+
+    def serve(self, port: int) -> int:
+        """Serves /metrics on `port` (0: a free one) in a daemon thread; returns the port."""
+        from prometheus_client import start_http_server
+
+        server, _ = start_http_server(port, registry=self.registry)
+        return server.server_port
 
 
 class IngestionWorker:
-    """A Kafka consumer-group member feeding a BatchProcessor; commits after the store acked."""
+    """A Kafka consumer-group member feeding a BatchProcessor; commits after the store acked.
 
-    def __init__(self, settings: IngestionSettings, processor: BatchProcessor) -> None:
+    Poison (undecodable, invalid, or refused by the encoder) goes to the dead-letter topic with
+    its original key, value and headers plus the reason; dead letters are flushed before the
+    offsets that carried them are committed, so a crash never loses a record.
+    """
+
+    def __init__(
+        self,
+        settings: IngestionSettings,
+        processor: BatchProcessor,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
         from kafka import KafkaConsumer, KafkaProducer
 
         self._settings, self._processor = settings, processor
+        self.metrics = metrics or IngestMetrics()
         self._consumer = KafkaConsumer(
             settings.catalog_topic,
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -41,6 +105,7 @@ class IngestionWorker:
             max_poll_records=settings.batch_size,
             max_partition_fetch_bytes=settings.max_image_bytes * 2,
             fetch_max_bytes=64 * 2**20,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
             **GROUP_TIMING,
         )
         self._dlq = KafkaProducer(
@@ -49,40 +114,105 @@ class IngestionWorker:
             max_request_size=settings.max_image_bytes * 2,
         )
         self.stopping = threading.Event()
+        self._dead_letters_pending = False
+        self._lag_checked = 0.0
+        self._progress = {"at": time.monotonic(), "records": 0}
 
     def run_once(self, timeout_ms: int = 1000) -> BatchResult:
-        """One poll: validate, dead-letter the poison, write the rest, then commit."""
+        """One poll: validate, write, dead-letter the poison, then commit."""
         polled = self._consumer.poll(timeout_ms=timeout_ms)
         records = [r for batch in polled.values() for r in batch]
         result = BatchResult()
         if not records:
+            self._update_lag(force=False)
             return result
-        good = []
+        started = time.perf_counter()
+        good, sources = [], []
         for record in records:
             try:
                 good.append(self._processor.validate(record.value, record.headers))
+                sources.append(record)
             except PoisonError as e:
-                self._dead_letter(record, str(e))
-                result.dead_lettered += 1
-                result.reasons.append(str(e))
+                self._dead_letter(record, str(e), result)
+        written = with_retries(
+            lambda: self._processor.write(good, sources),
+            stop=self.stopping.is_set,
+            on_retry=lambda e: self.metrics.retries.labels(e.code().name).inc(),
+        )
+        for record, reason in written.rejected:
+            self._dead_letter(record, reason, result)
         if self._dead_letters_pending:
             self._dlq.flush()  # dead letters are durable before their offsets are committed
             self._dead_letters_pending = False
-        written = with_retries(lambda: self._processor.write(good), stop=self.stopping.is_set)
-        self._consumer.commit()
+        self._commit()
         result.upserted, result.deleted = written.upserted, written.deleted
-        log.info(
-            "batch: %d records, %d upserted, %d deleted, %d dead-lettered",
-            len(records),
+        self._count(result, len(records), time.perf_counter() - started)
+        return result
+
+    def _commit(self) -> None:
+        from kafka.errors import CommitFailedError
+
+        try:
+            self._consumer.commit()
+        except CommitFailedError as e:
+            # The group rebalanced while this batch was in hand: its partitions went to another
+            # member, which re-reads from the last commit. Writes are idempotent, so the replay
+            # is harmless.
+            log.warning("commit refused after a rebalance; the batch will be replayed: %s", e)
+            return
+        self.metrics.last_commit.set(time.time())
+        self._update_lag(force=True)
+
+    def _count(self, result: BatchResult, n_records: int, seconds: float) -> None:
+        m = self.metrics
+        m.records.labels("upserted").inc(result.upserted)
+        m.records.labels("deleted").inc(result.deleted)
+        m.records.labels("dead_lettered").inc(result.dead_lettered)
+        m.batch_seconds.observe(seconds)
+        log.debug(
+            "batch: %d records, %d upserted, %d deleted, %d dead-lettered in %.3f s",
+            n_records,
             result.upserted,
             result.deleted,
             result.dead_lettered,
+            seconds,
         )
-        return result
+        progress = self._progress
+        progress["records"] += n_records
+        elapsed = time.monotonic() - progress["at"]
+        if elapsed >= PROGRESS_EVERY_S:
+            lag = sum(sample.value for sample in m.lag.collect()[0].samples)
+            log.info(
+                "ingested %d events in the last %.0f s (%.1f/s); lag %d",
+                progress["records"],
+                elapsed,
+                progress["records"] / elapsed,
+                lag,
+            )
+            self._progress = {"at": time.monotonic(), "records": 0}
 
-    _dead_letters_pending = False
+    def _update_lag(self, *, force: bool) -> None:
+        """Per-partition lag for the metrics: at each commit, else at most once a second."""
+        now = time.monotonic()
+        if not force and now - self._lag_checked < 1.0:
+            return
+        self._lag_checked = now
+        assignment = self._consumer.assignment()
+        self.metrics.assigned.set(len(assignment))
+        self.metrics.lag.clear()
+        if not assignment:
+            return
+        try:
+            ends = self._consumer.end_offsets(list(assignment))
+            for tp in assignment:
+                position = self._consumer.position(tp, timeout_ms=1000)
+                if position is not None:
+                    lag = max(0, ends[tp] - position)
+                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+        except Exception as e:  # lag is advisory; a failed lookup must not stop ingestion
+            log.debug("lag lookup failed: %s", e)
 
-    def _dead_letter(self, record, reason: str) -> None:
+    def _dead_letter(self, record, reason: str, result: BatchResult) -> None:
         headers = list(record.headers or []) + [
             (REASON_HEADER, reason.encode()),
             ("vitrine-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
@@ -91,6 +221,8 @@ class IngestionWorker:
             self._settings.dlq_topic, key=record.key, value=record.value, headers=headers
         )
         self._dead_letters_pending = True
+        result.dead_lettered += 1
+        result.reasons.append(reason)
         log.warning(
             "dead-lettered %s/%d/%d: %s", record.topic, record.partition, record.offset, reason
         )
@@ -106,18 +238,63 @@ class IngestionWorker:
         self._dlq.close()
 
 
+def connect(settings: IngestionSettings, *, wait_s: float = 60) -> None:
+    """Waits for the broker (a worker may start first) and creates missing topics if asked.
+
+    Raises:
+        SystemExit: no broker answered within `wait_s`.
+    """
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    from shared.streaming.events import ensure_topics
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if settings.create_topics:
+                created = ensure_topics(
+                    settings.kafka_bootstrap_servers,
+                    {settings.catalog_topic: settings.catalog_partitions, settings.dlq_topic: 1},
+                )
+                for name in created:
+                    log.info("created topic %s", name)
+            return
+        except (KafkaConnectionError, KafkaTimeoutError):
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"no Kafka broker at {settings.kafka_bootstrap_servers} after {wait_s:.0f} s "
+                    "(VITRINE_KAFKA_BOOTSTRAP_SERVERS)"
+                ) from None
+            log.info("waiting for the broker at %s", settings.kafka_bootstrap_servers)
+            time.sleep(2)
+
+
 def main() -> None:
     from shared.logs import setup_logging
     from shared.settings import load_settings_or_exit
 
     settings = load_settings_or_exit(IngestionSettings)
     setup_logging(settings.log_level)
-    processor = grpc_processor(settings)
-    worker = IngestionWorker(settings, processor)
+    if settings.log_level != "DEBUG":  # kafka-python logs every connection and rebalance step
+        logging.getLogger("kafka").setLevel(logging.WARNING)
+    connect(settings)
+    metrics = IngestMetrics()
+    if settings.metrics_port:
+        port = metrics.serve(settings.metrics_port)
+        log.info("metrics on http://0.0.0.0:%d/metrics", port)
+    worker = IngestionWorker(settings, grpc_processor(settings), metrics)
     signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: worker.stopping.set())
-    log.info("ingesting %s from %s", settings.catalog_topic, settings.kafka_bootstrap_servers)
+    log.info(
+        "ingesting %s from %s as group %s; encoder %s, store %s",
+        settings.catalog_topic,
+        settings.kafka_bootstrap_servers,
+        settings.consumer_group,
+        settings.image_encoder_address,
+        settings.vector_store_address,
+    )
     worker.run()
+    log.info("stopped")
 
 
 def grpc_processor(settings: IngestionSettings) -> BatchProcessor:
@@ -143,21 +320,27 @@ def grpc_processor(settings: IngestionSettings) -> BatchProcessor:
         "encoder": (("application", "image-encoder"),),
         "store": (("application", "vector-store"),),
     }
+    timeout = settings.call_timeout_s
 
     def embed(images):
-        reply = encoder.EmbedImages(
-            image_conv.request_to_proto(images), timeout=60, metadata=md["encoder"]
-        )
+        try:
+            reply = encoder.EmbedImages(
+                image_conv.request_to_proto(images), timeout=timeout, metadata=md["encoder"]
+            )
+        except grpc.RpcError as e:
+            if e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                raise PoisonError(e.details()) from None
+            raise
         return image_conv.response_from_proto(reply).vectors
 
     def upsert(points):
         store.UpsertPoints(
-            store_conv.upsert_request_to_proto(points), timeout=60, metadata=md["store"]
+            store_conv.upsert_request_to_proto(points), timeout=timeout, metadata=md["store"]
         )
 
     def delete(ids):
         store.DeletePoints(
-            store_conv.delete_request_to_proto(ids), timeout=60, metadata=md["store"]
+            store_conv.delete_request_to_proto(ids), timeout=timeout, metadata=md["store"]
         )
 
     return BatchProcessor(
@@ -166,6 +349,7 @@ def grpc_processor(settings: IngestionSettings) -> BatchProcessor:
         delete=delete,
         max_image_bytes=settings.max_image_bytes,
         image_fetch_timeout_s=settings.image_fetch_timeout_s,
+        encode_batch=settings.encode_batch,
     )
 
 

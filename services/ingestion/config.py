@@ -22,6 +22,27 @@ class IngestionSettings(VitrineSettings):
     max_image_bytes: int = Field(10 * 2**20, ge=1024, description="Largest image accepted.")
     image_fetch_timeout_s: float = Field(10.0, gt=0, description="Timeout to fetch an image URI.")
     metrics_port: int = Field(9102, ge=0, le=65535, description="Prometheus metrics port; 0 = off.")
+    encode_batch: int = Field(
+        32, ge=1, le=1024, description="Images per call to the image encoder."
+    )
+    call_timeout_s: float = Field(
+        60.0, gt=0, description="Deadline of each call to the encoder or the store."
+    )
+    fetch_max_wait_ms: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="How long the broker may hold a fetch for new records (sets the idle "
+        "part of publish-to-searchable latency).",
+    )
+    create_topics: bool = Field(
+        True,
+        description="Create the catalog and dead-letter topics at start-up when missing "
+        "(for the local broker; production declares them as KafkaTopic resources).",
+    )
+    catalog_partitions: int = Field(
+        6, ge=1, le=1000, description="Partitions of a catalog topic this worker creates."
+    )
     image_encoder_address: str = Field(
         "127.0.0.1:9100",
         min_length=1,

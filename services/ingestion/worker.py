@@ -37,6 +37,9 @@ class BatchResult:
     deleted: int = 0
     dead_lettered: int = 0
     reasons: list[str] = field(default_factory=list)
+    # (source, reason) of valid-looking records the image encoder refused one by one; the worker
+    # dead-letters them like any other poison.
+    rejected: list[tuple[object, str]] = field(default_factory=list)
 
 
 def fetch_image(uri: str, *, max_bytes: int, timeout_s: float) -> bytes:
@@ -107,28 +110,51 @@ class BatchProcessor:
             raise PoisonError(f"image: {e}") from None
         return event, image
 
-    def write(self, events: list[tuple[CatalogEvent, bytes | None]]) -> BatchResult:
-        """Embeds and writes valid events; the last event of a product in the batch wins."""
+    def write(
+        self,
+        events: list[tuple[CatalogEvent, bytes | None]],
+        sources: list[object] | None = None,
+    ) -> BatchResult:
+        """Embeds and writes valid events; the last event of a product in the batch wins.
+
+        `embed` raising PoisonError means the encoder refused an image that passed local
+        validation: the chunk is then embedded image by image, and the refused ones come back in
+        `rejected` with their `sources` entry (the Kafka record) instead of failing the batch.
+        """
         from shared.vectorstore import Point
 
-        latest: dict[str, tuple[CatalogEvent, bytes | None]] = {}
-        for event, image in events:
+        sources = sources if sources is not None else [None] * len(events)
+        latest: dict[str, tuple[CatalogEvent, bytes | None, object]] = {}
+        for (event, image), source in zip(events, sources, strict=True):
             latest.pop(event.product_id, None)  # keep order of last occurrence
-            latest[event.product_id] = (event, image)
-        upserts = [(e, img) for e, img in latest.values() if e.op == Op.UPSERT]
-        deletes = [e.product_id for e, _ in latest.values() if e.op == Op.DELETE]
+            latest[event.product_id] = (event, image, source)
+        upserts = [item for item in latest.values() if item[0].op == Op.UPSERT]
+        deletes = [e.product_id for e, _, _ in latest.values() if e.op == Op.DELETE]
+        result = BatchResult(deleted=len(deletes))
         for start in range(0, len(upserts), self._encode_batch):
             chunk = upserts[start : start + self._encode_batch]
-            vectors = self._embed([img for _, img in chunk])
+            embedded = self._embed_chunk(chunk, result.rejected)
             self._upsert(
                 [
                     Point(e.product_id, v, {"title": e.title, **e.attributes, **_uri(e)})
-                    for (e, _), v in zip(chunk, vectors, strict=True)
+                    for e, v in embedded
                 ]
             )
+            result.upserted += len(embedded)
         if deletes:
             self._delete(deletes)
-        return BatchResult(upserted=len(upserts), deleted=len(deletes))
+        return result
+
+    def _embed_chunk(self, chunk, rejected: list) -> list[tuple[CatalogEvent, object]]:
+        try:
+            vectors = self._embed([img for _, img, _ in chunk])
+            return [(e, v) for (e, _, _), v in zip(chunk, vectors, strict=True)]
+        except PoisonError as e:
+            if len(chunk) == 1:
+                rejected.append((chunk[0][2], f"image encoder: {e}"))
+                return []
+            log.warning("the encoder refused a batch (%s); embedding it image by image", e)
+        return [pair for item in chunk for pair in self._embed_chunk([item], rejected)]
 
 
 def _uri(event: CatalogEvent) -> dict:
@@ -138,7 +164,13 @@ def _uri(event: CatalogEvent) -> dict:
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
-def with_retries(fn: Callable[[], object], *, stop: Callable[[], bool], max_backoff_s: float = 10):
+def with_retries(
+    fn: Callable[[], object],
+    *,
+    stop: Callable[[], bool],
+    max_backoff_s: float = 10,
+    on_retry: Callable[[grpc.RpcError], None] = lambda _: None,
+):
     """Runs fn until it succeeds, backing off while a dependency is unavailable."""
     backoff = 0.2
     while True:
@@ -147,6 +179,7 @@ def with_retries(fn: Callable[[], object], *, stop: Callable[[], bool], max_back
         except grpc.RpcError as e:
             if e.code() not in RETRYABLE or stop():
                 raise
+            on_retry(e)
             log.warning("dependency unavailable (%s); retrying in %.1f s", e.code().name, backoff)
             time.sleep(backoff)
             backoff = min(max_backoff_s, backoff * 2)

@@ -46,10 +46,17 @@ class LocalBroker:
     """
 
     def __init__(
-        self, *, port: int = 0, log_path: Path | None = None, start_timeout_s: float = 30
+        self,
+        *,
+        port: int = 0,
+        log_path: Path | None = None,
+        start_timeout_s: float = 30,
+        advertised_port: int | None = None,
     ) -> None:
         self.port = port or free_port()
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
+        # Where clients are told to connect after bootstrapping (a relay in front of the broker).
+        self.advertised_port = advertised_port or self.port
         self._log_path, self._timeout = log_path, start_timeout_s
         self._process: subprocess.Popen | None = None
 
@@ -63,7 +70,7 @@ class LocalBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
             ],

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -21,6 +22,9 @@ from shared.conversions.catalog import (
     event_to_json,
 )
 from shared.types import CatalogEvent, Op
+
+if TYPE_CHECKING:
+    from shared.data.catalog import Product
 
 CONTENT_TYPE = "content-type"
 PROTOBUF = "application/x-protobuf"
@@ -54,12 +58,14 @@ def decode(value: bytes, headers: Iterable[tuple[str, bytes]] | None) -> Catalog
     return event_from_bytes(value)
 
 
-def product_events(products_path: Path, *, inline_images: bool = True) -> Iterator[CatalogEvent]:
-    """Upsert events for every product of a products.jsonl, images inline or as file:// URIs."""
+def product_events(
+    products: Path | Iterable[Product], *, inline_images: bool = True
+) -> Iterator[CatalogEvent]:
+    """Upsert events for products (or a products.jsonl), images inline or as file:// URIs."""
     from shared.data.catalog import load_products
 
     now = dt.datetime.now(dt.UTC)
-    for p in load_products(products_path):
+    for p in load_products(products) if isinstance(products, Path) else products:
         yield CatalogEvent(
             product_id=p.id,
             op=Op.UPSERT,
@@ -71,6 +77,20 @@ def product_events(products_path: Path, *, inline_images: bool = True) -> Iterat
         )
 
 
+@dataclass(frozen=True)
+class Published:
+    """What `publish` wrote: the count, and per (topic, partition) the offset after the last
+    event it wrote there (from the broker's acks, so it holds whatever the broker's reported
+    end offsets say; `wait_consumed` waits for consumers to commit up to these)."""
+
+    count: int
+    next_offsets: dict[tuple[str, int], int]
+
+
+class PublishError(RuntimeError):
+    """The broker refused or lost some events (the message says how many and why)."""
+
+
 def publish(
     events: Iterable[CatalogEvent],
     *,
@@ -79,10 +99,11 @@ def publish(
     as_json: bool = False,
     total: int | None = None,
     progress: bool = True,
-) -> int:
-    """Sends events to the topic (acks=all) and waits until the broker has them all.
+) -> Published:
+    """Sends events to the topic (acks=all) and waits until the broker acknowledged them all.
 
-    Returns the number of events published.
+    Raises:
+        PublishError: an event was not acknowledged (none is silently dropped).
     """
     from kafka import KafkaProducer
 
@@ -92,15 +113,103 @@ def publish(
         linger_ms=5,
         max_request_size=16 * 2**20,
     )
+    next_offsets: dict[tuple[str, int], int] = {}
+    failures: list[str] = []
+
+    def acked(metadata) -> None:
+        key = (metadata.topic, metadata.partition)
+        next_offsets[key] = max(next_offsets.get(key, 0), metadata.offset + 1)
+
     sent = 0
     try:
         for event in tqdm(
             events, total=total, desc="publishing", unit="event", disable=not progress
         ):
             record = encode(event, as_json=as_json)
-            producer.send(topic, key=record.key, value=record.value, headers=list(record.headers))
+            future = producer.send(
+                topic, key=record.key, value=record.value, headers=list(record.headers)
+            )
+            future.add_callback(acked)
+            future.add_errback(lambda e, pid=event.product_id: failures.append(f"{pid}: {e}"))
             sent += 1
         producer.flush()
     finally:
         producer.close()
-    return sent
+    if failures:
+        raise PublishError(
+            f"{len(failures)} of {sent} events were not acknowledged; first: {failures[0]}"
+        )
+    return Published(sent, next_offsets)
+
+
+def ensure_topics(
+    bootstrap_servers: str, topics: dict[str, int], *, replication_factor: int = 1
+) -> list[str]:
+    """Creates the topics that do not exist yet ({name: partitions}); returns the created ones.
+
+    For the local broker and first runs; in production the topics are declared (Strimzi
+    KafkaTopic) and this finds them all present.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        missing = [name for name in topics if name not in set(admin.list_topics())]
+        created = []
+        for name in missing:
+            try:
+                admin.create_topics([NewTopic(name, topics[name], replication_factor)])
+                created.append(name)
+            except TopicAlreadyExistsError:  # another worker created it meanwhile
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+def committed_behind(
+    bootstrap_servers: str, group: str, next_offsets: dict[tuple[str, int], int]
+) -> int:
+    """Events before `next_offsets` that `group` has not committed yet."""
+    from kafka import KafkaAdminClient, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        partitions = [TopicPartition(t, p) for t, p in next_offsets]
+        committed = admin.list_group_offsets({group: partitions}).get(group, {})
+    finally:
+        admin.close()
+    behind = 0
+    for tp in partitions:
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        behind += max(0, next_offsets[(tp.topic, tp.partition)] - done)
+    return behind
+
+
+def wait_consumed(
+    bootstrap_servers: str,
+    group: str,
+    next_offsets: dict[tuple[str, int], int],
+    *,
+    timeout_s: float = 600,
+    progress: bool = True,
+) -> int:
+    """Waits until `group` has committed up to `next_offsets` (`Published.next_offsets`); the
+    ingestion worker commits only after the store acknowledged, so this means searchable.
+
+    Returns the events still behind: 0 unless the timeout struck.
+    """
+    import time
+
+    behind = start = committed_behind(bootstrap_servers, group, next_offsets)
+    deadline = time.monotonic() + timeout_s
+    with tqdm(total=start, desc="indexing", unit="event", disable=not progress) as bar:
+        while behind > 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            behind = committed_behind(bootstrap_servers, group, next_offsets)
+            bar.n = max(0, start - behind)
+            bar.refresh()
+    return behind

@@ -82,20 +82,23 @@ def test_publish_a_catalog_then_read_it_back(tmp_path):
         admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
         admin.create_topics([NewTopic("catalog", num_partitions=3, replication_factor=1)])
         admin.close()
-        n = publish(
+        first = publish(
             product_events(catalog),
             bootstrap_servers=broker.bootstrap_servers,
             topic="catalog",
             progress=False,
         )
-        n += publish(
+        second = publish(
             product_events(catalog, inline_images=False),
             as_json=True,
             bootstrap_servers=broker.bootstrap_servers,
             topic="catalog",
             progress=False,
         )
-        assert n == 18
+        assert first.count + second.count == 18
+        # The acks' offsets: the second publish ends where all 18 events end.
+        assert sum(first.next_offsets.values()) == 9
+        assert sum(second.next_offsets.values()) == 18
         consumer = KafkaConsumer(
             "catalog",
             bootstrap_servers=broker.bootstrap_servers,
@@ -162,3 +165,54 @@ def test_vitrine_publish_command(tmp_path):
                 break
         consumer.close()
     assert keys == {b"p0", b"p1", b"p2", b"p3"}
+
+
+def test_wait_consumed_follows_the_group_commits(tmp_path):
+    from shared.streaming.events import (
+        committed_behind,
+        ensure_topics,
+        product_events,
+        publish,
+        wait_consumed,
+    )
+    from tests.tiny import write_catalog
+
+    catalog = write_catalog(tmp_path / "catalog", n=7)
+    with LocalBroker() as broker:
+        assert ensure_topics(broker.bootstrap_servers, {"w": 2, "w.dlq": 1}) == ["w", "w.dlq"]
+        assert ensure_topics(broker.bootstrap_servers, {"w": 2}) == []  # idempotent
+        published = publish(
+            product_events(catalog),
+            bootstrap_servers=broker.bootstrap_servers,
+            topic="w",
+            progress=False,
+        )
+        assert committed_behind(broker.bootstrap_servers, "g", published.next_offsets) == 7
+        assert (
+            wait_consumed(
+                broker.bootstrap_servers, "g", published.next_offsets, timeout_s=1, progress=False
+            )
+            == 7
+        )  # nobody consumes: the timeout strikes and says how many are behind
+        consumer = KafkaConsumer(
+            "w",
+            bootstrap_servers=broker.bootstrap_servers,
+            group_id="g",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+        )
+        seen = 0
+        for _ in range(60):
+            seen += sum(len(b) for b in consumer.poll(timeout_ms=500).values())
+            if seen == 7:
+                break
+        consumer.commit()
+        consumer.close()
+        assert (
+            wait_consumed(
+                broker.bootstrap_servers, "g", published.next_offsets, timeout_s=30, progress=False
+            )
+            == 0
+        )

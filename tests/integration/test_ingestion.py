@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
+import grpc
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -11,13 +20,25 @@ from kafka.admin import NewTopic
 from services.ingestion.app import IngestionWorker, grpc_processor
 from services.ingestion.config import IngestionSettings
 from services.ingestion.worker import REASON_HEADER
+from shared.api.vitrine.store.v1 import store_pb2_grpc
+from shared.conversions import store as store_conv
 from shared.serving.endpoints import grpc_targets_sync
-from shared.streaming.broker import LocalBroker
-from shared.streaming.events import encode, product_events, publish
+from shared.streaming.broker import LocalBroker, free_port
+from shared.streaming.events import (
+    committed_behind,
+    encode,
+    ensure_topics,
+    product_events,
+    publish,
+)
 from shared.types import CatalogEvent, Op
+from shared.vectorstore.base import RetrieveQuery
 from tests.tiny import write_catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+KCAT = REPO / ".venv" / "opt" / "kcat" / "kcat"  # `make tools` (scripts/fetch_kcat.sh)
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +169,241 @@ def test_poison_goes_to_the_dead_letter_topic(worker, broker, tmp_path):
     assert "not a catalog event" in letters[b"x1"][1]
     assert "image" in letters[b"x3"][1]
     assert "needs image_bytes or image_uri" in letters[b"x4"][1]
+
+
+# --- worker processes: what `vitrine ingest` runs, started and killed like in production ---
+
+
+class WorkerProcess:
+    """`python -m services.ingestion.app` with VITRINE_* settings, its output in a log file."""
+
+    def __init__(self, log_path: Path, **settings) -> None:
+        self.metrics_port = free_port()
+        env = dict(os.environ)
+        env.update({f"VITRINE_{k.upper()}": str(v) for k, v in settings.items()})
+        env["VITRINE_METRICS_PORT"] = str(self.metrics_port)
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.ingestion.app"],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """Sample name with labels (`x{a="b"}`) -> value; {} until the server is up."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            text = urllib.request.urlopen(url, timeout=2).read().decode()  # noqa: S310
+        except OSError:
+            return {}
+        out = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return out
+
+    def upserted(self) -> float:
+        return self.metrics().get('vitrine_ingest_records_total{outcome="upserted"}', 0.0)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        finally:
+            self._log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def _until(predicate, *, timeout_s: float, what: str, workers=()) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            logs = "\n".join(w.output() for w in workers)
+            raise AssertionError(f"timed out waiting for {what}\n{logs}")
+        for w in workers:
+            assert w.proc.poll() is None, f"worker exited early:\n{w.output()}"
+        time.sleep(0.2)
+
+
+def _present(product_ids: list[str]) -> set[str]:
+    """The ids of `product_ids` the store holds."""
+    return {p.product_id for p in _retrieve(product_ids)}
+
+
+def _worker_settings(broker, topic: str, group: str, **extra) -> dict:
+    return {
+        "kafka_bootstrap_servers": broker.bootstrap_servers,
+        "catalog_topic": topic,
+        "dlq_topic": f"{topic}.dlq",
+        "consumer_group": group,
+        "catalog_partitions": 4,
+        "image_encoder_address": grpc_targets_sync("image-encoder")[0],
+        "vector_store_address": grpc_targets_sync("vector-store")[0],
+        **extra,
+    }
+
+
+def test_two_workers_share_the_partitions_and_export_metrics(platform, broker, tmp_path):
+    settings = _worker_settings(broker, "catalog-shared", "shared-group", batch_size=4)
+    workers = [WorkerProcess(tmp_path / f"worker{i}.log", **settings) for i in range(2)]
+    try:
+
+        def assigned() -> list[float]:
+            return [w.metrics().get("vitrine_ingest_assigned_partitions", 0) for w in workers]
+
+        # Both members hold partitions of the 4 (the topic is created by the first worker).
+        _until(
+            lambda: min(assigned()) > 0 and sum(assigned()) == 4,
+            timeout_s=120,
+            what="both workers to own partitions",
+            workers=workers,
+        )
+        catalog = write_catalog(tmp_path / "c", n=40, prefix="s")
+        ids = [f"s{i}" for i in range(40)]
+        published = publish(
+            product_events(catalog),
+            bootstrap_servers=broker.bootstrap_servers,
+            topic="catalog-shared",
+            progress=False,
+        )
+        _until(lambda: len(_present(ids)) == 40, timeout_s=180, what="40 products", workers=workers)
+        _until(
+            lambda: (
+                committed_behind(broker.bootstrap_servers, "shared-group", published.next_offsets)
+                == 0
+            ),
+            timeout_s=60,
+            what="the group to commit everything",
+            workers=workers,
+        )
+        per_worker = [w.upserted() for w in workers]
+        assert min(per_worker) > 0, per_worker  # both did part of the work
+        assert sum(per_worker) >= 40
+        for w in workers:
+            m = w.metrics()
+            assert m['vitrine_ingest_records_total{outcome="dead_lettered"}'] == 0
+            assert m["vitrine_ingest_batch_seconds_count"] > 0
+            assert m["vitrine_ingest_last_commit_timestamp_seconds"] > 0
+            # One lag series per owned partition (its values: see docs/INGESTION.md on Tansu).
+            lag = [k for k in m if k.startswith("vitrine_ingest_consumer_lag{")]
+            assert len(lag) == m["vitrine_ingest_assigned_partitions"]
+    finally:
+        codes = [w.stop() for w in workers]
+    assert codes == [0, 0], [w.output() for w in workers]  # SIGTERM: a clean stop
+
+
+def test_sigkill_mid_stream_then_restart_indexes_everything_once(platform, broker, tmp_path):
+    """Every item indexed exactly once in effect: nothing lost, nothing duplicated."""
+    n = 300
+    settings = _worker_settings(broker, "catalog-kill", "kill-group", batch_size=8)
+    catalog = write_catalog(tmp_path / "c", n=n, prefix="kill")
+    ids = [f"kill{i}" for i in range(n)]
+    before = _store_count()
+    published = publish(
+        product_events(catalog),
+        bootstrap_servers=broker.bootstrap_servers,
+        topic="catalog-kill",
+        progress=False,
+    )
+    first = WorkerProcess(tmp_path / "first.log", **settings)
+    _until(lambda: first.upserted() >= 40, timeout_s=180, what="a first part", workers=[first])
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    indexed_at_kill = len(_present(ids))
+    assert 0 < indexed_at_kill < n, "the kill must land mid-stream"
+
+    second = WorkerProcess(tmp_path / "second.log", **settings)
+    try:
+        _until(
+            lambda: (
+                committed_behind(broker.bootstrap_servers, "kill-group", published.next_offsets)
+                == 0
+            ),
+            timeout_s=300,
+            what="the restarted worker to catch up",
+            workers=[second],
+        )
+        replayed = second.upserted() - (n - indexed_at_kill)
+    finally:
+        assert second.stop() == 0, second.output()
+    assert _present(ids) == set(ids)  # nothing lost
+    assert _store_count() == before + n  # nothing duplicated
+    assert replayed >= 0  # the uncommitted tail of the killed worker was written again
+    letters = KafkaConsumer(
+        "catalog-kill.dlq",
+        bootstrap_servers=broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+    )
+    assert list(letters) == []
+    letters.close()
+
+
+def test_a_json_event_produced_by_kcat_is_indexed(platform, tmp_path):
+    """A third-party producer (librdkafka, not kafka-python) writes the JSON form of an event."""
+    if not KCAT.exists():
+        pytest.skip(f"kcat is not installed at {KCAT} (`make tools` fetches it with apt-get)")
+    from tests.kafka_relay import KafkaRelay
+
+    catalog = write_catalog(tmp_path / "c", n=1, prefix="kcat")
+    event = {
+        "productId": "kcat-1",
+        "op": "OP_UPSERT",
+        "imageUri": (catalog.parent / "kcat0.png").resolve().as_uri(),
+        "title": "a shirt sent by kcat",
+        "attributes": {"baseColour": "Teal"},
+    }
+    message = tmp_path / "event.json"
+    message.write_text(json.dumps(event))
+    broker = LocalBroker()
+    # kcat's librdkafka 2.0.2 needs the relay (tests/kafka_relay.py says why); so does
+    # everything else on this broker, which advertises the relay's port.
+    with KafkaRelay(broker.port) as relay:
+        broker.advertised_port = relay.port
+        with broker:
+            bootstrap = f"127.0.0.1:{relay.port}"
+            ensure_topics(bootstrap, {"catalog": 1})
+            proc = subprocess.run(
+                [str(KCAT), "-P", "-b", bootstrap, "-t", "catalog", "-k", "kcat-1"]
+                + ["-H", "content-type=application/json", str(message)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert proc.returncode == 0, proc.stderr
+            settings = IngestionSettings(
+                kafka_bootstrap_servers=bootstrap,
+                catalog_topic="catalog",
+                consumer_group="kcat-test",
+                image_encoder_address=grpc_targets_sync("image-encoder")[0],
+                vector_store_address=grpc_targets_sync("vector-store")[0],
+            )
+            worker = IngestionWorker(settings, grpc_processor(settings))
+            try:
+                upserted, _, dead, reasons = _drain(worker, 1)
+            finally:
+                worker.close()
+    assert (upserted, dead) == (1, 0), reasons
+    [point] = _retrieve(["kcat-1"])
+    assert point.payload["title"] == "a shirt sent by kcat"
+    assert point.payload["baseColour"] == "Teal"
+
+
+def _retrieve(product_ids: list[str]):
+    """The store's points of `product_ids`, through its gRPC API."""
+    with grpc.insecure_channel(grpc_targets_sync("vector-store")[0]) as channel:
+        reply = store_pb2_grpc.VectorStoreServiceStub(channel).RetrievePoints(
+            store_conv.retrieve_request_to_proto(RetrieveQuery(tuple(product_ids))),
+            timeout=30,
+            metadata=(("application", "vector-store"),),
+        )
+    return store_conv.retrieve_response_from_proto(reply)

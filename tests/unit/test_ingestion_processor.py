@@ -86,3 +86,34 @@ def test_oversized_image_uri_is_poison(tmp_path):
 def test_garbage_is_poison():
     with pytest.raises(PoisonError, match="not a catalog event"):
         Recorder().processor().validate(b"\xff\xfe", None)
+
+
+def test_an_image_the_encoder_refuses_is_rejected_alone():
+    """A batch the encoder refuses is retried image by image; only the bad one comes back."""
+    embedded, upserted = [], []
+    bad = png_bytes(66)
+
+    def embed(images):
+        embedded.append(len(images))
+        if bad in images:
+            raise PoisonError("cannot identify image file")
+        return np.ones((len(images), 4), np.float32)
+
+    p = BatchProcessor(
+        embed=embed,
+        upsert=upserted.extend,
+        delete=lambda ids: None,
+        max_image_bytes=2**20,
+        image_fetch_timeout_s=5,
+        encode_batch=3,
+    )
+    events = [
+        p.validate(*_record(CatalogEvent(pid, Op.UPSERT, image_bytes=img)))
+        for pid, img in [("a", png_bytes(1)), ("x", bad), ("b", png_bytes(2)), ("c", png_bytes(3))]
+    ]
+    result = p.write(events, sources=["rec-a", "rec-x", "rec-b", "rec-c"])
+    assert sorted(pt.product_id for pt in upserted) == ["a", "b", "c"]
+    assert result.upserted == 3
+    assert result.rejected == [("rec-x", "image encoder: cannot identify image file")]
+    # The refused chunk of 3 was split into single images; the next chunk went whole.
+    assert embedded == [3, 1, 1, 1, 1]
