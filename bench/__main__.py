@@ -10,7 +10,7 @@ import platform
 import re
 from pathlib import Path
 
-BENCHMARKS = ["conversions", "encoders", "vectorstore", "serving"]
+BENCHMARKS = ["conversions", "encoders", "vectorstore", "serving", "ingestion"]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 HEADER = """# Benchmarks
 

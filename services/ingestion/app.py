@@ -229,9 +229,22 @@ class IngestionWorker:
 
     def run(self) -> None:
         """Until `stopping` is set; the batch in hand is finished first."""
-        while not self.stopping.is_set():
-            self.run_once()
-        self.close()
+        import grpc
+
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self.run_once()
+                except grpc.RpcError as e:
+                    if not self.stopping.is_set():
+                        raise
+                    # Stopped while retrying an outage: nothing of this batch was committed, so
+                    # the next owner of its partitions replays it.
+                    log.warning(
+                        "stopped during an outage (%s); the batch will be replayed", e.code().name
+                    )
+        finally:
+            self.close()
 
     def close(self) -> None:
         self._consumer.close()
@@ -350,6 +363,7 @@ def grpc_processor(settings: IngestionSettings) -> BatchProcessor:
         max_image_bytes=settings.max_image_bytes,
         image_fetch_timeout_s=settings.image_fetch_timeout_s,
         encode_batch=settings.encode_batch,
+        encode_concurrency=settings.encode_concurrency,
     )
 
 

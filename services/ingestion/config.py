@@ -25,6 +25,13 @@ class IngestionSettings(VitrineSettings):
     encode_batch: int = Field(
         32, ge=1, le=1024, description="Images per call to the image encoder."
     )
+    encode_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Encoder calls in flight at once (2 keeps the encoder busy while a reply "
+        "is written).",
+    )
     call_timeout_s: float = Field(
         60.0, gt=0, description="Deadline of each call to the encoder or the store."
     )

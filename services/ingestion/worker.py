@@ -14,11 +14,13 @@ import logging
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import grpc
 
-from shared.models.transforms import ImageDecodeError, decode_image
+from shared.models.transforms import ImageDecodeError, probe_image
 from shared.streaming.events import decode
 from shared.types import CatalogEvent, Op
 
@@ -79,10 +81,18 @@ class BatchProcessor:
         max_image_bytes: int,
         image_fetch_timeout_s: float,
         encode_batch: int = 32,
+        encode_concurrency: int = 1,
     ) -> None:
         self._embed, self._upsert, self._delete = embed, upsert, delete
         self._max_bytes, self._timeout = max_image_bytes, image_fetch_timeout_s
         self._encode_batch = encode_batch
+        # Chunks in flight at once: with 2, the encoder starts the next chunk while the previous
+        # one's reply travels back and is written, instead of idling.
+        self._pool = (
+            ThreadPoolExecutor(encode_concurrency, thread_name_prefix="embed")
+            if encode_concurrency > 1
+            else None
+        )
 
     def validate(self, value: bytes, headers) -> tuple[CatalogEvent, bytes | None]:
         """The event and its image bytes (upserts).
@@ -105,7 +115,9 @@ class BatchProcessor:
         else:
             raise PoisonError("an upsert needs image_bytes or image_uri")
         try:
-            decode_image(image, max_bytes=self._max_bytes)
+            # The header only: the encoder decodes the pixels (and refuses a truncated body,
+            # which `write` then dead-letters alone); decoding twice would cost the pipeline.
+            probe_image(image, max_bytes=self._max_bytes)
         except ImageDecodeError as e:
             raise PoisonError(f"image: {e}") from None
         return event, image
@@ -131,9 +143,12 @@ class BatchProcessor:
         upserts = [item for item in latest.values() if item[0].op == Op.UPSERT]
         deletes = [e.product_id for e, _, _ in latest.values() if e.op == Op.DELETE]
         result = BatchResult(deleted=len(deletes))
-        for start in range(0, len(upserts), self._encode_batch):
-            chunk = upserts[start : start + self._encode_batch]
-            embedded = self._embed_chunk(chunk, result.rejected)
+        chunks = [
+            upserts[start : start + self._encode_batch]
+            for start in range(0, len(upserts), self._encode_batch)
+        ]
+        embed = partial(self._embed_chunk, rejected=result.rejected)
+        for embedded in self._pool.map(embed, chunks) if self._pool else map(embed, chunks):
             self._upsert(
                 [
                     Point(e.product_id, v, {"title": e.title, **e.attributes, **_uri(e)})
@@ -145,7 +160,7 @@ class BatchProcessor:
             self._delete(deletes)
         return result
 
-    def _embed_chunk(self, chunk, rejected: list) -> list[tuple[CatalogEvent, object]]:
+    def _embed_chunk(self, chunk, *, rejected: list) -> list[tuple[CatalogEvent, object]]:
         try:
             vectors = self._embed([img for _, img, _ in chunk])
             return [(e, v) for (e, _, _), v in zip(chunk, vectors, strict=True)]
@@ -154,7 +169,7 @@ class BatchProcessor:
                 rejected.append((chunk[0][2], f"image encoder: {e}"))
                 return []
             log.warning("the encoder refused a batch (%s); embedding it image by image", e)
-        return [pair for item in chunk for pair in self._embed_chunk([item], rejected)]
+        return [pair for item in chunk for pair in self._embed_chunk([item], rejected=rejected)]
 
 
 def _uri(event: CatalogEvent) -> dict:

@@ -6,6 +6,7 @@ shorter side, centre-crops to a square of `resolution` pixels, and normalises pe
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from dataclasses import dataclass
@@ -36,28 +37,54 @@ def decode_image(
     Raises:
         ImageDecodeError: with a message saying what is wrong.
     """
+    with _guarded():
+        img = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
+        img.draft("RGB", img.size)
+        img.load()
+    return to_rgb(img)
+
+
+def probe_image(
+    data: bytes, *, max_bytes: int = 10 * 2**20, max_pixels: int = 40_000_000
+) -> tuple[str, int, int]:
+    """(format, width, height) from the image's header, without decoding its pixels: the cheap
+    check of `decode_image`'s limits (a truncated body is only found by decoding).
+
+    Raises:
+        ImageDecodeError: not an image, or over a limit.
+    """
+    with _guarded():
+        img = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
+        return str(img.format), *img.size
+
+
+def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageDecodeError("empty image")
     if len(data) > max_bytes:
         raise ImageDecodeError(f"image is {len(data)} bytes, more than the limit of {max_bytes}")
+    img = Image.open(io.BytesIO(data))
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            f"image is {width}x{height} pixels, more than the limit of {max_pixels}"
+        )
+    return img
+
+
+@contextlib.contextmanager
+def _guarded():
+    """Turns PIL's many exception types (and bomb warnings) into ImageDecodeError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageDecodeError(
-                    f"image is {width}x{height} pixels, more than the limit of {max_pixels}"
-                )
-            img.draft("RGB", (width, height))
-            img.load()
+            yield
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"decompression bomb: {exc}") from None
     except Exception as exc:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
         raise ImageDecodeError(f"cannot decode image: {exc}") from None
-    return to_rgb(img)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

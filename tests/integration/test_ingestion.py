@@ -140,6 +140,8 @@ def test_poison_goes_to_the_dead_letter_topic(worker, broker, tmp_path):
         (b"x2", b"{broken json", [("content-type", b"application/json")]),
         (b"x3", encode(CatalogEvent("x3", Op.UPSERT, image_bytes=b"not an image")).value, []),
         (b"x4", encode(CatalogEvent("x4", Op.UPSERT)).value, []),
+        # A sound header over a cut-off body: passes the worker's check, the encoder refuses it.
+        (b"x5", encode(CatalogEvent("x5", Op.UPSERT, image_bytes=_truncated_jpeg())).value, []),
     ]
     for key, value, headers in poison:
         producer.send("catalog", key=key, value=value, headers=headers)
@@ -150,8 +152,8 @@ def test_poison_goes_to_the_dead_letter_topic(worker, broker, tmp_path):
         topic="catalog",
         progress=False,
     )
-    upserted, _, dead, reasons = _drain(worker, 7)
-    assert (upserted, dead) == (3, 4)
+    upserted, _, dead, reasons = _drain(worker, 8)
+    assert (upserted, dead) == (3, 5), reasons
     assert _store_count() == before + 3
     consumer = KafkaConsumer(
         "catalog.dlq",
@@ -162,13 +164,26 @@ def test_poison_goes_to_the_dead_letter_topic(worker, broker, tmp_path):
     letters = {}
     for r in consumer:
         letters[r.key] = (r.value, dict(r.headers)[REASON_HEADER].decode())
-        if len(letters) == 4:
+        if len(letters) == 5:
             break
     consumer.close()
     assert letters[b"x1"][0] == b"\xff\xfe garbage"  # the original bytes travel with the reason
     assert "not a catalog event" in letters[b"x1"][1]
     assert "image" in letters[b"x3"][1]
     assert "needs image_bytes or image_uri" in letters[b"x4"][1]
+    assert letters[b"x5"][1].startswith("image encoder: ")
+
+
+def _truncated_jpeg() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buf, "JPEG")
+    return buf.getvalue()[: len(buf.getvalue()) // 2]
 
 
 # --- worker processes: what `vitrine ingest` runs, started and killed like in production ---

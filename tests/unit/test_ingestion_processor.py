@@ -27,6 +27,7 @@ class Recorder:
             max_image_bytes=kw.get("max_image_bytes", 2**20),
             image_fetch_timeout_s=5,
             encode_batch=kw.get("encode_batch", 32),
+            encode_concurrency=kw.get("encode_concurrency", 1),
         )
 
 
@@ -117,3 +118,36 @@ def test_an_image_the_encoder_refuses_is_rejected_alone():
     assert result.rejected == [("rec-x", "image encoder: cannot identify image file")]
     # The refused chunk of 3 was split into single images; the next chunk went whole.
     assert embedded == [3, 1, 1, 1, 1]
+
+
+def test_validation_reads_only_the_header():
+    """A truncated body passes local validation (the encoder refuses it, and `write` then
+    dead-letters it alone); a wrong header or an oversized image does not."""
+    import io
+
+    from PIL import Image
+
+    from shared.models.transforms import ImageDecodeError, decode_image, probe_image
+
+    buf = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buf, "JPEG")  # noise: most of the file is pixel data
+    truncated = buf.getvalue()[: len(buf.getvalue()) // 2]
+    assert probe_image(truncated) == ("JPEG", 64, 64)
+    with pytest.raises(ImageDecodeError):
+        decode_image(truncated)
+    Recorder().processor().validate(*_record(CatalogEvent("t", Op.UPSERT, image_bytes=truncated)))
+    with pytest.raises(ImageDecodeError, match="more than the limit"):
+        probe_image(buf.getvalue(), max_pixels=63 * 63)
+
+
+def test_concurrent_chunks_are_written_in_order():
+    rec = Recorder()
+    p = rec.processor(encode_batch=2, encode_concurrency=3)
+    events = [
+        p.validate(*_record(CatalogEvent(f"p{i}", Op.UPSERT, image_bytes=png_bytes(i))))
+        for i in range(9)
+    ]
+    assert p.write(events).upserted == 9
+    assert [pt.product_id for pt in rec.upserted] == [f"p{i}" for i in range(9)]
+    assert sorted(rec.embedded) == [1, 2, 2, 2, 2]

@@ -1,0 +1,264 @@
+"""Streaming ingestion: sustained throughput of the whole pipeline (broker -> worker -> image
+encoder -> vector store -> commit) against the image encoder's own throughput, and
+publish-to-searchable latency.
+
+Runs the image-encoder and vector-store applications of deploy/serve/vitrine.yaml on a local Ray
+(2 CPUs) with the packaged image backbone (EfficientNet-Lite0 224 px, untrained heads: weights do
+not change cost), the local Tansu broker, and one ingestion worker process as `vitrine ingest`
+runs it, calling the Serve gRPC proxy like `make run` does. Images are the Myntra photos of the
+team data folder when present, else random JPEGs of the same size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from tqdm.auto import tqdm
+
+from bench.harness import Row, Section, p50, p99
+from bench.serving import _bundle, _jpeg
+from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2_grpc
+from shared.api.vitrine.store.v1 import store_pb2_grpc
+from shared.conversions import image_encoder as image_conv
+from shared.conversions import store as store_conv
+from shared.serving.endpoints import private_port_ranges
+from shared.streaming.broker import LocalBroker, free_port
+from shared.streaming.events import publish, wait_consumed
+from shared.types import CatalogEvent, Op
+from shared.vectorstore.base import RetrieveQuery
+
+os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+private_port_ranges(os.environ, slot=50 + os.getpid() % 50)
+
+IMAGES = int(os.environ.get("VITRINE_BENCH_INGEST_IMAGES", 768))
+LATENCY_EVENTS = int(os.environ.get("VITRINE_BENCH_INGEST_LATENCY_EVENTS", 100))
+ENCODE_BATCH = 32
+DATA = Path(
+    os.environ.get("VITRINE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+ROOT = Path(__file__).resolve().parents[1]
+METADATA = {
+    "encoder": (("application", "image-encoder"),),
+    "store": (("application", "vector-store"),),
+}
+
+
+def _images(n: int) -> list[bytes]:
+    photos = sorted((DATA / "myntra" / "unlabeled").glob("*.jpg"))
+    if len(photos) >= n:
+        return [p.read_bytes() for p in photos[:n]]
+    return [_jpeg(i) for i in range(n)]
+
+
+def _encoder_throughput(proxy: str, images: list[bytes], *, concurrency: int) -> float:
+    """Images/s the encoder sustains fed directly: requests of ENCODE_BATCH over gRPC."""
+    chunks = [images[i : i + ENCODE_BATCH] for i in range(0, len(images), ENCODE_BATCH)]
+    with grpc.insecure_channel(
+        proxy, options=[("grpc.max_send_message_length", 64 * 2**20)]
+    ) as channel:
+        stub = image_encoder_pb2_grpc.ImageEncoderServiceStub(channel)
+
+        def call(chunk: list[bytes]) -> None:
+            stub.EmbedImages(
+                image_conv.request_to_proto(chunk), timeout=300, metadata=METADATA["encoder"]
+            )
+
+        call(chunks[0])  # warm-up
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(call, chunks))
+        return len(images) / (time.perf_counter() - t0)
+
+
+def _events(images: list[bytes], prefix: str):
+    now = dt.datetime.now(dt.UTC)
+    for i, image in enumerate(images):
+        yield CatalogEvent(
+            f"{prefix}{i}", Op.UPSERT, image_bytes=image, title=f"item {i}", event_time=now
+        )
+
+
+def _worker(broker: LocalBroker, proxy: str, log_path: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = dict(
+        os.environ,
+        VITRINE_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+        VITRINE_IMAGE_ENCODER_ADDRESS=proxy,
+        VITRINE_VECTOR_STORE_ADDRESS=proxy,
+        VITRINE_METRICS_PORT=str(port),
+        VITRINE_ENCODE_BATCH=str(ENCODE_BATCH),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.ingestion.app"],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log_path, "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # ready when it owns its partitions
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()  # noqa: S310
+            if "vitrine_ingest_assigned_partitions 6.0" in text:
+                return proc, port
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    raise RuntimeError(f"the worker did not start: {log_path.read_text()[-2000:]}")
+
+
+def _pipeline_throughput(broker: LocalBroker, images: list[bytes]) -> float:
+    """Events/s from the start of publishing until the worker committed the last one."""
+    t0 = time.perf_counter()
+    published = publish(
+        _events(images, "t"),
+        bootstrap_servers=broker.bootstrap_servers,
+        topic="vitrine.catalog.v1",
+        total=len(images),
+        progress=False,
+    )
+    behind = wait_consumed(
+        broker.bootstrap_servers, "vitrine-ingestion", published.next_offsets, timeout_s=1800
+    )
+    if behind:
+        raise RuntimeError(f"{behind} events not indexed")
+    return published.count / (time.perf_counter() - t0)
+
+
+def _latencies(broker: LocalBroker, proxy: str, images: list[bytes]) -> list[float]:
+    """Milliseconds from publishing one event (broker ack) to its point being retrievable."""
+    from kafka import KafkaProducer
+
+    from shared.streaming.events import encode
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    out = []
+    with grpc.insecure_channel(proxy) as channel:
+        store = store_pb2_grpc.VectorStoreServiceStub(channel)
+        for i, event in enumerate(tqdm(list(_events(images, "lat")), desc="latency", unit="event")):
+            record = encode(event)
+            t0 = time.perf_counter()
+            producer.send(
+                "vitrine.catalog.v1",
+                key=record.key,
+                value=record.value,
+                headers=list(record.headers),
+            ).get(timeout=30)
+            query = store_conv.retrieve_request_to_proto(RetrieveQuery((f"lat{i}",)))
+            while not store.RetrievePoints(query, timeout=30, metadata=METADATA["store"]).points:
+                time.sleep(0.002)
+            out.append((time.perf_counter() - t0) * 1000)
+            time.sleep(0.05)  # events arrive one by one, not as a backlog
+    producer.close()
+    return out
+
+
+def run() -> Section:
+    import ray
+    from ray import serve
+
+    from services.cli.serve_commands import deploy, load_config
+
+    section = Section(
+        title="Streaming ingestion (Kafka -> worker -> encoder -> store)",
+        command=".venv/bin/python -m bench ingestion",
+        description=__doc__.split("\n\n")[0].replace("\n", " ")
+        + f" {IMAGES} images for throughput, {LATENCY_EVENTS} single events for latency.",
+    )
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    images = _images(IMAGES)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        bundle = _bundle(root)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=128 * 2**20,
+            logging_level="WARNING",
+            log_to_driver=False,
+        )
+        worker = None
+        try:
+            proxy_port = free_port()
+            config = load_config(
+                common_args={"bundle_path": str(bundle)},
+                http_port=free_port(),
+                proxy_grpc_port=proxy_port,
+                gateway_grpc_port=free_port(),
+            )
+            config["applications"] = [
+                app
+                for app in config["applications"]
+                if app["name"] in {"image-encoder", "vector-store"}
+            ]
+            for app in config["applications"]:
+                if app["name"] == "vector-store":
+                    app["args"]["store_location"] = f"edge:{root / 'store'}"
+            deploy(config, timeout_s=600)
+            proxy = f"127.0.0.1:{proxy_port}"
+            with LocalBroker() as broker:
+                worker, _ = _worker(broker, proxy, root / "worker.log")
+                # Warm the whole path once, then measure.
+                _pipeline_throughput(broker, images[:ENCODE_BATCH])
+                direct = max(
+                    _encoder_throughput(proxy, images, concurrency=1),
+                    _encoder_throughput(proxy, images, concurrency=2),
+                )
+                pipeline = _pipeline_throughput(broker, images)
+                section.rows.append(
+                    Row(
+                        "sustained ingestion throughput",
+                        "image encoder fed directly (gRPC, 32 images a request, best of 1 or 2 callers)",
+                        direct,
+                        pipeline,
+                        "images/s",
+                        f"{IMAGES} events published as a burst; from the first publish to the last "
+                        "commit; goal >= 0.9x",
+                    )
+                )
+                lat = _latencies(broker, proxy, images[:LATENCY_EVENTS])
+                section.rows.append(
+                    Row(
+                        "publish-to-searchable latency p50",
+                        "one image's encoding (a 1-image request)",
+                        _single_image_ms(proxy, images[0]),
+                        p50(lat),
+                        "ms",
+                        f"p99 {p99(lat):.0f} ms; from the broker's ack to the point being "
+                        "retrievable, events one at a time",
+                    )
+                )
+        finally:
+            if worker is not None:
+                worker.terminate()
+                worker.wait(60)
+            serve.shutdown()
+            ray.shutdown()
+    return section
+
+
+def _single_image_ms(proxy: str, image: bytes) -> float:
+    with grpc.insecure_channel(proxy) as channel:
+        stub = image_encoder_pb2_grpc.ImageEncoderServiceStub(channel)
+        request = image_conv.request_to_proto([image])
+        times = []
+        for _ in range(23):
+            t0 = time.perf_counter()
+            stub.EmbedImages(request, timeout=60, metadata=METADATA["encoder"])
+            times.append((time.perf_counter() - t0) * 1000)
+        return p50(times[3:])
+
+
+if __name__ == "__main__":
+    print(run().to_markdown())
