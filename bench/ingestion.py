@@ -32,7 +32,7 @@ from shared.conversions import image_encoder as image_conv
 from shared.conversions import store as store_conv
 from shared.serving.endpoints import private_port_ranges
 from shared.streaming.broker import LocalBroker, free_port
-from shared.streaming.events import publish, wait_consumed
+from shared.streaming.events import publish
 from shared.types import CatalogEvent, Op
 from shared.vectorstore.base import RetrieveQuery
 
@@ -87,53 +87,84 @@ def _events(images: list[bytes], prefix: str):
         )
 
 
-def _worker(broker: LocalBroker, proxy: str, log_path: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = dict(
-        os.environ,
-        VITRINE_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
-        VITRINE_IMAGE_ENCODER_ADDRESS=proxy,
-        VITRINE_VECTOR_STORE_ADDRESS=proxy,
-        VITRINE_METRICS_PORT=str(port),
-        VITRINE_ENCODE_BATCH=str(ENCODE_BATCH),
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.ingestion.app"],
-        cwd=ROOT,
-        env=env,
-        stdout=open(log_path, "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:  # ready when it owns its partitions
+class _Worker:
+    """`python -m services.ingestion.app` as `vitrine ingest` runs it, read through its metrics."""
+
+    def __init__(self, broker: LocalBroker, proxy: str, log_path: Path, **settings) -> None:
+        self.port = free_port()
+        env = dict(
+            os.environ,
+            VITRINE_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            VITRINE_IMAGE_ENCODER_ADDRESS=proxy,
+            VITRINE_VECTOR_STORE_ADDRESS=proxy,
+            VITRINE_METRICS_PORT=str(self.port),
+            VITRINE_ENCODE_BATCH=str(ENCODE_BATCH),
+        )
+        env.update({f"VITRINE_{k.upper()}": str(v) for k, v in settings.items()})
+        self.log_path = log_path
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.ingestion.app"],
+            cwd=ROOT,
+            env=env,
+            stdout=open(log_path, "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+
+    def metrics(self) -> dict[str, float]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.port}/metrics"
         try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()  # noqa: S310
-            if "vitrine_ingest_assigned_partitions 6.0" in text:
-                return proc, port
+            text = urllib.request.urlopen(url).read().decode()  # noqa: S310
         except OSError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    raise RuntimeError(f"the worker did not start: {log_path.read_text()[-2000:]}")
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"the worker exited: {self.log_path.read_text()[-2000:]}"
+                ) from None
+            return {}
+        return {
+            s.name + "".join(f"/{v}" for v in s.labels.values()): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def wait(self, predicate, timeout_s: float = 1800) -> dict[str, float]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            m = self.metrics()
+            if m and predicate(m):
+                return m
+            time.sleep(0.05)
+        raise RuntimeError(f"timed out: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
 
 
-def _pipeline_throughput(broker: LocalBroker, images: list[bytes]) -> float:
-    """Events/s from the start of publishing until the worker committed the last one."""
-    t0 = time.perf_counter()
-    published = publish(
+UPSERTED = "vitrine_ingest_records_total/upserted"
+LAST_COMMIT = "vitrine_ingest_last_commit_timestamp_seconds"
+
+
+def _backlog_throughput(broker: LocalBroker, proxy: str, images: list[bytes], root: Path) -> float:
+    """Images/s a fresh worker sustains draining a published backlog, between its first and its
+    last commit (its own commit timestamps): publishing and start-up are not counted."""
+    publish(
         _events(images, "t"),
         bootstrap_servers=broker.bootstrap_servers,
-        topic="vitrine.catalog.v1",
+        topic="backlog",
         total=len(images),
         progress=False,
     )
-    behind = wait_consumed(
-        broker.bootstrap_servers, "vitrine-ingestion", published.next_offsets, timeout_s=1800
+    worker = _Worker(
+        broker, proxy, root / "backlog.log", catalog_topic="backlog", consumer_group="backlog"
     )
-    if behind:
-        raise RuntimeError(f"{behind} events not indexed")
-    return published.count / (time.perf_counter() - t0)
+    try:
+        first = worker.wait(lambda m: m.get(UPSERTED, 0) > 0)
+        last = worker.wait(lambda m: m[UPSERTED] >= len(images), timeout_s=3600)
+    finally:
+        worker.stop()
+    return (last[UPSERTED] - first[UPSERTED]) / (last[LAST_COMMIT] - first[LAST_COMMIT])
 
 
 def _latencies(broker: LocalBroker, proxy: str, images: list[bytes]) -> list[float]:
@@ -208,25 +239,28 @@ def run() -> Section:
             deploy(config, timeout_s=600)
             proxy = f"127.0.0.1:{proxy_port}"
             with LocalBroker() as broker:
-                worker, _ = _worker(broker, proxy, root / "worker.log")
-                # Warm the whole path once, then measure.
-                _pipeline_throughput(broker, images[:ENCODE_BATCH])
+                # Warm the path (first calls load lazily), then measure.
+                _encoder_throughput(proxy, images[: 2 * ENCODE_BATCH], concurrency=2)
                 direct = max(
                     _encoder_throughput(proxy, images, concurrency=1),
                     _encoder_throughput(proxy, images, concurrency=2),
                 )
-                pipeline = _pipeline_throughput(broker, images)
+                pipeline = _backlog_throughput(broker, proxy, images, root)
                 section.rows.append(
                     Row(
                         "sustained ingestion throughput",
-                        "image encoder fed directly (gRPC, 32 images a request, best of 1 or 2 callers)",
+                        "image encoder fed directly (gRPC, 32 images a request, best of 1 or 2 "
+                        "callers)",
                         direct,
                         pipeline,
                         "images/s",
-                        f"{IMAGES} events published as a burst; from the first publish to the last "
-                        "commit; goal >= 0.9x",
+                        f"one worker draining a backlog of {IMAGES} events (batches of 64, two "
+                        "encoder calls in flight, store writes and indexing included), first to "
+                        "last commit; goal >= 0.9x",
                     )
                 )
+                worker = _Worker(broker, proxy, root / "worker.log")
+                worker.wait(lambda m: m.get("vitrine_ingest_assigned_partitions", 0) > 0)
                 lat = _latencies(broker, proxy, images[:LATENCY_EVENTS])
                 section.rows.append(
                     Row(
@@ -241,8 +275,7 @@ def run() -> Section:
                 )
         finally:
             if worker is not None:
-                worker.terminate()
-                worker.wait(60)
+                worker.stop()
             serve.shutdown()
             ray.shutdown()
     return section

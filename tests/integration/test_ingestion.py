@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -113,9 +114,16 @@ def test_publish_replay_delete(worker, broker, tmp_path):
     )
     assert _drain(worker, 10)[0] == 10
     assert _store_count() == before + 10
-    # A replay (JSON this time, URIs instead of bytes) overwrites: same count.
+    ids = {f"k{i}" for i in range(10)}
+    assert _present(sorted(ids)) == ids
+    # A replay (JSON this time, URIs instead of bytes, one title changed) overwrites: the same
+    # count and ids, the changed payload.
+    replay = (
+        dataclasses.replace(e, title="renamed shirt") if e.product_id == "k0" else e
+        for e in product_events(catalog, inline_images=False)
+    )
     publish(
-        product_events(catalog, inline_images=False),
+        replay,
         as_json=True,
         bootstrap_servers=broker.bootstrap_servers,
         topic="catalog",
@@ -123,6 +131,11 @@ def test_publish_replay_delete(worker, broker, tmp_path):
     )
     _drain(worker, 10)
     assert _store_count() == before + 10
+    assert _present(sorted(ids)) == ids
+    payloads = {p.product_id: p.payload for p in _retrieve(["k0", "k1"])}
+    assert payloads["k0"]["title"] == "renamed shirt"
+    assert payloads["k1"]["title"] == "blue shirt 1"
+    assert payloads["k1"]["image_uri"].startswith("file://")  # the replay's payload
     record = encode(CatalogEvent("k3", Op.DELETE, event_time=dt.datetime.now(dt.UTC)))
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
     producer.send("catalog", key=record.key, value=record.value, headers=list(record.headers))
