@@ -359,12 +359,10 @@ def test_sigkill_mid_stream_then_restart_indexes_everything_once(platform, broke
             what="the restarted worker to catch up",
             workers=[second],
         )
-        replayed = second.upserted() - (n - indexed_at_kill)
     finally:
         assert second.stop() == 0, second.output()
     assert _present(ids) == set(ids)  # nothing lost
     assert _store_count() == before + n  # nothing duplicated
-    assert replayed >= 0  # the uncommitted tail of the killed worker was written again
     letters = KafkaConsumer(
         "catalog-kill.dlq",
         bootstrap_servers=broker.bootstrap_servers,
