@@ -69,3 +69,19 @@ def p50(samples: list[float]) -> float:
 def p99(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+
+
+def start_ray() -> None:
+    """The local Ray every serving benchmark runs on: 2 CPUs, no dashboard, quiet."""
+    import os
+
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=128 * 2**20,
+        logging_level="WARNING",
+        log_to_driver=False,
+    )

@@ -24,7 +24,7 @@ from pathlib import Path
 import grpc
 from tqdm.auto import tqdm
 
-from bench.harness import Row, Section, p50, p99
+from bench.harness import Row, Section, p50, p99, start_ray
 from bench.serving import _bundle, _jpeg
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2_grpc
 from shared.api.vitrine.store.v1 import store_pb2_grpc
@@ -207,18 +207,11 @@ def run() -> Section:
         description=__doc__.split("\n\n")[0].replace("\n", " ")
         + f" {IMAGES} images for throughput, {LATENCY_EVENTS} single events for latency.",
     )
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     images = _images(IMAGES)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         bundle = _bundle(root)
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            object_store_memory=128 * 2**20,
-            logging_level="WARNING",
-            log_to_driver=False,
-        )
+        start_ray()
         worker = None
         try:
             proxy_port = free_port()

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from bench.harness import Row, Section, p50, p99, time_calls
+from bench.harness import Row, Section, p50, p99, start_ray, time_calls
 from shared.api.vitrine.fusion.v1 import fusion_pb2_grpc
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2, image_encoder_pb2_grpc
 from shared.api.vitrine.search.v1 import search_pb2, search_pb2_grpc
@@ -356,17 +356,10 @@ def run() -> Section:
             f" {CALLS} sequential calls per latency row; 2 CPUs shared by client, proxy and replicas."
         ),
     )
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         bundle = _bundle(root)
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            object_store_memory=128 * 2**20,
-            logging_level="WARNING",
-            log_to_driver=False,
-        )
+        start_ray()
         try:
             gateway_port = free_port()
             config = load_config(
