@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from services.cli import serve_commands, stream_commands, train_commands
+from services.cli import search_commands, serve_commands, stream_commands, train_commands
 from services.cli.processes import PROCESS_SETTINGS
 from shared.settings import SettingsError, load_settings
 
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_commands.register(sub)
     serve_commands.register(sub)
     stream_commands.register(sub)
+    search_commands.register(sub)
 
     p = sub.add_parser("version", help="print the installed version")
     p.set_defaults(func=_cmd_version)

@@ -335,3 +335,29 @@ def test_batching_is_tuned_at_run_time_without_a_restart(platform):
     assert after["batching"] == {"max_batch_size": 7, "batch_wait_timeout_s": 0.01}
     # Same replica (same port), reconfigured in place.
     assert grpc_targets_sync("text-encoder") == [target_before]
+
+
+def test_vitrine_search_command(platform, capsys):
+    """The CLI prints what the gateway returns; a filter narrows it; a bad filter is an error."""
+    import json as json_module
+
+    from services.cli.app import main
+
+    assert (
+        main(["search", "red shirt", "--gateway", platform.gateway, "--top-k", "3", "--json"]) == 0
+    )
+    hits = json_module.loads(capsys.readouterr().out)["hits"]
+    assert len(hits) == 3
+    assert (
+        main(["search", "red shirt", "--gateway", platform.gateway, "--filter", "baseColour=Blue"])
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "hits in" in table
+    blue = {
+        f"p{i}" for i in range(12) if i % 3 == 1
+    }  # tests/tiny.py colours cycle Red, Blue, Black
+    shown = {line.split()[2] for line in table.splitlines()[1:-1]}
+    assert shown and shown <= blue
+    assert main(["search", "x", "--gateway", platform.gateway, "--filter", "oops"]) == 2
+    assert "expected key=value" in capsys.readouterr().err

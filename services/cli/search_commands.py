@@ -1,0 +1,110 @@
+"""`vitrine search`: a query against the gateway's gRPC SearchService, results as a table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from shared.types import Condition, Filter, Range, SearchQuery
+
+
+def parse_condition(text: str) -> Condition:
+    """`key=value` (keyword, or integer when it looks like one), `key=a,b` (any of),
+    `key=LOW..HIGH` (numeric range, either side may be empty).
+
+    Raises:
+        ValueError: not of the form key=value.
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value:
+        raise ValueError(f"{text!r}: expected key=value, key=a,b or key=LOW..HIGH")
+    key = key.strip()
+    if ".." in value:
+        low, _, high = value.partition("..")
+        try:
+            return Condition(
+                key, Range(gte=float(low) if low else None, lte=float(high) if high else None)
+            )
+        except ValueError:
+            raise ValueError(f"{text!r}: a range needs numbers, like year=2018..2020") from None
+    if "," in value:
+        return Condition(key, tuple(v.strip() for v in value.split(",") if v.strip()))
+    if value.lstrip("-").isdigit():
+        return Condition(key, int(value))
+    return Condition(key, value)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    import grpc
+
+    from services.gateway.config import GatewaySettings
+    from shared.api.vitrine.search.v1 import search_pb2_grpc
+    from shared.conversions import search as conv
+    from shared.settings import load_settings_or_exit
+
+    try:
+        flt = Filter(
+            must=tuple(parse_condition(c) for c in args.filter),
+            must_not=tuple(parse_condition(c) for c in args.exclude),
+        )
+        image = Path(args.image).read_bytes() if args.image else None
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not (args.text or image or args.product):
+        print("error: give a text, --image PATH or --product ID", file=sys.stderr)
+        return 2
+    address = args.gateway or f"127.0.0.1:{load_settings_or_exit(GatewaySettings).grpc_port}"
+    query = SearchQuery(args.text or "", image, args.product, args.top_k, flt)
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = search_pb2_grpc.SearchServiceStub(channel).Search(
+                conv.request_to_proto(query), timeout=args.timeout
+            )
+        except grpc.RpcError as e:
+            print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
+            return 1
+    result = conv.response_from_proto(reply)
+    if args.json:
+        hits = [
+            {"product_id": h.product_id, "score": h.score, "payload": h.payload}
+            for h in result.hits
+        ]
+        print(json.dumps({"hits": hits, "model_version": result.model_version}, indent=2))
+        return 0
+    print(f"{'#':>3}  {'score':>6}  {'product':<24} title")
+    for rank, hit in enumerate(result.hits, 1):
+        title = str(hit.payload.get("title", ""))
+        print(f"{rank:>3}  {hit.score:>6.3f}  {hit.product_id:<24} {title}")
+    t = result.timing
+    print(
+        f"{len(result.hits)} hits in {t.total_ms:.0f} ms (encode {t.encode_ms:.0f}, fuse "
+        f"{t.fuse_ms:.0f}, search {t.search_ms:.0f}); model {result.model_version}"
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="search the catalog: text, an image, a product, or an image plus text"
+    )
+    p.add_argument("text", nargs="?", help="query text, or the modifier of a composed query")
+    p.add_argument("--image", help="a reference image file (composed with the text if given)")
+    p.add_argument("--product", help="a catalog product id whose image is the reference")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep hits whose payload matches: key=value, key=a,b (any of), key=LOW..HIGH",
+    )
+    p.add_argument("--exclude", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--gateway", help="host:port of the gRPC gateway (default: 127.0.0.1:VITRINE_GRPC_PORT)"
+    )
+    p.add_argument("--timeout", type=float, default=30, help="deadline in seconds")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_search)
