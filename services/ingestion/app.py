@@ -114,7 +114,6 @@ class IngestionWorker:
             max_request_size=settings.max_image_bytes * 2,
         )
         self.stopping = threading.Event()
-        self._dead_letters_pending = False
         self._lag_checked = 0.0
         self._progress = {"at": time.monotonic(), "records": 0}
 
@@ -124,7 +123,7 @@ class IngestionWorker:
         records = [r for batch in polled.values() for r in batch]
         result = BatchResult()
         if not records:
-            self._update_lag(force=False)
+            self._update_lag()
             return result
         started = time.perf_counter()
         good, sources = [], []
@@ -141,9 +140,8 @@ class IngestionWorker:
         )
         for record, reason in written.rejected:
             self._dead_letter(record, reason, result)
-        if self._dead_letters_pending:
+        if result.dead_lettered:
             self._dlq.flush()  # dead letters are durable before their offsets are committed
-            self._dead_letters_pending = False
         self._commit()
         result.upserted, result.deleted = written.upserted, written.deleted
         self._count(result, len(records), time.perf_counter() - started)
@@ -161,7 +159,7 @@ class IngestionWorker:
             log.warning("commit refused after a rebalance; the batch will be replayed: %s", e)
             return
         self.metrics.last_commit.set(time.time())
-        self._update_lag(force=True)
+        self._update_lag()
 
     def _count(self, result: BatchResult, n_records: int, seconds: float) -> None:
         m = self.metrics
@@ -191,10 +189,11 @@ class IngestionWorker:
             )
             self._progress = {"at": time.monotonic(), "records": 0}
 
-    def _update_lag(self, *, force: bool) -> None:
-        """Per-partition lag for the metrics: at each commit, else at most once a second."""
+    def _update_lag(self) -> None:
+        """Per-partition lag for the metrics, at most once a second (it costs broker round
+        trips, so not at every batch)."""
         now = time.monotonic()
-        if not force and now - self._lag_checked < 1.0:
+        if now - self._lag_checked < 1.0:
             return
         self._lag_checked = now
         assignment = self._consumer.assignment()
@@ -220,7 +219,6 @@ class IngestionWorker:
         self._dlq.send(
             self._settings.dlq_topic, key=record.key, value=record.value, headers=headers
         )
-        self._dead_letters_pending = True
         result.dead_lettered += 1
         result.reasons.append(reason)
         log.warning(

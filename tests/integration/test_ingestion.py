@@ -87,6 +87,21 @@ def _store_count() -> int:
     return asyncio.run(count())
 
 
+def _publish(broker, events, *, topic: str, as_json: bool = False):
+    return publish(
+        events,
+        as_json=as_json,
+        bootstrap_servers=broker.bootstrap_servers,
+        topic=topic,
+        progress=False,
+    )
+
+
+def _committed(broker, group: str, published) -> bool:
+    """Whether `group` has committed every event of `published`."""
+    return committed_behind(broker.bootstrap_servers, group, published.next_offsets) == 0
+
+
 def _drain(worker, expected_records: int):
     """Runs the worker until it has handled `expected_records` records."""
     seen = upserted = deleted = dead = 0
@@ -106,12 +121,7 @@ def _drain(worker, expected_records: int):
 def test_publish_replay_delete(worker, broker, tmp_path):
     catalog = write_catalog(tmp_path / "c", n=10, prefix="k")
     before = _store_count()
-    publish(
-        product_events(catalog),
-        bootstrap_servers=broker.bootstrap_servers,
-        topic="catalog",
-        progress=False,
-    )
+    _publish(broker, product_events(catalog), topic="catalog")
     assert _drain(worker, 10)[0] == 10
     assert _store_count() == before + 10
     ids = {f"k{i}" for i in range(10)}
@@ -122,13 +132,7 @@ def test_publish_replay_delete(worker, broker, tmp_path):
         dataclasses.replace(e, title="renamed shirt") if e.product_id == "k0" else e
         for e in product_events(catalog, inline_images=False)
     )
-    publish(
-        replay,
-        as_json=True,
-        bootstrap_servers=broker.bootstrap_servers,
-        topic="catalog",
-        progress=False,
-    )
+    _publish(broker, replay, as_json=True, topic="catalog")
     _drain(worker, 10)
     assert _store_count() == before + 10
     assert _present(sorted(ids)) == ids
@@ -159,12 +163,7 @@ def test_poison_goes_to_the_dead_letter_topic(worker, broker, tmp_path):
     for key, value, headers in poison:
         producer.send("catalog", key=key, value=value, headers=headers)
     producer.close()
-    publish(
-        product_events(catalog),
-        bootstrap_servers=broker.bootstrap_servers,
-        topic="catalog",
-        progress=False,
-    )
+    _publish(broker, product_events(catalog), topic="catalog")
     upserted, _, dead, reasons = _drain(worker, 8)
     assert (upserted, dead) == (3, 5), reasons
     assert _store_count() == before + 3
@@ -297,18 +296,10 @@ def test_two_workers_share_the_partitions_and_export_metrics(platform, broker, t
         )
         catalog = write_catalog(tmp_path / "c", n=40, prefix="s")
         ids = [f"s{i}" for i in range(40)]
-        published = publish(
-            product_events(catalog),
-            bootstrap_servers=broker.bootstrap_servers,
-            topic="catalog-shared",
-            progress=False,
-        )
+        published = _publish(broker, product_events(catalog), topic="catalog-shared")
         _until(lambda: len(_present(ids)) == 40, timeout_s=180, what="40 products", workers=workers)
         _until(
-            lambda: (
-                committed_behind(broker.bootstrap_servers, "shared-group", published.next_offsets)
-                == 0
-            ),
+            lambda: _committed(broker, "shared-group", published),
             timeout_s=60,
             what="the group to commit everything",
             workers=workers,
@@ -336,12 +327,7 @@ def test_sigkill_mid_stream_then_restart_indexes_everything_once(platform, broke
     catalog = write_catalog(tmp_path / "c", n=n, prefix="kill")
     ids = [f"kill{i}" for i in range(n)]
     before = _store_count()
-    published = publish(
-        product_events(catalog),
-        bootstrap_servers=broker.bootstrap_servers,
-        topic="catalog-kill",
-        progress=False,
-    )
+    published = _publish(broker, product_events(catalog), topic="catalog-kill")
     first = WorkerProcess(tmp_path / "first.log", **settings)
     _until(lambda: first.upserted() >= 40, timeout_s=180, what="a first part", workers=[first])
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
@@ -351,10 +337,7 @@ def test_sigkill_mid_stream_then_restart_indexes_everything_once(platform, broke
     second = WorkerProcess(tmp_path / "second.log", **settings)
     try:
         _until(
-            lambda: (
-                committed_behind(broker.bootstrap_servers, "kill-group", published.next_offsets)
-                == 0
-            ),
+            lambda: _committed(broker, "kill-group", published),
             timeout_s=300,
             what="the restarted worker to catch up",
             workers=[second],
