@@ -312,7 +312,7 @@ def test_two_workers_share_the_partitions_and_export_metrics(platform, broker, t
             assert m['vitrine_ingest_records_total{outcome="dead_lettered"}'] == 0
             assert m["vitrine_ingest_batch_seconds_count"] > 0
             assert m["vitrine_ingest_last_commit_timestamp_seconds"] > 0
-            # One lag series per owned partition (its values: see docs/INGESTION.md on Tansu).
+            # One lag series per owned partition (its values: services/ingestion/README.md, on Tansu).
             lag = [k for k in m if k.startswith("vitrine_ingest_consumer_lag{")]
             assert len(lag) == m["vitrine_ingest_assigned_partitions"]
     finally:
