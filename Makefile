@@ -12,6 +12,9 @@ REQS := requirements/torch.txt requirements/base.txt requirements/nodeps.txt req
 # pip prints a warning per package for each unreadable local index; they are noise here.
 QUIET_PIP := { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 PYTEST_ARGS ?=
+# `make run CATALOG=../shared/data/myntra`: a products.jsonl (or its folder) to index instead of
+# the synthetic demo catalog, served by a bundle trained for it (scripts/run.sh).
+CATALOG ?=
 
 export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE := 1
@@ -50,8 +53,9 @@ format: $(STAMP) ## Reformat the code with ruff
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-tools: $(STAMP) ## Fetch the test-only third-party tools (Debian's kcat) into .venv/opt
+tools: $(STAMP) ## Fetch the test-only third-party tools: Debian's kcat (.venv/opt), chromium and chromedriver (apt, as root)
 	@scripts/fetch_kcat.sh
+	@scripts/install_chromium.sh
 
 test: $(STAMP) tools protos-check lint ## Install if needed, check protos and lint, run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -62,8 +66,8 @@ unit: $(STAMP) ## Run the unit tests only (no Ray, broker or Qdrant)
 integration: $(STAMP) tools ## Run the integration tests only (real Ray, broker, Qdrant)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-run: $(STAMP) ## Bring up the platform on its embedded defaults (Ctrl-C stops everything)
-	@scripts/run.sh
+run: $(STAMP) ## Bring up the platform and make the demo catalog searchable; CATALOG=PATH indexes a products.jsonl instead (Ctrl-C stops everything)
+	@CATALOG="$(CATALOG)" scripts/run.sh
 
 bench: $(STAMP) ## Run the benchmarks and write docs/BENCHMARKS.md
 	$(PY) -m bench

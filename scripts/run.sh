@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# `make run`: the platform on its embedded defaults, on a local Ray.
-#   1. a model bundle: $VITRINE_BUNDLE_PATH, else artifacts/bundles/default (trained on the
-#      built-in synthetic catalog the first time, about a minute);
-#   2. a local Ray head, then every application of deploy/serve/vitrine.yaml (embedded Qdrant
-#      Edge store in artifacts/store);
-#   3. the local Kafka-protocol broker (unless VITRINE_KAFKA_BOOTSTRAP_SERVERS names one) and one
-#      ingestion worker;
-#   4. the catalog published as catalog events, and a wait until the worker committed them all
-#      (searchable); then it waits. Ctrl-C stops the worker, the broker and Ray.
+# `make run [CATALOG=PATH]`: the platform on its embedded defaults, on a Ray head of its own.
+#   1. a model bundle: $VITRINE_BUNDLE_PATH, else artifacts/bundles/default, trained the first
+#      time on the built-in synthetic catalog (training/configs/demo.yaml, about a minute); with
+#      CATALOG=PATH (a products.jsonl or its folder) artifacts/bundles/catalog-NAME, trained the
+#      first time on that catalog (training/configs/catalog.yaml);
+#   2. the local Kafka-protocol broker (unless VITRINE_KAFKA_BOOTSTRAP_SERVERS names one);
+#   3. a Ray head (`ray start --block`, so stopping it stops only this cluster), then every
+#      application of deploy/serve/vitrine.yaml (embedded Qdrant Edge store in artifacts/store);
+#   4. one ingestion worker; the catalog (the bundle's synthetic catalog, or CATALOG) published as
+#      catalog events, and a wait until the worker committed them all: searchable.
+# Then it prints where to search and waits. Ctrl-C stops the worker, Ray and the broker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+START=$SECONDS
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}" HF_HUB_OFFLINE=1
 export RAY_TMPDIR="${RAY_TMPDIR:-/tmp/vitrine-ray}"
 # Serve's direct ingress and gRPC transport: every hop a few hundred microseconds cheaper
@@ -17,34 +20,60 @@ export RAY_TMPDIR="${RAY_TMPDIR:-/tmp/vitrine-ray}"
 export RAY_SERVE_THROUGHPUT_OPTIMIZED="${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}"
 export VITRINE_CACHE_DIR="${VITRINE_CACHE_DIR:-$PWD/artifacts/cache}"
 export VITRINE_STORAGE_PATH="${VITRINE_STORAGE_PATH:-$PWD/artifacts/runs}"
-export VITRINE_BUNDLE_PATH="${VITRINE_BUNDLE_PATH:-$PWD/artifacts/bundles/default}"
 export VITRINE_STORE_LOCATION="${VITRINE_STORE_LOCATION:-edge:$PWD/artifacts/store}"
+RAY_PORT="${VITRINE_RAY_PORT:-6379}"
+# Training starts a Ray of its own; every later command uses the head started below.
+unset RAY_ADDRESS
+SERVE_GRPC_PORT="${VITRINE_SERVE_GRPC_PORT:-9100}"
+export VITRINE_IMAGE_ENCODER_ADDRESS="${VITRINE_IMAGE_ENCODER_ADDRESS:-127.0.0.1:$SERVE_GRPC_PORT}"
+export VITRINE_VECTOR_STORE_ADDRESS="${VITRINE_VECTOR_STORE_ADDRESS:-127.0.0.1:$SERVE_GRPC_PORT}"
 VITRINE=.venv/bin/vitrine
-LOGS="$PWD/artifacts/logs"
+LOGS="${VITRINE_LOG_DIR:-$PWD/artifacts/logs}"
 mkdir -p "$RAY_TMPDIR" "$LOGS"
 LOCAL_BROKER=0
 if [[ -z "${VITRINE_KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
   LOCAL_BROKER=1
   export VITRINE_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${VITRINE_BROKER_PORT:-9092}"
 fi
+die() { echo "make run: $*" >&2; exit 2; }
 
 $VITRINE config >/dev/null  # fails here, naming the variable, if a setting is bad
 
-if [[ ! -f "$VITRINE_BUNDLE_PATH/manifest.json" ]]; then
-  echo "==> no model bundle at $VITRINE_BUNDLE_PATH: training one on the synthetic catalog"
-  $VITRINE train --config training/configs/smoke.yaml --output "$VITRINE_BUNDLE_PATH"
+# The catalog and the bundle trained for it.
+CATALOG="${CATALOG:-}"
+if [[ -n "$CATALOG" ]]; then
+  [[ -d "$CATALOG" ]] && CATALOG="$CATALOG/products.jsonl"
+  [[ -f "$CATALOG" ]] || die "CATALOG: no products.jsonl at ${CATALOG%/products.jsonl}"
+  CATALOG="$(realpath "$CATALOG")"
+  NAME="$(basename "$(dirname "$CATALOG")")"
+  export VITRINE_BUNDLE_PATH="${VITRINE_BUNDLE_PATH:-$PWD/artifacts/bundles/catalog-$NAME}"
+  TRAIN=(--config training/configs/catalog.yaml --catalog "$CATALOG")
+else
+  export VITRINE_BUNDLE_PATH="${VITRINE_BUNDLE_PATH:-$PWD/artifacts/bundles/default}"
+  TRAIN=(--config training/configs/demo.yaml)
 fi
-CATALOG="${VITRINE_CATALOG:-$(ls -d "$VITRINE_CACHE_DIR"/data/synthetic-*/products.jsonl 2>/dev/null | head -1)}"
+if [[ ! -f "$VITRINE_BUNDLE_PATH/manifest.json" ]]; then
+  echo "==> no model bundle at $VITRINE_BUNDLE_PATH: training one (${TRAIN[*]})"
+  $VITRINE train "${TRAIN[@]}" --output "$VITRINE_BUNDLE_PATH"
+fi
+if [[ -z "$CATALOG" ]]; then
+  # The synthetic catalog the bundle was trained on, where the training wrote it.
+  CATALOG="$(.venv/bin/python -c 'import json, sys
+data = json.load(open(sys.argv[1]))["training"]["data"]
+print(data["path"] + "/products.jsonl" if data["kind"] == "synthetic" else "")' \
+    "$VITRINE_BUNDLE_PATH/manifest.json")"
+  [[ -z "$CATALOG" || -f "$CATALOG" ]] || CATALOG="synthetic:120"
+fi
 
 PIDS=()
 cleanup() {
   trap - EXIT INT TERM
-  # The worker first (it finishes the batch in hand), then the broker, then Ray.
+  # In reverse order of start: the worker (it finishes the batch in hand), Ray, the broker.
+  echo "==> stopping"
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     kill -TERM "${PIDS[i]}" 2>/dev/null && wait "${PIDS[i]}" 2>/dev/null || true
   done
-  echo "==> stopping Ray"
-  .venv/bin/ray stop >/dev/null 2>&1 || true
+  rm -f "$RAY_TMPDIR/ray_current_cluster"  # the address of the head that just stopped
 }
 trap cleanup EXIT INT TERM
 
@@ -59,11 +88,19 @@ if ((LOCAL_BROKER)); then
   done
 fi
 
-echo "==> starting Ray (RAY_TMPDIR=$RAY_TMPDIR)"
-.venv/bin/ray start --head --num-cpus 2 --include-dashboard=false --disable-usage-stats \
-  --temp-dir "$RAY_TMPDIR" >/dev/null
+echo "==> starting Ray on 127.0.0.1:$RAY_PORT (RAY_TMPDIR=$RAY_TMPDIR, log: $LOGS/ray.log)"
+# shellcheck disable=SC2086 # VITRINE_RAY_ARGS is a list of extra `ray start` flags
+.venv/bin/ray start --head --block --port "$RAY_PORT" --num-cpus 2 --include-dashboard=false \
+  --disable-usage-stats --temp-dir "$RAY_TMPDIR" ${VITRINE_RAY_ARGS:-} >"$LOGS/ray.log" 2>&1 &
+PIDS+=($!)
+export RAY_ADDRESS="127.0.0.1:$RAY_PORT"
+for _ in $(seq 120); do
+  grep -q "Ray runtime started" "$LOGS/ray.log" && break
+  kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$LOGS/ray.log"; exit 1; }
+  sleep 0.5
+done
 echo "==> deploying deploy/serve/vitrine.yaml"
-$VITRINE serve up
+$VITRINE serve up --proxy-grpc-port "$SERVE_GRPC_PORT" --proxy-http-port "${VITRINE_SERVE_HTTP_PORT:-8100}"
 echo "==> starting an ingestion worker (log: $LOGS/ingest.log, metrics :${VITRINE_METRICS_PORT:-9102}/metrics)"
 $VITRINE ingest >"$LOGS/ingest.log" 2>&1 &
 PIDS+=($!)
@@ -71,14 +108,15 @@ if [[ -n "$CATALOG" ]]; then
   echo "==> publishing $CATALOG to $VITRINE_KAFKA_BOOTSTRAP_SERVERS; waiting until it is indexed"
   $VITRINE publish "$CATALOG" --wait
 fi
+HTTP="http://127.0.0.1:${VITRINE_HTTP_PORT:-8000}"
 cat <<MSG
-==> Vitrine is up.
+==> searchable after $((SECONDS - START)) s: $CATALOG
+    web page:     $HTTP/
     gRPC search:  127.0.0.1:${VITRINE_GRPC_PORT:-9000}  (vitrine.search.v1.SearchService; reflection on)
-    HTTP search:  curl -s localhost:8000/v1/search -d '{"text": "red checked shirt", "top_k": 3}'
-    health:       curl -s localhost:8000/healthz
-    services:     .venv/bin/vitrine serve status
+    CLI search:   .venv/bin/vitrine search "red checked shirt" --top-k 5
+    HTTP search:  curl -s $HTTP/v1/search -d '{"text": "red checked shirt", "top_k": 3}'
+    status:       .venv/bin/vitrine status
     add products: .venv/bin/vitrine publish PATH  (products.jsonl, FashionIQ or image folder, synthetic:N)
-    ingestion:    curl -s localhost:${VITRINE_METRICS_PORT:-9102}/metrics | grep vitrine_ingest
     logs:         $LOGS
     Ctrl-C stops everything.
 MSG

@@ -101,7 +101,13 @@ def _ensure_ray(num_cpus: int | None) -> None:
 
     if not ray.is_initialized():
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        # The cluster RAY_ADDRESS names (a RayJob sets it), else a Ray of this process's own:
+        # never a cluster merely found on the machine (a `make run` head, or a stale address file).
+        address = os.environ.get("RAY_ADDRESS") or "local"
+        if address == "local":
+            ray.init(address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        else:
+            ray.init(address, log_to_driver=True)
 
 
 def fit(cfg: TrainConfig, inputs: TrainInputs, *, storage_path: Path) -> dict[str, torch.Tensor]:

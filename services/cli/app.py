@@ -7,7 +7,13 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from services.cli import search_commands, serve_commands, stream_commands, train_commands
+from services.cli import (
+    search_commands,
+    serve_commands,
+    status_commands,
+    stream_commands,
+    train_commands,
+)
 from services.cli.processes import PROCESS_SETTINGS
 from shared.settings import SettingsError, load_settings
 
@@ -35,6 +41,18 @@ def _cmd_version(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """Runs `python -m bench` from the source tree (benchmarks are not part of the package)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "bench" / "__main__.py").is_file():
+        print(f"vitrine bench: no bench/ next to {root / 'services'}", file=sys.stderr)
+        return 2
+    return subprocess.call([sys.executable, "-m", "bench", *args.names], cwd=root)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitrine", description="Multimodal product-image retrieval platform."
@@ -53,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve_commands.register(sub)
     stream_commands.register(sub)
     search_commands.register(sub)
+    status_commands.register(sub)
+
+    p = sub.add_parser(
+        "bench",
+        help="run the benchmarks (bench/) and rewrite their sections of docs/BENCHMARKS.md",
+    )
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="conversions, encoders, vectorstore, serving, ingestion (default: all)",
+    )
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("version", help="print the installed version")
     p.set_defaults(func=_cmd_version)

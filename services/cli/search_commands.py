@@ -68,8 +68,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
             return 1
     result = conv.response_from_proto(reply)
     if args.json:
+        keep = (lambda k: True) if args.with_thumbnails else (lambda k: k != "thumbnail")
         hits = [
-            {"product_id": h.product_id, "score": h.score, "payload": h.payload}
+            {
+                "product_id": h.product_id,
+                "score": h.score,
+                "payload": {k: v for k, v in h.payload.items() if keep(k)},
+            }
             for h in result.hits
         ]
         print(json.dumps({"hits": hits, "model_version": result.model_version}, indent=2))
@@ -107,4 +112,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--timeout", type=float, default=30, help="deadline in seconds")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--with-thumbnails",
+        action="store_true",
+        help="keep each hit's inline thumbnail (a data: URI) in the JSON",
+    )
     p.set_defaults(func=_cmd_search)

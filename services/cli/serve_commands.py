@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -84,20 +85,26 @@ def deploy(config: dict, *, timeout_s: float = 600, progress: bool = True) -> No
         time.sleep(1)
 
 
-def index_catalog(products_path: Path, *, batch_size: int = 32, progress: bool = True) -> int:
+def index_catalog(
+    products_path: Path, *, batch_size: int = 32, thumbnail_px: int = 128, progress: bool = True
+) -> int:
     """Embeds a products.jsonl catalog with the running image encoder and writes it to the
-    running vector store (through Serve handles). Returns the number of products indexed."""
-    return asyncio.run(_index(products_path, batch_size=batch_size, progress=progress))
+    running vector store (through Serve handles), with the payload the ingestion worker writes.
+    Returns the number of products indexed."""
+    return asyncio.run(
+        _index(products_path, batch_size=batch_size, thumbnail_px=thumbnail_px, progress=progress)
+    )
 
 
-async def _index(products_path: Path, *, batch_size: int, progress: bool) -> int:
+async def _index(products_path: Path, *, batch_size: int, thumbnail_px: int, progress: bool) -> int:
     # Handles are awaited inside an event loop: with RAY_SERVE_THROUGHPUT_OPTIMIZED their router
     # runs on the caller's loop, and blocking `.result()` is not available.
     from ray import serve
 
     from shared.data.catalog import load_products
+    from shared.models.transforms import thumbnail_data_uri
     from shared.serving.endpoints import release_handles
-    from shared.vectorstore import Point
+    from shared.vectorstore import Point, product_payload
 
     encoder = serve.get_deployment_handle("ImageEncoder", "image-encoder")
     store = serve.get_deployment_handle("VectorStore", "vector-store")
@@ -107,10 +114,20 @@ async def _index(products_path: Path, *, batch_size: int, progress: bool) -> int
             range(0, len(products), batch_size), desc="indexing", unit="batch", disable=not progress
         ):
             chunk = products[start : start + batch_size]
-            embeddings = await encoder.embed.remote([p.image.read_bytes() for p in chunk])
+            images = [p.image.read_bytes() for p in chunk]
+            embeddings = await encoder.embed.remote(images)
             points = [
-                Point(p.id, v, {"title": p.title, "image": str(p.image), **p.attributes})
-                for p, v in zip(chunk, embeddings.vectors, strict=True)
+                Point(
+                    p.id,
+                    v,
+                    product_payload(
+                        p.title,
+                        p.attributes,
+                        image_uri=p.image.resolve().as_uri(),
+                        thumbnail=thumbnail_data_uri(data, px=thumbnail_px) if thumbnail_px else "",
+                    ),
+                )
+                for p, data, v in zip(chunk, images, embeddings.vectors, strict=True)
             ]
             await store.upsert.remote(points)
     finally:
@@ -121,7 +138,10 @@ async def _index(products_path: Path, *, batch_size: int, progress: bool) -> int
 def _connect() -> None:
     import ray
 
-    ray.init(address="auto", logging_level="WARNING", log_to_driver=False)
+    # RAY_ADDRESS (set by `make run`) names the cluster; "auto" finds the latest one started.
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS", "auto"), logging_level="WARNING", log_to_driver=False
+    )
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -129,7 +149,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
     common = {}
     if args.bundle:
         common["bundle_path"] = str(Path(args.bundle).resolve())
-    config = load_config(Path(args.config), common_args=common)
+    config = load_config(
+        Path(args.config),
+        common_args=common,
+        http_port=args.proxy_http_port,
+        proxy_grpc_port=args.proxy_grpc_port,
+    )
     if args.store:
         for app in config["applications"]:
             if app["name"] == "vector-store":
@@ -170,6 +195,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", help="model bundle directory (default: VITRINE_BUNDLE_PATH)")
     p.add_argument("--store", help="vector store location (default: VITRINE_STORE_LOCATION)")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait")
+    p.add_argument(
+        "--proxy-grpc-port", type=int, help="port of Serve's gRPC proxies (default: the config's)"
+    )
+    p.add_argument(
+        "--proxy-http-port", type=int, help="port of Serve's HTTP proxies (default: the config's)"
+    )
     p.set_defaults(func=_cmd_up)
     p = serve_sub.add_parser("status", help="each application's state")
     p.set_defaults(func=_cmd_status)

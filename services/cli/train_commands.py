@@ -25,6 +25,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     if args.output:
         cfg = cfg.model_copy(update={"output": args.output})
+    if args.catalog:
+        products = args.catalog / "products.jsonl" if args.catalog.is_dir() else args.catalog
+        if not products.is_file():
+            print(f"vitrine train: no products.jsonl at {args.catalog}", file=sys.stderr)
+            return 2
+        data = cfg.data.model_copy(update={"kind": "catalog", "path": products.resolve()})
+        cfg = cfg.model_copy(update={"data": data, "name": f"{cfg.name}-{products.parent.name}"})
     result = train(cfg, settings)
     paths = write_report(
         result.metrics,
@@ -91,6 +98,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune with Ray Train and export a model bundle")
     p.add_argument("--config", type=Path, required=True, help="training config (YAML/JSON)")
     p.add_argument("--output", type=Path, help="bundle directory (overrides the config's output)")
+    p.add_argument(
+        "--catalog",
+        type=Path,
+        help="train on this products.jsonl (or its folder) instead of the config's data",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

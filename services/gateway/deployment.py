@@ -1,9 +1,10 @@
 """The gateway deployment: the public search API over gRPC and HTTP/JSON.
 
 The replica runs its own servers in its event loop: grpc.aio on `grpc_port` (SearchService,
-grpc.health.v1.Health, server reflection) and uvicorn on `http_port` (`POST /v1/search` with the
-JSON form of SearchRequest, `GET /healthz`), because Serve's gRPC proxy neither passes the
-caller's deadline to the deployment nor serves the standard health and reflection services.
+grpc.health.v1.Health, server reflection) and uvicorn on `http_port` (the search page on `GET /`,
+`POST /v1/search` with the JSON form of SearchRequest, `GET /v1/info`, `GET /healthz`), because
+Serve's gRPC proxy neither passes the caller's deadline to the deployment nor serves the standard
+health and reflection services.
 Several replicas on one node share the ports (SO_REUSEPORT). The encoders and fusion are called
 and the vector store over gRPC at the targets Serve publishes (clients.py).
 """
@@ -15,6 +16,7 @@ import contextlib
 import json
 import logging
 import time
+from pathlib import Path
 
 import grpc
 import uvicorn
@@ -25,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from ray import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from services.gateway.clients import (
@@ -43,6 +45,7 @@ from shared.types import SearchQuery, SearchResult
 
 log = logging.getLogger(__name__)
 
+SEARCH_PAGE = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SearchService"].full_name
 HEALTH_INTERVAL_S = 5.0
 
@@ -182,16 +185,42 @@ class Gateway:
         except Exception as e:
             raise _unwrap(e) from None
 
-    async def __call__(self, request: Request) -> JSONResponse:
-        """HTTP/JSON: POST /v1/search with SearchRequest's JSON form; GET /healthz."""
+    async def info(self) -> dict:
+        """The model served and the catalog searched: collection, dimension, size, filter
+        fields."""
+        store = await asyncio.wait_for(self._info[3].info.remote(), HEALTH_INTERVAL_S)
+        return {
+            "model_version": store.pop("model_version"),
+            "catalog": {
+                "collection": store["collection"],
+                "dimension": store["dim"],
+                "points": store["points"],
+                "indexed_fields": store["indexed_fields"],
+            },
+        }
+
+    async def __call__(self, request: Request) -> Response:
+        """HTTP: the search page on GET /; POST /v1/search with SearchRequest's JSON form;
+        GET /v1/info; GET /healthz."""
         path = request.url.path.rstrip("/")
+        if request.method == "GET" and path in ("", "/index.html"):
+            return HTMLResponse(SEARCH_PAGE)
         if request.method == "GET" and path.endswith("/healthz"):
             ready = bool(self.model_version)
             return JSONResponse(
                 {"ready": ready, "model_version": self.model_version}, 200 if ready else 503
             )
+        if request.method == "GET" and path == "/v1/info":
+            try:
+                return JSONResponse(await self.info())
+            except Exception as e:
+                problem = f"the vector store is not answering: {type(e).__name__}: {e}"
+                return JSONResponse({"error": problem, "code": "UNAVAILABLE"}, 503)
         if request.method != "POST" or not path.endswith("/v1/search"):
-            return JSONResponse({"error": "use POST /v1/search or GET /healthz"}, 404)
+            return JSONResponse(
+                {"error": "use GET / (search page), POST /v1/search, GET /v1/info or GET /healthz"},
+                404,
+            )
         try:
             body = await request.body()
             message = json_format.Parse(body or b"{}", pb.SearchRequest())

@@ -362,6 +362,7 @@ def grpc_processor(settings: IngestionSettings) -> BatchProcessor:
         image_fetch_timeout_s=settings.image_fetch_timeout_s,
         encode_batch=settings.encode_batch,
         encode_concurrency=settings.encode_concurrency,
+        thumbnail_px=settings.thumbnail_px,
     )
 
 

@@ -32,6 +32,13 @@ class IngestionSettings(VitrineSettings):
         description="Encoder calls in flight at once (2 keeps the encoder busy while a reply "
         "is written).",
     )
+    thumbnail_px: int = Field(
+        128,
+        ge=0,
+        le=512,
+        description="Side of the JPEG thumbnail stored in each product's payload (a few KB, "
+        "shown by the web page); 0 stores none.",
+    )
     call_timeout_s: float = Field(
         60.0, gt=0, description="Deadline of each call to the encoder or the store."
     )

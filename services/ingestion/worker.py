@@ -20,7 +20,7 @@ from functools import partial
 
 import grpc
 
-from shared.models.transforms import ImageDecodeError, probe_image
+from shared.models.transforms import ImageDecodeError, probe_image, thumbnail_data_uri
 from shared.streaming.events import decode
 from shared.types import CatalogEvent, Op
 
@@ -70,6 +70,8 @@ class BatchProcessor:
         upsert: points -> None, durable when it returns (the vector store).
         delete: product ids -> None.
         max_image_bytes, image_fetch_timeout_s: limits for images.
+        encode_batch, encode_concurrency: images per encoder call, calls in flight.
+        thumbnail_px: stores a thumbnail this big in the payload (0: none).
     """
 
     def __init__(
@@ -82,8 +84,10 @@ class BatchProcessor:
         image_fetch_timeout_s: float,
         encode_batch: int = 32,
         encode_concurrency: int = 1,
+        thumbnail_px: int = 0,
     ) -> None:
         self._embed, self._upsert, self._delete = embed, upsert, delete
+        self._thumbnail_px = thumbnail_px
         self._max_bytes, self._timeout = max_image_bytes, image_fetch_timeout_s
         self._encode_batch = encode_batch
         # Chunks in flight at once: with 2, the encoder starts the next chunk while the previous
@@ -133,7 +137,7 @@ class BatchProcessor:
         validation: the chunk is then embedded image by image, and the refused ones come back in
         `rejected` with their `sources` entry (the Kafka record) instead of failing the batch.
         """
-        from shared.vectorstore import Point
+        from shared.vectorstore import Point, product_payload
 
         sources = sources if sources is not None else [None] * len(events)
         latest: dict[str, tuple[CatalogEvent, bytes | None, object]] = {}
@@ -151,8 +155,14 @@ class BatchProcessor:
         for embedded in self._pool.map(embed, chunks) if self._pool else map(embed, chunks):
             self._upsert(
                 [
-                    Point(e.product_id, v, {"title": e.title, **e.attributes, **_uri(e)})
-                    for e, v in embedded
+                    Point(
+                        e.product_id,
+                        v,
+                        product_payload(
+                            e.title, e.attributes, image_uri=e.image_uri, thumbnail=thumb
+                        ),
+                    )
+                    for e, v, thumb in embedded
                 ]
             )
             result.upserted += len(embedded)
@@ -160,10 +170,13 @@ class BatchProcessor:
             self._delete(deletes)
         return result
 
-    def _embed_chunk(self, chunk, *, rejected: list) -> list[tuple[CatalogEvent, object]]:
+    def _embed_chunk(self, chunk, *, rejected: list) -> list[tuple[CatalogEvent, object, str]]:
+        """(event, vector, thumbnail) of each image the encoder accepted."""
         try:
             vectors = self._embed([img for _, img, _ in chunk])
-            return [(e, v) for (e, _, _), v in zip(chunk, vectors, strict=True)]
+            return [
+                (e, v, self._thumbnail(img)) for (e, img, _), v in zip(chunk, vectors, strict=True)
+            ]
         except PoisonError as e:
             if len(chunk) == 1:
                 rejected.append((chunk[0][2], f"image encoder: {e}"))
@@ -171,9 +184,16 @@ class BatchProcessor:
             log.warning("the encoder refused a batch (%s); embedding it image by image", e)
         return [pair for item in chunk for pair in self._embed_chunk([item], rejected=rejected)]
 
-
-def _uri(event: CatalogEvent) -> dict:
-    return {"image_uri": event.image_uri} if event.image_uri else {}
+    def _thumbnail(self, image: bytes) -> str:
+        # The encoder accepted the image, so it decodes; a thumbnail is a courtesy, never a
+        # reason to refuse a product.
+        if not self._thumbnail_px:
+            return ""
+        try:
+            return thumbnail_data_uri(image, px=self._thumbnail_px)
+        except ImageDecodeError as e:
+            log.warning("no thumbnail: %s", e)
+            return ""
 
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}

@@ -189,6 +189,84 @@ def committed_behind(
     return behind
 
 
+@dataclass(frozen=True)
+class GroupLag:
+    """How far a consumer group is behind on one topic."""
+
+    partitions: int
+    end: int  # events in the topic (sum of end offsets)
+    committed: int  # events the group has committed
+    lag: int  # events not committed yet
+
+    @property
+    def exists(self) -> bool:
+        return self.partitions > 0
+
+
+def group_lag(bootstrap_servers: str, group: str, topic: str, *, timeout_s: float = 10) -> GroupLag:
+    """The group's committed offsets against the topic's end offsets.
+
+    `end` counts from offset 0 (a topic whose old segments were deleted counts them too).
+
+    Raises:
+        kafka.errors.KafkaError: the broker is unreachable.
+    """
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    timeout_ms = int(timeout_s * 1000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        request_timeout_ms=timeout_ms + 1000,
+        enable_auto_commit=False,
+    )
+    try:
+        ids = consumer.partitions_for_topic(topic) or set()
+        partitions = [TopicPartition(topic, p) for p in sorted(ids)]
+        ends = _exact_end_offsets(consumer, partitions, timeout_s) if partitions else {}
+    finally:
+        consumer.close()
+    if not partitions:
+        return GroupLag(0, 0, 0, 0)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms)
+    try:
+        committed = admin.list_group_offsets({group: partitions}).get(group, {})
+    finally:
+        admin.close()
+    end_total = done_total = lag = 0
+    for tp in partitions:
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        end = max(ends.get(tp, 0), done)
+        end_total, done_total, lag = end_total + end, done_total + done, lag + end - done
+    return GroupLag(len(partitions), end_total, done_total, lag)
+
+
+def _exact_end_offsets(consumer, partitions: list, timeout_s: float) -> dict:
+    """Each partition's end offset, read past the last record batch.
+
+    Tansu answers ListOffsets(latest) with the base offset of the last record batch plus one, so
+    a batch of many records is counted as one; reading from there to the end corrects it (and
+    costs one fetch per partition on a broker that answers exactly).
+    """
+    import time
+
+    ends = {tp: off for tp, off in consumer.end_offsets(partitions).items()}
+    pending = {tp for tp, off in ends.items() if off > 0}
+    if not pending:
+        return ends
+    consumer.assign(sorted(pending))
+    for tp in pending:
+        consumer.seek(tp, ends[tp] - 1)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        # The broker answers with whole batches, so the first records of a partition reach its
+        # end.
+        for tp, records in consumer.poll(timeout_ms=200).items():
+            ends[tp] = max(ends[tp], records[-1].offset + 1)
+            pending.discard(tp)
+    return ends
+
+
 def wait_consumed(
     bootstrap_servers: str,
     group: str,

@@ -12,7 +12,16 @@ from shared.vectorstore.base import (
     StoreError,
     VectorStore,
     point_id,
+    product_payload,
 )
 from shared.vectorstore.factory import open_store
 
-__all__ = ["Point", "StoreError", "StoredPoint", "VectorStore", "open_store", "point_id"]
+__all__ = [
+    "Point",
+    "StoreError",
+    "StoredPoint",
+    "VectorStore",
+    "open_store",
+    "point_id",
+    "product_payload",
+]

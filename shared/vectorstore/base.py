@@ -53,6 +53,20 @@ def _same_vector(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
+def product_payload(
+    title: str, attributes: dict[str, Any], *, image_uri: str = "", thumbnail: str = ""
+) -> dict[str, Any]:
+    """The payload stored with a product's vector: its title and attributes (filterable), and
+    where present the original image's URI and a small inline thumbnail (a data: URI) that a
+    result page can show without another request."""
+    payload: dict[str, Any] = {"title": title, **attributes}
+    if image_uri:
+        payload["image_uri"] = image_uri
+    if thumbnail:
+        payload["thumbnail"] = thumbnail
+    return payload
+
+
 @dataclass(frozen=True, eq=False)
 class Point:
     """A product's vector and payload, as written to the store."""

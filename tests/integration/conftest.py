@@ -21,6 +21,48 @@ class Platform:
     config: dict  # the Serve config as deployed
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class TrainedBundle:
+    path: Path
+    cache_dir: Path  # VITRINE_CACHE_DIR of the training (its synthetic catalog lies there)
+    output: str  # what `vitrine train` printed
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(tmp_path_factory) -> TrainedBundle:
+    """The bundle `make run` trains the first time: `vitrine train --config
+    training/configs/demo.yaml` (the real Ray Train entry point, 2 workers), trained once per
+    session in a Ray of its own."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("demo")
+    env = {
+        **os.environ,
+        "VITRINE_CACHE_DIR": str(root / "cache"),
+        "VITRINE_STORAGE_PATH": str(root / "runs"),
+        "RAY_TMPDIR": str(root / "ray"),
+    }
+    env.pop("RAY_ADDRESS", None)  # not the session's cluster: training starts its own
+    bundle = root / "bundle"
+    args = ["train", "--config", "training/configs/demo.yaml", "--output", str(bundle)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.cli.app", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"vitrine train failed:\n{output[-6000:]}"
+    return TrainedBundle(bundle, root / "cache", output)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -218,6 +218,30 @@ def test_http_json_search(platform, ref):
     assert status == 400 and "give a text" in body["error"]
 
 
+def test_http_info_page_and_thumbnails(platform):
+    """GET /v1/info describes the catalog, GET / is the search page, hits carry a thumbnail."""
+    with urllib.request.urlopen(f"{platform.http}/v1/info", timeout=30) as response:
+        info = json.load(response)
+    assert info["catalog"]["points"] == 12
+    assert info["model_version"] and info["catalog"]["dimension"] > 0
+    assert "baseColour" in info["catalog"]["indexed_fields"]
+    with urllib.request.urlopen(f"{platform.http}/", timeout=30) as response:
+        assert response.headers["content-type"].startswith("text/html")
+        page = response.read().decode()
+    assert 'id="search-form"' in page and "/v1/search" in page
+    status, body = _post(
+        f"{platform.http}/v1/search", json.dumps({"text": "red shirt", "top_k": 1}).encode()
+    )
+    assert status == 200 and body["hits"][0]["payload"]["thumbnail"].startswith(
+        "data:image/jpeg;base64,"
+    )
+    try:
+        urllib.request.urlopen(f"{platform.http}/nowhere", timeout=30)
+        raise AssertionError("expected 404")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404 and "search page" in json.load(e)["error"]
+
+
 def test_encoder_over_grpc_at_its_published_target(platform):
     from shared.serving.endpoints import grpc_targets_sync
 

@@ -1,5 +1,6 @@
-"""The real `vitrine train` entry point through Ray Train (2 workers) on a tiny synthetic set,
-then `vitrine eval` on the exported bundle."""
+"""The real `vitrine train` entry point through Ray Train (2 workers) on the synthetic demo set
+(the `demo_bundle` fixture, which `make run`'s test serves too), then `vitrine eval` on the
+exported bundle."""
 
 from __future__ import annotations
 
@@ -29,18 +30,15 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_train_then_eval_smoke(tmp_path):
+def test_train_then_eval(demo_bundle, tmp_path):
     env = {
         **os.environ,
-        "VITRINE_CACHE_DIR": str(tmp_path / "cache"),
-        "VITRINE_STORAGE_PATH": str(tmp_path / "runs"),
+        "VITRINE_CACHE_DIR": str(demo_bundle.cache_dir),
         "RAY_AUTH_MODE": "disabled",
-        "RAY_TMPDIR": "/tmp/ray-smoke",
         "HF_HUB_OFFLINE": "1",
     }
-    bundle = tmp_path / "bundle"
-    train = _run(["train", "--config", "training/configs/smoke.yaml", "--output", str(bundle)], env)
-    assert "epoch 3/3" in train.stdout + train.stderr  # progress from the Ray Train workers
+    bundle = demo_bundle.path
+    assert "epoch 10/10" in demo_bundle.output  # progress from the Ray Train workers
 
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["training"]["data"]["kind"] == "synthetic"
@@ -49,10 +47,10 @@ def test_train_then_eval_smoke(tmp_path):
     untrained = manifest["metrics"]["untrained_heads"]
     assert set(held_out["composed"]) == {"fusion", "sum", "image_only", "text_only"}
     assert "protocol" in held_out["fashioniq"]
-    # Even three tiny epochs must beat the same backbones with untrained heads.
+    # Ten short epochs must beat the same backbones with untrained heads.
     assert held_out["text_to_image_own"]["R@5"] > untrained["text_to_image_own"]["R@5"]
 
-    products = next((tmp_path / "cache" / "data").glob("synthetic-*")) / "products.jsonl"
+    products = Path(manifest["training"]["data"]["path"]) / "products.jsonl"
     out = tmp_path / "eval"
     ev = _run(
         [

@@ -28,7 +28,32 @@ class Recorder:
             image_fetch_timeout_s=5,
             encode_batch=kw.get("encode_batch", 32),
             encode_concurrency=kw.get("encode_concurrency", 1),
+            thumbnail_px=kw.get("thumbnail_px", 0),
         )
+
+
+def test_payload_carries_a_small_jpeg_thumbnail_of_the_image():
+    import base64
+    import io
+
+    from PIL import Image
+
+    rec = Recorder()
+    p = rec.processor(thumbnail_px=16)
+    big = io.BytesIO()
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(big, format="PNG")
+    event = CatalogEvent(
+        "t", Op.UPSERT, image_bytes=big.getvalue(), title="red", attributes={"k": "v"}
+    )
+    p.write([p.validate(*_record(event))])
+    payload = rec.upserted[0].payload
+    assert (payload["title"], payload["k"]) == ("red", "v")
+    prefix, _, data = payload["thumbnail"].partition(",")
+    assert prefix == "data:image/jpeg;base64"
+    thumb = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert (thumb.format, thumb.size) == ("JPEG", (16, 11))  # aspect ratio kept
+    r, g, b = thumb.convert("RGB").getpixel((8, 5))
+    assert r > 150 and g < 80 and b < 80
 
 
 def _record(event: CatalogEvent, as_json: bool = False):

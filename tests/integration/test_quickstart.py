@@ -1,0 +1,266 @@
+"""The README quick start, executed: the commands in its block are the commands run.
+
+`make run` (the block's first line) brings the whole platform up on its default public ports,
+publishes the demo catalog and says "searchable"; each following line of the block then runs as
+shown and must succeed (the CLI search must return the expected demo product); the web page the
+README points to is driven in headless Chromium; Ctrl-C to `make run`'s process group must leave
+no process behind.
+
+Only what keeps the test from touching the developer's own `make run` state is changed, through
+the environment: the bundle (the session's `demo_bundle`, trained by the same `vitrine train`
+command `make run` runs when it has none), the store, log and Ray directories, the Ray head's
+ports and the replicas' port ranges.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from shared.serving.endpoints import private_port_ranges
+from shared.streaming.broker import free_port
+from tests.webdriver import Browser, find_chromium
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+PUBLIC_PORTS = {"HTTP": 8000, "gRPC": 9000, "broker": 9092, "Serve gRPC": 9100, "metrics": 9102}
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def quickstart() -> tuple[list[str], str]:
+    """The commands of the README's quick-start block (comments stripped) and the web page URL
+    the section shows."""
+    section = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block, "README's quick start has no ```bash block"
+    commands = [line.split("  #")[0].strip() for line in block.group(1).splitlines()]
+    url = re.search(r"http://127\.0\.0\.1:\d+/", section)
+    assert url, "README's quick start shows no web page URL"
+    return [c for c in commands if c and not c.startswith("#")], url.group(0)
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen
+    env: dict[str, str]
+    log: Path
+    processes: list[psutil.Process]  # make run's descendants once searchable
+    url: str
+    commands: list[str]
+
+
+@pytest.fixture(scope="module")
+def running(demo_bundle, tmp_path_factory):
+    commands, url = quickstart()
+    assert commands[0] == "make run", f"the quick start must begin with `make run`: {commands}"
+    busy = {name: port for name, port in PUBLIC_PORTS.items() if _port_busy(port)}
+    assert not busy, f"ports in use, stop your own `make run` first: {busy}"
+    root = tmp_path_factory.mktemp("quickstart")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("RAY_SERVE_DIRECT", "RAY_ADDRESS"))
+    }
+    env.update(
+        VITRINE_BUNDLE_PATH=str(demo_bundle.path),
+        VITRINE_CACHE_DIR=str(demo_bundle.cache_dir),
+        VITRINE_STORE_LOCATION=f"edge:{root / 'store'}",
+        VITRINE_LOG_DIR=str(root / "logs"),
+        RAY_TMPDIR=str(root / "ray"),
+        VITRINE_RAY_PORT=str(free_port()),
+        VITRINE_RAY_ARGS=f"--ray-client-server-port={free_port()} "
+        f"--dashboard-agent-listen-port={free_port()}",
+    )
+    # Direct-ingress replica ports away from the session's own cluster (tests/conftest.py).
+    private_port_ranges(env, slot=50 + os.getpid() % 50)
+    log = root / "make-run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["bash", "-c", commands[0]],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own, as a terminal would make
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    try:
+        deadline = time.monotonic() + 900
+        while "==> searchable" not in log.read_text(errors="replace"):
+            assert proc.poll() is None, f"make run exited {proc.returncode}:\n{_tail(log)}"
+            assert time.monotonic() < deadline, f"make run not searchable:\n{_tail(log)}"
+            time.sleep(1)
+        processes = psutil.Process(proc.pid).children(recursive=True)
+        yield Running(proc, env, log, processes, url, commands)
+    finally:
+        if proc.poll() is None:  # a test failed before Ctrl-C: stop it all the same
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _tail(path: Path, n: int = 6000) -> str:
+    return path.read_text(errors="replace")[-n:]
+
+
+def _run(command: str, env: dict[str, str]) -> str:
+    proc = subprocess.run(
+        ["bash", "-c", command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, (
+        f"`{command}` exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    )
+    return proc.stdout
+
+
+def _is_red_checked_shirt(title: str) -> bool:
+    return bool(re.search(r"\bred\b", title, re.I) and re.search(r"check", title, re.I)) and (
+        "shirt" in title.lower()
+    )
+
+
+def test_make_run_prints_where_to_search(running):
+    text = running.log.read_text(errors="replace")
+    for shown in ("web page:", "gRPC search:", "CLI search:", "Ctrl-C stops everything"):
+        assert shown in text
+    assert running.url in text
+
+
+def test_quickstart_commands_succeed_and_search_finds_the_demo_product(running):
+    """Every command after `make run`, as shown; the search returns a red checked shirt first."""
+    searched = False
+    for command in running.commands[1:]:
+        out = _run(command, running.env)
+        if " search " in f" {command} ":
+            rows = [line for line in out.splitlines() if re.match(r"\s*\d+\s+\d\.\d{3}\s", line)]
+            assert rows, out
+            top_title = rows[0].split(None, 3)[3]
+            assert _is_red_checked_shirt(top_title), out
+            searched = True
+    assert searched, "the quick start shows no `vitrine search`"
+
+
+def test_status_reports_the_catalog_and_no_lag(running):
+    out = _run(".venv/bin/vitrine status --json", running.env)
+    checks = {c["component"]: c for c in json.loads(out)}
+    assert checks["gateway"]["state"] == "SERVING"
+    catalog = running.env["VITRINE_CACHE_DIR"]
+    products = sum(1 for _ in Path(catalog).glob("data/synthetic-*/products.jsonl"))
+    assert products == 1
+    (jsonl,) = Path(catalog).glob("data/synthetic-*/products.jsonl")
+    expected = sum(1 for line in jsonl.read_text().splitlines() if line.strip())
+    assert checks["catalog"]["state"] == f"{expected} products"
+    assert checks["ingestion"]["state"] == "lag 0"
+    assert checks["dead letters"]["state"] == "0"
+    assert all(c["ok"] for c in checks.values()), checks
+    assert {"serve gateway", "serve image-encoder", "serve vector-store"} <= set(checks)
+
+
+def test_web_page_in_headless_chromium(running):
+    """Text search, a filter, an uploaded reference image, then "use as reference" with a
+    modifier, on the page the README points to."""
+    found = find_chromium()
+    if found is None:
+        install_log = ROOT / ".venv" / "opt" / "chromium-install.log"
+        why = install_log.read_text().strip() if install_log.exists() else "not installed"
+        pytest.skip(
+            f"chromium/chromedriver not on PATH ({why}); `make tools` installs them as root"
+        )
+    (jsonl,) = Path(running.env["VITRINE_CACHE_DIR"]).glob("data/synthetic-*/products.jsonl")
+    products = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    log = Path(running.env["VITRINE_LOG_DIR"]) / "chromedriver.log"
+    with Browser(*found, log_path=log) as b:
+        b.get(running.url)
+        meta = b.wait_for(
+            "document.getElementById('meta').textContent.includes('products')"
+            " && document.getElementById('meta').textContent"
+        )
+        assert meta.startswith(f"{len(products)} products"), meta
+
+        def search(text: str) -> list[dict]:
+            b.script(
+                "document.getElementById('q').value = '';"
+                "document.getElementById('results').replaceChildren();"
+            )
+            if text:
+                b.type(b.find("#q"), text)
+            b.click(b.find("#search"))
+            b.wait_for(
+                "document.querySelectorAll('#results .hit').length > 0"
+                " || document.getElementById('error').textContent"
+            )
+            error = b.script("return document.getElementById('error').textContent;")
+            assert not error, error
+            return b.script(
+                "return [...document.querySelectorAll('#results .hit')].map(h => ({"
+                "id: h.dataset.productId, title: h.querySelector('.title').textContent, "
+                "score: h.querySelector('.score').textContent, "
+                "img: (h.querySelector('img') || {}).naturalWidth || 0}));"
+            )
+
+        hits = search("red checked shirt")
+        assert _is_red_checked_shirt(hits[0]["title"]), hits[:3]
+        assert hits[0]["score"].startswith("score 0.") and hits[0]["img"] > 0  # thumbnail shown
+        b.screenshot(SCREENSHOTS / "web-text-search.png")
+
+        # A filter: only black products.
+        b.click(b.find("#add-filter"))
+        b.type(b.find("#filters .key"), "baseColour")
+        b.type(b.find("#filters .value"), "Black")
+        hits = search("checked shirt")
+        by_id = {p["id"]: p for p in products}
+        assert hits and all(by_id[h["id"]]["baseColour"] == "Black" for h in hits), hits
+        b.click(b.find("#filters .filter button"))  # remove it
+
+        # An uploaded reference image and no text: the product itself comes first.
+        target = products[7]
+        b.type(b.find("#image"), str(jsonl.parent / target["image"]))
+        b.wait_for("document.getElementById('reference').style.display === 'inline-flex'")
+        hits = search("")
+        assert hits[0]["id"] == target["id"], (target, hits[:3])
+        b.screenshot(SCREENSHOTS / "web-image-search.png")
+        b.click(b.find("#clear-reference"))
+    assert (SCREENSHOTS / "web-text-search.png").stat().st_size > 10_000
+
+
+def test_ctrl_c_leaves_no_process(running):
+    """Last: SIGINT to the process group, as Ctrl-C in a terminal; nothing of ours survives."""
+    assert running.proc.poll() is None, _tail(running.log)
+    names = sorted({p.name() for p in running.processes if p.is_running()})
+    assert len(running.processes) >= 5, names  # broker, Ray, replicas, worker, ...
+    os.killpg(running.proc.pid, signal.SIGINT)
+    assert running.proc.wait(120) is not None
+    deadline = time.monotonic() + 60
+    while True:
+        alive = [
+            p for p in running.processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        ]
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert not alive, [(p.pid, p.name(), " ".join(p.cmdline())[:200]) for p in alive]
+    busy = {name: port for name, port in PUBLIC_PORTS.items() if _port_busy(port)}
+    assert not busy, busy
+    assert "==> stopping" in running.log.read_text(errors="replace")
