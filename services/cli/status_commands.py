@@ -86,12 +86,26 @@ def check_serve(timeout_s: float) -> list[Check]:
     return checks or [Check("serve", False, "NO APPLICATIONS", "run `vitrine serve up`")]
 
 
+def _accepts(server: str, timeout_s: float) -> bool:
+    import socket
+
+    host, _, port = server.strip().rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def check_ingestion(bootstrap: str, group: str, topic: str, dlq_topic: str, *, timeout_s: float):
     """The broker, the group's lag on the catalog topic, and the dead letters."""
     from kafka.errors import KafkaError
 
     from shared.streaming.events import group_lag
 
+    if not any(_accepts(server, timeout_s) for server in bootstrap.split(",")):
+        # kafka-python would retry its bootstrap for half a minute before saying so.
+        return [Check("broker", False, "DOWN", f"{bootstrap}: connection refused")]
     try:
         lag = group_lag(bootstrap, group, topic, timeout_s=timeout_s)
         dead = group_lag(bootstrap, group, dlq_topic, timeout_s=timeout_s)
