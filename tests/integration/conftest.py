@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.streaming.broker import free_port
+from tests.cli import run_vitrine
 from tests.tiny import write_catalog, write_tiny_bundle
 
 
@@ -19,9 +20,6 @@ class Platform:
     bundle: Path
     catalog: Path
     config: dict  # the Serve config as deployed
-
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -36,9 +34,6 @@ def demo_bundle(tmp_path_factory) -> TrainedBundle:
     """The bundle `make run` trains the first time: `vitrine train --config
     training/configs/demo.yaml` (the real Ray Train entry point, 2 workers), trained once per
     session in a Ray of its own."""
-    import subprocess
-    import sys
-
     root = tmp_path_factory.mktemp("demo")
     env = {
         **os.environ,
@@ -48,18 +43,9 @@ def demo_bundle(tmp_path_factory) -> TrainedBundle:
     }
     env.pop("RAY_ADDRESS", None)  # not the session's cluster: training starts its own
     bundle = root / "bundle"
-    args = ["train", "--config", "training/configs/demo.yaml", "--output", str(bundle)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.cli.app", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    output = run_vitrine(
+        ["train", "--config", "training/configs/demo.yaml", "--output", str(bundle)], env
     )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"vitrine train failed:\n{output[-6000:]}"
     return TrainedBundle(bundle, root / "cache", output)
 
 

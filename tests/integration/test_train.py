@@ -6,28 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli import run_vitrine
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.cli.app", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc
 
 
 def test_train_then_eval(demo_bundle, tmp_path):
@@ -52,7 +37,7 @@ def test_train_then_eval(demo_bundle, tmp_path):
 
     products = Path(manifest["training"]["data"]["path"]) / "products.jsonl"
     out = tmp_path / "eval"
-    ev = _run(
+    ev = run_vitrine(
         [
             "eval",
             "--bundle",
@@ -72,4 +57,4 @@ def test_train_then_eval(demo_bundle, tmp_path):
     for k in (5, 10, 20, 30, 50):
         assert 0.0 <= metrics["composed"]["fusion"][f"F1@{k}"] <= 1.0
     assert (out / "curves.png").stat().st_size > 10_000
-    assert "composed: learned fusion" in ev.stdout
+    assert "composed: learned fusion" in ev
