@@ -90,7 +90,10 @@ fi
 
 echo "==> starting Ray on 127.0.0.1:$RAY_PORT (RAY_TMPDIR=$RAY_TMPDIR, log: $LOGS/ray.log)"
 # shellcheck disable=SC2086 # VITRINE_RAY_ARGS is a list of extra `ray start` flags
-.venv/bin/ray start --head --block --port "$RAY_PORT" --num-cpus 2 --include-dashboard=false \
+# No drain on stop: this one node is the whole cluster, there is nowhere to move work to, and
+# Ray would otherwise wait 30 s before stopping its processes.
+RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="${RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S:-0}" \
+  .venv/bin/ray start --head --block --port "$RAY_PORT" --num-cpus 2 --include-dashboard=false \
   --disable-usage-stats --temp-dir "$RAY_TMPDIR" ${VITRINE_RAY_ARGS:-} >"$LOGS/ray.log" 2>&1 &
 PIDS+=($!)
 export RAY_ADDRESS="127.0.0.1:$RAY_PORT"

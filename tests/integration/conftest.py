@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,5 +103,11 @@ def platform(ray_cluster, tmp_path_factory) -> Platform:
     )
     # Delete the applications, not Serve: the next module deploys on the same controller
     # (a controller shut down mid-session is not restarted cleanly by the next deploy).
-    for app in config["applications"]:
-        serve.delete(app["name"])
+    # All at once: deleted one by one, each waits out its replicas' graceful shutdown (about
+    # 30 s an application here).
+    names = [app["name"] for app in config["applications"]]
+    for name in names:
+        serve.delete(name, _blocking=False)
+    deadline = time.monotonic() + 300
+    while set(names) & set(serve.status().applications) and time.monotonic() < deadline:
+        time.sleep(0.5)

@@ -105,6 +105,9 @@ def running(demo_bundle, tmp_path_factory):
             assert time.monotonic() < deadline, f"make run not searchable:\n{_tail(log)}"
             time.sleep(1)
         processes = psutil.Process(proc.pid).children(recursive=True)
+        # The commands after `make run` find its Ray head as a second terminal would when it is
+        # the only Ray on the machine; here the session's own cluster runs beside it.
+        env = {**env, "RAY_ADDRESS": f"127.0.0.1:{env['VITRINE_RAY_PORT']}"}
         yield Running(proc, env, log, processes, url, commands)
     finally:
         if proc.poll() is None:  # a test failed before Ctrl-C: stop it all the same
