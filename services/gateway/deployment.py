@@ -247,8 +247,12 @@ class Gateway:
             raise RuntimeError("gRPC server stopped")
 
     def __del__(self) -> None:
-        self._health_task.cancel()
-        self._http.should_exit = True
+        # Also runs for a replica whose __init__ failed (an application it calls was not
+        # deployed yet, and Serve retries), which has neither.
+        if hasattr(self, "_health_task"):
+            self._health_task.cancel()
+        if hasattr(self, "_http"):
+            self._http.should_exit = True
 
 
 class _HTTPServer(uvicorn.Server):
