@@ -30,10 +30,23 @@ def broker_binary() -> str:
         raise BrokerError(f"no Kafka-protocol broker binary: {e}") from e
 
 
+# Where Ray Serve hands out direct-ingress replica ports (HTTP from 30000, gRPC from 40000, and
+# the private blocks of shared.serving.endpoints.private_port_ranges up to 51000). A port the
+# kernel calls free now may be given to a replica a second later, and replicas bind with
+# SO_REUSEPORT: a gateway or broker on such a port would share it with a replica, and the kernel
+# would hand some connections to the wrong server.
+SERVE_REPLICA_PORTS = range(30000, 51000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now, outside Serve's replica port ranges."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in SERVE_REPLICA_PORTS:
+            return port
+    raise OSError("no free port outside Serve's replica ranges")
 
 
 class LocalBroker:

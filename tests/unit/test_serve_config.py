@@ -56,3 +56,19 @@ def test_gateway_port_differs_from_the_serve_grpc_proxy(config):
     from services.gateway.config import GatewaySettings
 
     assert GatewaySettings().grpc_port != config["grpc_options"]["port"]
+
+
+def test_free_ports_stay_out_of_every_serve_replica_port_range():
+    """Replicas bind with SO_REUSEPORT; a test's gateway or broker port inside a replica range
+    could later be shared with a replica (the likely cause of a test search that once hung 30 s)."""
+    from shared.serving.endpoints import private_port_ranges
+    from shared.streaming.broker import SERVE_REPLICA_PORTS, free_port
+
+    for slot in (0, 49, 99):
+        env: dict[str, str] = {}
+        private_port_ranges(env, slot=slot)
+        for name, value in env.items():
+            assert int(value) in SERVE_REPLICA_PORTS, (name, value)
+    for default in (30000, 31000, 40000, 41000):  # Serve's own HTTP and gRPC ranges
+        assert default in SERVE_REPLICA_PORTS
+    assert not {free_port() for _ in range(200)} & set(SERVE_REPLICA_PORTS)
