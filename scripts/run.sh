@@ -76,16 +76,22 @@ cleanup() {
   rm -f "$RAY_TMPDIR/ray_current_cluster"  # the address of the head that just stopped
 }
 trap cleanup EXIT INT TERM
+# Waits up to SECONDS for the last process started to write TEXT to LOG; shows the log and stops
+# if that process exits first.
+wait_for_log() {
+  local text=$1 log=$2 seconds=$3
+  for _ in $(seq $((seconds * 5))); do
+    grep -q "$text" "$log" && return 0
+    kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$log"; exit 1; }
+    sleep 0.2
+  done
+}
 
 if ((LOCAL_BROKER)); then
   echo "==> starting the local Kafka-protocol broker on $VITRINE_KAFKA_BOOTSTRAP_SERVERS (log: $LOGS/broker.log)"
   $VITRINE broker --port "${VITRINE_KAFKA_BOOTSTRAP_SERVERS##*:}" >"$LOGS/broker.log" 2>&1 &
   PIDS+=($!)
-  for _ in $(seq 150); do
-    grep -q "Kafka-protocol broker" "$LOGS/broker.log" && break
-    kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$LOGS/broker.log"; exit 1; }
-    sleep 0.2
-  done
+  wait_for_log "Kafka-protocol broker" "$LOGS/broker.log" 30
 fi
 
 echo "==> starting Ray on 127.0.0.1:$RAY_PORT (RAY_TMPDIR=$RAY_TMPDIR, log: $LOGS/ray.log)"
@@ -97,11 +103,7 @@ RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="${RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S:-
   --disable-usage-stats --temp-dir "$RAY_TMPDIR" ${VITRINE_RAY_ARGS:-} >"$LOGS/ray.log" 2>&1 &
 PIDS+=($!)
 export RAY_ADDRESS="127.0.0.1:$RAY_PORT"
-for _ in $(seq 120); do
-  grep -q "Ray runtime started" "$LOGS/ray.log" && break
-  kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$LOGS/ray.log"; exit 1; }
-  sleep 0.5
-done
+wait_for_log "Ray runtime started" "$LOGS/ray.log" 60
 echo "==> deploying deploy/serve/vitrine.yaml"
 $VITRINE serve up --proxy-grpc-port "$SERVE_GRPC_PORT" --proxy-http-port "${VITRINE_SERVE_HTTP_PORT:-8100}"
 echo "==> starting an ingestion worker (log: $LOGS/ingest.log, metrics :${VITRINE_METRICS_PORT:-9102}/metrics)"

@@ -105,20 +105,11 @@ class Browser:
         )
         return found[ELEMENT]
 
-    def find_all(self, css: str) -> list[str]:
-        found = self._call(
-            "POST", f"{self._session}/elements", {"using": "css selector", "value": css}
-        )
-        return [f[ELEMENT] for f in found]
-
     def type(self, element: str, text: str) -> None:
         self._call("POST", f"{self._session}/element/{element}/value", {"text": text})
 
     def click(self, element: str) -> None:
         self._call("POST", f"{self._session}/element/{element}/click", {})
-
-    def text(self, element: str) -> str:
-        return self._call("GET", f"{self._session}/element/{element}/text")
 
     def script(self, source: str, *args):
         """Runs JavaScript in the page; `return` gives the value back."""

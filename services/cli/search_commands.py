@@ -68,12 +68,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
             return 1
     result = conv.response_from_proto(reply)
     if args.json:
-        keep = (lambda k: True) if args.with_thumbnails else (lambda k: k != "thumbnail")
+        dropped = set() if args.with_thumbnails else {"thumbnail"}
         hits = [
             {
                 "product_id": h.product_id,
                 "score": h.score,
-                "payload": {k: v for k, v in h.payload.items() if keep(k)},
+                "payload": {k: v for k, v in h.payload.items() if k not in dropped},
             }
             for h in result.hits
         ]

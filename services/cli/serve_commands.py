@@ -135,17 +135,24 @@ async def _index(products_path: Path, *, batch_size: int, thumbnail_px: int, pro
     return len(products)
 
 
-def _connect() -> None:
+def connect_ray(logging_level: str = "WARNING") -> None:
+    """Joins the running cluster as a driver.
+
+    Raises:
+        ConnectionError: no cluster is running.
+    """
     import ray
 
     # RAY_ADDRESS (set by `make run`) names the cluster; "auto" finds the latest one started.
     ray.init(
-        address=os.environ.get("RAY_ADDRESS", "auto"), logging_level="WARNING", log_to_driver=False
+        address=os.environ.get("RAY_ADDRESS", "auto"),
+        logging_level=logging_level,
+        log_to_driver=False,
     )
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    _connect()
+    connect_ray()
     common = {}
     if args.bundle:
         common["bundle_path"] = str(Path(args.bundle).resolve())
@@ -167,7 +174,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 def _cmd_status(_: argparse.Namespace) -> int:
     from ray import serve
 
-    _connect()
+    connect_ray()
     from shared.serving.endpoints import grpc_targets_sync
 
     for name, app in serve.status().applications.items():
@@ -178,7 +185,7 @@ def _cmd_status(_: argparse.Namespace) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    _connect()
+    connect_ray()
     n = index_catalog(Path(args.catalog), batch_size=args.batch_size)
     # The handles' long-poll client logs an ERROR once their event loop has closed; the work is
     # done and the process is about to exit.

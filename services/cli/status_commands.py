@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -54,18 +53,12 @@ def check_gateway(grpc_address: str, http_url: str, *, timeout_s: float) -> list
     return checks
 
 
-def check_serve(timeout_s: float) -> list[Check]:
+def check_serve() -> list[Check]:
     """Each Serve application's state, when a Ray cluster is reachable from here."""
-    import logging
-
-    import ray
+    from services.cli.serve_commands import connect_ray
 
     try:
-        ray.init(
-            address=os.environ.get("RAY_ADDRESS", "auto"),
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-        )
+        connect_ray(logging_level="ERROR")
     except (ConnectionError, RuntimeError) as e:
         return [Check("serve", False, "NO CLUSTER", str(e).splitlines()[0])]
     from ray import serve
@@ -148,7 +141,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
     )
     if not args.no_serve:
-        checks += check_serve(args.timeout)
+        checks += check_serve()
     checks += check_ingestion(
         ing.kafka_bootstrap_servers,
         ing.consumer_group,

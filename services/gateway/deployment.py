@@ -84,11 +84,12 @@ class Gateway:
         for client in (self._deps.image, self._deps.text, self._deps.fusion, self._deps.store):
             client.start()
         # Health and model checks go through handles: off the query path, no gRPC method needed.
+        self._store_handle = serve.get_deployment_handle("VectorStore", apps["vector_store"])
         self._info = [
             serve.get_deployment_handle("ImageEncoder", apps["image_encoder"]),
             serve.get_deployment_handle("TextEncoder", apps["text_encoder"]),
             serve.get_deployment_handle("Fusion", apps["fusion"]),
-            serve.get_deployment_handle("VectorStore", apps["vector_store"]),
+            self._store_handle,
         ]
         self._limits, self._timeout_s = limits, request_timeout_s
         self.model_version = ""
@@ -188,7 +189,7 @@ class Gateway:
     async def info(self) -> dict:
         """The model served and the catalog searched: collection, dimension, size, filter
         fields."""
-        store = await asyncio.wait_for(self._info[3].info.remote(), HEALTH_INTERVAL_S)
+        store = await asyncio.wait_for(self._store_handle.info.remote(), HEALTH_INTERVAL_S)
         return {
             "model_version": store.pop("model_version"),
             "catalog": {

@@ -173,20 +173,27 @@ def committed_behind(
     bootstrap_servers: str, group: str, next_offsets: dict[tuple[str, int], int]
 ) -> int:
     """Events before `next_offsets` that `group` has not committed yet."""
-    from kafka import KafkaAdminClient, TopicPartition
+    from kafka import TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    partitions = [TopicPartition(t, p) for t, p in next_offsets]
+    committed = _committed_offsets(bootstrap_servers, group, partitions)
+    return sum(max(0, next_offsets[(tp.topic, tp.partition)] - committed[tp]) for tp in partitions)
+
+
+def _committed_offsets(
+    bootstrap_servers: str, group: str, partitions: list, **admin_config
+) -> dict:
+    """The group's committed offset of each partition; 0 where it has committed nothing."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, **admin_config)
     try:
-        partitions = [TopicPartition(t, p) for t, p in next_offsets]
-        committed = admin.list_group_offsets({group: partitions}).get(group, {})
+        found = admin.list_group_offsets({group: partitions}).get(group, {})
     finally:
         admin.close()
-    behind = 0
-    for tp in partitions:
-        meta = committed.get(tp)
-        done = meta.offset if meta is not None and meta.offset >= 0 else 0
-        behind += max(0, next_offsets[(tp.topic, tp.partition)] - done)
-    return behind
+    return {
+        tp: found[tp].offset if tp in found and found[tp].offset >= 0 else 0 for tp in partitions
+    }
 
 
 @dataclass(frozen=True)
@@ -211,7 +218,7 @@ def group_lag(bootstrap_servers: str, group: str, topic: str, *, timeout_s: floa
     Raises:
         kafka.errors.KafkaError: the broker is unreachable.
     """
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer, TopicPartition
 
     timeout_ms = int(timeout_s * 1000)
     consumer = KafkaConsumer(
@@ -227,15 +234,12 @@ def group_lag(bootstrap_servers: str, group: str, topic: str, *, timeout_s: floa
         consumer.close()
     if not partitions:
         return GroupLag(0, 0, 0, 0)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms)
-    try:
-        committed = admin.list_group_offsets({group: partitions}).get(group, {})
-    finally:
-        admin.close()
+    committed = _committed_offsets(
+        bootstrap_servers, group, partitions, request_timeout_ms=timeout_ms
+    )
     end_total = done_total = lag = 0
     for tp in partitions:
-        meta = committed.get(tp)
-        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        done = committed[tp]
         end = max(ends.get(tp, 0), done)
         end_total, done_total, lag = end_total + end, done_total + done, lag + end - done
     return GroupLag(len(partitions), end_total, done_total, lag)
@@ -250,7 +254,7 @@ def _exact_end_offsets(consumer, partitions: list, timeout_s: float) -> dict:
     """
     import time
 
-    ends = {tp: off for tp, off in consumer.end_offsets(partitions).items()}
+    ends = dict(consumer.end_offsets(partitions))
     pending = {tp for tp, off in ends.items() if off > 0}
     if not pending:
         return ends
