@@ -31,7 +31,26 @@ class TrainedBundle:
 
 
 @pytest.fixture(scope="session")
-def demo_bundle(tmp_path_factory) -> TrainedBundle:
+def short_tmpdir():
+    """Makes directories for Ray's session files directly under the system temp dir (removed at
+    the end of the session): Ray puts Unix sockets in them, whose paths may not exceed 107 bytes,
+    and pytest's numbered temp dirs grow longer than that allows."""
+    import shutil
+    import tempfile
+
+    made: list[str] = []
+
+    def make(prefix: str) -> str:
+        made.append(tempfile.mkdtemp(prefix=f"{prefix}-"))
+        return made[-1]
+
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(tmp_path_factory, short_tmpdir) -> TrainedBundle:
     """The bundle `make run` trains the first time: `vitrine train --config
     training/configs/demo.yaml` (the real Ray Train entry point, 2 workers), trained once per
     session in a Ray of its own."""
@@ -40,7 +59,7 @@ def demo_bundle(tmp_path_factory) -> TrainedBundle:
         **os.environ,
         "VITRINE_CACHE_DIR": str(root / "cache"),
         "VITRINE_STORAGE_PATH": str(root / "runs"),
-        "RAY_TMPDIR": str(root / "ray"),
+        "RAY_TMPDIR": short_tmpdir("ray-train"),
     }
     env.pop("RAY_ADDRESS", None)  # not the session's cluster: training starts its own
     bundle = root / "bundle"

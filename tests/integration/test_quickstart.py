@@ -63,10 +63,15 @@ class Running:
     processes: list[psutil.Process]  # make run's descendants once searchable
     url: str
     commands: list[str]
+    catalog: Path  # the demo products.jsonl `make run` published (the bundle's training data)
+
+    def products(self) -> list[dict]:
+        lines = self.catalog.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 @pytest.fixture(scope="module")
-def running(demo_bundle, tmp_path_factory):
+def running(demo_bundle, tmp_path_factory, short_tmpdir):
     commands, url = quickstart()
     assert commands[0] == "make run", f"the quick start must begin with `make run`: {commands}"
     busy = {name: port for name, port in PUBLIC_PORTS.items() if _port_busy(port)}
@@ -80,7 +85,7 @@ def running(demo_bundle, tmp_path_factory):
         VITRINE_CACHE_DIR=str(demo_bundle.cache_dir),
         VITRINE_STORE_LOCATION=f"edge:{root / 'store'}",
         VITRINE_LOG_DIR=str(root / "logs"),
-        RAY_TMPDIR=str(root / "ray"),
+        RAY_TMPDIR=short_tmpdir("ray-run"),
         VITRINE_RAY_PORT=str(free_port()),
         VITRINE_RAY_ARGS=f"--ray-client-server-port={free_port()} "
         f"--dashboard-agent-listen-port={free_port()}",
@@ -108,7 +113,9 @@ def running(demo_bundle, tmp_path_factory):
         # The commands after `make run` find its Ray head as a second terminal would when it is
         # the only Ray on the machine; here the session's own cluster runs beside it.
         env = {**env, "RAY_ADDRESS": f"127.0.0.1:{env['VITRINE_RAY_PORT']}"}
-        yield Running(proc, env, log, processes, url, commands)
+        manifest = json.loads((demo_bundle.path / "manifest.json").read_text())
+        catalog = Path(manifest["training"]["data"]["path"]) / "products.jsonl"
+        yield Running(proc, env, log, processes, url, commands, catalog)
     finally:
         if proc.poll() is None:  # a test failed before Ctrl-C: stop it all the same
             os.killpg(proc.pid, signal.SIGINT)
@@ -169,12 +176,7 @@ def test_status_reports_the_catalog_and_no_lag(running):
     out = _run(".venv/bin/vitrine status --json", running.env)
     checks = {c["component"]: c for c in json.loads(out)}
     assert checks["gateway"]["state"] == "SERVING"
-    catalog = running.env["VITRINE_CACHE_DIR"]
-    products = sum(1 for _ in Path(catalog).glob("data/synthetic-*/products.jsonl"))
-    assert products == 1
-    (jsonl,) = Path(catalog).glob("data/synthetic-*/products.jsonl")
-    expected = sum(1 for line in jsonl.read_text().splitlines() if line.strip())
-    assert checks["catalog"]["state"] == f"{expected} products"
+    assert checks["catalog"]["state"] == f"{len(running.products())} products"
     assert checks["ingestion"]["state"] == "lag 0"
     assert checks["dead letters"]["state"] == "0"
     assert all(c["ok"] for c in checks.values()), checks
@@ -182,8 +184,8 @@ def test_status_reports_the_catalog_and_no_lag(running):
 
 
 def test_web_page_in_headless_chromium(running):
-    """Text search, a filter, an uploaded reference image, then "use as reference" with a
-    modifier, on the page the README points to."""
+    """Text search, a filter, and an uploaded reference image, on the page the README points
+    to."""
     found = find_chromium()
     if found is None:
         install_log = ROOT / ".venv" / "opt" / "chromium-install.log"
@@ -191,8 +193,7 @@ def test_web_page_in_headless_chromium(running):
         pytest.skip(
             f"chromium/chromedriver not on PATH ({why}); `make tools` installs them as root"
         )
-    (jsonl,) = Path(running.env["VITRINE_CACHE_DIR"]).glob("data/synthetic-*/products.jsonl")
-    products = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    products = running.products()
     log = Path(running.env["VITRINE_LOG_DIR"]) / "chromedriver.log"
     with Browser(*found, log_path=log) as b:
         b.get(running.url)
@@ -239,7 +240,7 @@ def test_web_page_in_headless_chromium(running):
 
         # An uploaded reference image and no text: the product itself comes first.
         target = products[7]
-        b.type(b.find("#image"), str(jsonl.parent / target["image"]))
+        b.type(b.find("#image"), str(running.catalog.parent / target["image"]))
         b.wait_for("document.getElementById('reference').style.display === 'inline-flex'")
         hits = search("")
         assert hits[0]["id"] == target["id"], (target, hits[:3])
