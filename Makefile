@@ -20,7 +20,7 @@ export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install tools test unit integration run protos protos-check lint format bench clean
+.PHONY: help install tools test unit integration run protos protos-check lint format bench clean k8s-serve-config k8s-check
 
 help: ## List the targets with what they do
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -65,6 +65,12 @@ unit: $(STAMP) ## Run the unit tests only (no Ray, broker or Qdrant)
 
 integration: $(STAMP) tools ## Run the integration tests only (real Ray, broker, Qdrant)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+k8s-serve-config: $(STAMP) ## Re-render deploy/serve/vitrine.yaml into the RayServices' Serve configs (deploy/k8s)
+	$(VENV)/bin/vitrine deploy serve-config
+
+k8s-check: $(STAMP) ## Render every Kubernetes overlay and validate it (schemas, Serve imports, env vars); no cluster
+	$(VENV)/bin/vitrine deploy check
 
 run: $(STAMP) ## Bring up the platform and make the demo catalog searchable; CATALOG=PATH indexes a products.jsonl instead (Ctrl-C stops everything)
 	@CATALOG="$(CATALOG)" scripts/run.sh

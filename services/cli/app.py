@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 
 from services.cli import (
+    deploy_commands,
     search_commands,
     serve_commands,
     status_commands,
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream_commands.register(sub)
     search_commands.register(sub)
     status_commands.register(sub)
+    deploy_commands.register(sub)
 
     p = sub.add_parser(
         "bench",
