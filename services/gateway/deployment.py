@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 SEARCH_PAGE = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SearchService"].full_name
 HEALTH_INTERVAL_S = 5.0
+# Health entry that is SERVING while the server runs, whatever the dependencies: what a
+# Kubernetes liveness probe asks, so a dependency outage never restarts the gateway's pod.
+LIVENESS_SERVICE = "vitrine.liveness"
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -124,6 +127,7 @@ class Gateway:
         )
         self._http_task = asyncio.get_running_loop().create_task(self._http.serve())
         await self._set_serving(False)
+        await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         self._health_task = asyncio.get_running_loop().create_task(self._watch_dependencies())
         log.info("gateway: gRPC on port %d, HTTP on port %d", grpc_port, http_port)
 

@@ -189,6 +189,9 @@ def test_health_and_reflection(platform):
             health_pb2.HealthCheckRequest(service="vitrine.search.v1.SearchService")
         )
         assert check.status == health_pb2.HealthCheckResponse.SERVING
+        # What the Kubernetes liveness probe asks (deploy/k8s/base/slot/rayservice.yaml).
+        liveness = health.Check(health_pb2.HealthCheckRequest(service="vitrine.liveness"))
+        assert liveness.status == health_pb2.HealthCheckResponse.SERVING
         reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
         (answer,) = reflect.ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")])
