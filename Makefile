@@ -23,7 +23,7 @@ export TRANSFORMERS_OFFLINE := 1
 .PHONY: help install tools test unit integration run protos protos-check lint format bench clean k8s-serve-config k8s-check
 
 help: ## List the targets with what they do
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): $(REQS) pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
