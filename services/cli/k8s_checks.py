@@ -35,9 +35,10 @@ from pathlib import Path
 import yaml
 
 from services.cli.processes import PROCESS_SETTINGS
+from services.cli.serve_commands import ROOT
 from shared.settings import ENV_PREFIX, SettingsError, load_settings
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "schemas"
+SCHEMA_DIR = ROOT / "deploy" / "k8s" / "schemas"
 SERVE_APPS = ("image-encoder", "text-encoder", "fusion", "vector-store", "gateway")
 _HF_OFFLINE = {
     "HF_HUB_OFFLINE": "huggingface_hub: never download",
@@ -181,8 +182,9 @@ def _short(text: str, limit: int = 240) -> str:
 # ---- the Serve config inside a RayService -------------------------------------------------------
 
 
-def _import(dotted: str, *, sep: str) -> object:
-    module, _, attr = dotted.rpartition(sep) if sep == "." else dotted.partition(sep)
+def import_attr(dotted: str) -> object:
+    """The object named `module.attr` or `module:attr` (Serve's two spellings)."""
+    module, _, attr = dotted.replace(":", ".").rpartition(".")
     return getattr(importlib.import_module(module), attr)
 
 
@@ -198,14 +200,14 @@ def serve_config_problems(rayservice: dict) -> list[str]:
     problems = []
     for dotted in schema.grpc_options.grpc_servicer_functions:
         try:
-            if not callable(_import(dotted, sep=".")):
+            if not callable(import_attr(dotted)):
                 problems.append(f"gRPC servicer function {dotted} is not callable")
         except (ImportError, AttributeError, ValueError) as e:
             problems.append(f"gRPC servicer function {dotted} does not import: {e}")
     offered = _offered_resources(spec.get("rayClusterConfig", {}))
     for app in schema.applications:
         try:
-            if not callable(_import(app.import_path, sep=":")):
+            if not callable(import_attr(app.import_path)):
                 problems.append(f"application {app.name}: {app.import_path} is not callable")
         except (ImportError, AttributeError, ValueError) as e:
             problems.append(f"application {app.name}: {app.import_path} does not import: {e}")
@@ -221,9 +223,8 @@ def serve_config_problems(rayservice: dict) -> list[str]:
                     f"application {app.name}: args {unknown} are not {settings.__name__} fields"
                 )
         for deployment in app.deployments:
-            options = deployment.ray_actor_options
-            wanted = {} if options in (None, "DEFAULT.VALUE") else dict(options or {})
-            for resource, amount in (wanted.get("resources") or {}).items():
+            resources = getattr(deployment.ray_actor_options, "resources", None) or {}
+            for resource, amount in resources.items():
                 replicas = _most_replicas(deployment)
                 if resource not in offered:
                     problems.append(
@@ -242,7 +243,7 @@ def _most_replicas(deployment) -> int | None:
     autoscaling = deployment.autoscaling_config
     if isinstance(autoscaling, dict):
         return autoscaling.get("max_replicas")
-    if autoscaling not in (None, "DEFAULT.VALUE") and hasattr(autoscaling, "max_replicas"):
+    if hasattr(autoscaling, "max_replicas"):  # an AutoscalingConfig
         return autoscaling.max_replicas
     replicas = deployment.num_replicas
     return replicas if isinstance(replicas, int) else None
@@ -276,6 +277,21 @@ def _pod_templates(obj: dict) -> Iterator[dict]:
         yield cluster.get("headGroupSpec", {}).get("template", {})
         for group in cluster.get("workerGroupSpecs", []):
             yield group.get("template", {})
+
+
+def _containers(objects: list[dict]) -> Iterator[tuple[str, dict, dict]]:
+    """(where, pod spec, container) for every container of every pod template."""
+    for obj in objects:
+        for template in _pod_templates(obj):
+            pod = template.get("spec", {})
+            for container in pod.get("containers", []) + pod.get("initContainers", []):
+                yield f"{_name(obj)} container {container.get('name')!r}", pod, container
+
+
+def _config_maps(objects: list[dict]) -> dict[str, dict]:
+    return {
+        o["metadata"]["name"]: o.get("data", {}) for o in objects if o.get("kind") == "ConfigMap"
+    }
 
 
 def _container_env(container: dict, config_maps: dict[str, dict]) -> tuple[dict, list[str]]:
@@ -314,15 +330,10 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 
 def env_problems(objects: list[dict]) -> list[str]:
-    config_maps = {
-        o["metadata"]["name"]: o.get("data", {}) for o in objects if o.get("kind") == "ConfigMap"
-    }
+    config_maps = _config_maps(objects)
     problems = []
-    for obj in objects:
-        for template in _pod_templates(obj):
-            for container in template.get("spec", {}).get("containers", []):
-                where = f"{_name(obj)} container {container.get('name')!r}"
-                problems += [f"{where}: {p}" for p in _check_container(container, config_maps)]
+    for where, _, container in _containers(objects):
+        problems += [f"{where}: {p}" for p in _check_container(container, config_maps)]
     return problems
 
 
@@ -361,26 +372,21 @@ def security_problems(objects: list[dict]) -> list[str]:
     """Every container: non-root, read-only root filesystem, no privilege escalation, all
     capabilities dropped, CPU and memory requests and limits."""
     problems = []
-    for obj in objects:
-        for template in _pod_templates(obj):
-            pod = template.get("spec", {})
-            pod_security = pod.get("securityContext", {})
-            for container in pod.get("containers", []) + pod.get("initContainers", []):
-                where = f"{_name(obj)} container {container.get('name')!r}"
-                security = container.get("securityContext", {})
-                if not (security.get("runAsNonRoot") or pod_security.get("runAsNonRoot")):
-                    problems.append(f"{where}: may run as root (set runAsNonRoot)")
-                if security.get("readOnlyRootFilesystem") is not True:
-                    problems.append(f"{where}: root filesystem is writable")
-                if security.get("allowPrivilegeEscalation") is not False:
-                    problems.append(f"{where}: allowPrivilegeEscalation is not false")
-                if "ALL" not in security.get("capabilities", {}).get("drop", []):
-                    problems.append(f"{where}: capabilities are not all dropped")
-                resources = container.get("resources", {})
-                for kind in ("requests", "limits"):
-                    missing = {"cpu", "memory"} - set(resources.get(kind, {}))
-                    if missing:
-                        problems.append(f"{where}: no {kind} for {', '.join(sorted(missing))}")
+    for where, pod, container in _containers(objects):
+        security = container.get("securityContext", {})
+        if not (security.get("runAsNonRoot") or pod.get("securityContext", {}).get("runAsNonRoot")):
+            problems.append(f"{where}: may run as root (set runAsNonRoot)")
+        if security.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{where}: root filesystem is writable")
+        if security.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{where}: allowPrivilegeEscalation is not false")
+        if "ALL" not in security.get("capabilities", {}).get("drop", []):
+            problems.append(f"{where}: capabilities are not all dropped")
+        resources = container.get("resources", {})
+        for kind in ("requests", "limits"):
+            missing = {"cpu", "memory"} - set(resources.get(kind, {}))
+            if missing:
+                problems.append(f"{where}: no {kind} for {', '.join(sorted(missing))}")
     return problems
 
 
@@ -396,27 +402,19 @@ def kafka_problems(objects: list[dict]) -> list[str]:
     if not topics:
         return []
     problems = []
-    config_maps = {
-        o["metadata"]["name"]: o.get("data", {}) for o in objects if o.get("kind") == "ConfigMap"
-    }
+    config_maps = _config_maps(objects)
+    defaults = PROCESS_SETTINGS["ingestion"].model_fields
     catalog_partitions = None
-    for obj in objects:
-        for template in _pod_templates(obj):
-            for container in template.get("spec", {}).get("containers", []):
-                if container.get("name") != "ingestion":
-                    continue
-                env, _ = _container_env(container, config_maps)
-                for var in ("VITRINE_CATALOG_TOPIC", "VITRINE_DLQ_TOPIC"):
-                    topic = (
-                        env.get(var)
-                        or PROCESS_SETTINGS["ingestion"]
-                        .model_fields[var.removeprefix(ENV_PREFIX).lower()]
-                        .default
-                    )
-                    if topic not in topics:
-                        problems.append(f"{_name(obj)}: {var}={topic} is not a KafkaTopic")
-                    elif var == "VITRINE_CATALOG_TOPIC":
-                        catalog_partitions = topics[topic].get("partitions")
+    for where, _, container in _containers(objects):
+        if container.get("name") != "ingestion":
+            continue
+        env, _ = _container_env(container, config_maps)
+        for var in ("VITRINE_CATALOG_TOPIC", "VITRINE_DLQ_TOPIC"):
+            topic = env.get(var) or defaults[var.removeprefix(ENV_PREFIX).lower()].default
+            if topic not in topics:
+                problems.append(f"{where}: {var}={topic} is not a KafkaTopic")
+            elif var == "VITRINE_CATALOG_TOPIC":
+                catalog_partitions = topics[topic].get("partitions")
     for obj in objects:
         if obj.get("kind") == "ScaledObject" and catalog_partitions is not None:
             most = obj["spec"].get("maxReplicaCount", 100)

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 from ray.serve.schema import ServeDeploySchema
 
+from services.cli.k8s_checks import import_attr
 from services.cli.serve_commands import BUNDLE_APPS, load_config
-
-
-def _resolve(dotted: str):
-    module, _, name = dotted.replace(":", ".").rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +22,9 @@ def test_config_validates_against_serves_schema(config):
 
 def test_every_import_path_and_servicer_resolves(config):
     for app in config["applications"]:
-        assert callable(_resolve(app["import_path"]))
+        assert callable(import_attr(app["import_path"]))
     for fn in config["grpc_options"]["grpc_servicer_functions"]:
-        assert callable(_resolve(fn))
+        assert callable(import_attr(fn))
 
 
 def test_batching_and_autoscaling_are_configured(config):
