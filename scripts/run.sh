@@ -18,6 +18,9 @@ export RAY_TMPDIR="${RAY_TMPDIR:-/tmp/vitrine-ray}"
 # Serve's direct ingress and gRPC transport: every hop a few hundred microseconds cheaper
 # (docs/BENCHMARKS.md, "Serving"); deploy/serve/vitrine.yaml explains the wiring.
 export RAY_SERVE_THROUGHPUT_OPTIMIZED="${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}"
+# ...which also buffers 1000 log records per replica; ours log little (no access log): write
+# each record at once, so `logs/serve/replica_*.log` is current.
+export RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE="${RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE:-1}"
 export VITRINE_CACHE_DIR="${VITRINE_CACHE_DIR:-$PWD/artifacts/cache}"
 export VITRINE_STORAGE_PATH="${VITRINE_STORAGE_PATH:-$PWD/artifacts/runs}"
 export VITRINE_STORE_LOCATION="${VITRINE_STORE_LOCATION:-edge:$PWD/artifacts/store}"

@@ -21,3 +21,13 @@ def setup_logging(level: str = "INFO") -> None:
         transformers.logging.disable_progress_bar()
     except ImportError:
         pass
+
+
+def serve_logger(name: str) -> logging.Logger:
+    """The logger of a module that runs inside Serve replicas.
+
+    Serve applies its `logging_config` (level, encoding, replica context) to the `ray.serve`
+    logger only, and drops other loggers' INFO records; a child of it lands in the replica's
+    own log file (`logs/serve/replica_APP_DEPLOYMENT_ID.log`).
+    """
+    return logging.getLogger(f"ray.serve.{name}")

@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "VITRINE_"
 
+# A field whose name holds one of these is a secret: its value is never echoed in an error.
+SECRET_WORDS = ("key", "secret", "token", "password")
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
@@ -48,7 +51,8 @@ def describe_error(exc: ValidationError) -> str:
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else "?"
         value = err.get("input")
-        shown = "" if isinstance(value, dict) else f"={value!r}"
+        secret = any(word in field for word in SECRET_WORDS)
+        shown = "" if isinstance(value, dict) or secret else f"={value!r}"
         lines.append(f"  {env_var(field)}{shown}: {err['msg']}")
     return "\n".join(lines)
 

@@ -8,6 +8,9 @@ from shared.serving.endpoints import private_port_ranges
 # (deploy/serve/vitrine.yaml explains why).
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Throughput-optimised Serve buffers 1000 log records per replica before writing; our replicas
+# log little outside the request path (no access log), so write each record at once.
+os.environ.setdefault("RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Replica ports of our own, so a test cluster never answers for `make run` or a benchmark.
 private_port_ranges(os.environ, slot=os.getpid() % 50)

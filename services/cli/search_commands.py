@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -58,10 +59,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
         return 2
     address = args.gateway or f"127.0.0.1:{load_settings_or_exit(GatewaySettings).grpc_port}"
     query = SearchQuery(args.text or "", image, args.product, args.top_k, flt)
-    with grpc.insecure_channel(address) as channel:
+    try:
+        channel = client_channel(address, ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    metadata = (("authorization", f"Bearer {args.api_key}"),) if args.api_key else ()
+    with channel:
         try:
             reply = search_pb2_grpc.SearchServiceStub(channel).Search(
-                conv.request_to_proto(query), timeout=args.timeout
+                conv.request_to_proto(query), timeout=args.timeout, metadata=metadata
             )
         except grpc.RpcError as e:
             print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
@@ -91,6 +98,30 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def client_channel(address: str, *, ca: str | None, cert: str | None, key: str | None):
+    """A gRPC channel to the gateway: TLS when `ca` (the server's CA) is given, with a client
+    certificate (mTLS) when `cert` and `key` are.
+
+    Raises:
+        ValueError: a client certificate without TLS, or a cert without its key.
+        OSError: a file cannot be read.
+    """
+    import grpc
+
+    if not ca:
+        if cert or key:
+            raise ValueError("--tls-cert/--tls-key need --tls-ca (the gateway's CA)")
+        return grpc.insecure_channel(address)
+    if bool(cert) != bool(key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(ca).read_bytes(),
+        private_key=Path(key).read_bytes() if key else None,
+        certificate_chain=Path(cert).read_bytes() if cert else None,
+    )
+    return grpc.secure_channel(address, credentials)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search", help="search the catalog: text, an image, a product, or an image plus text"
@@ -111,6 +142,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--gateway", help="host:port of the gRPC gateway (default: 127.0.0.1:VITRINE_GRPC_PORT)"
     )
     p.add_argument("--timeout", type=float, default=30, help="deadline in seconds")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("VITRINE_API_KEY"),
+        help="the gateway's API key (default: $VITRINE_API_KEY; prefer the variable, since "
+        "arguments show in process lists)",
+    )
+    p.add_argument("--tls-ca", metavar="PEM", help="CA of the gateway's certificate: use TLS")
+    p.add_argument("--tls-cert", metavar="PEM", help="client certificate (mTLS)")
+    p.add_argument("--tls-key", metavar="PEM", help="client certificate's key (mTLS)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
         "--with-thumbnails",

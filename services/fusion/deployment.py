@@ -6,7 +6,6 @@ The additive-attention fusion module of the model bundle (shared.models.heads).
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import numpy as np
 import torch
@@ -14,6 +13,7 @@ from ray import serve
 
 from shared.api.vitrine.fusion.v1 import fusion_pb2 as pb
 from shared.conversions import fusion as conv
+from shared.logs import serve_logger
 from shared.models.bundle import load_bundle
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
 from shared.serving.runtime import (
@@ -24,7 +24,7 @@ from shared.serving.runtime import (
 )
 from shared.types import Embeddings, FusionInput
 
-log = logging.getLogger(__name__)
+log = serve_logger(__name__)
 
 
 @serve.deployment(name="Fusion")

@@ -7,12 +7,23 @@ from ray.serve import Application
 from services.gateway.config import GatewaySettings
 from services.gateway.deployment import Gateway
 from services.gateway.search import Limits
-from shared.settings import load_settings
+from shared.serving.security import ApiKeys, TLSFiles
+from shared.settings import SettingsError, load_settings
 
 
 def build_app(args: dict) -> Application:
     """The gateway application; `args` (from the Serve config) override VITRINE_* settings."""
     s = load_settings(GatewaySettings, **args)
+    tls = TLSFiles(s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file)
+    try:
+        tls.check()
+        # Parsed here, so only the keys' digests travel to the replicas; the key file is read
+        # by each replica, on the node where it is mounted.
+        keys = ApiKeys.load(
+            env_text=s.api_keys.get_secret_value() if s.api_keys else None, file=None
+        )
+    except ValueError as e:
+        raise SettingsError(f"invalid GatewaySettings: {e}") from None
     return Gateway.bind(
         apps={
             "image_encoder": s.image_encoder_app,
@@ -30,4 +41,7 @@ def build_app(args: dict) -> Application:
         ),
         request_timeout_s=s.request_timeout_s,
         max_request_bytes=s.max_request_bytes,
+        api_keys=keys,
+        api_keys_file=s.api_keys_file,
+        tls=tls,
     )

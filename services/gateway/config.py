@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shared.settings import VitrineSettings
 
@@ -19,6 +19,22 @@ class GatewaySettings(VitrineSettings):
     max_text_chars: int = Field(1000, ge=1, description="Longest query text accepted.")
     max_image_bytes: int = Field(
         8 * 2**20, ge=1024, description="Largest reference image accepted, in bytes."
+    )
+    api_keys: SecretStr | None = Field(
+        None,
+        description="API keys, `NAME:KEY[:SCOPE+SCOPE]` separated by commas (scopes: search, "
+        "info); with none here or in api_keys_file every caller is let in. A secret: set it "
+        "from the environment or a Kubernetes Secret, never in the Serve config.",
+    )
+    api_keys_file: str | None = Field(
+        None, description="A file of API key entries, one per line (a mounted Secret)."
+    )
+    tls_cert_file: str | None = Field(
+        None, description="PEM certificate chain: with tls_key_file, gRPC and HTTP use TLS."
+    )
+    tls_key_file: str | None = Field(None, description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: str | None = Field(
+        None, description="PEM CA of client certificates: set, every client needs one (mTLS)."
     )
     image_encoder_app: str = Field("image-encoder", description="Serve application name.")
     text_encoder_app: str = Field("text-encoder", description="Serve application name.")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
+import ssl
 import time
 from pathlib import Path
 
@@ -40,10 +40,19 @@ from services.gateway.search import Dependencies, Limits, run_search, validate
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.conversions import search as conv
-from shared.serving.errors import HTTP_STATUS, DependencyError, RequestError, parse, status_of
+from shared.logs import serve_logger
+from shared.serving.errors import (
+    HTTP_STATUS,
+    DependencyError,
+    LimitError,
+    RequestError,
+    parse,
+    status_of,
+)
+from shared.serving.security import ApiKeys, TLSFiles
 from shared.types import SearchQuery, SearchResult
 
-log = logging.getLogger(__name__)
+log = serve_logger(__name__)
 
 SEARCH_PAGE = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SearchService"].full_name
@@ -51,6 +60,9 @@ HEALTH_INTERVAL_S = 5.0
 # Health entry that is SERVING while the server runs, whatever the dependencies: what a
 # Kubernetes liveness probe asks, so a dependency outage never restarts the gateway's pod.
 LIVENESS_SERVICE = "vitrine.liveness"
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+# The scope each gRPC method needs; a method not listed (reflection) needs any valid key.
+METHOD_SCOPES = {f"/{SERVICE_NAME}/Search": "search"}
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -76,7 +88,14 @@ class Gateway:
         limits: Limits,
         request_timeout_s: float,
         max_request_bytes: int,
+        api_keys: ApiKeys | None = None,
+        api_keys_file: str | None = None,
+        tls: TLSFiles | None = None,
     ) -> None:
+        # Read here, on the node that mounts them; a bad file fails the replica with its reason.
+        keys = (api_keys or ApiKeys()).merged(ApiKeys.load(env_text=None, file=api_keys_file))
+        tls = tls or TLSFiles()
+        self._keys, self._max_request_bytes = keys, max_request_bytes
         size = {"max_message_bytes": max_request_bytes}
         self._deps = Dependencies(
             image=ImageEncoderClient(apps["image_encoder"], **size),
@@ -98,10 +117,11 @@ class Gateway:
         self.model_version = ""
         self._health = HealthServicer()
         self._server = grpc.aio.server(
+            interceptors=[_AuthInterceptor(keys)] if keys.enabled else [],
             options=[
                 ("grpc.max_receive_message_length", max_request_bytes),
                 ("grpc.so_reuseport", 1),
-            ]
+            ],
         )
         pb_grpc.add_SearchServiceServicer_to_server(_SearchServicer(self), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -113,7 +133,11 @@ class Gateway:
             ],
             self._server,
         )
-        self._server.add_insecure_port(f"[::]:{grpc_port}")
+        address = f"[::]:{grpc_port}"
+        if tls.enabled:
+            self._server.add_secure_port(address, tls.server_credentials())
+        else:
+            self._server.add_insecure_port(address)
         await self._server.start()
         self._http = _HTTPServer(
             uvicorn.Config(
@@ -123,13 +147,22 @@ class Gateway:
                 lifespan="off",
                 log_level="warning",
                 access_log=False,
+                **_uvicorn_tls(tls),
             )
         )
         self._http_task = asyncio.get_running_loop().create_task(self._http.serve())
         await self._set_serving(False)
         await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         self._health_task = asyncio.get_running_loop().create_task(self._watch_dependencies())
-        log.info("gateway: gRPC on port %d, HTTP on port %d", grpc_port, http_port)
+        log.info(
+            "gateway: gRPC on port %d, HTTP on port %d; %s; %s",
+            grpc_port,
+            http_port,
+            "mTLS" if tls.client_ca_file else "TLS" if tls.enabled else "plaintext (no TLS)",
+            f"API keys required ({', '.join(keys.names)})"
+            if keys.enabled
+            else "no API keys configured: every caller is let in",
+        )
 
     async def _set_serving(self, serving: bool) -> None:
         status = (
@@ -216,6 +249,8 @@ class Gateway:
                 {"ready": ready, "model_version": self.model_version}, 200 if ready else 503
             )
         if request.method == "GET" and path == "/v1/info":
+            if denied := self._http_denied(request, "info"):
+                return denied
             try:
                 return JSONResponse(await self.info())
             except Exception as e:
@@ -226,8 +261,10 @@ class Gateway:
                 {"error": "use GET / (search page), POST /v1/search, GET /v1/info or GET /healthz"},
                 404,
             )
+        if denied := self._http_denied(request, "search"):
+            return denied
         try:
-            body = await request.body()
+            body = await _read_body(request, self._max_request_bytes)
             message = json_format.Parse(body or b"{}", pb.SearchRequest())
             query = parse(conv.request_from_proto, message)
             result = await self.search(query)
@@ -246,6 +283,21 @@ class Gateway:
                 log.exception("search failed")
             return JSONResponse({"error": message, "code": code.name}, HTTP_STATUS.get(code, 500))
 
+    def _http_denied(self, request: Request, scope: str) -> Response | None:
+        """A 401/403 answer when the request's key is missing, unknown or lacks `scope`."""
+        if not self._keys.enabled:
+            return None
+        try:
+            self._keys.authorize(request.headers.items(), scope)
+        except RequestError as e:
+            log.info("denied %s %s: %s", request.method, request.url.path, e)
+            return JSONResponse(
+                {"error": str(e), "code": e.code.name},
+                HTTP_STATUS[e.code],
+                headers={"www-authenticate": "Bearer"},
+            )
+        return None
+
     async def check_health(self) -> None:
         """Serve's replica health check: the gRPC server must still be running."""
         if self._server is None:
@@ -258,6 +310,70 @@ class Gateway:
             self._health_task.cancel()
         if hasattr(self, "_http"):
             self._http.should_exit = True
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (LimitError) past `limit` bytes without reading the rest."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise LimitError(f"request body of {declared} bytes exceeds the limit of {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise LimitError(f"request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _uvicorn_tls(tls: TLSFiles) -> dict:
+    """uvicorn's TLS options for the same files as the gRPC server's."""
+    if not tls.enabled:
+        return {}
+    options = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+    if tls.client_ca_file:
+        options |= {"ssl_ca_certs": tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return options
+
+
+class _AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls without a valid API key (UNAUTHENTICATED) or without the scope of the
+    method (PERMISSION_DENIED), before the servicer runs; health checks pass freely (probes)."""
+
+    def __init__(self, keys: ApiKeys) -> None:
+        self._keys = keys
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(HEALTH_PREFIX):
+            return handler
+        try:
+            self._keys.authorize(
+                details.invocation_metadata or (), METHOD_SCOPES.get(details.method)
+            )
+        except RequestError as e:
+            log.info("denied %s: %s", details.method, e)
+            return _refusal(handler, e.code, str(e))
+        return handler
+
+
+def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str):
+    """A handler of the same shape as `handler` that aborts with `code`."""
+
+    async def refuse(request_or_iterator, context: grpc.aio.ServicerContext):
+        await context.abort(code, message)
+
+    kind = (handler.request_streaming, handler.response_streaming)
+    make = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[kind]
+    return make(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 class _HTTPServer(uvicorn.Server):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import numpy as np
 import torch
@@ -12,6 +11,7 @@ from ray import serve
 
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2 as pb
 from shared.conversions import image_encoder as conv
+from shared.logs import serve_logger
 from shared.models.bundle import load_bundle
 from shared.models.transforms import ImageDecodeError, decode_image
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
@@ -23,7 +23,7 @@ from shared.serving.runtime import (
 )
 from shared.types import Embeddings
 
-log = logging.getLogger(__name__)
+log = serve_logger(__name__)
 
 
 @serve.deployment(name="ImageEncoder")

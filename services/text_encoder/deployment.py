@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import numpy as np
 import torch
@@ -11,6 +10,7 @@ from ray import serve
 
 from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2 as pb
 from shared.conversions import text_encoder as conv
+from shared.logs import serve_logger
 from shared.models.bundle import load_bundle
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
 from shared.serving.runtime import (
@@ -21,7 +21,7 @@ from shared.serving.runtime import (
 )
 from shared.types import Embeddings
 
-log = logging.getLogger(__name__)
+log = serve_logger(__name__)
 
 
 @serve.deployment(name="TextEncoder")

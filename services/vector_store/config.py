@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shared.settings import VitrineSettings
 from shared.vectorstore.base import DEFAULT_INDEXED_FIELDS
@@ -19,7 +19,9 @@ class VectorStoreSettings(VitrineSettings):
         description="edge:PATH (embedded Qdrant Edge), http(s)://HOST:PORT (Qdrant server), "
         ":memory: or local:PATH (qdrant-client local mode, small tests only).",
     )
-    qdrant_api_key: str | None = Field(None, description="API key of a Qdrant server.")
+    qdrant_api_key: SecretStr | None = Field(
+        None, description="API key of a Qdrant server (a secret: from the environment only)."
+    )
     indexed_fields: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_INDEXED_FIELDS),
         description="Payload fields indexed for filters: name -> keyword|integer|float|bool (JSON).",

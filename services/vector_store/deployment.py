@@ -8,22 +8,23 @@ location the same deployment is a thin, stateless client and may scale out.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from dataclasses import asdict
 
 import numpy as np
+from pydantic import SecretStr
 from ray import serve
 
 from shared.api.vitrine.store.v1 import store_pb2 as pb
 from shared.conversions import store as conv
+from shared.logs import serve_logger
 from shared.models.bundle import Manifest
 from shared.serving.errors import RequestError, grpc_method, parse
 from shared.serving.runtime import resolve_bundle
 from shared.types import Filter, Hit
 from shared.vectorstore import Point, StoredPoint, StoreError, open_store
 
-log = logging.getLogger(__name__)
+log = serve_logger(__name__)
 
 MAX_TOP_K = 1000
 
@@ -38,7 +39,7 @@ class VectorStore:
         bundle_path: str,
         location: str,
         indexed_fields: dict[str, str],
-        api_key: str | None,
+        api_key: SecretStr | None,
         optimize_interval_s: float,
     ) -> None:
         manifest = Manifest.read(resolve_bundle(bundle_path))
@@ -48,7 +49,7 @@ class VectorStore:
             model_version=manifest.bundle_id,
             dim=manifest.heads["embed_dim"],
             indexed_fields=indexed_fields,
-            api_key=api_key,
+            api_key=api_key.get_secret_value() if api_key else None,
         )
         self._dirty = asyncio.Event()
         self._optimizer = asyncio.get_event_loop().create_task(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-log = logging.getLogger(__name__)
+from shared.logs import serve_logger
+
+log = serve_logger(__name__)
 
 DEFAULT_BUNDLE = Path("artifacts/bundles/default")
 """Where a bundle is looked for when none is configured (relative to the working directory)."""

@@ -130,3 +130,27 @@ def platform(ray_cluster, tmp_path_factory) -> Platform:
     deadline = time.monotonic() + 300
     while set(names) & set(serve.status().applications) and time.monotonic() < deadline:
         time.sleep(0.5)
+
+
+def add_gateways(platform: Platform, apps: dict[str, dict]) -> dict[str, tuple[str, str]]:
+    """Deploys more gateway applications beside the platform's: name -> args on top of the
+    platform gateway's (same dependencies, ports of their own); removed with the platform.
+
+    Returns:
+        name -> (host:port of its gRPC API, host:port of its HTTP API).
+    """
+    import copy
+
+    from services.cli.serve_commands import deploy
+
+    (gateway,) = (a for a in platform.config["applications"] if a["name"] == "gateway")
+    addresses = {}
+    for name, args in apps.items():
+        app = copy.deepcopy(gateway)
+        ports = {"grpc_port": free_port(), "http_port": free_port()}
+        app.update(name=name, route_prefix=f"/{name}")
+        app["args"] = {**app["args"], **ports, **args}
+        platform.config["applications"].append(app)  # the platform's teardown deletes it too
+        addresses[name] = (f"127.0.0.1:{ports['grpc_port']}", f"127.0.0.1:{ports['http_port']}")
+    deploy(platform.config, timeout_s=300, progress=False)
+    return addresses

@@ -1,0 +1,206 @@
+"""Who may call the gateway, and over what: API keys with scopes, TLS and mTLS credentials.
+
+API keys come from the environment (`VITRINE_API_KEYS`) or a file (a Kubernetes Secret mounted
+as a volume); this module only parses the text it is given. One entry per line or comma:
+
+    NAME:KEY              every scope
+    NAME:KEY:SCOPE+SCOPE  only these scopes (`search`, `info`)
+
+Only SHA-256 digests of the keys are kept, and no message or repr ever includes a key: errors
+name the entry by its position and the client by NAME.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from shared.serving.errors import RequestError
+
+SCOPES = frozenset({"search", "info"})
+MIN_KEY_CHARS = 16
+# gRPC metadata keys and HTTP headers that carry a key (lower case, as both deliver them).
+BEARER_HEADER, KEY_HEADER = "authorization", "x-api-key"
+
+
+class UnauthenticatedError(RequestError):
+    """No key, or a key that is not configured."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDeniedError(RequestError):
+    """A valid key without the scope the call needs."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated client: the NAME of its key entry and the scopes it holds."""
+
+    name: str
+    scopes: frozenset[str]
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class ApiKeys:
+    """The configured keys; empty means authentication is off (the embedded default)."""
+
+    def __init__(self, principals: dict[bytes, Principal] | None = None) -> None:
+        self._by_digest = dict(principals or {})
+
+    @classmethod
+    def parse(cls, text: str, *, source: str) -> ApiKeys:
+        """Reads entries from `text`; `source` names where it came from in error messages.
+
+        Raises:
+            ValueError: a malformed entry, an unknown scope, a short or repeated key.
+        """
+        principals: dict[bytes, Principal] = {}
+        entries = [e.strip() for line in text.splitlines() for e in line.split(",")]
+        for i, entry in enumerate((e for e in entries if e and not e.startswith("#")), 1):
+            parts = entry.split(":")
+            if len(parts) not in (2, 3) or not parts[0].strip() or not parts[1]:
+                raise ValueError(f"{source}: entry {i} is not NAME:KEY or NAME:KEY:SCOPE+SCOPE")
+            name, key = parts[0].strip(), parts[1]
+            scopes = frozenset(parts[2].split("+")) if len(parts) == 3 else SCOPES
+            if unknown := scopes - SCOPES:
+                raise ValueError(
+                    f"{source}: entry {i} ({name}) has unknown scopes {sorted(unknown)}; "
+                    f"known: {sorted(SCOPES)}"
+                )
+            if len(key) < MIN_KEY_CHARS:
+                raise ValueError(
+                    f"{source}: entry {i} ({name}) has a key shorter than {MIN_KEY_CHARS} chars"
+                )
+            if _digest(key) in principals:
+                raise ValueError(f"{source}: entry {i} ({name}) repeats another entry's key")
+            principals[_digest(key)] = Principal(name, scopes)
+        return cls(principals)
+
+    @classmethod
+    def load(cls, *, env_text: str | None, file: str | None) -> ApiKeys:
+        """The keys of the environment variable's text and of a key file, together.
+
+        Raises:
+            ValueError: an entry is malformed, or the file cannot be read.
+        """
+        keys = cls.parse(env_text or "", source="VITRINE_API_KEYS")
+        if file:
+            try:
+                text = Path(file).read_text(encoding="utf-8")
+            except OSError as e:
+                raise ValueError(f"API key file {file}: {e.strerror}") from None
+            keys = keys.merged(cls.parse(text, source=f"API key file {file}"))
+        return keys
+
+    def merged(self, other: ApiKeys) -> ApiKeys:
+        if self._by_digest.keys() & other._by_digest.keys():
+            raise ValueError("the same API key is configured twice")
+        return ApiKeys({**self._by_digest, **other._by_digest})
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._by_digest)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self._by_digest.values())
+
+    def __repr__(self) -> str:
+        return f"ApiKeys(names={self.names})"
+
+    def authorize(self, headers: Iterable[tuple[str, str | bytes]], scope: str | None) -> Principal:
+        """The caller behind the request's `authorization: Bearer KEY` or `x-api-key: KEY`.
+
+        Args:
+            headers: (name, value) pairs: gRPC invocation metadata or HTTP headers.
+            scope: what the call needs; None: any valid key.
+
+        Raises:
+            UnauthenticatedError: no key, or an unknown one.
+            PermissionDeniedError: the key lacks `scope`.
+        """
+        key = _presented_key(headers)
+        if key is None:
+            raise UnauthenticatedError(
+                "missing credentials: send the API key as 'authorization: Bearer KEY' "
+                "or 'x-api-key: KEY'"
+            )
+        presented = _digest(key)
+        # A compare over every entry (no early exit) keeps the time independent of the match.
+        found = None
+        for digest, principal in self._by_digest.items():
+            if hmac.compare_digest(digest, presented):
+                found = principal
+        if found is None:
+            raise UnauthenticatedError("invalid API key")
+        if scope is not None and scope not in found.scopes:
+            raise PermissionDeniedError(f"API key {found.name!r} lacks the scope {scope!r}")
+        return found
+
+
+def _presented_key(headers: Iterable[tuple[str, str | bytes]]) -> str | None:
+    for name, value in headers:
+        name = name.lower()
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        if name == KEY_HEADER and value.strip():
+            return value.strip()
+        if name == BEARER_HEADER:
+            scheme, _, token = value.strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files of the gateway's TLS: its certificate chain and key, and for mTLS the CA that
+    signs the clients' certificates (set: a client without a valid certificate is refused)."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_ca_file: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+    def check(self) -> None:
+        """Raises ValueError if the combination is incomplete (a key without a cert, mTLS
+        without TLS)."""
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("TLS needs both VITRINE_TLS_CERT_FILE and VITRINE_TLS_KEY_FILE")
+        if self.client_ca_file and not self.cert_file:
+            raise ValueError("mTLS (VITRINE_TLS_CLIENT_CA_FILE) needs TLS (a cert and a key)")
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        """gRPC server credentials read from the files.
+
+        Raises:
+            ValueError: a file cannot be read.
+        """
+        self.check()
+        ca = _read(self.client_ca_file) if self.client_ca_file else None
+        return grpc.ssl_server_credentials(
+            [(_read(self.key_file), _read(self.cert_file))],
+            root_certificates=ca,
+            require_client_auth=ca is not None,
+        )
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"TLS file {path}: {e.strerror}") from None

@@ -1,0 +1,193 @@
+"""The gateway's authentication and transport security, on real gateways beside the platform's:
+one with TLS and API keys, one with mTLS. Certificates come from a throwaway CA (tests/certs.py).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from services.cli.search_commands import client_channel
+from shared.api.vitrine.search.v1 import search_pb2 as pb
+from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
+from tests.certs import Pki, make_pki
+from tests.integration.conftest import add_gateways
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SEARCH_KEY = "shopper-key-0123456789abcdef"
+INFO_KEY = "ops-key-fedcba9876543210"
+UNKNOWN_KEY = "not-a-configured-key-000000"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def gateways(platform, pki, tmp_path_factory) -> dict[str, tuple[str, str]]:
+    keys = tmp_path_factory.mktemp("secrets") / "api-keys"
+    keys.write_text(f"# name:key:scopes\nshopper:{SEARCH_KEY}:search\nops:{INFO_KEY}:info\n")
+    tls = {"tls_cert_file": str(pki.server_cert), "tls_key_file": str(pki.server_key)}
+    addresses = add_gateways(
+        platform,
+        {
+            "gateway-tls": {"api_keys_file": str(keys), **tls},
+            "gateway-mtls": {**tls, "tls_client_ca_file": str(pki.ca)},
+        },
+    )
+    for name, (address, _) in addresses.items():
+        cert = {"cert": str(pki.client_cert), "key": str(pki.client_key)} if "mtls" in name else {}
+        _wait_serving(client_channel(address, ca=str(pki.ca), **(cert or _NO_CERT)))
+    return addresses
+
+
+_NO_CERT = {"cert": None, "key": None}
+
+
+def _wait_serving(channel: grpc.Channel) -> None:
+    with channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(120):
+            status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                return
+            time.sleep(0.5)
+    raise AssertionError("gateway never became SERVING")
+
+
+def _search(channel: grpc.Channel, key: str | None) -> pb.SearchResponse:
+    metadata = (("authorization", f"Bearer {key}"),) if key else ()
+    return pb_grpc.SearchServiceStub(channel).Search(
+        pb.SearchRequest(text="red shirt", top_k=3), timeout=30, metadata=metadata
+    )
+
+
+def _code(fn) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        fn()
+    return info.value.code(), info.value.details() or ""
+
+
+def test_calls_without_valid_credentials_are_rejected(gateways, pki):
+    with client_channel(gateways["gateway-tls"][0], ca=str(pki.ca), **_NO_CERT) as channel:
+        code, message = _code(lambda: _search(channel, None))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        assert "authorization: Bearer" in message
+        assert _code(lambda: _search(channel, UNKNOWN_KEY))[0] == grpc.StatusCode.UNAUTHENTICATED
+        # x-api-key is the other accepted header; a key without the scope is refused.
+        stub = pb_grpc.SearchServiceStub(channel)
+        code, message = _code(
+            lambda: stub.Search(
+                pb.SearchRequest(text="red"), timeout=30, metadata=(("x-api-key", INFO_KEY),)
+            )
+        )
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+        assert "'ops'" in message and "'search'" in message
+        # Health stays open (Kubernetes probes); reflection needs a key, any scope.
+        health = health_pb2_grpc.HealthStub(channel)
+        status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        ask = [reflection_pb2.ServerReflectionRequest(list_services="")]
+        code, _ = _code(lambda: list(reflect.ServerReflectionInfo(iter(ask), timeout=10)))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        (answer,) = reflect.ServerReflectionInfo(
+            iter(ask), timeout=10, metadata=(("x-api-key", INFO_KEY),)
+        )
+        assert answer.list_services_response.service
+
+
+def test_a_call_over_tls_with_a_valid_key_succeeds(gateways, pki):
+    with client_channel(gateways["gateway-tls"][0], ca=str(pki.ca), **_NO_CERT) as channel:
+        assert len(_search(channel, SEARCH_KEY).hits) == 3
+
+
+def test_plaintext_and_untrusted_clients_cannot_connect(gateways, pki):
+    with grpc.insecure_channel(gateways["gateway-tls"][0]) as channel:
+        assert _code(lambda: _search(channel, SEARCH_KEY))[0] == grpc.StatusCode.UNAVAILABLE
+    # A client that trusts another CA refuses the gateway's certificate.
+    with client_channel(gateways["gateway-tls"][0], ca=str(pki.other_ca), **_NO_CERT) as channel:
+        assert _code(lambda: _search(channel, SEARCH_KEY))[0] == grpc.StatusCode.UNAVAILABLE
+
+
+def test_mtls_needs_a_client_certificate_from_the_configured_ca(gateways, pki):
+    address = gateways["gateway-mtls"][0]
+    cert = {"cert": str(pki.client_cert), "key": str(pki.client_key)}
+    with client_channel(address, ca=str(pki.ca), **cert) as channel:
+        assert len(_search(channel, None).hits) == 3  # this gateway has no API keys
+    stranger = {"cert": str(pki.stranger_cert), "key": str(pki.stranger_key)}
+    for refused in (_NO_CERT, stranger):
+        with client_channel(address, ca=str(pki.ca), **refused) as channel:
+            assert _code(lambda: _search(channel, None))[0] == grpc.StatusCode.UNAVAILABLE
+
+
+def _https(url: str, ca: Path, body: bytes | None = None, headers=None) -> tuple[int, dict, dict]:
+    context = ssl.create_default_context(cafile=str(ca))
+    request = urllib.request.Request(
+        url, body, {"content-type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=context) as r:
+            return r.status, json.loads(r.read()), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+
+
+def test_http_api_over_tls_with_keys_and_a_body_limit(gateways, pki):
+    base = f"https://{gateways['gateway-tls'][1]}"
+    query = json.dumps({"text": "red shirt", "top_k": 2}).encode()
+    status, body, headers = _https(f"{base}/v1/search", pki.ca, query)
+    assert (status, body["code"]) == (401, "UNAUTHENTICATED")
+    assert headers.get("www-authenticate") == "Bearer"
+    status, body, _ = _https(f"{base}/v1/search", pki.ca, query, {"x-api-key": INFO_KEY})
+    assert (status, body["code"]) == (403, "PERMISSION_DENIED")
+    bearer = {"authorization": f"Bearer {SEARCH_KEY}"}
+    status, body, _ = _https(f"{base}/v1/search", pki.ca, query, bearer)
+    assert status == 200 and len(body["hits"]) == 2
+    status, body, _ = _https(f"{base}/v1/info", pki.ca, None, {"x-api-key": INFO_KEY})
+    assert status == 200 and body["catalog"]["points"] > 0
+    assert _https(f"{base}/healthz", pki.ca)[0] == 200  # open, for probes
+    huge = json.dumps({"text": "x" * (9 * 2**20)}).encode()  # over the 8 MiB default
+    status, body, _ = _https(f"{base}/v1/search", pki.ca, huge, bearer)
+    assert (status, body["code"]) == (413, "RESOURCE_EXHAUSTED")
+
+
+def test_the_cli_searches_over_tls_with_a_key_from_the_environment(
+    gateways, pki, capsys, monkeypatch
+):
+    from services.cli.app import main
+
+    address = gateways["gateway-tls"][0]
+    args = ["search", "red shirt", "--gateway", address, "--tls-ca", str(pki.ca), "--json"]
+    assert main(args) == 1
+    assert "UNAUTHENTICATED" in capsys.readouterr().err
+    monkeypatch.setenv("VITRINE_API_KEY", SEARCH_KEY)
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["hits"]
+
+
+def test_keys_never_reach_the_logs(gateways, pki):
+    """After the calls above (wrong keys included), no Ray log holds a key."""
+    import ray
+
+    with client_channel(gateways["gateway-tls"][0], ca=str(pki.ca), **_NO_CERT) as channel:
+        _code(lambda: _search(channel, UNKNOWN_KEY))
+    logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())
+    files = [p for p in logs.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        text = path.read_bytes()
+        for key in (SEARCH_KEY, INFO_KEY, UNKNOWN_KEY):
+            assert key.encode() not in text, f"{key} found in {path}"
+    assert list((logs / "serve").glob("replica_gateway-tls_*"))  # the scan saw the gateway's log
