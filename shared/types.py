@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +95,34 @@ class Filter:
 
     def is_empty(self) -> bool:
         return not self.must and not self.must_not
+
+
+# A payload field a filter may name: letters, digits, `_` and `-`, nested with dots. The store's
+# JSON paths give other characters meanings of their own (`[]`, quotes).
+FILTER_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*)*")
+MAX_FILTER_KEY_CHARS = 128
+
+
+def filter_problem(flt: Filter) -> str | None:
+    """What makes a filter unusable (a malformed key, a bound that is not a finite number), in
+    words for the caller; None when it is fine."""
+    for c in flt.must + flt.must_not:
+        if not c.key:
+            return "a filter condition has no key"
+        if len(c.key) > MAX_FILTER_KEY_CHARS or not FILTER_KEY.fullmatch(c.key):
+            return (
+                f"filter key {c.key[:MAX_FILTER_KEY_CHARS]!r} is not a field name (letters, digits, "
+                f"_ and -, nested with dots, at most {MAX_FILTER_KEY_CHARS} characters)"
+            )
+        if isinstance(c.match, Range):
+            bounds = [c.match.gt, c.match.gte, c.match.lt, c.match.lte]
+            if all(b is None for b in bounds):
+                return f"range on {c.key!r} has no bound"
+            if any(b is not None and not math.isfinite(b) for b in bounds):
+                return f"range on {c.key!r} has a bound that is not a finite number"
+        if isinstance(c.match, tuple) and not c.match:
+            return f"any_of on {c.key!r} lists no values"
+    return None
 
 
 @dataclass(frozen=True)

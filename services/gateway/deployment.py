@@ -21,6 +21,7 @@ from pathlib import Path
 import grpc
 import uvicorn
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -38,7 +39,6 @@ from services.gateway.clients import (
 )
 from services.gateway.search import Dependencies, Limits, run_search, validate
 from shared.api.vitrine.search.v1 import search_pb2 as pb
-from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.conversions import search as conv
 from shared.logs import serve_logger
 from shared.serving.errors import (
@@ -123,7 +123,7 @@ class Gateway:
                 ("grpc.so_reuseport", 1),
             ],
         )
-        pb_grpc.add_SearchServiceServicer_to_server(_SearchServicer(self), self._server)
+        self._server.add_generic_rpc_handlers((_SearchServicer(self).handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             [
@@ -384,11 +384,26 @@ class _HTTPServer(uvicorn.Server):
         yield
 
 
-class _SearchServicer(pb_grpc.SearchServiceServicer):
+class _SearchServicer:
+    """SearchService over raw request bytes: grpcio answers a request its deserializer cannot
+    parse with INTERNAL, so the servicer parses it and answers INVALID_ARGUMENT instead."""
+
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
 
-    async def Search(self, request, context: grpc.aio.ServicerContext):  # noqa: N802
+    def handler(self) -> grpc.GenericRpcHandler:
+        search = grpc.unary_unary_rpc_method_handler(
+            self.Search, response_serializer=pb.SearchResponse.SerializeToString
+        )
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, {"Search": search})
+
+    async def Search(self, raw: bytes, context: grpc.aio.ServicerContext):  # noqa: N802
+        try:
+            request = pb.SearchRequest.FromString(raw)
+        except DecodeError as e:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a SearchRequest: {e}"
+            )
         try:
             query = parse(conv.request_from_proto, request)
             result = await self._gateway.search(query, timeout_s=context.time_remaining())

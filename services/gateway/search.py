@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.serving.errors import DependencyError, LimitError, NotFoundError, RequestError
-from shared.types import Filter, FusionInput, Range, SearchQuery, SearchResult, Timing
+from shared.types import Filter, FusionInput, SearchQuery, SearchResult, Timing, filter_problem
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,8 @@ def _validate_filter(flt: Filter, limits: Limits) -> None:
         raise LimitError(
             f"filter has {len(conditions)} conditions, more than {limits.max_filter_conditions}"
         )
-    for c in conditions:
-        if not c.key:
-            raise RequestError("a filter condition has no key")
-        if isinstance(c.match, Range):
-            bounds = [c.match.gt, c.match.gte, c.match.lt, c.match.lte]
-            if all(b is None for b in bounds):
-                raise RequestError(f"range on {c.key!r} has no bound")
-        if isinstance(c.match, tuple) and not c.match:
-            raise RequestError(f"any_of on {c.key!r} lists no values")
+    if problem := filter_problem(flt):
+        raise RequestError(problem)
 
 
 class Dependencies:

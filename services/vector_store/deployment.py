@@ -21,7 +21,7 @@ from shared.logs import serve_logger
 from shared.models.bundle import Manifest
 from shared.serving.errors import RequestError, grpc_method, parse
 from shared.serving.runtime import resolve_bundle
-from shared.types import Filter, Hit
+from shared.types import Filter, Hit, filter_problem
 from shared.vectorstore import Point, StoredPoint, StoreError, open_store
 
 log = serve_logger(__name__)
@@ -113,6 +113,8 @@ class VectorStore:
         query = parse(conv.search_request_from_proto, request)
         if not 1 <= query.top_k <= MAX_TOP_K:
             raise RequestError(f"top_k must be 1..{MAX_TOP_K}, got {query.top_k}")
+        if query.filter is not None and (problem := filter_problem(query.filter)):
+            raise RequestError(problem)
         hits = await self.search(
             query.vector, top_k=query.top_k, filter=query.filter, exact=query.exact
         )

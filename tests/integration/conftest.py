@@ -154,3 +154,17 @@ def add_gateways(platform: Platform, apps: dict[str, dict]) -> dict[str, tuple[s
         addresses[name] = (f"127.0.0.1:{ports['grpc_port']}", f"127.0.0.1:{ports['http_port']}")
     deploy(platform.config, timeout_s=300, progress=False)
     return addresses
+
+
+def wait_serving(channel, *, timeout_s: float = 60) -> None:
+    """Waits until the gateway behind `channel` reports SERVING (every dependency answers)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    health = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
+        if status == health_pb2.HealthCheckResponse.SERVING:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the gateway was not SERVING after {timeout_s:.0f} s")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +19,7 @@ from services.cli.search_commands import client_channel
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from tests.certs import Pki, make_pki
-from tests.integration.conftest import add_gateways
+from tests.integration.conftest import add_gateways, wait_serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,22 +47,12 @@ def gateways(platform, pki, tmp_path_factory) -> dict[str, tuple[str, str]]:
     )
     for name, (address, _) in addresses.items():
         cert = {"cert": str(pki.client_cert), "key": str(pki.client_key)} if "mtls" in name else {}
-        _wait_serving(client_channel(address, ca=str(pki.ca), **(cert or _NO_CERT)))
+        with client_channel(address, ca=str(pki.ca), **(cert or _NO_CERT)) as channel:
+            wait_serving(channel)
     return addresses
 
 
 _NO_CERT = {"cert": None, "key": None}
-
-
-def _wait_serving(channel: grpc.Channel) -> None:
-    with channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        for _ in range(120):
-            status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
-            if status == health_pb2.HealthCheckResponse.SERVING:
-                return
-            time.sleep(0.5)
-    raise AssertionError("gateway never became SERVING")
 
 
 def _search(channel: grpc.Channel, key: str | None) -> pb.SearchResponse:

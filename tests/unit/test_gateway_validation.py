@@ -34,6 +34,18 @@ def test_default_top_k_is_applied():
         (SearchQuery(image=b"x" * 101), LimitError, "bytes"),
         (SearchQuery(text="red", top_k=51), LimitError, "top_k"),
         (SearchQuery(text="a", filter=Filter(must=(Condition("", "x"),))), RequestError, "no key"),
+        (  # found by tests/integration/test_fuzz.py: the store's JSON-path parser refused it
+            SearchQuery(text="a", filter=Filter(must=(Condition("a[]\U0005d1e3", "x"),))),
+            RequestError,
+            "not a field name",
+        ),
+        (
+            SearchQuery(
+                text="a", filter=Filter(must_not=(Condition("y", Range(gt=float("nan"))),))
+            ),
+            RequestError,
+            "not a finite number",
+        ),
         (
             SearchQuery(text="a", filter=Filter(must=(Condition("y", Range()),))),
             RequestError,

@@ -1,0 +1,384 @@
+"""Property-based fuzzing (hypothesis) of the running platform: the gateway's gRPC and HTTP APIs,
+the fusion service, and catalog events through the real broker into the ingestion worker.
+
+The property everywhere: a clear answer for every input (a status other than INTERNAL / UNKNOWN,
+an HTTP status other than 5xx, a dead letter with its reason), and the service still serves.
+Case counts scale with $VITRINE_FUZZ_* (`make chaos`); each test writes its tally to
+$VITRINE_RELIABILITY_REPORT when set (docs/RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+
+from services.ingestion.app import IngestionWorker, grpc_processor
+from services.ingestion.config import IngestionSettings
+from services.ingestion.worker import REASON_HEADER
+from shared.api.vitrine.fusion.v1 import fusion_pb2, fusion_pb2_grpc
+from shared.api.vitrine.search.v1 import search_pb2 as pb
+from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
+from shared.conversions.catalog import event_to_bytes, event_to_json
+from shared.serving.endpoints import grpc_targets_sync
+from shared.streaming.broker import LocalBroker
+from shared.streaming.events import CONTENT_TYPE, committed_behind
+from shared.types import CatalogEvent, Op
+from tests.fuzzing import Tally, encoded, images, png_bomb, scale, text_values, truncated_images
+from tests.integration.conftest import wait_serving
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# A caller's mistake; anything else (INTERNAL, UNKNOWN, UNAVAILABLE, DEADLINE_EXCEEDED) fails.
+CLEAR = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.NOT_FOUND,
+}
+FUZZ = settings(
+    deadline=None,
+    database=None,
+    derandomize=False,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def fuzz(name: str, default: int) -> settings:
+    """FUZZ with `default` examples, or $VITRINE_<NAME>."""
+    return settings(FUZZ, max_examples=scale(name, default))
+
+
+@pytest.fixture(scope="module")
+def channel(platform):
+    with grpc.insecure_channel(platform.gateway) as channel:
+        wait_serving(channel)
+        yield channel
+
+
+def _still_serving(channel) -> None:
+    wait_serving(channel, timeout_s=30)
+    reply = pb_grpc.SearchServiceStub(channel).Search(pb.SearchRequest(text="red"), timeout=30)
+    assert reply.hits
+
+
+def _conditions():
+    keys = st.one_of(
+        st.sampled_from(["baseColour", "year", "articleType", ""]), st.text(max_size=20)
+    )
+    value = st.one_of(
+        st.builds(lambda v: {"keyword": v}, st.text(max_size=30)),
+        st.builds(lambda v: {"integer": v}, st.integers(-(2**63), 2**63 - 1)),
+        st.builds(lambda v: {"boolean": v}, st.booleans()),
+        st.builds(
+            lambda v: {"any_of": pb.KeywordList(values=v)},
+            st.lists(st.text(max_size=10), max_size=300),
+        ),
+        st.builds(
+            lambda b: {"range": pb.Range(**b)},
+            st.dictionaries(
+                st.sampled_from(["gt", "gte", "lt", "lte"]),
+                st.floats(allow_nan=True, allow_infinity=True),
+            ),
+        ),
+        st.just({}),
+    )
+    return st.builds(lambda k, v: pb.Condition(key=k, **v), keys, value)
+
+
+def _search_requests():
+    reference = st.one_of(
+        st.just({}),
+        st.builds(lambda b: {"image": b}, images()),
+        st.builds(
+            lambda p: {"product_id": p},
+            st.one_of(st.sampled_from([f"p{i}" for i in range(12)]), st.text(max_size=100)),
+        ),
+    )
+    flt = st.builds(
+        lambda must, must_not: pb.Filter(must=must, must_not=must_not),
+        st.lists(_conditions(), max_size=4),
+        st.lists(_conditions(), max_size=70),
+    )
+    return st.builds(
+        lambda text, ref, top_k, f: pb.SearchRequest(text=text, top_k=top_k, filter=f, **ref),
+        text_values(),
+        reference,
+        st.one_of(st.integers(0, 200), st.integers(0, 2**32 - 1)),
+        st.one_of(st.none(), flt),
+    )
+
+
+def test_fuzzed_search_requests_get_clear_statuses(channel):
+    stub, tally = pb_grpc.SearchServiceStub(channel), Tally("gRPC SearchRequest fields")
+
+    @fuzz("fuzz_requests", 3000)
+    @given(request=_search_requests())
+    def check(request):
+        code, details = grpc.StatusCode.OK, ""
+        try:
+            stub.Search(request, timeout=30)
+        except grpc.RpcError as e:
+            code, details = e.code(), e.details()
+            assert details, "an error status needs a message"
+        tally.add(code.name)
+        assert code in CLEAR, f"{code.name}: {details[:500]}"
+
+    check()
+    tally.write()
+    _still_serving(channel)
+
+
+def test_undecodable_and_oversized_requests(channel):
+    raw = channel.unary_unary("/vitrine.search.v1.SearchService/Search")  # bytes in, bytes out
+    tally = Tally("gRPC raw request bytes")
+
+    @fuzz("fuzz_raw", 1000)
+    @given(body=st.one_of(st.binary(max_size=512), truncated_images()))
+    def check(body):
+        try:
+            pb.SearchResponse.FromString(raw(body, timeout=30))
+            code = grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            code = e.code()
+        tally.add(code.name)
+        assert code in CLEAR, (code, body)
+
+    check()
+    stub = pb_grpc.SearchServiceStub(channel)
+    for size in (9 * 2**20, 32 * 2**20):  # over the gateway's 8 MiB request limit
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Search(pb.SearchRequest(image=os.urandom(size)), timeout=60)
+        tally.add(info.value.code().name)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    tally.write()
+    _still_serving(channel)
+
+
+def _http(url: str, body: bytes) -> int:
+    request = urllib.request.Request(url, body, {"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            json.loads(r.read())
+            return r.status
+    except urllib.error.HTTPError as e:
+        json.loads(e.read())  # every error is JSON with a message
+        return e.code
+
+
+def test_fuzzed_http_bodies_never_get_a_server_error(platform, channel):
+    tally = Tally("HTTP /v1/search bodies")
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+        max_leaves=12,
+    )
+    fields = st.fixed_dictionaries(
+        {},
+        optional={
+            "text": st.one_of(text_values(), json_values),
+            "top_k": st.one_of(st.integers(-5, 2**40), json_values),
+            "product_id": st.one_of(st.text(max_size=20), json_values),
+            "image": st.one_of(st.just("not base64!"), st.just("aGVsbG8="), json_values),
+            "filter": json_values,
+            "unknown_field": json_values,
+        },
+    )
+    bodies = st.one_of(
+        fields.map(lambda d: json.dumps(d).encode()),
+        st.binary(max_size=200),
+        json_values.map(lambda v: json.dumps(v).encode()),
+    )
+
+    @fuzz("fuzz_http", 1000)
+    @given(body=bodies)
+    def check(body):
+        status = _http(f"{platform.http}/v1/search", body)
+        tally.add(str(status))
+        assert status < 500, (status, body)
+
+    check()
+    tally.write()
+    _still_serving(channel)
+
+
+def test_fusion_refuses_wrong_embedding_shapes(platform, channel):
+    """Fusion's own gRPC API (the gateway never sends it these): wrong dimensions, counts that
+    disagree, data of the wrong length."""
+    tally = Tally("fusion FuseRequest shapes")
+    with grpc.insecure_channel(grpc_targets_sync("fusion")[0]) as fusion_channel:
+        stub = fusion_pb2_grpc.FusionServiceStub(fusion_channel)
+
+        def batch(count, dim, extra):
+            data = np.ones(count * dim, "<f4").tobytes()[: max(0, count * dim * 4 + extra)]
+            return fusion_pb2.EmbeddingBatch(count=count, dim=dim, data=data)
+
+        shapes = st.tuples(st.integers(0, 4), st.integers(0, 40), st.sampled_from([0, 0, -4, 4]))
+
+        @fuzz("fuzz_fusion", 1000)
+        @given(image=shapes, text=shapes)
+        def check(image, text):
+            request = fusion_pb2.FuseRequest(
+                image_embeddings=batch(*image), text_embeddings=batch(*text)
+            )
+            try:
+                stub.Fuse(request, timeout=30, metadata=(("application", "fusion"),))
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as e:
+                code = e.code()
+            tally.add(code.name)
+            assert code in CLEAR, (code, image, text)
+            if image != text or image[1] != 16 or image[2] != 0:  # the tiny bundle's dim is 16
+                assert code != grpc.StatusCode.OK, (image, text)
+
+        check()
+    tally.write()
+    _still_serving(channel)
+
+
+# --- catalog events -------------------------------------------------------------------------
+
+PB, JS = (CONTENT_TYPE, b"application/x-protobuf"), (CONTENT_TYPE, b"application/json")
+
+
+def _event(product_id: str, **fields) -> CatalogEvent:
+    return CatalogEvent(product_id=product_id, op=fields.pop("op", Op.UPSERT), **fields)
+
+
+def _event_records(n: int) -> st.SearchStrategy:
+    """(poison, value, headers) for product `n`: poison is True when the record can never be
+    indexed, None when it depends on the image (odd modes may or may not decode)."""
+    pid = f"fz{n}"
+    good = encoded("RGB", "PNG", 8, 8, n)
+    return st.one_of(
+        st.builds(lambda b: (True, b, (PB,)), st.binary(max_size=300)),
+        st.builds(lambda b: (True, b, (JS,)), st.binary(max_size=300)),
+        st.builds(
+            lambda cut: (True, event_to_bytes(_event(pid, image_bytes=good))[:cut], (PB,)),
+            st.integers(0, 10),
+        ),
+        st.just((True, b'{"product_id": 5, "op": "nope"}', (JS,))),
+        st.just(
+            (True, event_to_bytes(_event(pid, image_bytes=good)), ((CONTENT_TYPE, b"text/x"),))
+        ),
+        st.just((True, event_to_bytes(_event("", image_bytes=good)), (PB,))),
+        st.just((True, event_to_bytes(_event(pid)), (PB,))),  # an upsert without an image
+        st.sampled_from(["ftp://x/y.jpg", "file:///nonexistent.png", "gopher://z"]).map(
+            lambda uri: (True, event_to_bytes(_event(pid, image_uri=uri)), (PB,))
+        ),
+        st.sampled_from([png_bomb(), b"\x89PNG\r\n\x1a\n" + b"\0" * 64]).map(
+            lambda img: (True, event_to_bytes(_event(pid, image_bytes=img)), (PB,))
+        ),
+        st.binary(min_size=1, max_size=500).map(
+            lambda img: (True, event_to_bytes(_event(pid, image_bytes=img)), (PB,))
+        ),
+        images().map(lambda img: (None, event_to_bytes(_event(pid, image_bytes=img)), (PB,))),
+        st.builds(
+            lambda title: (False, event_to_json(_event(pid, image_bytes=good, title=title)), (JS,)),
+            text_values(),
+        ),
+        st.just((False, event_to_bytes(_event(pid, op=Op.DELETE)), (PB,))),
+    )
+
+
+def test_fuzzed_catalog_events_are_indexed_or_dead_lettered_with_a_reason(platform, tmp_path):
+    records, n_events = [], scale("fuzz_events", 1500)
+
+    @settings(FUZZ, max_examples=n_events)
+    @given(data=st.data())
+    def generate(data):
+        records.append(data.draw(_event_records(len(records))))
+
+    generate()
+    with LocalBroker() as broker:
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        admin.create_topics([NewTopic(t, 2, 1) for t in ("fuzz", "fuzz.dlq")])
+        admin.close()
+        producer = KafkaProducer(
+            bootstrap_servers=broker.bootstrap_servers, max_request_size=8 * 2**20, linger_ms=5
+        )
+        futures = [
+            producer.send("fuzz", key=f"fz{i}".encode(), value=value, headers=list(headers))
+            for i, (_, value, headers) in enumerate(records)
+        ]
+        producer.flush()
+        sources = [f"fuzz/{m.partition}/{m.offset}" for m in (f.get(30) for f in futures)]
+        producer.close()
+        ends = {}
+        for source in sources:
+            _, partition, offset = source.split("/")
+            key = ("fuzz", int(partition))
+            ends[key] = max(ends.get(key, 0), int(offset) + 1)
+        settings_ = IngestionSettings(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            catalog_topic="fuzz",
+            dlq_topic="fuzz.dlq",
+            consumer_group="fuzz",
+            batch_size=64,
+            thumbnail_px=0,
+            image_encoder_address=grpc_targets_sync("image-encoder")[0],
+            vector_store_address=grpc_targets_sync("vector-store")[0],
+        )
+        worker = IngestionWorker(settings_, grpc_processor(settings_))
+        try:
+            for _ in range(600):
+                worker.run_once(timeout_ms=500)
+                if committed_behind(broker.bootstrap_servers, "fuzz", ends) == 0:
+                    break
+            assert committed_behind(broker.bootstrap_servers, "fuzz", ends) == 0
+        finally:
+            worker.close()
+        letters = KafkaConsumer(
+            "fuzz.dlq",
+            bootstrap_servers=broker.bootstrap_servers,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=3000,
+        )
+        dead = {}
+        for letter in letters:
+            headers = dict(letter.headers)
+            dead[headers["vitrine-source"].decode()] = headers[REASON_HEADER].decode()
+        letters.close()
+    present = _present([f"fz{i}" for i in range(len(records))])
+    tally = Tally("catalog events")
+    for i, ((poison, _, _), source) in enumerate(zip(records, sources, strict=True)):
+        reason = dead.get(source)
+        if reason is not None:
+            assert reason.strip(), source
+            assert f"fz{i}" not in present, f"fz{i} both indexed and dead-lettered"
+            tally.add("dead-lettered with a reason")
+        else:
+            assert poison is not True, f"poison record {source} neither dead-lettered nor kept out"
+            tally.add("indexed or deleted")
+        if poison is True:
+            assert reason, f"poison record {source} (fz{i}) not in the dead-letter topic"
+    tally.write(dead_letters=len(dead))
+    assert len(dead) == sum(1 for s in sources if s in dead)  # no dead letter for another record
+
+
+def _present(product_ids: list[str]) -> set[str]:
+    from shared.api.vitrine.store.v1 import store_pb2_grpc
+    from shared.conversions import store as store_conv
+    from shared.vectorstore.base import RetrieveQuery
+
+    found = set()
+    with grpc.insecure_channel(grpc_targets_sync("vector-store")[0]) as ch:
+        stub = store_pb2_grpc.VectorStoreServiceStub(ch)
+        for start in range(0, len(product_ids), 500):
+            query = RetrieveQuery(tuple(product_ids[start : start + 500]), with_vectors=False)
+            reply = stub.RetrievePoints(
+                store_conv.retrieve_request_to_proto(query),
+                timeout=60,
+                metadata=(("application", "vector-store"),),
+            )
+            found |= {p.product_id for p in store_conv.retrieve_response_from_proto(reply)}
+    return found
