@@ -219,7 +219,8 @@ def test_fusion_refuses_wrong_embedding_shapes(platform, channel):
         stub = fusion_pb2_grpc.FusionServiceStub(fusion_channel)
 
         def batch(count, dim, extra):
-            data = np.ones(count * dim, "<f4").tobytes()[: max(0, count * dim * 4 + extra)]
+            data = np.ones(count * dim, "<f4").tobytes()
+            data = data + b"\0" * extra if extra > 0 else data[: max(0, len(data) + extra)]
             return fusion_pb2.EmbeddingBatch(count=count, dim=dim, data=data)
 
         shapes = st.tuples(st.integers(0, 4), st.integers(0, 40), st.sampled_from([0, 0, -4, 4]))
