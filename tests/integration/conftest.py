@@ -89,8 +89,14 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def platform(ray_cluster, tmp_path_factory) -> Platform:
-    """(Per module, so its replicas do not outlive the tests that use them.) Every application of deploy/serve/vitrine.yaml with a tiny bundle, a 12-product catalog
-    indexed in an embedded Qdrant Edge store."""
+    """(Per module, so its replicas do not outlive the tests that use them.) Every application
+    of deploy/serve/vitrine.yaml with a tiny bundle, a 12-product catalog indexed in an
+    embedded Qdrant Edge store."""
+    yield from deploy_platform(tmp_path_factory)
+
+
+def deploy_platform(tmp_path_factory):
+    """The `platform` fixture's body: deploys, yields the Platform, deletes its applications."""
     from ray import serve
 
     from services.cli.serve_commands import deploy, index_catalog, load_config

@@ -5,12 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -24,7 +20,7 @@ from services.ingestion.worker import REASON_HEADER
 from shared.api.vitrine.store.v1 import store_pb2_grpc
 from shared.conversions import store as store_conv
 from shared.serving.endpoints import grpc_targets_sync
-from shared.streaming.broker import LocalBroker, free_port
+from shared.streaming.broker import LocalBroker
 from shared.streaming.events import (
     committed_behind,
     encode,
@@ -34,6 +30,7 @@ from shared.streaming.events import (
 )
 from shared.types import CatalogEvent, Op
 from shared.vectorstore.base import RetrieveQuery
+from tests.integration.workers import WorkerProcess, store_count, until, worker_settings
 from tests.tiny import write_catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -72,21 +69,6 @@ def worker(platform, broker):
     w.close()
 
 
-def _store_count() -> int:
-    import asyncio
-
-    from ray import serve
-
-    from shared.serving.endpoints import release_handles
-
-    async def count() -> int:
-        n = await serve.get_deployment_handle("VectorStore", "vector-store").count.remote()
-        await release_handles()
-        return n
-
-    return asyncio.run(count())
-
-
 def _publish(broker, events, *, topic: str, as_json: bool = False):
     return publish(
         events,
@@ -120,10 +102,10 @@ def _drain(worker, expected_records: int):
 
 def test_publish_replay_delete(worker, broker, tmp_path):
     catalog = write_catalog(tmp_path / "c", n=10, prefix="k")
-    before = _store_count()
+    before = store_count()
     _publish(broker, product_events(catalog), topic="catalog")
     assert _drain(worker, 10)[0] == 10
-    assert _store_count() == before + 10
+    assert store_count() == before + 10
     ids = {f"k{i}" for i in range(10)}
     assert _present(sorted(ids)) == ids
     # A replay (JSON this time, URIs instead of bytes, one title changed) overwrites: the same
@@ -134,7 +116,7 @@ def test_publish_replay_delete(worker, broker, tmp_path):
     )
     _publish(broker, replay, as_json=True, topic="catalog")
     _drain(worker, 10)
-    assert _store_count() == before + 10
+    assert store_count() == before + 10
     assert _present(sorted(ids)) == ids
     payloads = {p.product_id: p.payload for p in _retrieve(["k0", "k1"])}
     assert payloads["k0"]["title"] == "renamed shirt"
@@ -145,12 +127,12 @@ def test_publish_replay_delete(worker, broker, tmp_path):
     producer.send("catalog", key=record.key, value=record.value, headers=list(record.headers))
     producer.close()
     assert _drain(worker, 1)[1] == 1
-    assert _store_count() == before + 9
+    assert store_count() == before + 9
 
 
 def test_poison_goes_to_the_dead_letter_topic(worker, broker, tmp_path):
     catalog = write_catalog(tmp_path / "c", n=3, prefix="good")
-    before = _store_count()
+    before = store_count()
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
     poison = [
         (b"x1", b"\xff\xfe garbage", [("content-type", b"application/x-protobuf")]),
@@ -166,7 +148,7 @@ def test_poison_goes_to_the_dead_letter_topic(worker, broker, tmp_path):
     _publish(broker, product_events(catalog), topic="catalog")
     upserted, _, dead, reasons = _drain(worker, 8)
     assert (upserted, dead) == (3, 5), reasons
-    assert _store_count() == before + 3
+    assert store_count() == before + 3
     consumer = KafkaConsumer(
         "catalog.dlq",
         bootstrap_servers=broker.bootstrap_servers,
@@ -198,89 +180,13 @@ def _truncated_jpeg() -> bytes:
     return buf.getvalue()[: len(buf.getvalue()) // 2]
 
 
-# --- worker processes: what `vitrine ingest` runs, started and killed like in production ---
-
-
-class WorkerProcess:
-    """`python -m services.ingestion.app` with VITRINE_* settings, its output in a log file."""
-
-    def __init__(self, log_path: Path, **settings) -> None:
-        self.metrics_port = free_port()
-        env = dict(os.environ)
-        env.update({f"VITRINE_{k.upper()}": str(v) for k, v in settings.items()})
-        env["VITRINE_METRICS_PORT"] = str(self.metrics_port)
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.ingestion.app"],
-            cwd=REPO,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def metrics(self) -> dict[str, float]:
-        """Sample name with labels (`x{a="b"}`) -> value; {} until the server is up."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        try:
-            text = urllib.request.urlopen(url, timeout=2).read().decode()  # noqa: S310
-        except OSError:
-            return {}
-        out = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return out
-
-    def upserted(self) -> float:
-        return self.metrics().get('vitrine_ingest_records_total{outcome="upserted"}', 0.0)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout_s)
-        finally:
-            self._log.close()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-def _until(predicate, *, timeout_s: float, what: str, workers=()) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            logs = "\n".join(w.output() for w in workers)
-            raise AssertionError(f"timed out waiting for {what}\n{logs}")
-        for w in workers:
-            assert w.proc.poll() is None, f"worker exited early:\n{w.output()}"
-        time.sleep(0.2)
-
-
 def _present(product_ids: list[str]) -> set[str]:
     """The ids of `product_ids` the store holds."""
     return {p.product_id for p in _retrieve(product_ids)}
 
 
-def _worker_settings(broker, topic: str, group: str, **extra) -> dict:
-    return {
-        "kafka_bootstrap_servers": broker.bootstrap_servers,
-        "catalog_topic": topic,
-        "dlq_topic": f"{topic}.dlq",
-        "consumer_group": group,
-        "catalog_partitions": 4,
-        "image_encoder_address": grpc_targets_sync("image-encoder")[0],
-        "vector_store_address": grpc_targets_sync("vector-store")[0],
-        **extra,
-    }
-
-
 def test_two_workers_share_the_partitions_and_export_metrics(platform, broker, tmp_path):
-    settings = _worker_settings(broker, "catalog-shared", "shared-group", batch_size=4)
+    settings = worker_settings(broker, "catalog-shared", "shared-group", batch_size=4)
     workers = [WorkerProcess(tmp_path / f"worker{i}.log", **settings) for i in range(2)]
     try:
 
@@ -288,7 +194,7 @@ def test_two_workers_share_the_partitions_and_export_metrics(platform, broker, t
             return [w.metrics().get("vitrine_ingest_assigned_partitions", 0) for w in workers]
 
         # Both members hold partitions of the 4 (the topic is created by the first worker).
-        _until(
+        until(
             lambda: min(assigned()) > 0 and sum(assigned()) == 4,
             timeout_s=120,
             what="both workers to own partitions",
@@ -297,8 +203,8 @@ def test_two_workers_share_the_partitions_and_export_metrics(platform, broker, t
         catalog = write_catalog(tmp_path / "c", n=40, prefix="s")
         ids = [f"s{i}" for i in range(40)]
         published = _publish(broker, product_events(catalog), topic="catalog-shared")
-        _until(lambda: len(_present(ids)) == 40, timeout_s=180, what="40 products", workers=workers)
-        _until(
+        until(lambda: len(_present(ids)) == 40, timeout_s=180, what="40 products", workers=workers)
+        until(
             lambda: _committed(broker, "shared-group", published),
             timeout_s=60,
             what="the group to commit everything",
@@ -323,20 +229,20 @@ def test_two_workers_share_the_partitions_and_export_metrics(platform, broker, t
 def test_sigkill_mid_stream_then_restart_indexes_everything_once(platform, broker, tmp_path):
     """Every item indexed exactly once in effect: nothing lost, nothing duplicated."""
     n = 300
-    settings = _worker_settings(broker, "catalog-kill", "kill-group", batch_size=8)
+    settings = worker_settings(broker, "catalog-kill", "kill-group", batch_size=8)
     catalog = write_catalog(tmp_path / "c", n=n, prefix="kill")
     ids = [f"kill{i}" for i in range(n)]
-    before = _store_count()
+    before = store_count()
     published = _publish(broker, product_events(catalog), topic="catalog-kill")
     first = WorkerProcess(tmp_path / "first.log", **settings)
-    _until(lambda: first.upserted() >= 40, timeout_s=180, what="a first part", workers=[first])
+    until(lambda: first.upserted() >= 40, timeout_s=180, what="a first part", workers=[first])
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     indexed_at_kill = len(_present(ids))
     assert 0 < indexed_at_kill < n, "the kill must land mid-stream"
 
     second = WorkerProcess(tmp_path / "second.log", **settings)
     try:
-        _until(
+        until(
             lambda: _committed(broker, "kill-group", published),
             timeout_s=300,
             what="the restarted worker to catch up",
@@ -345,7 +251,7 @@ def test_sigkill_mid_stream_then_restart_indexes_everything_once(platform, broke
     finally:
         assert second.stop() == 0, second.output()
     assert _present(ids) == set(ids)  # nothing lost
-    assert _store_count() == before + n  # nothing duplicated
+    assert store_count() == before + n  # nothing duplicated
     letters = KafkaConsumer(
         "catalog-kill.dlq",
         bootstrap_servers=broker.bootstrap_servers,

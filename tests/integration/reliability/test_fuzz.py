@@ -35,6 +35,7 @@ from shared.streaming.events import CONTENT_TYPE, committed_behind
 from shared.types import CatalogEvent, Op
 from tests.fuzzing import Tally, encoded, images, png_bomb, scale, text_values, truncated_images
 from tests.integration.conftest import wait_serving
+from tests.integration.workers import present
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -121,7 +122,7 @@ def _search_requests():
 def test_fuzzed_search_requests_get_clear_statuses(channel):
     stub, tally = pb_grpc.SearchServiceStub(channel), Tally("gRPC SearchRequest fields")
 
-    @fuzz("fuzz_requests", 3000)
+    @fuzz("fuzz_requests", 1500)
     @given(request=_search_requests())
     def check(request):
         code, details = grpc.StatusCode.OK, ""
@@ -142,7 +143,7 @@ def test_undecodable_and_oversized_requests(channel):
     raw = channel.unary_unary("/vitrine.search.v1.SearchService/Search")  # bytes in, bytes out
     tally = Tally("gRPC raw request bytes")
 
-    @fuzz("fuzz_raw", 1000)
+    @fuzz("fuzz_raw", 500)
     @given(body=st.one_of(st.binary(max_size=512), truncated_images()))
     def check(body):
         try:
@@ -199,7 +200,7 @@ def test_fuzzed_http_bodies_never_get_a_server_error(platform, channel):
         json_values.map(lambda v: json.dumps(v).encode()),
     )
 
-    @fuzz("fuzz_http", 1000)
+    @fuzz("fuzz_http", 500)
     @given(body=bodies)
     def check(body):
         status = _http(f"{platform.http}/v1/search", body)
@@ -225,7 +226,7 @@ def test_fusion_refuses_wrong_embedding_shapes(platform, channel):
 
         shapes = st.tuples(st.integers(0, 4), st.integers(0, 40), st.sampled_from([0, 0, -4, 4]))
 
-        @fuzz("fuzz_fusion", 1000)
+        @fuzz("fuzz_fusion", 300)
         @given(image=shapes, text=shapes)
         def check(image, text):
             request = fusion_pb2.FuseRequest(
@@ -292,7 +293,7 @@ def _event_records(n: int) -> st.SearchStrategy:
 
 
 def test_fuzzed_catalog_events_are_indexed_or_dead_lettered_with_a_reason(platform, tmp_path):
-    records, n_events = [], scale("fuzz_events", 1500)
+    records, n_events = [], scale("fuzz_events", 700)
 
     @settings(FUZZ, max_examples=n_events)
     @given(data=st.data())
@@ -349,13 +350,13 @@ def test_fuzzed_catalog_events_are_indexed_or_dead_lettered_with_a_reason(platfo
             headers = dict(letter.headers)
             dead[headers["vitrine-source"].decode()] = headers[REASON_HEADER].decode()
         letters.close()
-    present = _present([f"fz{i}" for i in range(len(records))])
+    indexed = present([f"fz{i}" for i in range(len(records))])
     tally = Tally("catalog events")
     for i, ((poison, _, _), source) in enumerate(zip(records, sources, strict=True)):
         reason = dead.get(source)
         if reason is not None:
             assert reason.strip(), source
-            assert f"fz{i}" not in present, f"fz{i} both indexed and dead-lettered"
+            assert f"fz{i}" not in indexed, f"fz{i} both indexed and dead-lettered"
             tally.add("dead-lettered with a reason")
         else:
             assert poison is not True, f"poison record {source} neither dead-lettered nor kept out"
@@ -364,22 +365,3 @@ def test_fuzzed_catalog_events_are_indexed_or_dead_lettered_with_a_reason(platfo
             assert reason, f"poison record {source} (fz{i}) not in the dead-letter topic"
     tally.write(dead_letters=len(dead))
     assert len(dead) == sum(1 for s in sources if s in dead)  # no dead letter for another record
-
-
-def _present(product_ids: list[str]) -> set[str]:
-    from shared.api.vitrine.store.v1 import store_pb2_grpc
-    from shared.conversions import store as store_conv
-    from shared.vectorstore.base import RetrieveQuery
-
-    found = set()
-    with grpc.insecure_channel(grpc_targets_sync("vector-store")[0]) as ch:
-        stub = store_pb2_grpc.VectorStoreServiceStub(ch)
-        for start in range(0, len(product_ids), 500):
-            query = RetrieveQuery(tuple(product_ids[start : start + 500]), with_vectors=False)
-            reply = stub.RetrievePoints(
-                store_conv.retrieve_request_to_proto(query),
-                timeout=60,
-                metadata=(("application", "vector-store"),),
-            )
-            found |= {p.product_id for p in store_conv.retrieve_response_from_proto(reply)}
-    return found

@@ -1,0 +1,128 @@
+"""`vitrine ingest` worker processes for tests: started with VITRINE_* settings, read through
+their metrics endpoint, stopped or killed like in production."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+
+from shared.serving.endpoints import grpc_targets_sync
+from shared.streaming.broker import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcess:
+    """`python -m services.ingestion.app` with VITRINE_* settings, its output in a log file."""
+
+    def __init__(self, log_path: Path, **settings) -> None:
+        self.metrics_port = free_port()
+        env = dict(os.environ)
+        env.update({f"VITRINE_{k.upper()}": str(v) for k, v in settings.items()})
+        env["VITRINE_METRICS_PORT"] = str(self.metrics_port)
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.ingestion.app"],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """Sample name with labels (`x{a="b"}`) -> value; {} until the server is up."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            text = urllib.request.urlopen(url, timeout=2).read().decode()  # noqa: S310
+        except OSError:
+            return {}
+        out = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return out
+
+    def upserted(self) -> float:
+        return self.metrics().get('vitrine_ingest_records_total{outcome="upserted"}', 0.0)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        finally:
+            self._log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def until(predicate, *, timeout_s: float, what: str, workers=()) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            logs = "\n".join(w.output() for w in workers)
+            raise AssertionError(f"timed out waiting for {what}\n{logs}")
+        for w in workers:
+            assert w.proc.poll() is None, f"worker exited early:\n{w.output()}"
+        time.sleep(0.2)
+
+
+def worker_settings(broker, topic: str, group: str, **extra) -> dict:
+    return {
+        "kafka_bootstrap_servers": broker.bootstrap_servers,
+        "catalog_topic": topic,
+        "dlq_topic": f"{topic}.dlq",
+        "consumer_group": group,
+        "catalog_partitions": 4,
+        "image_encoder_address": grpc_targets_sync("image-encoder")[0],
+        "vector_store_address": grpc_targets_sync("vector-store")[0],
+        **extra,
+    }
+
+
+def store_count() -> int:
+    """Points in the platform's collection."""
+    import asyncio
+
+    from ray import serve
+
+    from shared.serving.endpoints import release_handles
+
+    async def count() -> int:
+        n = await serve.get_deployment_handle("VectorStore", "vector-store").count.remote()
+        await release_handles()
+        return n
+
+    return asyncio.run(count())
+
+
+def present(product_ids: list[str]) -> set[str]:
+    """The ids of `product_ids` the store holds (through its gRPC API, 500 at a time)."""
+    from shared.api.vitrine.store.v1 import store_pb2_grpc
+    from shared.conversions import store as store_conv
+    from shared.vectorstore.base import RetrieveQuery
+
+    found = set()
+    with grpc.insecure_channel(grpc_targets_sync("vector-store")[0]) as ch:
+        stub = store_pb2_grpc.VectorStoreServiceStub(ch)
+        for start in range(0, len(product_ids), 500):
+            query = RetrieveQuery(tuple(product_ids[start : start + 500]), with_vectors=False)
+            reply = stub.RetrievePoints(
+                store_conv.retrieve_request_to_proto(query),
+                timeout=60,
+                metadata=(("application", "vector-store"),),
+            )
+            found |= {p.product_id for p in store_conv.retrieve_response_from_proto(reply)}
+    return found
