@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 from collections.abc import Callable
 
 import grpc
@@ -22,12 +21,13 @@ from shared.conversions import fusion as fusion_conv
 from shared.conversions import image_encoder as image_conv
 from shared.conversions import store as store_conv
 from shared.conversions import text_encoder as text_conv
+from shared.logs import serve_logger
 from shared.serving.endpoints import grpc_targets
 from shared.serving.errors import DependencyError, LimitError, NotFoundError, RequestError
 from shared.types import Embeddings, Filter, FusionInput, Hit
 from shared.vectorstore.base import PointQuery, RetrieveQuery, StoredPoint
 
-log = logging.getLogger(__name__)
+log = serve_logger(__name__)
 
 REFRESH_S = 2.0
 _CALLER_ERRORS = {

@@ -19,13 +19,31 @@ def _controller():
     return ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
 
 
-def _grpc_addresses(groups, app_name: str) -> list[str]:
-    out = []
+def _direct_ingress() -> bool:
+    from ray.serve._private import constants
+
+    return bool(constants.RAY_SERVE_ENABLE_DIRECT_INGRESS)
+
+
+def _grpc_addresses(groups, app_name: str, *, direct_ingress: bool | None = None) -> list[str]:
+    """The application's own replica targets under direct ingress, else the shared proxies'.
+
+    Under direct ingress the proxies are never used, even while the application has no
+    replica (one just died): a proxy would queue the call until a replica starts, so a caller
+    would wait out its deadline instead of hearing UNAVAILABLE at once.
+    """
+    own, proxies = [], []
     for group in groups:
         protocol = str(getattr(group.protocol, "value", group.protocol)).upper()
-        if protocol == "GRPC" and group.app_name in ("", app_name):
-            out.extend(f"{t.ip}:{t.port}" for t in group.targets)
-    return sorted(set(out))
+        if protocol != "GRPC":
+            continue
+        targets = [f"{t.ip}:{t.port}" for t in group.targets]
+        if group.app_name == app_name:
+            own.extend(targets)
+        elif group.app_name == "":
+            proxies.extend(targets)
+    direct = _direct_ingress() if direct_ingress is None else direct_ingress
+    return sorted(set(own if direct or own else proxies))
 
 
 async def grpc_targets(app_name: str) -> list[str]:

@@ -98,6 +98,16 @@ def test_published_targets_are_read_per_protocol_and_app():
         group("gRPC", "other", 40009),
     ]
     assert _grpc_addresses(groups, "fusion") == ["10.0.0.1:40001", "10.0.0.1:40002"]
+    proxies = group("gRPC", "", 9100)
+    for direct in (True, False):  # replicas of its own win over the proxies
+        assert _grpc_addresses([*groups, proxies], "fusion", direct_ingress=direct) == [
+            "10.0.0.1:40001",
+            "10.0.0.1:40002",
+        ]
+    # No replica (one just died): under direct ingress nothing, so the caller hears UNAVAILABLE
+    # at once; a proxy would hold the call until a new replica starts.
+    assert _grpc_addresses([proxies], "fusion", direct_ingress=True) == []
+    assert _grpc_addresses([proxies], "fusion", direct_ingress=False) == ["10.0.0.1:9100"]
 
 
 class _RpcError(grpc.aio.AioRpcError):

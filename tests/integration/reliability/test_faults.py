@@ -208,12 +208,14 @@ def _replica_actor(app: str, deployment: str):
 
 def test_encoder_replica_killed_during_queries(platform):
     """Queries keep coming while the text encoder's replica is killed: each gets OK or
-    UNAVAILABLE (never INTERNAL, never a hang), and the gateway answers again once Serve has
-    replaced the replica."""
+    UNAVAILABLE, never INTERNAL; at most the calls in flight at the kill (one per client) wait
+    out their deadline (docs/RELIABILITY.md: known issue); the gateway answers again once Serve
+    has replaced the replica."""
     import ray
 
     tally, stop = Tally("text encoder replica killed under queries"), threading.Event()
     errors: list[str] = []
+    timed_out: list[float] = []
 
     def query_loop():
         with grpc.insecure_channel(platform.gateway) as channel:
@@ -224,11 +226,14 @@ def test_encoder_replica_killed_during_queries(platform):
                     tally.add("OK")
                 except grpc.RpcError as e:
                     tally.add(e.code().name)
-                    if e.code() != grpc.StatusCode.UNAVAILABLE:
+                    if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                        timed_out.append(time.monotonic())
+                    elif e.code() != grpc.StatusCode.UNAVAILABLE:
                         errors.append(f"{e.code().name}: {e.details()}")
                     time.sleep(0.05)
 
-    threads = [threading.Thread(target=query_loop) for _ in range(4)]
+    clients = 4
+    threads = [threading.Thread(target=query_loop) for _ in range(clients)]
     for t in threads:
         t.start()
     try:
@@ -250,7 +255,8 @@ def test_encoder_replica_killed_during_queries(platform):
             t.join(timeout=60)
     assert not errors, errors[:5]
     assert tally.outcomes["OK"] > 0
-    tally.write(recovered_after_s=round(recovered_s, 1))
+    tally.write(recovered_after_s=round(recovered_s, 1), clients=clients)
+    assert len(timed_out) <= clients, f"{len(timed_out)} calls waited out their deadline"
     with grpc.insecure_channel(platform.gateway) as channel:
         wait_serving(channel)
 
