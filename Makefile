@@ -20,7 +20,7 @@ export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install tools test unit integration run protos protos-check lint format bench clean k8s-serve-config k8s-check
+.PHONY: help install tools test unit integration chaos run protos protos-check lint format bench clean k8s-serve-config k8s-check
 
 help: ## List the targets with what they do
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -65,6 +65,16 @@ unit: $(STAMP) ## Run the unit tests only (no Ray, broker or Qdrant)
 
 integration: $(STAMP) tools ## Run the integration tests only (real Ray, broker, Qdrant)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# The acceptance sizes of docs/RELIABILITY.md; `make test` runs the same tests smaller.
+CHAOS_ENV := VITRINE_FUZZ_REQUESTS=4000 VITRINE_FUZZ_RAW=2000 VITRINE_FUZZ_HTTP=1500 \
+	VITRINE_FUZZ_FUSION=1000 VITRINE_FUZZ_EVENTS=2000 VITRINE_CHAOS_ITEMS=5000 \
+	VITRINE_CHAOS_KILLS=5 VITRINE_CHAOS_CLIENTS=32 VITRINE_CHAOS_LOAD_S=60 VITRINE_CHAOS_OUTAGE_S=15
+
+chaos: $(STAMP) tools ## Fault, fuzz and load tests at full size (10,500 fuzzed cases, 5,000-event SIGKILL stream, 60 s load); writes docs/RELIABILITY.md
+	@mkdir -p build && rm -f build/reliability.jsonl
+	$(CHAOS_ENV) VITRINE_RELIABILITY_REPORT=build/reliability.jsonl $(PY) -m pytest tests/integration/reliability $(PYTEST_ARGS)
+	$(PY) scripts/reliability_report.py build/reliability.jsonl docs/RELIABILITY.md
 
 k8s-serve-config: $(STAMP) ## Re-render deploy/serve/vitrine.yaml into the RayServices' Serve configs (deploy/k8s)
 	$(VENV)/bin/vitrine deploy serve-config
