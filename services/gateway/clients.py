@@ -30,6 +30,7 @@ from shared.vectorstore.base import PointQuery, RetrieveQuery, StoredPoint
 log = serve_logger(__name__)
 
 REFRESH_S = 2.0
+CLOSE_GRACE_S = 60.0  # longer than any call's deadline
 _CALLER_ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT: RequestError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: LimitError,
@@ -51,6 +52,7 @@ class ServiceClient:
         self._channels: dict[str, tuple[grpc.aio.Channel, object]] = {}
         self._cycle = iter(())
         self._refresher: asyncio.Task | None = None
+        self._closing: set[asyncio.Task] = set()
 
     async def refresh(self) -> None:
         targets = await grpc_targets(self.app_name)
@@ -60,7 +62,11 @@ class ServiceClient:
         self._channels = {t: old.get(t) or self._connect(t) for t in targets}
         for target, (channel, _) in old.items():
             if target not in self._channels:
-                await channel.close()
+                # Closed later, not now: closing cancels the calls still in flight on it, and
+                # Serve's published list does change under running calls (a replica replaced,
+                # or a flip between replica ports and the proxy's).
+                self._closing.add(asyncio.create_task(channel.close(grace=CLOSE_GRACE_S)))
+                self._closing = {t for t in self._closing if not t.done()}
         self._cycle = itertools.cycle(list(self._channels.values()))
         log.info("%s: gRPC targets %s", self.app_name, targets)
 

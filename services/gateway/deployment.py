@@ -1,6 +1,6 @@
 """The gateway deployment: the public search API over gRPC and HTTP/JSON.
 
-The replica runs its own servers in its event loop: grpc.aio on `grpc_port` (SearchService,
+The replica runs its own servers: a threaded grpcio server on `grpc_port` (SearchService,
 grpc.health.v1.Health, server reflection) and uvicorn on `http_port` (the search page on `GET /`,
 `POST /v1/search` with the JSON form of SearchRequest, `GET /v1/info`, `GET /healthz`), because
 Serve's gRPC proxy neither passes the caller's deadline to the deployment nor serves the standard
@@ -12,6 +12,7 @@ and the vector store over gRPC at the targets Serve publishes (clients.py).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import ssl
@@ -23,7 +24,7 @@ import uvicorn
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from ray import serve
 from starlette.applications import Starlette
@@ -60,6 +61,7 @@ HEALTH_INTERVAL_S = 5.0
 # Health entry that is SERVING while the server runs, whatever the dependencies: what a
 # Kubernetes liveness probe asks, so a dependency outage never restarts the gateway's pod.
 LIVENESS_SERVICE = "vitrine.liveness"
+GRPC_THREADS = 64  # gRPC calls handled at once; each waits on the event loop for its query
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 # The scope each gRPC method needs; a method not listed (reflection) needs any valid key.
 METHOD_SCOPES = {f"/{SERVICE_NAME}/Search": "search"}
@@ -115,8 +117,15 @@ class Gateway:
         ]
         self._limits, self._timeout_s = limits, request_timeout_s
         self.model_version = ""
-        self._health = HealthServicer()
-        self._server = grpc.aio.server(
+        self._loop = asyncio.get_running_loop()
+        self._health = HealthServicer(experimental_non_blocking=True)
+        # A thread pool server whose handlers run each query on this replica's event loop:
+        # with grpc.aio's server in this loop some calls never reached the servicer and waited
+        # out the caller's deadline (docs/RELIABILITY.md, "Known issues").
+        self._server = grpc.server(
+            concurrent.futures.ThreadPoolExecutor(
+                max_workers=GRPC_THREADS, thread_name_prefix="gateway-grpc"
+            ),
             interceptors=[_AuthInterceptor(keys)] if keys.enabled else [],
             options=[
                 ("grpc.max_receive_message_length", max_request_bytes),
@@ -138,7 +147,7 @@ class Gateway:
             self._server.add_secure_port(address, tls.server_credentials())
         else:
             self._server.add_insecure_port(address)
-        await self._server.start()
+        self._server.start()
         self._http = _HTTPServer(
             uvicorn.Config(
                 Starlette(routes=[Route("/{path:path}", self.__call__, methods=["GET", "POST"])]),
@@ -151,8 +160,8 @@ class Gateway:
             )
         )
         self._http_task = asyncio.get_running_loop().create_task(self._http.serve())
-        await self._set_serving(False)
-        await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        self._set_serving(False)
+        self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         self._health_task = asyncio.get_running_loop().create_task(self._watch_dependencies())
         log.info(
             "gateway: gRPC on port %d, HTTP on port %d; %s; %s",
@@ -164,14 +173,14 @@ class Gateway:
             else "no API keys configured: every caller is let in",
         )
 
-    async def _set_serving(self, serving: bool) -> None:
+    def _set_serving(self, serving: bool) -> None:
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        await self._health.set("", status)
-        await self._health.set(SERVICE_NAME, status)
+        self._health.set("", status)
+        self._health.set(SERVICE_NAME, status)
 
     async def _check_dependencies(self) -> str | None:
         """None when every dependency answers and serves one model; else what is wrong."""
@@ -196,7 +205,7 @@ class Gateway:
                 (log.warning if problem else log.info)(
                     "gateway %s", f"NOT_SERVING: {problem}" if problem else "SERVING"
                 )
-                await self._set_serving(problem is None)
+                self._set_serving(problem is None)
                 last = problem
             await asyncio.sleep(HEALTH_INTERVAL_S if problem is None else 0.5)
 
@@ -218,8 +227,16 @@ class Gateway:
                 run_search(query, self._deps, model_version=self.model_version, deadline=deadline),
                 timeout,
             )
-        except (TimeoutError, asyncio.CancelledError):
+        except TimeoutError:
             raise
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # this query itself was cancelled
+                raise
+            # A dependency's call was cancelled under us: its channel closed because the
+            # replica it went to is gone (clients.py drops targets Serve no longer publishes).
+            raise DependencyError(
+                "a backing service's replica went away during the call; retry"
+            ) from None
         except Exception as e:
             raise _unwrap(e) from None
 
@@ -310,6 +327,8 @@ class Gateway:
             self._health_task.cancel()
         if hasattr(self, "_http"):
             self._http.should_exit = True
+        if hasattr(self, "_server"):
+            self._server.stop(grace=None)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -335,15 +354,15 @@ def _uvicorn_tls(tls: TLSFiles) -> dict:
     return options
 
 
-class _AuthInterceptor(grpc.aio.ServerInterceptor):
+class _AuthInterceptor(grpc.ServerInterceptor):
     """Refuses calls without a valid API key (UNAUTHENTICATED) or without the scope of the
     method (PERMISSION_DENIED), before the servicer runs; health checks pass freely (probes)."""
 
     def __init__(self, keys: ApiKeys) -> None:
         self._keys = keys
 
-    async def intercept_service(self, continuation, details):
-        handler = await continuation(details)
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
         if handler is None or details.method.startswith(HEALTH_PREFIX):
             return handler
         try:
@@ -359,8 +378,8 @@ class _AuthInterceptor(grpc.aio.ServerInterceptor):
 def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str):
     """A handler of the same shape as `handler` that aborts with `code`."""
 
-    async def refuse(request_or_iterator, context: grpc.aio.ServicerContext):
-        await context.abort(code, message)
+    def refuse(request_or_iterator, context: grpc.ServicerContext):
+        context.abort(code, message)
 
     kind = (handler.request_streaming, handler.response_streaming)
     make = {
@@ -397,23 +416,40 @@ class _SearchServicer:
         )
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {"Search": search})
 
-    async def Search(self, raw: bytes, context: grpc.aio.ServicerContext):  # noqa: N802
+    def Search(self, raw: bytes, context: grpc.ServicerContext):  # noqa: N802
+        """Runs on a server thread: the query runs on the replica's event loop, and the thread
+        waits for it a little past the deadline the gateway itself enforces."""
         try:
             request = pb.SearchRequest.FromString(raw)
         except DecodeError as e:
-            await context.abort(
+            context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a SearchRequest: {e}"
             )
+        answer, message = self._answer(request, context)
+        if isinstance(answer, grpc.StatusCode):
+            context.abort(answer, message)
+        return answer
+
+    def _answer(self, request, context) -> tuple:
+        """(response, None), or (status code, message)."""
+        gateway = self._gateway
+        remaining = context.time_remaining()
+        limit = gateway._timeout_s if remaining is None else min(remaining, gateway._timeout_s)
+        future = None
         try:
             query = parse(conv.request_from_proto, request)
-            result = await self._gateway.search(query, timeout_s=context.time_remaining())
-            return conv.response_to_proto(result)
-        except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+            future = asyncio.run_coroutine_threadsafe(
+                gateway.search(query, timeout_s=remaining), gateway._loop
+            )
+            return conv.response_to_proto(future.result(timeout=limit + 2.0)), None
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            if future is not None:
+                future.cancel()
+            return grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
         except RequestError as e:
-            await context.abort(e.code, str(e))
+            return e.code, str(e)
         except Exception as e:
             code, message = status_of(e)
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("search failed")
-            await context.abort(code, message)
+            return code, message

@@ -207,15 +207,14 @@ def _replica_actor(app: str, deployment: str):
 
 
 def test_encoder_replica_killed_during_queries(platform):
-    """Queries keep coming while the text encoder's replica is killed: each gets OK or
-    UNAVAILABLE, never INTERNAL; at most the calls in flight at the kill (one per client) wait
-    out their deadline (docs/RELIABILITY.md: known issue); the gateway answers again once Serve
-    has replaced the replica."""
+    """Queries keep coming while the text encoder's replica is killed: every call gets an answer
+    from the gateway (OK, UNAVAILABLE, or the gateway's own 10 s deadline), never INTERNAL and
+    never silence until the caller's 20 s deadline; the gateway answers again once Serve has
+    replaced the replica."""
     import ray
 
     tally, stop = Tally("text encoder replica killed under queries"), threading.Event()
     errors: list[str] = []
-    timed_out: list[float] = []
 
     def query_loop():
         with grpc.insecure_channel(platform.gateway) as channel:
@@ -226,9 +225,10 @@ def test_encoder_replica_killed_during_queries(platform):
                     tally.add("OK")
                 except grpc.RpcError as e:
                     tally.add(e.code().name)
-                    if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                        timed_out.append(time.monotonic())
-                    elif e.code() != grpc.StatusCode.UNAVAILABLE:
+                    gateways_deadline = e.details() == "deadline exceeded"  # not grpc's own
+                    if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and gateways_deadline:
+                        continue
+                    if e.code() != grpc.StatusCode.UNAVAILABLE:
                         errors.append(f"{e.code().name}: {e.details()}")
                     time.sleep(0.05)
 
@@ -256,7 +256,6 @@ def test_encoder_replica_killed_during_queries(platform):
     assert not errors, errors[:5]
     assert tally.outcomes["OK"] > 0
     tally.write(recovered_after_s=round(recovered_s, 1), clients=clients)
-    assert len(timed_out) <= clients, f"{len(timed_out)} calls waited out their deadline"
     with grpc.insecure_channel(platform.gateway) as channel:
         wait_serving(channel)
 
