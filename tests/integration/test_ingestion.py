@@ -30,7 +30,14 @@ from shared.streaming.events import (
 )
 from shared.types import CatalogEvent, Op
 from shared.vectorstore.base import RetrieveQuery
-from tests.integration.workers import WorkerProcess, store_count, until, worker_settings
+from tests.integration.workers import (
+    WorkerProcess,
+    dead_letters,
+    present,
+    store_count,
+    until,
+    worker_settings,
+)
 from tests.tiny import write_catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -107,7 +114,7 @@ def test_publish_replay_delete(worker, broker, tmp_path):
     assert _drain(worker, 10)[0] == 10
     assert store_count() == before + 10
     ids = {f"k{i}" for i in range(10)}
-    assert _present(sorted(ids)) == ids
+    assert present(sorted(ids)) == ids
     # A replay (JSON this time, URIs instead of bytes, one title changed) overwrites: the same
     # count and ids, the changed payload.
     replay = (
@@ -117,7 +124,7 @@ def test_publish_replay_delete(worker, broker, tmp_path):
     _publish(broker, replay, as_json=True, topic="catalog")
     _drain(worker, 10)
     assert store_count() == before + 10
-    assert _present(sorted(ids)) == ids
+    assert present(sorted(ids)) == ids
     payloads = {p.product_id: p.payload for p in _retrieve(["k0", "k1"])}
     assert payloads["k0"]["title"] == "renamed shirt"
     assert payloads["k1"]["title"] == "blue shirt 1"
@@ -180,11 +187,6 @@ def _truncated_jpeg() -> bytes:
     return buf.getvalue()[: len(buf.getvalue()) // 2]
 
 
-def _present(product_ids: list[str]) -> set[str]:
-    """The ids of `product_ids` the store holds."""
-    return {p.product_id for p in _retrieve(product_ids)}
-
-
 def test_two_workers_share_the_partitions_and_export_metrics(platform, broker, tmp_path):
     settings = worker_settings(broker, "catalog-shared", "shared-group", batch_size=4)
     workers = [WorkerProcess(tmp_path / f"worker{i}.log", **settings) for i in range(2)]
@@ -203,7 +205,7 @@ def test_two_workers_share_the_partitions_and_export_metrics(platform, broker, t
         catalog = write_catalog(tmp_path / "c", n=40, prefix="s")
         ids = [f"s{i}" for i in range(40)]
         published = _publish(broker, product_events(catalog), topic="catalog-shared")
-        until(lambda: len(_present(ids)) == 40, timeout_s=180, what="40 products", workers=workers)
+        until(lambda: len(present(ids)) == 40, timeout_s=180, what="40 products", workers=workers)
         until(
             lambda: _committed(broker, "shared-group", published),
             timeout_s=60,
@@ -237,7 +239,7 @@ def test_sigkill_mid_stream_then_restart_indexes_everything_once(platform, broke
     first = WorkerProcess(tmp_path / "first.log", **settings)
     until(lambda: first.upserted() >= 40, timeout_s=180, what="a first part", workers=[first])
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
-    indexed_at_kill = len(_present(ids))
+    indexed_at_kill = len(present(ids))
     assert 0 < indexed_at_kill < n, "the kill must land mid-stream"
 
     second = WorkerProcess(tmp_path / "second.log", **settings)
@@ -250,16 +252,9 @@ def test_sigkill_mid_stream_then_restart_indexes_everything_once(platform, broke
         )
     finally:
         assert second.stop() == 0, second.output()
-    assert _present(ids) == set(ids)  # nothing lost
+    assert present(ids) == set(ids)  # nothing lost
     assert store_count() == before + n  # nothing duplicated
-    letters = KafkaConsumer(
-        "catalog-kill.dlq",
-        bootstrap_servers=broker.bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=2000,
-    )
-    assert list(letters) == []
-    letters.close()
+    assert dead_letters(broker.bootstrap_servers, "catalog-kill.dlq", idle_s=2) == []
 
 
 def test_a_json_event_produced_by_kcat_is_indexed(platform, tmp_path):

@@ -126,3 +126,19 @@ def present(product_ids: list[str]) -> set[str]:
             )
             found |= {p.product_id for p in store_conv.retrieve_response_from_proto(reply)}
     return found
+
+
+def dead_letters(bootstrap_servers: str, topic: str, *, idle_s: float = 3.0) -> list:
+    """Every record of a dead-letter topic (read until it stays idle for `idle_s`)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=int(idle_s * 1000),
+    )
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()

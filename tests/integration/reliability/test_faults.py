@@ -17,7 +17,6 @@ import time
 import grpc
 import numpy as np
 import pytest
-from kafka import KafkaConsumer
 
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
@@ -26,7 +25,14 @@ from shared.streaming.broker import LocalBroker, free_port
 from shared.streaming.events import committed_behind, ensure_topics, product_events, publish
 from tests.fuzzing import Tally, scale
 from tests.integration.conftest import wait_serving
-from tests.integration.workers import WorkerProcess, present, store_count, until, worker_settings
+from tests.integration.workers import (
+    WorkerProcess,
+    dead_letters,
+    present,
+    store_count,
+    until,
+    worker_settings,
+)
 from tests.tcp_relay import TcpRelay
 from tests.tiny import write_catalog
 
@@ -46,18 +52,6 @@ def _publish(broker, catalog, topic: str):
         topic=topic,
         progress=False,
     )
-
-
-def _no_dead_letters(broker, topic: str) -> list:
-    letters = KafkaConsumer(
-        topic,
-        bootstrap_servers=broker.bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=2000,
-    )
-    found = list(letters)
-    letters.close()
-    return found
 
 
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(platform, broker, tmp_path):
@@ -101,7 +95,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(platform, broker,
     )  # fmt: skip
     assert not lost, f"{len(lost)} lost, e.g. {sorted(lost)[:5]}"
     assert duplicated == 0
-    assert _no_dead_letters(broker, f"{topic}.dlq") == []
+    assert dead_letters(broker.bootstrap_servers, f"{topic}.dlq") == []
 
 
 def test_vector_store_partition_commits_nothing_until_it_heals(platform, broker, tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
 from services.ingestion.app import IngestionWorker, grpc_processor
@@ -35,7 +35,7 @@ from shared.streaming.events import CONTENT_TYPE, committed_behind
 from shared.types import CatalogEvent, Op
 from tests.fuzzing import Tally, encoded, images, png_bomb, scale, text_values, truncated_images
 from tests.integration.conftest import wait_serving
-from tests.integration.workers import present
+from tests.integration.workers import dead_letters, present
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -339,17 +339,10 @@ def test_fuzzed_catalog_events_are_indexed_or_dead_lettered_with_a_reason(platfo
             assert committed_behind(broker.bootstrap_servers, "fuzz", ends) == 0
         finally:
             worker.close()
-        letters = KafkaConsumer(
-            "fuzz.dlq",
-            bootstrap_servers=broker.bootstrap_servers,
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=3000,
-        )
         dead = {}
-        for letter in letters:
+        for letter in dead_letters(broker.bootstrap_servers, "fuzz.dlq"):
             headers = dict(letter.headers)
             dead[headers["vitrine-source"].decode()] = headers[REASON_HEADER].decode()
-        letters.close()
     indexed = present([f"fz{i}" for i in range(len(records))])
     tally = Tally("catalog events")
     for i, ((poison, _, _), source) in enumerate(zip(records, sources, strict=True)):
