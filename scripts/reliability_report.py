@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 START, END = "<!-- results -->", "<!-- /results -->"
-SKIP = {"test", "cases", "outcomes"}
+SKIP = {"test", "cases", "outcomes", "fuzzed"}
 
 
 def render(lines: list[dict]) -> str:
     total = sum(line["cases"] for line in lines)
+    fuzzed = sum(line["cases"] for line in lines if line.get("fuzzed"))
     rows = [
         "| Test | Cases | Outcome |",
         "|---|---:|---|",
@@ -29,7 +30,7 @@ def render(lines: list[dict]) -> str:
         )
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
-        [f"Written by `make chaos` on {stamp}: {total} fuzzed cases in all.", "", *rows]
+        [f"Written by `make chaos` on {stamp}: {total} cases, {fuzzed} of them fuzzed.", "", *rows]
     )
 
 

@@ -96,8 +96,8 @@ def text_values() -> st.SearchStrategy[str]:
 class Tally:
     """Outcomes by class, written as JSON lines to $VITRINE_RELIABILITY_REPORT when set."""
 
-    def __init__(self, name: str) -> None:
-        self.name, self.outcomes = name, Counter()
+    def __init__(self, name: str, *, fuzzed: bool = False) -> None:
+        self.name, self.outcomes, self.fuzzed = name, Counter(), fuzzed
 
     def add(self, outcome: str) -> None:
         self.outcomes[outcome] += 1
@@ -109,7 +109,12 @@ class Tally:
     def write(self, **extra) -> None:
         path = os.environ.get("VITRINE_RELIABILITY_REPORT")
         if path:
-            line = {"test": self.name, "cases": self.cases, "outcomes": dict(self.outcomes)}
+            line = {
+                "test": self.name,
+                "cases": self.cases,
+                "outcomes": dict(self.outcomes),
+                "fuzzed": self.fuzzed,
+            }
             with Path(path).open("a", encoding="utf-8") as f:
                 f.write(json.dumps(line | extra) + "\n")
 

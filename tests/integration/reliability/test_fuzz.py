@@ -120,7 +120,10 @@ def _search_requests():
 
 
 def test_fuzzed_search_requests_get_clear_statuses(channel):
-    stub, tally = pb_grpc.SearchServiceStub(channel), Tally("gRPC SearchRequest fields")
+    stub, tally = (
+        pb_grpc.SearchServiceStub(channel),
+        Tally("gRPC SearchRequest fields", fuzzed=True),
+    )
 
     @fuzz("fuzz_requests", 1500)
     @given(request=_search_requests())
@@ -141,7 +144,7 @@ def test_fuzzed_search_requests_get_clear_statuses(channel):
 
 def test_undecodable_and_oversized_requests(channel):
     raw = channel.unary_unary("/vitrine.search.v1.SearchService/Search")  # bytes in, bytes out
-    tally = Tally("gRPC raw request bytes")
+    tally = Tally("gRPC raw request bytes", fuzzed=True)
 
     @fuzz("fuzz_raw", 500)
     @given(body=st.one_of(st.binary(max_size=512), truncated_images()))
@@ -177,7 +180,7 @@ def _http(url: str, body: bytes) -> int:
 
 
 def test_fuzzed_http_bodies_never_get_a_server_error(platform, channel):
-    tally = Tally("HTTP /v1/search bodies")
+    tally = Tally("HTTP /v1/search bodies", fuzzed=True)
     json_values = st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
@@ -215,7 +218,7 @@ def test_fuzzed_http_bodies_never_get_a_server_error(platform, channel):
 def test_fusion_refuses_wrong_embedding_shapes(platform, channel):
     """Fusion's own gRPC API (the gateway never sends it these): wrong dimensions, counts that
     disagree, data of the wrong length."""
-    tally = Tally("fusion FuseRequest shapes")
+    tally = Tally("fusion FuseRequest shapes", fuzzed=True)
     with grpc.insecure_channel(grpc_targets_sync("fusion")[0]) as fusion_channel:
         stub = fusion_pb2_grpc.FusionServiceStub(fusion_channel)
 
@@ -344,7 +347,7 @@ def test_fuzzed_catalog_events_are_indexed_or_dead_lettered_with_a_reason(platfo
             headers = dict(letter.headers)
             dead[headers["vitrine-source"].decode()] = headers[REASON_HEADER].decode()
     indexed = present([f"fz{i}" for i in range(len(records))])
-    tally = Tally("catalog events")
+    tally = Tally("catalog events", fuzzed=True)
     for i, ((poison, _, _), source) in enumerate(zip(records, sources, strict=True)):
         reason = dead.get(source)
         if reason is not None:
