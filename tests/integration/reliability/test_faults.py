@@ -55,7 +55,7 @@ def _publish(broker, catalog, topic: str):
 
 
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(platform, broker, tmp_path):
-    n, kills = scale("chaos_items", 1000), scale("chaos_kills", 3)
+    n, kills = scale("chaos_items", 500), scale("chaos_kills", 3)
     topic, group = "chaos-kill", "chaos-kill"
     settings = worker_settings(broker, topic, group, batch_size=32, thumbnail_px=0)
     ids = [f"ck{i}" for i in range(n)]
@@ -101,7 +101,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(platform, broker,
 def test_vector_store_partition_commits_nothing_until_it_heals(platform, broker, tmp_path):
     """The worker reaches the store through a relay that is cut for a while: it retries, keeps
     its offsets, and catches up when the link returns."""
-    n, outage_s = 60, scale("chaos_outage_s", 8)
+    n, outage_s = 60, scale("chaos_outage_s", 5)
     topic, group = "chaos-outage", "chaos-outage"
     ids = [f"co{i}" for i in range(n)]
     ensure_topics(broker.bootstrap_servers, {topic: 2, f"{topic}.dlq": 1})
@@ -264,7 +264,7 @@ def _replica_actor_name(app: str, deployment: str) -> str | None:
 def test_gateway_under_concurrent_load(platform):
     """32 clients (concurrent grpc.aio calls) send a mix of text, product, composed and filtered
     queries for a fixed time: 0 errors; latency percentiles reported."""
-    clients, seconds = scale("chaos_clients", 32), scale("chaos_load_s", 15)
+    clients, seconds = scale("chaos_clients", 32), scale("chaos_load_s", 10)
     requests = [
         pb.SearchRequest(text="red shirt", top_k=10),
         pb.SearchRequest(product_id="p3", top_k=10),

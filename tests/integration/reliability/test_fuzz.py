@@ -125,7 +125,7 @@ def test_fuzzed_search_requests_get_clear_statuses(channel):
         Tally("gRPC SearchRequest fields", fuzzed=True),
     )
 
-    @fuzz("fuzz_requests", 1500)
+    @fuzz("fuzz_requests", 800)
     @given(request=_search_requests())
     def check(request):
         code, details = grpc.StatusCode.OK, ""
@@ -146,7 +146,7 @@ def test_undecodable_and_oversized_requests(channel):
     raw = channel.unary_unary("/vitrine.search.v1.SearchService/Search")  # bytes in, bytes out
     tally = Tally("gRPC raw request bytes", fuzzed=True)
 
-    @fuzz("fuzz_raw", 500)
+    @fuzz("fuzz_raw", 300)
     @given(body=st.one_of(st.binary(max_size=512), truncated_images()))
     def check(body):
         try:
@@ -203,7 +203,7 @@ def test_fuzzed_http_bodies_never_get_a_server_error(platform, channel):
         json_values.map(lambda v: json.dumps(v).encode()),
     )
 
-    @fuzz("fuzz_http", 500)
+    @fuzz("fuzz_http", 300)
     @given(body=bodies)
     def check(body):
         status = _http(f"{platform.http}/v1/search", body)
@@ -229,7 +229,7 @@ def test_fusion_refuses_wrong_embedding_shapes(platform, channel):
 
         shapes = st.tuples(st.integers(0, 4), st.integers(0, 40), st.sampled_from([0, 0, -4, 4]))
 
-        @fuzz("fuzz_fusion", 300)
+        @fuzz("fuzz_fusion", 200)
         @given(image=shapes, text=shapes)
         def check(image, text):
             request = fusion_pb2.FuseRequest(
@@ -296,7 +296,7 @@ def _event_records(n: int) -> st.SearchStrategy:
 
 
 def test_fuzzed_catalog_events_are_indexed_or_dead_lettered_with_a_reason(platform, tmp_path):
-    records, n_events = [], scale("fuzz_events", 700)
+    records, n_events = [], scale("fuzz_events", 400)
 
     @settings(FUZZ, max_examples=n_events)
     @given(data=st.data())
