@@ -35,7 +35,7 @@ from shared.streaming.events import CONTENT_TYPE, committed_behind
 from shared.types import CatalogEvent, Op
 from tests.fuzzing import Tally, encoded, images, png_bomb, scale, text_values, truncated_images
 from tests.integration.conftest import wait_serving
-from tests.integration.workers import dead_letters, present
+from tests.integration.workers import dead_letters, present, worker_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -316,22 +316,14 @@ def test_fuzzed_catalog_events_are_indexed_or_dead_lettered_with_a_reason(platfo
             for i, (_, value, headers) in enumerate(records)
         ]
         producer.flush()
-        sources = [f"fuzz/{m.partition}/{m.offset}" for m in (f.get(30) for f in futures)]
+        acks = [f.get(30) for f in futures]
         producer.close()
+        sources = [f"fuzz/{m.partition}/{m.offset}" for m in acks]
         ends = {}
-        for source in sources:
-            _, partition, offset = source.split("/")
-            key = ("fuzz", int(partition))
-            ends[key] = max(ends.get(key, 0), int(offset) + 1)
+        for m in acks:
+            ends[("fuzz", m.partition)] = max(ends.get(("fuzz", m.partition), 0), m.offset + 1)
         settings_ = IngestionSettings(
-            kafka_bootstrap_servers=broker.bootstrap_servers,
-            catalog_topic="fuzz",
-            dlq_topic="fuzz.dlq",
-            consumer_group="fuzz",
-            batch_size=64,
-            thumbnail_px=0,
-            image_encoder_address=grpc_targets_sync("image-encoder")[0],
-            vector_store_address=grpc_targets_sync("vector-store")[0],
+            **worker_settings(broker, "fuzz", "fuzz", batch_size=64, thumbnail_px=0)
         )
         worker = IngestionWorker(settings_, grpc_processor(settings_))
         try:
