@@ -7,6 +7,7 @@ Library code never reads the environment: it receives plain values from the proc
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Literal, TypeVar
 
@@ -17,6 +18,13 @@ ENV_PREFIX = "VITRINE_"
 
 # A field whose name holds one of these is a secret: its value is never echoed in an error.
 SECRET_WORDS = ("key", "secret", "token", "password")
+
+_BATCHING = (
+    "dynamic batching is set in one place, the `user_config` of each deployment in the Serve "
+    "config (deploy/serve/vitrine.yaml); `vitrine serve status` shows what each replica runs with"
+)
+# Variables that no longer set anything: naming one is an error that says where the knob went.
+RETIRED = {"VITRINE_MAX_BATCH_SIZE": _BATCHING, "VITRINE_BATCH_WAIT_TIMEOUT_S": _BATCHING}
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -63,6 +71,9 @@ def load_settings(cls: type[S], **overrides: object) -> S:
     Raises:
         SettingsError: a value is invalid; the message names each offending variable.
     """
+    retired = [f"  {name}: {why}" for name, why in RETIRED.items() if name in os.environ]
+    if retired:
+        raise SettingsError("retired variables are set:\n" + "\n".join(retired))
     try:
         return cls(**overrides)
     except ValidationError as exc:

@@ -25,8 +25,18 @@ OVERLAYS = ("dev", "prod", "prod-green")
 #   so the gateway Service can select those pods and probe their gRPC health;
 # - encoders get whole CPUs ("cpu") or a share of a GPU ("gpu": 2 image-encoder or 4
 #   text-encoder replicas per GPU);
+# - every application but the gateway autoscales there (the local file has one replica each, to
+#   fit 2 cores): a replica computes one batch at a time, so its target of ongoing requests is
+#   about one full batch (the user_config's max_batch_size) waiting behind the one computing;
 # - the vector store is a stateless Qdrant client there, so it may scale.
 GATEWAY_RESOURCE = "vitrine_gateway"
+AUTOSCALING: dict[str, dict] = {
+    "image-encoder": {"min_replicas": 1, "max_replicas": 6, "target_ongoing_requests": 16},
+    "text-encoder": {"min_replicas": 1, "max_replicas": 6, "target_ongoing_requests": 32},
+    "fusion": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 64},
+    "vector-store": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64},
+}
+SCALE_DELAYS = {"upscale_delay_s": 10, "downscale_delay_s": 120}
 PROFILES: dict[str, dict] = {
     "cpu": {
         "gateway_replicas": 2,
@@ -74,13 +84,8 @@ def render_serve_config(profile: str, *, source: Path = DEFAULT_CONFIG) -> str:
             options.update({"num_cpus": 0, "resources": {GATEWAY_RESOURCE: 1}})
             continue
         options.update(spec["actor_options"][app["name"]])
-        if app["name"] == "vector-store":
-            deployment.pop("num_replicas", None)
-            deployment["autoscaling_config"] = {
-                "min_replicas": 1,
-                "max_replicas": 4,
-                "target_ongoing_requests": 64,
-            }
+        deployment.pop("num_replicas", None)
+        deployment["autoscaling_config"] = {**AUTOSCALING[app["name"]], **SCALE_DELAYS}
     body = yaml.safe_dump(config, sort_keys=False, width=100)
     return _HEADER.format(profile=profile) + body
 

@@ -11,14 +11,12 @@ from shared.settings import load_settings
 
 
 def build_app(args: dict) -> Application:
-    """The fusion application; `args` (from the Serve config) override VITRINE_* settings."""
+    """The fusion application; `args` (from the Serve config) override VITRINE_* settings.
+
+    Dynamic batching is the deployment's `user_config` in the Serve config, and nowhere else.
+    """
     s = load_settings(FusionSettings, **args)
-    return Fusion.options(
-        user_config={
-            "max_batch_size": s.max_batch_size,
-            "batch_wait_timeout_s": s.batch_wait_timeout_s,
-        }
-    ).bind(
+    return Fusion.bind(
         bundle_path=str(resolve_bundle(s.bundle_path)),
         device=s.device,
         max_rows=s.max_rows,

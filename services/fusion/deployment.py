@@ -5,8 +5,6 @@ The additive-attention fusion module of the model bundle (shared.models.heads).
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import torch
 from ray import serve
@@ -15,13 +13,9 @@ from shared.api.vitrine.fusion.v1 import fusion_pb2 as pb
 from shared.conversions import fusion as conv
 from shared.logs import serve_logger
 from shared.models.bundle import load_bundle
+from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
-from shared.serving.runtime import (
-    apply_batch_config,
-    resolve_bundle,
-    resolve_device,
-    set_torch_threads,
-)
+from shared.serving.runtime import resolve_bundle, resolve_device, set_torch_threads
 from shared.types import Embeddings, FusionInput
 
 log = serve_logger(__name__)
@@ -32,7 +26,7 @@ class Fusion:
     """Fuses (image, text) embedding pairs; concurrent requests share dynamic batches."""
 
     def __init__(self, *, bundle_path: str, device: str, max_rows: int, torch_threads: int) -> None:
-        set_torch_threads(torch_threads)
+        self._threads = set_torch_threads(torch_threads)
         bundle = resolve_bundle(bundle_path)
         self._device = resolve_device(device)
         self._model, manifest = load_bundle(
@@ -40,20 +34,23 @@ class Fusion:
         )
         self.model_version = manifest.bundle_id
         self.dim = self._model.heads.embed_dim
-        self._batching = None  # set by reconfigure() from the user_config
+        # Its limits come from the Serve config's user_config (reconfigure).
+        self._batcher = Batcher(self._forward_pairs, config=BatchConfig(), name="fusion-batch")
         self._max_rows = max_rows
         log.info("fusion: bundle %s (%s) on %s", manifest.bundle_id, bundle, self._device)
 
     def reconfigure(self, user_config: dict) -> None:
-        self._batching = apply_batch_config(self._fuse_batch, user_config)
+        self._batcher.configure(BatchConfig(**user_config))
+        log.info("dynamic batching: %s", self._batcher.config)
 
     def info(self) -> dict:
-        """Model version, dimension and the dynamic-batching settings in force."""
+        """Model version, dimension, and the batching and threads in force, with batch stats."""
         return {
             "model_version": self.model_version,
             "dim": self.dim,
-            "batching": self._batching.model_dump() if self._batching else None,
-            "torch_threads": torch.get_num_threads(),
+            "batching": self._batcher.config.model_dump(),
+            "batch_stats": self._batcher.stats.to_dict(),
+            "torch_threads": self._threads,
         }
 
     def _check(self, pair: FusionInput) -> None:
@@ -71,11 +68,11 @@ class Fusion:
         if not (np.isfinite(image).all() and np.isfinite(text).all()):
             raise RequestError("embeddings contain NaN or infinite values")
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
-    async def _fuse_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    def _forward_pairs(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Runs on the batcher's thread."""
         image = np.stack([p[0] for p in pairs])  # [b, dim]
         text = np.stack([p[1] for p in pairs])  # [b, dim]
-        return list(await asyncio.to_thread(self._forward, image, text))
+        return self._forward(image, text)
 
     @torch.inference_mode()
     def _forward(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
@@ -91,14 +88,18 @@ class Fusion:
             RequestError: shapes disagree with each other or with the model, or values are not finite.
         """
         self._check(pair)
-        rows = await asyncio.gather(
-            *(
-                self._fuse_batch((np.asarray(i, np.float32), np.asarray(t, np.float32)))
+        rows = await self._batcher.submit(
+            [
+                (np.asarray(i, np.float32), np.asarray(t, np.float32))
                 for i, t in zip(pair.image_vectors, pair.text_vectors, strict=True)
-            )
+            ]
         )
         return Embeddings(np.stack(rows), self.model_version)
 
     @grpc_method
     async def Fuse(self, request: pb.FuseRequest) -> pb.FuseResponse:  # noqa: N802 - gRPC name
         return conv.response_to_proto(await self.fuse(parse(conv.request_from_proto, request)))
+
+    def __del__(self) -> None:
+        if hasattr(self, "_batcher"):
+            self._batcher.close()

@@ -14,13 +14,9 @@ from shared.conversions import image_encoder as conv
 from shared.logs import serve_logger
 from shared.models.bundle import load_bundle
 from shared.models.transforms import ImageDecodeError, decode_image
+from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
-from shared.serving.runtime import (
-    apply_batch_config,
-    resolve_bundle,
-    resolve_device,
-    set_torch_threads,
-)
+from shared.serving.runtime import resolve_bundle, resolve_device, set_torch_threads
 from shared.types import Embeddings
 
 log = serve_logger(__name__)
@@ -30,8 +26,9 @@ log = serve_logger(__name__)
 class ImageEncoder:
     """Decodes, preprocesses and embeds images; concurrent requests share dynamic batches.
 
-    Python callers (the gateway, the ingestion worker) use `embed` through a handle; gRPC
-    callers use `EmbedImages` (vitrine.image_encoder.v1) through the Serve gRPC proxy.
+    gRPC callers (the gateway, the ingestion worker) use `EmbedImages`
+    (vitrine.image_encoder.v1) at the replica's own direct-ingress port (or Serve's gRPC proxy);
+    Python callers may use `embed` through a handle.
     """
 
     def __init__(
@@ -44,26 +41,29 @@ class ImageEncoder:
         max_image_pixels: int,
         torch_threads: int,
     ) -> None:
-        set_torch_threads(torch_threads)
+        self._threads = set_torch_threads(torch_threads)
         bundle = resolve_bundle(bundle_path)
         self._device = resolve_device(device)
         self._model, manifest = load_bundle(bundle, parts=frozenset({"image"}), device=self._device)
         self.model_version = manifest.bundle_id
         self.dim = self._model.heads.embed_dim
-        self._batching = None  # set by reconfigure() from the user_config
+        # Its limits come from the Serve config's user_config (reconfigure).
+        self._batcher = Batcher(self._forward, config=BatchConfig(), name="image-batch")
         self._limits = (max_images, max_image_bytes, max_image_pixels)
         log.info("image encoder: bundle %s (%s) on %s", manifest.bundle_id, bundle, self._device)
 
     def reconfigure(self, user_config: dict) -> None:
-        self._batching = apply_batch_config(self._embed_batch, user_config)
+        self._batcher.configure(BatchConfig(**user_config))
+        log.info("dynamic batching: %s", self._batcher.config)
 
     def info(self) -> dict:
-        """Model version, dimension and the dynamic-batching settings in force."""
+        """Model version, dimension, and the batching and threads in force, with batch stats."""
         return {
             "model_version": self.model_version,
             "dim": self.dim,
-            "batching": self._batching.model_dump() if self._batching else None,
-            "torch_threads": torch.get_num_threads(),
+            "batching": self._batcher.config.model_dump(),
+            "batch_stats": self._batcher.stats.to_dict(),
+            "torch_threads": self._threads,
         }
 
     def _decode(self, images: list[bytes]) -> list[Image.Image]:
@@ -80,14 +80,9 @@ class ImageEncoder:
                 raise RequestError(f"image {i}: {e}") from None
         return decoded
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _embed_batch(self, images: list[Image.Image]) -> list[np.ndarray]:
-        # Torch releases the GIL, so the replica's event loop keeps accepting requests meanwhile.
-        vectors = await asyncio.to_thread(self._forward, images)
-        return list(vectors)
-
     @torch.inference_mode()
     def _forward(self, images: list[Image.Image]) -> np.ndarray:
+        """Runs on the batcher's thread."""
         pixels = self._model.image.preprocessor.batch(images).to(self._device)  # [b, 3, r, r]
         return self._model.image(pixels).float().cpu().numpy()  # [b, dim]
 
@@ -98,9 +93,13 @@ class ImageEncoder:
             RequestError: an image cannot be decoded (the message names which) or breaks a limit.
         """
         decoded = await asyncio.to_thread(self._decode, images)
-        rows = await asyncio.gather(*(self._embed_batch(img) for img in decoded))
+        rows = await self._batcher.submit(decoded)
         return Embeddings(np.stack(rows), self.model_version)
 
     @grpc_method
     async def EmbedImages(self, request: pb.EmbedImagesRequest) -> pb.EmbedImagesResponse:  # noqa: N802 - gRPC name
         return conv.response_to_proto(await self.embed(parse(conv.request_from_proto, request)))
+
+    def __del__(self) -> None:
+        if hasattr(self, "_batcher"):
+            self._batcher.close()

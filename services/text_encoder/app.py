@@ -11,14 +11,12 @@ from shared.settings import load_settings
 
 
 def build_app(args: dict) -> Application:
-    """The text encoder application; `args` (from the Serve config) override VITRINE_* settings."""
+    """The text encoder application; `args` (from the Serve config) override VITRINE_* settings.
+
+    Dynamic batching is the deployment's `user_config` in the Serve config, and nowhere else.
+    """
     s = load_settings(TextEncoderSettings, **args)
-    return TextEncoder.options(
-        user_config={
-            "max_batch_size": s.max_batch_size,
-            "batch_wait_timeout_s": s.batch_wait_timeout_s,
-        }
-    ).bind(
+    return TextEncoder.bind(
         bundle_path=str(resolve_bundle(s.bundle_path)),
         device=s.device,
         max_texts=s.max_texts,

@@ -15,12 +15,12 @@ class TextEncoderSettings(VitrineSettings):
         None, description="Model bundle directory; None = the default bundle."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs.")
-    max_batch_size: int = Field(32, ge=1, le=1024, description="Dynamic batching: largest batch.")
-    batch_wait_timeout_s: float = Field(
-        0.005, ge=0, le=1, description="Dynamic batching: longest wait."
-    )
     max_texts: int = Field(256, ge=1, description="Most texts in one request.")
     torch_threads: int = Field(
-        0, ge=0, le=256, description="Torch intra-op threads per replica; 0 = torch's default."
+        0,
+        ge=0,
+        le=256,
+        description="Torch intra-op threads per replica; 0 = its CPU budget "
+        "(ray_actor_options.num_cpus rounded, at least 1).",
     )
     max_text_chars: int = Field(1000, ge=1, description="Longest text accepted, in characters.")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import torch
 from ray import serve
@@ -12,13 +10,9 @@ from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2 as pb
 from shared.conversions import text_encoder as conv
 from shared.logs import serve_logger
 from shared.models.bundle import load_bundle
+from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
-from shared.serving.runtime import (
-    apply_batch_config,
-    resolve_bundle,
-    resolve_device,
-    set_torch_threads,
-)
+from shared.serving.runtime import resolve_bundle, resolve_device, set_torch_threads
 from shared.types import Embeddings
 
 log = serve_logger(__name__)
@@ -28,8 +22,8 @@ log = serve_logger(__name__)
 class TextEncoder:
     """Tokenises and embeds texts; concurrent requests share dynamic batches.
 
-    Python callers use `embed` through a handle; gRPC callers use `EmbedTexts`
-    (vitrine.text_encoder.v1) through the Serve gRPC proxy.
+    gRPC callers use `EmbedTexts` (vitrine.text_encoder.v1) at the replica's own direct-ingress
+    port (or Serve's gRPC proxy); Python callers may use `embed` through a handle.
     """
 
     def __init__(
@@ -41,26 +35,29 @@ class TextEncoder:
         max_text_chars: int,
         torch_threads: int,
     ) -> None:
-        set_torch_threads(torch_threads)
+        self._threads = set_torch_threads(torch_threads)
         bundle = resolve_bundle(bundle_path)
         self._device = resolve_device(device)
         self._model, manifest = load_bundle(bundle, parts=frozenset({"text"}), device=self._device)
         self.model_version = manifest.bundle_id
         self.dim = self._model.heads.embed_dim
-        self._batching = None  # set by reconfigure() from the user_config
+        # Its limits come from the Serve config's user_config (reconfigure).
+        self._batcher = Batcher(self._forward, config=BatchConfig(), name="text-batch")
         self._max_texts, self._max_chars = max_texts, max_text_chars
         log.info("text encoder: bundle %s (%s) on %s", manifest.bundle_id, bundle, self._device)
 
     def reconfigure(self, user_config: dict) -> None:
-        self._batching = apply_batch_config(self._embed_batch, user_config)
+        self._batcher.configure(BatchConfig(**user_config))
+        log.info("dynamic batching: %s", self._batcher.config)
 
     def info(self) -> dict:
-        """Model version, dimension and the dynamic-batching settings in force."""
+        """Model version, dimension, and the batching and threads in force, with batch stats."""
         return {
             "model_version": self.model_version,
             "dim": self.dim,
-            "batching": self._batching.model_dump() if self._batching else None,
-            "torch_threads": torch.get_num_threads(),
+            "batching": self._batcher.config.model_dump(),
+            "batch_stats": self._batcher.stats.to_dict(),
+            "torch_threads": self._threads,
         }
 
     def _check(self, texts: list[str]) -> None:
@@ -76,12 +73,9 @@ class TextEncoder:
                     f"text {i} has {len(text)} characters, more than {self._max_chars}"
                 )
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _embed_batch(self, texts: list[str]) -> list[np.ndarray]:
-        return list(await asyncio.to_thread(self._forward, texts))
-
     @torch.inference_mode()
     def _forward(self, texts: list[str]) -> np.ndarray:
+        """Runs on the batcher's thread."""
         tokens = self._model.text.backbone.tokenize(texts)
         ids = tokens["input_ids"].to(self._device)  # [b, tokens]
         mask = tokens["attention_mask"].to(self._device)
@@ -94,9 +88,13 @@ class TextEncoder:
             RequestError: a text is empty or breaks a limit (the message says which).
         """
         self._check(texts)
-        rows = await asyncio.gather(*(self._embed_batch(t) for t in texts))
+        rows = await self._batcher.submit(texts)
         return Embeddings(np.stack(rows), self.model_version)
 
     @grpc_method
     async def EmbedTexts(self, request: pb.EmbedTextsRequest) -> pb.EmbedTextsResponse:  # noqa: N802 - gRPC name
         return conv.response_to_proto(await self.embed(parse(conv.request_from_proto, request)))
+
+    def __del__(self) -> None:
+        if hasattr(self, "_batcher"):
+            self._batcher.close()

@@ -1,11 +1,10 @@
-"""Model placement and dynamic-batching knobs for the serving deployments."""
+"""Model placement for the serving deployments: device, bundle, threads."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from shared.logs import serve_logger
 
@@ -13,24 +12,6 @@ log = serve_logger(__name__)
 
 DEFAULT_BUNDLE = Path("artifacts/bundles/default")
 """Where a bundle is looked for when none is configured (relative to the working directory)."""
-
-
-class BatchConfig(BaseModel):
-    """A deployment's `user_config`: dynamic batching, changeable while it runs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_batch_size: int = Field(16, ge=1, le=4096)
-    batch_wait_timeout_s: float = Field(0.005, ge=0, le=1)
-
-
-def apply_batch_config(batched_method, user_config: dict) -> BatchConfig:
-    """Validates a user_config and applies it to a `@serve.batch` method; returns it."""
-    config = BatchConfig(**user_config)
-    batched_method.set_max_batch_size(config.max_batch_size)
-    batched_method.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
-    log.info("dynamic batching: %s", config)
-    return config
 
 
 def resolve_device(device: str) -> str:
@@ -54,7 +35,31 @@ def resolve_bundle(path: Path | str | None) -> Path:
     return bundle
 
 
-def set_torch_threads(threads: int) -> None:
-    """Caps torch's intra-op threads (0 keeps torch's default); several replicas share cores."""
-    if threads > 0:
-        torch.set_num_threads(threads)
+def cpu_budget() -> float | None:
+    """The CPUs Ray reserved for this actor (`ray_actor_options.num_cpus`), None outside Ray."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        return float(ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0))
+    except Exception:  # not inside a Ray worker
+        return None
+
+
+def torch_threads_for(requested: int, budget: float | None) -> int:
+    """Intra-op threads for a replica: `requested` when set, else its CPU budget rounded (at
+    least 1), else torch's default. One batch computes at a time (shared.serving.batching), so
+    the budget's cores all go to it, and replicas sharing a machine do not oversubscribe it."""
+    if requested > 0:
+        return requested
+    if budget:
+        return max(1, round(budget))
+    return torch.get_num_threads()
+
+
+def set_torch_threads(requested: int) -> int:
+    """Caps torch's intra-op threads for this process (torch_threads_for); returns the number."""
+    threads = torch_threads_for(requested, cpu_budget())
+    torch.set_num_threads(threads)
+    return threads

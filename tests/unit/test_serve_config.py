@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from services.cli.k8s_checks import import_attr
@@ -27,12 +28,39 @@ def test_every_import_path_and_servicer_resolves(config):
         assert callable(import_attr(fn))
 
 
-def test_batching_and_autoscaling_are_configured(config):
+def test_batching_is_configured_and_validates(config):
+    from shared.serving.batching import BatchConfig
+
     deployments = {d["name"]: d for a in config["applications"] for d in a.get("deployments", [])}
     for name in ("ImageEncoder", "TextEncoder", "Fusion"):
-        assert set(deployments[name]["user_config"]) == {"max_batch_size", "batch_wait_timeout_s"}
-        scaling = deployments[name]["autoscaling_config"]
-        assert scaling["min_replicas"] <= scaling["max_replicas"]
+        BatchConfig(**deployments[name]["user_config"])  # the one home of the batching knobs
+        assert deployments[name]["max_ongoing_requests"] >= (
+            2 * deployments[name]["user_config"]["max_batch_size"]
+        )
+
+
+def test_the_local_config_fits_two_cores(config):
+    """One replica each, CPU budgets summing to the 2 cores `make run` and CI machines have:
+    autoscaling onto busy cores adds queueing, not capacity (issue: serving at model speed)."""
+    deployments = [d for a in config["applications"] for d in a["deployments"]]
+    assert all("autoscaling_config" not in d for d in deployments)
+    assert all(d.get("num_replicas", 1) == 1 for d in deployments)
+    assert sum(d["ray_actor_options"]["num_cpus"] for d in deployments) <= 2.0
+
+
+def test_kubernetes_profiles_autoscale_every_application_but_the_gateway():
+    from services.cli.deploy_commands import PROFILES, render_serve_config
+
+    for profile in PROFILES:
+        rendered = yaml.safe_load(render_serve_config(profile))
+        for app in rendered["applications"]:
+            (deployment,) = app["deployments"]
+            scaling = deployment.get("autoscaling_config")
+            if app["name"] == "gateway":
+                assert scaling is None and deployment["num_replicas"] >= 2
+            else:
+                assert "num_replicas" not in deployment
+                assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"]
 
 
 def test_overrides_reach_the_right_apps(config):
