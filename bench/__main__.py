@@ -11,6 +11,9 @@ import re
 from pathlib import Path
 
 BENCHMARKS = ["conversions", "encoders", "vectorstore", "serving", "ingestion"]
+# Run only when named: they drive a platform that is already running (`make run`), and take the
+# options after the name (`python -m bench load --seconds 5`).
+ON_RUNNING_PLATFORM = ["load"]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 HEADER = """# Benchmarks
 
@@ -27,13 +30,21 @@ def _sections(text: str) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", choices=BENCHMARKS + [[]], help="default: all")
-    args = parser.parse_args()
+    parser.add_argument(
+        "names",
+        nargs="*",
+        choices=BENCHMARKS + ON_RUNNING_PLATFORM + [[]],
+        help=f"default: all but {', '.join(ON_RUNNING_PLATFORM)}",
+    )
+    args, extra = parser.parse_known_args()
+    if extra and not set(args.names) & set(ON_RUNNING_PLATFORM):
+        parser.error(f"unknown arguments {extra}")
     existing = _sections(DOC.read_text()) if DOC.exists() else {}
     stamp = f"{dt.date.today()} on {platform.machine()}, {os.cpu_count()} CPUs"
     for name in args.names or BENCHMARKS:
         print(f"==> bench {name}", flush=True)
-        section = importlib.import_module(f"bench.{name}").run()
+        module = importlib.import_module(f"bench.{name}")
+        section = module.run(extra) if name in ON_RUNNING_PLATFORM else module.run()
         section.description += f" Measured {stamp}."
         markdown = section.to_markdown()
         print(markdown)

@@ -69,6 +69,18 @@ class OptimConfig(BaseModel):
     seed: int = 0
 
 
+class ExportConfig(BaseModel):
+    """The inference graphs written into the bundle after training (`vitrine models export-onnx`
+    does the same for any bundle). The defaults are the measured choice of docs/BENCHMARKS.md,
+    "Encoder runtimes": the fastest variant whose held-out R@10 stays within 0.01 of torch fp32
+    on every query set."""
+
+    model_config = ConfigDict(extra="forbid")
+    runtime: Literal["onnxruntime", "none"] = "onnxruntime"
+    text_quantization: Literal["none", "int8-dynamic"] = "int8-dynamic"
+    image_quantization: Literal["none", "int8-dynamic"] = "none"
+
+
 class TrainConfig(BaseModel):
     """Everything `vitrine train --config FILE` reads (YAML or JSON)."""
 
@@ -83,6 +95,7 @@ class TrainConfig(BaseModel):
     use_gpu: bool = False
     output: Path = Path("artifacts/bundles/latest")
     eval_max_queries: int = Field(1500, ge=1)
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
     @classmethod
     def from_file(cls, path: Path) -> TrainConfig:

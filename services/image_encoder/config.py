@@ -15,6 +15,11 @@ class ImageEncoderSettings(VitrineSettings):
         None, description="Model bundle directory; None = the default bundle."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs.")
+    runtime: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto",
+        description="Inference runtime; auto = the graphs the bundle was exported for on a CPU "
+        "(onnxruntime when it has them), else torch.",
+    )
     max_images: int = Field(64, ge=1, description="Most images in one request.")
     torch_threads: int = Field(
         0,

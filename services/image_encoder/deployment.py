@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import torch
 from PIL import Image
 from ray import serve
 
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2 as pb
 from shared.conversions import image_encoder as conv
 from shared.logs import serve_logger
-from shared.models.bundle import load_bundle
+from shared.models import encoders
 from shared.models.transforms import ImageDecodeError, decode_image
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
-from shared.serving.runtime import resolve_bundle, resolve_device, set_torch_threads
+from shared.serving.runtime import (
+    describe_runtime,
+    resolve_bundle,
+    resolve_device,
+    set_torch_threads,
+)
 from shared.types import Embeddings
 
 log = serve_logger(__name__)
@@ -40,17 +44,26 @@ class ImageEncoder:
         max_image_bytes: int,
         max_image_pixels: int,
         torch_threads: int,
+        runtime: str = "auto",
     ) -> None:
         self._threads = set_torch_threads(torch_threads)
         bundle = resolve_bundle(bundle_path)
         self._device = resolve_device(device)
-        self._model, manifest = load_bundle(bundle, parts=frozenset({"image"}), device=self._device)
-        self.model_version = manifest.bundle_id
-        self.dim = self._model.heads.embed_dim
+        self._encoder = encoders.load(
+            bundle, "image", runtime=runtime, threads=self._threads, device=self._device
+        )
+        self.model_version, self.dim = self._encoder.model_version, self._encoder.dim
         # Its limits come from the Serve config's user_config (reconfigure).
         self._batcher = Batcher(self._forward, config=BatchConfig(), name="image-batch")
         self._limits = (max_images, max_image_bytes, max_image_pixels)
-        log.info("image encoder: bundle %s (%s) on %s", manifest.bundle_id, bundle, self._device)
+        log.info(
+            "image encoder: bundle %s (%s), %s on %s, %d threads",
+            self.model_version,
+            bundle,
+            describe_runtime(self._encoder),
+            self._device,
+            self._threads,
+        )
 
     def reconfigure(self, user_config: dict) -> None:
         self._batcher.configure(BatchConfig(**user_config))
@@ -64,6 +77,7 @@ class ImageEncoder:
             "batching": self._batcher.config.model_dump(),
             "batch_stats": self._batcher.stats.to_dict(),
             "torch_threads": self._threads,
+            "runtime": describe_runtime(self._encoder),
         }
 
     def _decode(self, images: list[bytes]) -> list[Image.Image]:
@@ -80,11 +94,9 @@ class ImageEncoder:
                 raise RequestError(f"image {i}: {e}") from None
         return decoded
 
-    @torch.inference_mode()
     def _forward(self, images: list[Image.Image]) -> np.ndarray:
-        """Runs on the batcher's thread."""
-        pixels = self._model.image.preprocessor.batch(images).to(self._device)  # [b, 3, r, r]
-        return self._model.image(pixels).float().cpu().numpy()  # [b, dim]
+        """Runs on the batcher's thread: [len(images), dim]."""
+        return self._encoder.encode(images)
 
     async def embed(self, images: list[bytes]) -> Embeddings:
         """Embeddings [len(images), dim] of encoded images.

@@ -19,6 +19,7 @@ def build_app(args: dict) -> Application:
     return TextEncoder.bind(
         bundle_path=str(resolve_bundle(s.bundle_path)),
         device=s.device,
+        runtime=s.runtime,
         max_texts=s.max_texts,
         max_text_chars=s.max_text_chars,
         torch_threads=s.torch_threads,

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from ray import serve
 
 from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2 as pb
 from shared.conversions import text_encoder as conv
 from shared.logs import serve_logger
-from shared.models.bundle import load_bundle
+from shared.models import encoders
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
-from shared.serving.runtime import resolve_bundle, resolve_device, set_torch_threads
+from shared.serving.runtime import (
+    describe_runtime,
+    resolve_bundle,
+    resolve_device,
+    set_torch_threads,
+)
 from shared.types import Embeddings
 
 log = serve_logger(__name__)
@@ -34,17 +38,26 @@ class TextEncoder:
         max_texts: int,
         max_text_chars: int,
         torch_threads: int,
+        runtime: str = "auto",
     ) -> None:
         self._threads = set_torch_threads(torch_threads)
         bundle = resolve_bundle(bundle_path)
         self._device = resolve_device(device)
-        self._model, manifest = load_bundle(bundle, parts=frozenset({"text"}), device=self._device)
-        self.model_version = manifest.bundle_id
-        self.dim = self._model.heads.embed_dim
+        self._encoder = encoders.load(
+            bundle, "text", runtime=runtime, threads=self._threads, device=self._device
+        )
+        self.model_version, self.dim = self._encoder.model_version, self._encoder.dim
         # Its limits come from the Serve config's user_config (reconfigure).
         self._batcher = Batcher(self._forward, config=BatchConfig(), name="text-batch")
         self._max_texts, self._max_chars = max_texts, max_text_chars
-        log.info("text encoder: bundle %s (%s) on %s", manifest.bundle_id, bundle, self._device)
+        log.info(
+            "text encoder: bundle %s (%s), %s on %s, %d threads",
+            self.model_version,
+            bundle,
+            describe_runtime(self._encoder),
+            self._device,
+            self._threads,
+        )
 
     def reconfigure(self, user_config: dict) -> None:
         self._batcher.configure(BatchConfig(**user_config))
@@ -58,6 +71,7 @@ class TextEncoder:
             "batching": self._batcher.config.model_dump(),
             "batch_stats": self._batcher.stats.to_dict(),
             "torch_threads": self._threads,
+            "runtime": describe_runtime(self._encoder),
         }
 
     def _check(self, texts: list[str]) -> None:
@@ -73,13 +87,9 @@ class TextEncoder:
                     f"text {i} has {len(text)} characters, more than {self._max_chars}"
                 )
 
-    @torch.inference_mode()
     def _forward(self, texts: list[str]) -> np.ndarray:
-        """Runs on the batcher's thread."""
-        tokens = self._model.text.backbone.tokenize(texts)
-        ids = tokens["input_ids"].to(self._device)  # [b, tokens]
-        mask = tokens["attention_mask"].to(self._device)
-        return self._model.text(ids, mask).float().cpu().numpy()  # [b, dim]
+        """Runs on the batcher's thread: [len(texts), dim]."""
+        return self._encoder.encode(texts)
 
     async def embed(self, texts: list[str]) -> Embeddings:
         """Embeddings [len(texts), dim].

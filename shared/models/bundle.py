@@ -2,12 +2,14 @@
 
 Layout:
     manifest.json          format version, bundle id, backbones, resolution, embedding dim,
-                           preprocessing, training data and parameters, metrics
+                           preprocessing, training data and parameters, metrics, and the
+                           runtime the towers were exported for (if any)
     heads.safetensors      projection heads, fusion module, temperature
     image_backbone/        the image backbone's weights (safetensors) and config
     text_backbone/         the text backbone's weights (safetensors), config and tokenizer
+    onnx/                  optional: the towers as ONNX graphs (`vitrine models export-onnx`)
 
-Loading reads JSON and safetensors only; it never unpickles.
+Loading reads JSON, safetensors and ONNX protobuf only; it never unpickles.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    # Inference graphs exported for another runtime (shared.models.encoders_onnx); None: torch.
+    runtime: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:

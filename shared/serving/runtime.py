@@ -63,3 +63,9 @@ def set_torch_threads(requested: int) -> int:
     threads = torch_threads_for(requested, cpu_budget())
     torch.set_num_threads(threads)
     return threads
+
+
+def describe_runtime(encoder) -> str:
+    """ "torch", or e.g. "onnxruntime (int8-dynamic)": what a replica computes with."""
+    quantization = getattr(encoder, "quantization", None)
+    return f"{encoder.runtime} ({quantization})" if quantization else encoder.runtime
