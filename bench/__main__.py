@@ -14,6 +14,8 @@ BENCHMARKS = ["conversions", "encoders", "vectorstore", "serving", "ingestion"]
 # Run only when named: they drive a platform that is already running (`make run`), and take the
 # options after the name (`python -m bench load --seconds 5`).
 ON_RUNNING_PLATFORM = ["load"]
+# Run only when named: they read ../shared/data and a bundle trained on it.
+ON_TEAM_DATA = ["runtimes"]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 HEADER = """# Benchmarks
 
@@ -33,18 +35,19 @@ def main() -> None:
     parser.add_argument(
         "names",
         nargs="*",
-        choices=BENCHMARKS + ON_RUNNING_PLATFORM + [[]],
-        help=f"default: all but {', '.join(ON_RUNNING_PLATFORM)}",
+        choices=BENCHMARKS + ON_RUNNING_PLATFORM + ON_TEAM_DATA + [[]],
+        help=f"default: all but {', '.join(ON_RUNNING_PLATFORM + ON_TEAM_DATA)}",
     )
     args, extra = parser.parse_known_args()
-    if extra and not set(args.names) & set(ON_RUNNING_PLATFORM):
+    takes_options = set(ON_RUNNING_PLATFORM + ON_TEAM_DATA)
+    if extra and not set(args.names) & takes_options:
         parser.error(f"unknown arguments {extra}")
     existing = _sections(DOC.read_text()) if DOC.exists() else {}
     stamp = f"{dt.date.today()} on {platform.machine()}, {os.cpu_count()} CPUs"
     for name in args.names or BENCHMARKS:
         print(f"==> bench {name}", flush=True)
         module = importlib.import_module(f"bench.{name}")
-        section = module.run(extra) if name in ON_RUNNING_PLATFORM else module.run()
+        section = module.run(extra) if name in takes_options else module.run()
         section.description += f" Measured {stamp}."
         markdown = section.to_markdown()
         print(markdown)

@@ -52,6 +52,7 @@ class Workload:
 
     product_ids: list[str]
     images: list[bytes]
+    payload: dict  # a served product's payload: the limit's store holds points like it
 
 
 @dataclass
@@ -179,6 +180,7 @@ class LimitSpec:
     bundle: str
     points: int
     threads: int
+    runtime: str  # what the encoder replicas run: "torch" or "onnxruntime"
     batch: dict[str, int]  # max_batch_size of text, image and fusion deployments
     seconds: float
 
@@ -190,36 +192,34 @@ def _limit_main(spec: LimitSpec, workload: Workload, out) -> None:
 def _measure_limits(spec: LimitSpec, workload: Workload) -> dict[str, float]:
     """Queries per second each kind reaches in one process with the platform's CPU budget, and
     the single-query stage costs in milliseconds ("stage:text" etc.)."""
-    import torch
-
-    from shared.models.bundle import load_bundle
+    from shared.models import encoders
+    from shared.models.bundle import Manifest
     from shared.models.transforms import decode_image
     from shared.vectorstore import Point, open_store
 
-    torch.set_num_threads(spec.threads)
-    model, manifest = load_bundle(Path(spec.bundle))
-    dim = manifest.embed_dim
+    bundle = Path(spec.bundle)
+    dim = Manifest.read(bundle).embed_dim
+    kw = {"runtime": spec.runtime, "threads": spec.threads}
+    text_encoder = encoders.load(bundle, "text", **kw)
+    image_encoder = encoders.load(bundle, "image", **kw)
+    fusion = encoders.load(bundle, "fusion", **kw)
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(spec.points, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"edge:{tmp}/store", model_version="limit", dim=dim, indexed_fields={})
-        store.upsert([Point(f"p{i}", v, {"title": f"p{i}"}) for i, v in enumerate(vectors)])
+        store.upsert([Point(f"p{i}", v, workload.payload) for i, v in enumerate(vectors)])
         store.optimize()
 
-        @torch.inference_mode()
         def texts(batch: list[str]) -> np.ndarray:
-            tokens = model.text.backbone.tokenize(batch)
-            return model.text(tokens["input_ids"], tokens["attention_mask"]).numpy()
+            return text_encoder.encode(batch)
 
-        @torch.inference_mode()
         def images(batch: list[bytes]) -> np.ndarray:
             decoded = [decode_image(b, max_bytes=2**24, max_pixels=40_000_000) for b in batch]
-            return model.image(model.image.preprocessor.batch(decoded)).numpy()
+            return image_encoder.encode(decoded)
 
-        @torch.inference_mode()
         def fuse(image: np.ndarray, text: np.ndarray) -> np.ndarray:
-            return model.fusion(torch.from_numpy(image), torch.from_numpy(text)).numpy()
+            return fusion.fuse(image, text)
 
         def search(queries: np.ndarray) -> None:
             for q in queries:
@@ -300,6 +300,7 @@ class Served:
     model_version: str
     points: int
     threads: int  # torch threads of the text encoder replica (its CPU budget)
+    runtime: str  # the text encoder replica's runtime
     batch: dict[str, int]
 
 
@@ -330,6 +331,7 @@ def served_config() -> Served:
         model_version=store["model_version"],
         points=store["points"],
         threads=text["torch_threads"],
+        runtime=text["runtime"].split()[0],
         batch={
             "text": text["batching"]["max_batch_size"],
             "image": image["batching"]["max_batch_size"],
@@ -347,7 +349,9 @@ def collect_workload(target: str, api_key: str) -> Workload:
 
     stub = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(target))
     metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
-    ids, images = [], []
+    from google.protobuf import json_format
+
+    ids, images, payload = [], [], {}
     for phrase in PHRASES:
         response = stub.Search(
             search_pb2.SearchRequest(text=phrase, top_k=50), timeout=30, metadata=metadata
@@ -356,6 +360,7 @@ def collect_workload(target: str, api_key: str) -> Workload:
             if hit.product_id in ids:
                 continue
             ids.append(hit.product_id)
+            payload = payload or json_format.MessageToDict(hit.payload)
             uri = hit.payload.fields["image_uri"].string_value
             if uri.startswith("file://") and Path(uri[7:]).is_file() and len(images) < 64:
                 images.append(Path(uri[7:]).read_bytes())
@@ -363,7 +368,7 @@ def collect_workload(target: str, api_key: str) -> Workload:
         images.append(_random_jpeg(len(images)))
     if not ids:
         raise RuntimeError(f"the catalog behind {target} is empty: publish a catalog first")
-    return Workload(ids, images)
+    return Workload(ids, images, payload)
 
 
 def _random_jpeg(seed: int) -> bytes:
@@ -397,8 +402,8 @@ def build_section(
         title="Serving under concurrent load",
         command=".venv/bin/python -m bench load  (against `make run`)",
         description=__doc__.split("\n\n")[0].replace("\n", " ")
-        + f" {len(limits)} rounds of {seconds:.0f} s per point; limit: {served.threads} torch "
-        f"thread(s), batches of {served.batch['text']} texts / {served.batch['image']} images / "
+        + f" {len(limits)} rounds of {seconds:.0f} s per point; limit: {served.runtime}, "
+        f"{served.threads} thread(s), batches of {served.batch['text']} texts / {served.batch['image']} images / "
         f"{served.batch['fusion']} fusion pairs, {served.points} points.",
     )
     for kind in kinds:
@@ -519,6 +524,7 @@ def run(argv: list[str] | None = None) -> Section:
         bundle=_resolve_bundle(args.bundle, served.model_version),
         points=max(served.points, 1),
         threads=served.threads,
+        runtime=served.runtime,
         batch=served.batch,
         seconds=args.limit_seconds,
     )

@@ -177,3 +177,30 @@ class CatalogEvent:
     attributes: dict[str, str] = field(default_factory=dict)
     event_time: dt.datetime | None = None
     schema_version: int = CATALOG_SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class BatchingInfo:
+    """A replica's dynamic batching: the user_config in force and what it has done."""
+
+    max_batch_size: int
+    batch_wait_timeout_s: float
+    batches: int = 0
+    items: int = 0
+    mean_batch_size: float = 0.0
+    mean_queue_wait_ms: float = 0.0
+    mean_compute_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """What one replica of an internal service runs with (vitrine.replica.v1)."""
+
+    application: str
+    replica_id: str
+    model_version: str
+    dim: int
+    runtime: str
+    threads: int
+    cpu_budget: float
+    batching: BatchingInfo | None = None

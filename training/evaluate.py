@@ -6,7 +6,7 @@ run: image-only (the reference's embedding), text-only (the modifier's), and sum
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import torch
 from shared.data import fashioniq
 from shared.data.catalog import Product
 from shared.data.queries import composed_colour_change, text_to_image_attribute, text_to_image_own
+from shared.models.encoders import Fusion, ImageEncoder, TextEncoder
 from shared.models.heads import sum_fusion
 from shared.models.inference import embed_texts, fuse, image_features, open_image
 from shared.models.metrics import DEFAULT_KS, fashioniq_protocol, rank, retrieval_metrics
@@ -48,8 +49,13 @@ def image_embeddings(
     return tower.head.eval()(torch.from_numpy(feats)).numpy()
 
 
+TextEmbedder = Callable[[list[str]], np.ndarray]  # texts -> [n, dim]
+Fuser = Callable[[np.ndarray, np.ndarray], np.ndarray]  # image, text [n, dim] -> [n, dim]
+
+
 def _composed_rows(
-    model: RetrievalModel,
+    embed_text: TextEmbedder,
+    fuse_pairs: Fuser,
     images: np.ndarray,
     products: Sequence[Product],
     *,
@@ -61,10 +67,10 @@ def _composed_rows(
         return {}, 0
     refs = np.array([q.reference for q in queries])
     texts = sorted({q.text for q in queries})
-    text_emb = dict(zip(texts, embed_texts(model, texts), strict=True))
+    text_emb = dict(zip(texts, embed_text(texts), strict=True))
     mods = np.stack([text_emb[q.text] for q in queries])
     candidates = {
-        "fusion": fuse(model, images[refs], mods),
+        "fusion": fuse_pairs(images[refs], mods),
         "sum": sum_fusion(torch.from_numpy(images[refs]), torch.from_numpy(mods)).numpy(),
         "image_only": images[refs],
         "text_only": mods,
@@ -78,20 +84,18 @@ def _composed_rows(
     return rows, len(queries)
 
 
-def evaluate_catalog(
-    model: RetrievalModel,
+def catalog_metrics(
+    images: np.ndarray,
+    embed_text: TextEmbedder,
+    fuse_pairs: Fuser,
     products: Sequence[Product],
     *,
-    cache_dir: Path | None = None,
     max_queries: int = 1500,
     ks: Sequence[int] = DEFAULT_KS,
 ) -> dict[str, Any]:
-    """Text->image (own image; attribute relevance) and composed colour-change metrics.
-
-    The gallery is `products`; queries come from `shared.data.queries`.
-    """
-    images = image_embeddings(model, products, cache_dir=cache_dir)
-    titles = embed_texts(model, [p.title for p in products], desc="titles")
+    """Text->image (own image; attribute relevance) and composed colour-change metrics over the
+    gallery `products`, whose image embeddings are `images` [len(products), dim]."""
+    titles = embed_text([p.title for p in products])
     k = max(ks)
     result: dict[str, Any] = {"gallery_size": len(products)}
     counts = {}
@@ -104,11 +108,72 @@ def evaluate_catalog(
             ranked = rank(titles[rows], images, k=k)
             result[name] = retrieval_metrics(ranked, [set(q.relevant) for q in queries], ks=ks)
         counts[name] = len(queries)
-    composed, n = _composed_rows(model, images, products, max_queries=max_queries, ks=ks)
+    composed, n = _composed_rows(
+        embed_text, fuse_pairs, images, products, max_queries=max_queries, ks=ks
+    )
     if composed:
         result["composed"] = composed
     result["queries"] = {**counts, "composed": n}
     return result
+
+
+def evaluate_catalog(
+    model: RetrievalModel,
+    products: Sequence[Product],
+    *,
+    cache_dir: Path | None = None,
+    max_queries: int = 1500,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> dict[str, Any]:
+    """`catalog_metrics` of a torch model; gallery backbone features come from the feature
+    cache when `cache_dir` is given."""
+    images = image_embeddings(model, products, cache_dir=cache_dir)
+    return catalog_metrics(
+        images,
+        lambda texts: embed_texts(model, texts, desc="titles" if len(texts) > 64 else None),
+        lambda image, text: fuse(model, image, text),
+        products,
+        max_queries=max_queries,
+        ks=ks,
+    )
+
+
+def evaluate_catalog_served(
+    text: TextEncoder,
+    image: ImageEncoder,
+    fusion: Fusion,
+    products: Sequence[Product],
+    *,
+    batch_size: int = 32,
+    max_queries: int = 1500,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> dict[str, Any]:
+    """`catalog_metrics` through inference runtimes (shared.models.encoders), as a deployment
+    computes them: every gallery image decoded and encoded, no feature cache."""
+    images = encode_in_batches(
+        lambda chunk: image.encode([open_image(p.image) for p in chunk]),
+        list(products),
+        batch_size=batch_size,
+        desc="gallery",
+    )
+    return catalog_metrics(
+        images,
+        lambda texts: encode_in_batches(text.encode, texts, batch_size=batch_size),
+        fusion.fuse,
+        products,
+        max_queries=max_queries,
+        ks=ks,
+    )
+
+
+def encode_in_batches(encode, items: list, *, batch_size: int, desc: str | None = None):
+    """`encode` over `items` in chunks, stacked: [len(items), dim]."""
+    from tqdm.auto import tqdm
+
+    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    return np.concatenate(
+        [encode(chunk) for chunk in tqdm(chunks, desc=desc, disable=desc is None, leave=False)]
+    )
 
 
 def evaluate_fashioniq(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import time
@@ -171,16 +172,72 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_status(_: argparse.Namespace) -> int:
+def replica_infos(app_name: str, *, timeout_s: float = 5.0) -> list[tuple[str, object]]:
+    """(target, ReplicaInfo or the error) for every published gRPC target of an application:
+    each replica under Serve's direct ingress, else each proxy (which picks a replica)."""
+    import grpc
+
+    from shared.api.vitrine.replica.v1 import replica_pb2_grpc
+    from shared.conversions import replica as conv
+    from shared.serving.endpoints import grpc_targets_sync
+
+    found: list[tuple[str, object]] = []
+    for target in grpc_targets_sync(app_name):
+        with grpc.insecure_channel(target) as channel:
+            stub = replica_pb2_grpc.ReplicaServiceStub(channel)
+            try:
+                reply = stub.GetReplicaInfo(
+                    conv.info_request_to_proto(),
+                    timeout=timeout_s,
+                    metadata=(("application", app_name),),
+                )
+                found.append((target, conv.info_from_proto(reply)))
+            except grpc.RpcError as e:
+                found.append((target, f"{e.code().name}: {e.details()}"))
+    return found
+
+
+def _replica_line(target: str, info) -> str:
+    if isinstance(info, str):
+        return f"    {target:<21} {info}"
+    line = (
+        f"    {target:<21} replica {info.replica_id or '?':<10} {info.runtime}, "
+        f"{info.threads} thread(s), {info.cpu_budget:g} CPU"
+    )
+    b = info.batching
+    if b is not None:
+        line += (
+            f"; batching max {b.max_batch_size}, wait {b.batch_wait_timeout_s * 1000:g} ms; "
+            f"{b.batches} batches, mean size {b.mean_batch_size:.1f}, queue wait "
+            f"{b.mean_queue_wait_ms:.1f} ms, compute {b.mean_compute_ms:.1f} ms"
+        )
+    return line
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from ray import serve
 
     connect_ray()
-    from shared.serving.endpoints import grpc_targets_sync
-
+    report = {}
     for name, app in serve.status().applications.items():
-        targets = ", ".join(grpc_targets_sync(name)) or "-"
-        status = getattr(app.status, "value", app.status)
-        print(f"{name:<16} {status:<10} gRPC {targets:<32} {app.message}")
+        status = str(getattr(app.status, "value", app.status))
+        replicas = [] if name == "gateway" else replica_infos(name)
+        report[name] = {
+            "status": status,
+            "message": app.message,
+            "replicas": [
+                {"target": t, **(asdict(i) if not isinstance(i, str) else {"error": i})}
+                for t, i in replicas
+            ],
+        }
+        if not args.json:
+            print(f"{name:<16} {status:<10} {app.message}")
+            for target, info in replicas:
+                print(_replica_line(target, info))
+    if args.json:
+        print(json.dumps(report, indent=2))
     return 0
 
 
@@ -209,7 +266,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--proxy-http-port", type=int, help="port of Serve's HTTP proxies (default: the config's)"
     )
     p.set_defaults(func=_cmd_up)
-    p = serve_sub.add_parser("status", help="each application's state")
+    p = serve_sub.add_parser(
+        "status",
+        help="each application's state, and what every replica runs with (runtime, threads, "
+        "batching in force, batches formed)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_status)
     p = sub.add_parser("index", help="embed a products.jsonl catalog into the running store")
     p.add_argument("catalog", help="products.jsonl (id, image, title, attributes)")

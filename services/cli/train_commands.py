@@ -66,11 +66,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 products, test_fraction=args.test_fraction, seed=args.split_seed
             )
             products = test if args.split == "test" else train
-        metrics.update(
-            evaluate_catalog(
+        if args.runtime == "model":
+            found = evaluate_catalog(
                 model, products, cache_dir=settings.cache_dir, max_queries=args.max_queries
             )
-        )
+        else:
+            from shared.models import encoders
+            from training.evaluate import evaluate_catalog_served
+
+            text, image, fusion = (
+                encoders.load(args.bundle, part, runtime=args.runtime)
+                for part in ("text", "image", "fusion")
+            )
+            metrics["runtime"] = {"text": text.runtime, "image": image.runtime}
+            found = evaluate_catalog_served(
+                text, image, fusion, products, max_queries=args.max_queries
+            )
+        metrics.update(found)
     if args.fashioniq:
         metrics["fashioniq"] = evaluate_fashioniq(
             model, args.fashioniq, split=args.fashioniq_split, cache_dir=settings.cache_dir
@@ -139,6 +151,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-fraction", type=float, default=0.33)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--max-queries", type=int, default=1500)
+    p.add_argument(
+        "--runtime",
+        choices=("model", "auto", "torch", "onnxruntime"),
+        default="model",
+        help="model: the torch modules with the feature cache (training's evaluation); auto, "
+        "torch, onnxruntime: through that inference runtime, every image decoded, as served",
+    )
     p.add_argument("--fashioniq", type=Path, help="a FashionIQ-layout folder (with images)")
     p.add_argument("--fashioniq-split", default="val")
     p.add_argument("--out", type=Path, default=Path("artifacts/eval"), help="where JSON and PNG go")

@@ -9,18 +9,21 @@ import numpy as np
 from ray import serve
 
 from shared.api.vitrine.fusion.v1 import fusion_pb2 as pb
+from shared.api.vitrine.replica.v1 import replica_pb2 as replica_pb
 from shared.conversions import fusion as conv
+from shared.conversions import replica as replica_conv
 from shared.logs import serve_logger
 from shared.models import encoders
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
+from shared.serving.replica import replica_info
 from shared.serving.runtime import (
     describe_runtime,
     resolve_bundle,
     resolve_device,
     set_torch_threads,
 )
-from shared.types import Embeddings, FusionInput
+from shared.types import Embeddings, FusionInput, ReplicaInfo
 
 log = serve_logger(__name__)
 
@@ -60,6 +63,15 @@ class Fusion:
         self._batcher.configure(BatchConfig(**user_config))
         log.info("dynamic batching: %s", self._batcher.config)
 
+    def _replica_info(self) -> ReplicaInfo:
+        return replica_info(
+            model_version=self.model_version,
+            dim=self.dim,
+            runtime=describe_runtime(self._fusion),
+            threads=self._threads,
+            batcher=self._batcher,
+        )
+
     def info(self) -> dict:
         """Model version, dimension, and the batching and threads in force, with batch stats."""
         return {
@@ -70,6 +82,10 @@ class Fusion:
             "torch_threads": self._threads,
             "runtime": describe_runtime(self._fusion),
         }
+
+    @grpc_method
+    async def GetReplicaInfo(self, request: replica_pb.GetReplicaInfoRequest):  # noqa: N802
+        return replica_conv.info_to_proto(self._replica_info())
 
     def _check(self, pair: FusionInput) -> None:
         image, text = pair.image_vectors, pair.text_vectors

@@ -2,7 +2,9 @@
 
 Each client keeps one channel per target (replica or proxy), refreshes the list in the
 background, spreads calls round-robin, passes the caller's remaining deadline on as the call's
-timeout, and turns gRPC statuses back into the gateway's exceptions.
+timeout, and turns gRPC statuses back into the gateway's exceptions. The one-item methods a query
+uses (`embed`, `fuse`, `search`, `vector_of`) coalesce concurrent queries' items into shared
+calls (shared.serving.coalescing).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import itertools
 from collections.abc import Callable
 
 import grpc
+import numpy as np
 
 from shared.api.vitrine.fusion.v1 import fusion_pb2_grpc
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2_grpc
@@ -22,6 +25,7 @@ from shared.conversions import image_encoder as image_conv
 from shared.conversions import store as store_conv
 from shared.conversions import text_encoder as text_conv
 from shared.logs import serve_logger
+from shared.serving.coalescing import Coalescer
 from shared.serving.endpoints import grpc_targets
 from shared.serving.errors import DependencyError, LimitError, NotFoundError, RequestError
 from shared.types import Embeddings, Filter, FusionInput, Hit
@@ -30,6 +34,8 @@ from shared.vectorstore.base import PointQuery, RetrieveQuery, StoredPoint
 log = serve_logger(__name__)
 
 REFRESH_S = 2.0
+CALLS_PER_TARGET = 2  # coalesced calls out at once per replica target
+MESSAGE_SLACK_BYTES = 64 * 1024  # room for the message's own fields beside the image bytes
 CLOSE_GRACE_S = 60.0  # longer than any call's deadline
 _CALLER_ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT: RequestError,
@@ -53,6 +59,7 @@ class ServiceClient:
         self._cycle = iter(())
         self._refresher: asyncio.Task | None = None
         self._closing: set[asyncio.Task] = set()
+        self._coalescers: list[Coalescer] = []
 
     async def refresh(self) -> None:
         targets = await grpc_targets(self.app_name)
@@ -68,6 +75,8 @@ class ServiceClient:
                 self._closing.add(asyncio.create_task(channel.close(grace=CLOSE_GRACE_S)))
                 self._closing = {t for t in self._closing if not t.done()}
         self._cycle = itertools.cycle(list(self._channels.values()))
+        for coalescer in self._coalescers:
+            coalescer.max_in_flight = CALLS_PER_TARGET * max(1, len(self._channels))
         log.info("%s: gRPC targets %s", self.app_name, targets)
 
     def _connect(self, target: str):
@@ -84,6 +93,17 @@ class ServiceClient:
 
     def start(self) -> None:
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self._options[0][1]
+
+    def coalescer(self, send, *, max_items: int, **kw) -> Coalescer:
+        """A Coalescer over this service that keeps two calls out per target (one computing,
+        one waiting in the replica's batcher), as many as the published targets allow."""
+        coalescer = Coalescer(send, max_items=max_items, max_in_flight=CALLS_PER_TARGET, **kw)
+        self._coalescers.append(coalescer)
+        return coalescer
 
     async def call(self, method: str, request, *, timeout_s: float | None):
         if not self._channels:
@@ -107,46 +127,97 @@ def _exception(app_name: str, e: grpc.aio.AioRpcError) -> Exception:
 
 
 class TextEncoderClient(ServiceClient):
-    def __init__(self, app_name: str, **kw) -> None:
+    def __init__(self, app_name: str, *, max_items: int = 64, **kw) -> None:
         super().__init__(app_name, text_encoder_pb2_grpc.TextEncoderServiceStub, **kw)
+        self._one = self.coalescer(self._embed_rows, max_items=max_items)
 
-    async def embed(self, texts: list[str], *, timeout_s: float | None = None) -> Embeddings:
+    async def _embed_rows(self, texts: list[str], timeout_s: float | None) -> list[Embeddings]:
+        return _rows(await self.embed_many(texts, timeout_s=timeout_s))
+
+    async def embed_many(self, texts: list[str], *, timeout_s: float | None = None) -> Embeddings:
+        """One call for these texts."""
         reply = await self.call(
             "EmbedTexts", text_conv.request_to_proto(texts), timeout_s=timeout_s
         )
         return text_conv.response_from_proto(reply)
 
+    async def embed(self, text: str, *, timeout_s: float | None = None) -> Embeddings:
+        """One text's embedding [1, dim], in a call shared with concurrent queries."""
+        return await self._one.call(text, timeout_s=timeout_s)
+
 
 class ImageEncoderClient(ServiceClient):
-    def __init__(self, app_name: str, **kw) -> None:
+    def __init__(self, app_name: str, *, max_items: int = 16, **kw) -> None:
         super().__init__(app_name, image_encoder_pb2_grpc.ImageEncoderServiceStub, **kw)
+        self._one = self.coalescer(
+            self._embed_rows,
+            max_items=max_items,
+            weigh=len,
+            max_weight=self.max_message_bytes - MESSAGE_SLACK_BYTES,
+        )
 
-    async def embed(self, images: list[bytes], *, timeout_s: float | None = None) -> Embeddings:
+    async def _embed_rows(self, images: list[bytes], timeout_s: float | None) -> list[Embeddings]:
         reply = await self.call(
             "EmbedImages", image_conv.request_to_proto(images), timeout_s=timeout_s
         )
-        return image_conv.response_from_proto(reply)
+        return _rows(image_conv.response_from_proto(reply))
+
+    async def embed(self, image: bytes, *, timeout_s: float | None = None) -> Embeddings:
+        """One image's embedding [1, dim], in a call shared with concurrent queries."""
+        return await self._one.call(image, timeout_s=timeout_s)
 
 
 class FusionClient(ServiceClient):
-    def __init__(self, app_name: str, **kw) -> None:
+    def __init__(self, app_name: str, *, max_items: int = 64, **kw) -> None:
         super().__init__(app_name, fusion_pb2_grpc.FusionServiceStub, **kw)
+        self._one = self.coalescer(self._fuse_rows, max_items=max_items)
 
-    async def fuse(self, pair: FusionInput, *, timeout_s: float | None = None) -> Embeddings:
-        reply = await self.call("Fuse", fusion_conv.request_to_proto(pair), timeout_s=timeout_s)
-        return fusion_conv.response_from_proto(reply)
+    async def _fuse_rows(
+        self, pairs: list[tuple[np.ndarray, np.ndarray]], timeout_s: float | None
+    ) -> list[Embeddings]:
+        batch = FusionInput(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]))
+        reply = await self.call("Fuse", fusion_conv.request_to_proto(batch), timeout_s=timeout_s)
+        return _rows(fusion_conv.response_from_proto(reply))
+
+    async def fuse(
+        self, image: np.ndarray, text: np.ndarray, *, timeout_s: float | None = None
+    ) -> Embeddings:
+        """The query embedding [1, dim] of one (image, text) pair of [dim] embeddings."""
+        return await self._one.call((image, text), timeout_s=timeout_s)
 
 
 class VectorStoreClient(ServiceClient):
-    def __init__(self, app_name: str, **kw) -> None:
+    def __init__(self, app_name: str, *, max_items: int = 64, **kw) -> None:
         super().__init__(app_name, store_pb2_grpc.VectorStoreServiceStub, **kw)
+        self._searches = self.coalescer(self._search_many, max_items=max_items)
+        self._vectors = self.coalescer(self._retrieve_many, max_items=max_items)
+
+    async def _search_many(
+        self, queries: list[PointQuery], timeout_s: float | None
+    ) -> list[list[Hit]]:
+        request = store_conv.search_batch_request_to_proto(queries)
+        reply = await self.call("SearchPointsBatch", request, timeout_s=timeout_s)
+        return store_conv.search_batch_response_from_proto(reply)
 
     async def search(
         self, vector, *, top_k: int, filter: Filter | None, timeout_s: float | None = None
     ) -> list[Hit]:
-        request = store_conv.search_request_to_proto(PointQuery(vector, top_k, filter))
-        reply = await self.call("SearchPoints", request, timeout_s=timeout_s)
-        return store_conv.search_response_from_proto(reply)
+        """The top_k hits, in a call shared with concurrent queries."""
+        return await self._searches.call(PointQuery(vector, top_k, filter), timeout_s=timeout_s)
+
+    async def _retrieve_many(
+        self, product_ids: list[str], timeout_s: float | None
+    ) -> list[StoredPoint | None]:
+        found = {
+            p.product_id: p
+            for p in await self.retrieve(product_ids, with_vectors=True, timeout_s=timeout_s)
+        }
+        return [found.get(pid) for pid in product_ids]
+
+    async def vector_of(self, product_id: str, *, timeout_s: float | None = None):
+        """A stored product's point with its vector, or None; in a call shared with concurrent
+        queries."""
+        return await self._vectors.call(product_id, timeout_s=timeout_s)
 
     async def retrieve(
         self, product_ids: list[str], *, with_vectors: bool = False, timeout_s: float | None = None
@@ -156,3 +227,11 @@ class VectorStoreClient(ServiceClient):
         )
         reply = await self.call("RetrievePoints", request, timeout_s=timeout_s)
         return store_conv.retrieve_response_from_proto(reply)
+
+
+def _rows(embeddings: Embeddings) -> list[Embeddings]:
+    """Each row of a multi-item answer as its own one-row Embeddings."""
+    return [
+        Embeddings(embeddings.vectors[i : i + 1], embeddings.model_version)
+        for i in range(len(embeddings.vectors))
+    ]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.serving.errors import DependencyError, LimitError, NotFoundError, RequestError
-from shared.types import Filter, FusionInput, SearchQuery, SearchResult, Timing, filter_problem
+from shared.types import Filter, SearchQuery, SearchResult, Timing, filter_problem
 
 
 @dataclass(frozen=True)
@@ -79,18 +79,18 @@ async def run_search(
     t0 = time.perf_counter()
     calls = []
     if query.text.strip():
-        calls.append(deps.text.embed([query.text], timeout_s=left()))
+        calls.append(deps.text.embed(query.text, timeout_s=left()))
     if query.image is not None:
-        calls.append(deps.image.embed([query.image], timeout_s=left()))
+        calls.append(deps.image.embed(query.image, timeout_s=left()))
     elif query.product_id is not None:
-        calls.append(deps.store.retrieve([query.product_id], with_vectors=True, timeout_s=left()))
+        calls.append(deps.store.vector_of(query.product_id, timeout_s=left()))
     results = list(await asyncio.gather(*calls))
     text_vec = _vector(results.pop(0), model_version) if query.text.strip() else None
     reference_vec = _reference_vector(results.pop(0), query, model_version) if results else None
     t_encoded = time.perf_counter()
     if text_vec is not None and reference_vec is not None:
-        pair = FusionInput(reference_vec[None], text_vec[None])
-        vector = _vector(await deps.fusion.fuse(pair, timeout_s=left()), model_version)
+        fused = await deps.fusion.fuse(reference_vec, text_vec, timeout_s=left())
+        vector = _vector(fused, model_version)
     else:
         vector = text_vec if text_vec is not None else reference_vec
     t_fused = time.perf_counter()
@@ -118,6 +118,6 @@ def _vector(embeddings, model_version: str) -> np.ndarray:
 def _reference_vector(result, query: SearchQuery, model_version: str) -> np.ndarray:
     if query.image is not None:
         return _vector(result, model_version)
-    if not result:
+    if result is None:
         raise NotFoundError(f"product {query.product_id!r} is not in the catalog")
-    return result[0].vector
+    return result.vector

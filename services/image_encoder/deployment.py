@@ -9,19 +9,22 @@ from PIL import Image
 from ray import serve
 
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2 as pb
+from shared.api.vitrine.replica.v1 import replica_pb2 as replica_pb
 from shared.conversions import image_encoder as conv
+from shared.conversions import replica as replica_conv
 from shared.logs import serve_logger
 from shared.models import encoders
 from shared.models.transforms import ImageDecodeError, decode_image
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
+from shared.serving.replica import replica_info
 from shared.serving.runtime import (
     describe_runtime,
     resolve_bundle,
     resolve_device,
     set_torch_threads,
 )
-from shared.types import Embeddings
+from shared.types import Embeddings, ReplicaInfo
 
 log = serve_logger(__name__)
 
@@ -69,6 +72,15 @@ class ImageEncoder:
         self._batcher.configure(BatchConfig(**user_config))
         log.info("dynamic batching: %s", self._batcher.config)
 
+    def _replica_info(self) -> ReplicaInfo:
+        return replica_info(
+            model_version=self.model_version,
+            dim=self.dim,
+            runtime=describe_runtime(self._encoder),
+            threads=self._threads,
+            batcher=self._batcher,
+        )
+
     def info(self) -> dict:
         """Model version, dimension, and the batching and threads in force, with batch stats."""
         return {
@@ -79,6 +91,10 @@ class ImageEncoder:
             "torch_threads": self._threads,
             "runtime": describe_runtime(self._encoder),
         }
+
+    @grpc_method
+    async def GetReplicaInfo(self, request: replica_pb.GetReplicaInfoRequest):  # noqa: N802
+        return replica_conv.info_to_proto(self._replica_info())
 
     def _decode(self, images: list[bytes]) -> list[Image.Image]:
         max_images, max_bytes, max_pixels = self._limits

@@ -15,18 +15,23 @@ import numpy as np
 from pydantic import SecretStr
 from ray import serve
 
+from shared.api.vitrine.replica.v1 import replica_pb2 as replica_pb
 from shared.api.vitrine.store.v1 import store_pb2 as pb
+from shared.conversions import replica as replica_conv
 from shared.conversions import store as conv
 from shared.logs import serve_logger
 from shared.models.bundle import Manifest
 from shared.serving.errors import RequestError, grpc_method, parse
+from shared.serving.replica import replica_info
 from shared.serving.runtime import resolve_bundle
 from shared.types import Filter, Hit, filter_problem
 from shared.vectorstore import Point, StoredPoint, StoreError, open_store
+from shared.vectorstore.base import PointQuery
 
 log = serve_logger(__name__)
 
 MAX_TOP_K = 1000
+MAX_BATCH_QUERIES = 1024
 
 
 @serve.deployment(name="VectorStore")
@@ -71,6 +76,16 @@ class VectorStore:
     def info(self) -> dict:
         return {"model_version": self.model_version, **asdict(self._store.info())}
 
+    @grpc_method
+    async def GetReplicaInfo(self, request: replica_pb.GetReplicaInfoRequest):  # noqa: N802
+        info = replica_info(
+            model_version=self.model_version,
+            dim=self._store.info().dim,
+            runtime=type(self._store).__name__,
+            threads=0,
+        )
+        return replica_conv.info_to_proto(info)
+
     async def search(
         self, vector: np.ndarray, *, top_k: int, filter: Filter | None = None, exact: bool = False
     ) -> list[Hit]:
@@ -83,6 +98,17 @@ class VectorStore:
             return await asyncio.to_thread(
                 self._store.search, vector, top_k=top_k, filter=filter, exact=exact
             )
+        except StoreError as e:
+            raise RequestError(str(e)) from None
+
+    async def search_batch(self, queries: Sequence[PointQuery]) -> list[list[Hit]]:
+        """`search` for each query, planned as one batch by the engine.
+
+        Raises:
+            RequestError: a query does not fit the collection.
+        """
+        try:
+            return await asyncio.to_thread(self._store.search_batch, queries)
         except StoreError as e:
             raise RequestError(str(e)) from None
 
@@ -111,14 +137,23 @@ class VectorStore:
     @grpc_method
     async def SearchPoints(self, request: pb.SearchPointsRequest):  # noqa: N802
         query = parse(conv.search_request_from_proto, request)
-        if not 1 <= query.top_k <= MAX_TOP_K:
-            raise RequestError(f"top_k must be 1..{MAX_TOP_K}, got {query.top_k}")
-        if query.filter is not None and (problem := filter_problem(query.filter)):
-            raise RequestError(problem)
+        _check_query(query)
         hits = await self.search(
             query.vector, top_k=query.top_k, filter=query.filter, exact=query.exact
         )
         return conv.search_response_to_proto(hits)
+
+    @grpc_method
+    async def SearchPointsBatch(self, request: pb.SearchPointsBatchRequest):  # noqa: N802
+        queries = parse(conv.search_batch_request_from_proto, request)
+        if len(queries) > MAX_BATCH_QUERIES:
+            raise RequestError(f"{len(queries)} queries in one call, more than {MAX_BATCH_QUERIES}")
+        for i, query in enumerate(queries):
+            try:
+                _check_query(query)
+            except RequestError as e:
+                raise RequestError(f"query {i}: {e}") from None
+        return conv.search_batch_response_to_proto(await self.search_batch(queries))
 
     @grpc_method
     async def RetrievePoints(self, request: pb.RetrievePointsRequest):  # noqa: N802
@@ -145,3 +180,10 @@ class VectorStore:
     def __del__(self) -> None:
         self._optimizer.cancel()
         self._store.close()
+
+
+def _check_query(query: PointQuery) -> None:
+    if not 1 <= query.top_k <= MAX_TOP_K:
+        raise RequestError(f"top_k must be 1..{MAX_TOP_K}, got {query.top_k}")
+    if query.filter is not None and (problem := filter_problem(query.filter)):
+        raise RequestError(problem)

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from shared.conversions import catalog, fusion, image_encoder, search, store, text_encoder
+from shared.conversions import (
+    catalog,
+    fusion,
+    image_encoder,
+    replica,
+    search,
+    store,
+    text_encoder,
+)
 
 
 class RoundTrip(NamedTuple):
@@ -58,6 +66,16 @@ ROUND_TRIPS: tuple[RoundTrip, ...] = tuple(
             store.search_response_from_proto,
         ),
         (
+            store.pb.SearchPointsBatchRequest,
+            store.search_batch_request_to_proto,
+            store.search_batch_request_from_proto,
+        ),
+        (
+            store.pb.SearchPointsBatchResponse,
+            store.search_batch_response_to_proto,
+            store.search_batch_response_from_proto,
+        ),
+        (
             store.pb.RetrievePointsRequest,
             store.retrieve_request_to_proto,
             store.retrieve_request_from_proto,
@@ -78,5 +96,11 @@ ROUND_TRIPS: tuple[RoundTrip, ...] = tuple(
             store.delete_request_from_proto,
         ),
         (store.pb.WriteResponse, store.write_response_to_proto, store.write_response_from_proto),
+        (
+            replica.pb.GetReplicaInfoRequest,
+            replica.info_request_to_proto,
+            replica.info_request_from_proto,
+        ),
+        (replica.pb.GetReplicaInfoResponse, replica.info_to_proto, replica.info_from_proto),
     )
 )

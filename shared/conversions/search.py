@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from google.protobuf import json_format
 
 from shared.api.vitrine.search.v1 import search_pb2 as pb
@@ -89,14 +92,58 @@ def request_from_proto(msg: pb.SearchRequest) -> SearchQuery:
     )
 
 
+class StructPayload(Mapping):
+    """A hit's payload still in its protobuf Struct: turned into Python values only when read,
+    and copied as it is into the next message. The gateway passes the store's hits to its caller
+    this way: converting each payload (a thumbnail and a dozen fields) to a dict and back cost
+    0.35 ms a query, a quarter of the gateway's CPU under load (docs/BENCHMARKS.md)."""
+
+    __slots__ = ("struct", "_plain")
+
+    def __init__(self, struct) -> None:
+        self.struct = struct
+        self._plain: dict | None = None
+
+    def _values(self) -> dict:
+        if self._plain is None:
+            self._plain = whole_numbers(json_format.MessageToDict(self.struct))
+        return self._plain
+
+    def __getitem__(self, key):
+        return self._values()[key]
+
+    def __iter__(self):
+        return iter(self._values())
+
+    def __len__(self) -> int:
+        return len(self.struct.fields)
+
+    def __repr__(self) -> str:
+        return repr(self._values())
+
+
+def whole_numbers(value: Any) -> Any:
+    """Struct keeps every number as a double: whole ones become ints again."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    return value
+
+
 def hit_to_proto(hit: Hit) -> pb.Hit:
     msg = pb.Hit(product_id=hit.product_id, score=hit.score)
-    msg.payload.update(hit.payload)
+    if isinstance(hit.payload, StructPayload):
+        msg.payload.CopyFrom(hit.payload.struct)
+    else:
+        msg.payload.update(hit.payload)
     return msg
 
 
 def hit_from_proto(msg: pb.Hit) -> Hit:
-    return Hit(msg.product_id, msg.score, json_format.MessageToDict(msg.payload))
+    return Hit(msg.product_id, msg.score, StructPayload(msg.payload))
 
 
 def response_to_proto(result: SearchResult) -> pb.SearchResponse:

@@ -18,6 +18,7 @@ from shared.conversions.search import (
     filter_to_proto,
     hit_from_proto,
     hit_to_proto,
+    whole_numbers,
 )
 from shared.types import Hit
 from shared.vectorstore.base import Point, PointQuery, RetrieveQuery, StoredPoint
@@ -35,18 +36,8 @@ def _vector(data: bytes, *, name: str) -> np.ndarray:
     return np.frombuffer(data, dtype=_F32_LE)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 def payload_from_struct(struct) -> dict[str, Any]:
-    return _plain(json_format.MessageToDict(struct))
+    return whole_numbers(json_format.MessageToDict(struct))
 
 
 def _point_to_proto(product_id: str, vector: np.ndarray | None, payload: dict) -> pb.Point:
@@ -77,11 +68,33 @@ def search_response_to_proto(hits: Sequence[Hit]) -> pb.SearchPointsResponse:
 
 
 def search_response_from_proto(msg: pb.SearchPointsResponse) -> list[Hit]:
-    return [_plain_hit(hit_from_proto(h)) for h in msg.hits]
+    """Hits whose payloads stay in their Structs until read (StructPayload)."""
+    return [hit_from_proto(h) for h in msg.hits]
 
 
-def _plain_hit(hit: Hit) -> Hit:
-    return Hit(hit.product_id, hit.score, _plain(hit.payload))
+def search_batch_request_to_proto(queries: Sequence[PointQuery]) -> pb.SearchPointsBatchRequest:
+    return pb.SearchPointsBatchRequest(queries=[search_request_to_proto(q) for q in queries])
+
+
+def search_batch_request_from_proto(msg: pb.SearchPointsBatchRequest) -> list[PointQuery]:
+    """Raises ValueError for a malformed vector or filter in any query (naming which)."""
+    queries = []
+    for i, query in enumerate(msg.queries):
+        try:
+            queries.append(search_request_from_proto(query))
+        except ValueError as e:
+            raise ValueError(f"query {i}: {e}") from None
+    return queries
+
+
+def search_batch_response_to_proto(
+    results: Sequence[Sequence[Hit]],
+) -> pb.SearchPointsBatchResponse:
+    return pb.SearchPointsBatchResponse(results=[search_response_to_proto(r) for r in results])
+
+
+def search_batch_response_from_proto(msg: pb.SearchPointsBatchResponse) -> list[list[Hit]]:
+    return [search_response_from_proto(r) for r in msg.results]
 
 
 def retrieve_request_to_proto(query: RetrieveQuery) -> pb.RetrievePointsRequest:

@@ -160,6 +160,12 @@ class VectorStore(abc.ABC):
     ) -> list[Hit]:
         """The top_k points by cosine similarity to vector [dim], best first."""
 
+    def search_batch(self, queries: Sequence[PointQuery]) -> list[list[Hit]]:
+        """`search` for each query, in order; backends plan the batch as one where they can."""
+        return [
+            self.search(q.vector, top_k=q.top_k, filter=q.filter, exact=q.exact) for q in queries
+        ]
+
     @abc.abstractmethod
     def retrieve(
         self, product_ids: Sequence[str], *, with_vectors: bool = False

@@ -135,17 +135,26 @@ class EdgeStore(VectorStore):
             self._shard.update(qe.UpdateOperation.delete_points([point_id(p) for p in product_ids]))
             self._shard.flush()
 
-    def search(self, vector, *, top_k, filter=None, exact=False):
+    def _request(self, vector, top_k: int, filter: Filter | None, exact: bool) -> qe.QueryRequest:
         vector = self._check_vector(vector)
-        params = qe.SearchParams(hnsw_ef=max(self._hnsw_ef, top_k), exact=exact)
-        request = qe.QueryRequest(
+        return qe.QueryRequest(
             limit=top_k,
             query=qe.Query.Nearest(vector.tolist()),
             filter=edge_filter(filter),
             with_payload=True,
-            params=params,
+            params=qe.SearchParams(hnsw_ef=max(self._hnsw_ef, top_k), exact=exact),
         )
+
+    def search(self, vector, *, top_k, filter=None, exact=False):
+        request = self._request(vector, top_k, filter, exact)
         return [hit_from_payload(p.payload, p.score) for p in self._shard.query(request)]
+
+    def search_batch(self, queries):
+        if not queries:
+            return []
+        requests = [self._request(q.vector, q.top_k, q.filter, q.exact) for q in queries]
+        found = self._shard.query_batch(qe.QueryBatchRequest(requests))
+        return [[hit_from_payload(p.payload, p.score) for p in points] for points in found]
 
     def retrieve(self, product_ids, *, with_vectors=False):
         if not product_ids:

@@ -112,6 +112,11 @@ class QdrantStore(VectorStore):
                 wait=True,
             )
 
+    def _params(self, top_k: int, exact: bool) -> qm.SearchParams | None:
+        if self._local:
+            return None
+        return qm.SearchParams(hnsw_ef=max(self._hnsw_ef, top_k), exact=exact)
+
     def search(self, vector, *, top_k, filter=None, exact=False):
         vector = self._check_vector(vector)
         response = self._client.query_points(
@@ -120,11 +125,25 @@ class QdrantStore(VectorStore):
             limit=top_k,
             query_filter=qdrant_filter(filter),
             with_payload=True,
-            search_params=None
-            if self._local
-            else qm.SearchParams(hnsw_ef=max(self._hnsw_ef, top_k), exact=exact),
+            search_params=self._params(top_k, exact),
         )
         return [hit_from_payload(p.payload, p.score) for p in response.points]
+
+    def search_batch(self, queries):
+        if not queries:
+            return []
+        requests = [
+            qm.QueryRequest(
+                query=self._check_vector(q.vector).tolist(),
+                limit=q.top_k,
+                filter=qdrant_filter(q.filter),
+                with_payload=True,
+                params=self._params(q.top_k, q.exact),
+            )
+            for q in queries
+        ]
+        responses = self._client.query_batch_points(self.collection, requests)
+        return [[hit_from_payload(p.payload, p.score) for p in r.points] for r in responses]
 
     def retrieve(self, product_ids, *, with_vectors=False):
         if not product_ids:

@@ -262,6 +262,42 @@ def test_encoder_over_grpc_at_its_published_target(platform):
         assert "no texts" in info.value.details()
 
 
+def test_concurrent_calls_share_batches_in_the_replica(platform):
+    """Calls that arrive while a batch computes form the next batch (Serve 2.60's @serve.batch
+    made one batch per call under this load; shared/serving/batching.py)."""
+    import asyncio
+
+    from services.cli.serve_commands import replica_infos
+    from shared.serving.endpoints import grpc_targets_sync
+
+    (target,) = grpc_targets_sync("text-encoder")
+
+    async def burst(n: int) -> None:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = te_grpc.TextEncoderServiceStub(channel)
+            md = (("application", "text-encoder"),)
+            replies = await asyncio.gather(
+                *(
+                    stub.EmbedTexts(te_pb.EmbedTextsRequest(texts=[f"shirt {i}"]), metadata=md)
+                    for i in range(n)
+                )
+            )
+            assert all(r.embeddings.count == 1 for r in replies)
+
+    def counts() -> tuple[int, int]:
+        ((_, info),) = replica_infos("text-encoder")
+        return info.batching.batches, info.batching.items
+
+    batches0, items0 = counts()
+    for _ in range(3):  # 64 calls at once; a batch of more than one needs only one overlap
+        asyncio.run(burst(64))
+        batches, items = counts()
+        if batches - batches0 < items - items0:
+            break
+    assert items - items0 >= 64
+    assert batches - batches0 < items - items0, "every call computed alone: no batching"
+
+
 PLAIN_CLIENT = """
 import sys, grpc
 sys.path.insert(0, sys.argv[1])
@@ -362,6 +398,14 @@ def test_batching_is_tuned_at_run_time_without_a_restart(platform):
     assert after["batching"] == {"max_batch_size": 7, "batch_wait_timeout_s": 0.01}
     # Same replica (same port), reconfigured in place.
     assert grpc_targets_sync("text-encoder") == [target_before]
+    # `vitrine serve status` asks every replica what it runs with, over gRPC.
+    from services.cli.serve_commands import replica_infos
+
+    ((target, replica),) = replica_infos("text-encoder")
+    assert target == target_before and replica.application == "text-encoder"
+    assert (replica.batching.max_batch_size, replica.batching.batch_wait_timeout_s) == (7, 0.01)
+    assert replica.threads >= 1 and replica.cpu_budget > 0 and replica.replica_id
+    assert replica.model_version == after["model_version"]
 
 
 def test_vitrine_search_command(platform, capsys):

@@ -18,6 +18,7 @@ from google.protobuf.descriptor import FieldDescriptor
 import shared.api
 from shared.conversions import ROUND_TRIPS, catalog, fusion, search, store
 from shared.types import (
+    BatchingInfo,
     CatalogEvent,
     Condition,
     Embeddings,
@@ -26,6 +27,7 @@ from shared.types import (
     Hit,
     Op,
     Range,
+    ReplicaInfo,
     SearchQuery,
     SearchResult,
     Timing,
@@ -84,16 +86,36 @@ SAMPLES: dict[type, list] = {
         PointQuery(_vectors(1, 8)[0], 3),
     ],
     ROUND_TRIPS[10].message: [[Hit("p-1", 0.5, {"title": "Blue shirt", "year": 2020})]],
-    ROUND_TRIPS[11].message: [RetrieveQuery(("p-1", "p-2"), with_vectors=True)],
+    ROUND_TRIPS[11].message: [
+        [PointQuery(_vectors(1, 8)[0], 10, FILTER, exact=True), PointQuery(_vectors(1, 8)[0], 3)]
+    ],
     ROUND_TRIPS[12].message: [
+        [[Hit("p-1", 0.5, {"title": "Blue shirt"})], [], [Hit("p-2", 0.25, {"year": 2020})]]
+    ],
+    ROUND_TRIPS[13].message: [RetrieveQuery(("p-1", "p-2"), with_vectors=True)],
+    ROUND_TRIPS[14].message: [
         [
             StoredPoint("p-1", {"title": "Blue shirt", "price": 12.5}, _vectors(1, 8)[0]),
             StoredPoint("p-2", {"sizes": [38, 40]}),
         ]
     ],
-    ROUND_TRIPS[13].message: [[Point("p-1", _vectors(1, 8)[0], {"year": 2020, "title": "x"})]],
-    ROUND_TRIPS[14].message: [("p-1", "p-2")],
-    ROUND_TRIPS[15].message: [7],
+    ROUND_TRIPS[15].message: [[Point("p-1", _vectors(1, 8)[0], {"year": 2020, "title": "x"})]],
+    ROUND_TRIPS[16].message: [("p-1", "p-2")],
+    ROUND_TRIPS[17].message: [7],
+    ROUND_TRIPS[18].message: [None],
+    ROUND_TRIPS[19].message: [
+        ReplicaInfo(
+            "text-encoder",
+            "abc",
+            "bundle-1",
+            256,
+            "onnxruntime (int8-dynamic)",
+            1,
+            0.75,
+            BatchingInfo(32, 0.002, 10, 40, 4.0, 1.5, 3.25),
+        ),
+        ReplicaInfo("vector-store", "def", "bundle-1", 256, "qdrant-edge", 0, 0.2),
+    ],
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from shared.types import Condition, Filter, Range
 from shared.vectorstore import Point, StoreError, open_store, point_id
-from shared.vectorstore.base import DEFAULT_INDEXED_FIELDS, collection_name
+from shared.vectorstore.base import DEFAULT_INDEXED_FIELDS, PointQuery, collection_name
 
 DIM = 16
 
@@ -68,6 +68,30 @@ def test_search_ranks_by_cosine_with_payload(store):
     assert hits[0].score == pytest.approx(1.0, abs=1e-5)
     assert hits[0].payload == {"title": "item 7", "baseColour": "White", "year": 2017}
     assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+
+
+def test_search_batch_answers_each_query_as_search_would(store):
+    """One planned batch (Edge query_batch, qdrant-client query_batch_points), same answers."""
+    points = _points(200)
+    store.upsert(points)
+    red = Filter(must=(Condition("baseColour", "Red"),))
+    queries = [
+        PointQuery(points[1].vector, 5),
+        PointQuery(points[2].vector, 3, red),
+        PointQuery(points[3].vector, 7, None, exact=True),
+    ]
+    batched = store.search_batch(queries)
+    single = [
+        store.search(q.vector, top_k=q.top_k, filter=q.filter, exact=q.exact) for q in queries
+    ]
+    assert [[h.product_id for h in r] for r in batched] == [
+        [h.product_id for h in r] for r in single
+    ]
+    assert [len(r) for r in batched] == [5, 3, 7]
+    assert all(h.payload["baseColour"] == "Red" for h in batched[1])
+    assert store.search_batch([]) == []
+    with pytest.raises(StoreError):
+        store.search_batch([PointQuery(np.ones(DIM + 1, np.float32), 3)])
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,18 @@ class SearchPointsResponse(_message.Message):
     hits: _containers.RepeatedCompositeFieldContainer[_search_pb2.Hit]
     def __init__(self, hits: _Optional[_Iterable[_Union[_search_pb2.Hit, _Mapping]]] = ...) -> None: ...
 
+class SearchPointsBatchRequest(_message.Message):
+    __slots__ = ("queries",)
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    queries: _containers.RepeatedCompositeFieldContainer[SearchPointsRequest]
+    def __init__(self, queries: _Optional[_Iterable[_Union[SearchPointsRequest, _Mapping]]] = ...) -> None: ...
+
+class SearchPointsBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SearchPointsResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchPointsResponse, _Mapping]]] = ...) -> None: ...
+
 class RetrievePointsRequest(_message.Message):
     __slots__ = ("product_ids", "with_vectors")
     PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]

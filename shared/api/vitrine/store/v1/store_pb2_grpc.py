@@ -39,6 +39,11 @@ class VectorStoreServiceStub:
                 request_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.SearchPointsRequest.SerializeToString,
                 response_deserializer=vitrine_dot_store_dot_v1_dot_store__pb2.SearchPointsResponse.FromString,
                 _registered_method=True)
+        self.SearchPointsBatch = channel.unary_unary(
+                '/vitrine.store.v1.VectorStoreService/SearchPointsBatch',
+                request_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.SearchPointsBatchRequest.SerializeToString,
+                response_deserializer=vitrine_dot_store_dot_v1_dot_store__pb2.SearchPointsBatchResponse.FromString,
+                _registered_method=True)
         self.RetrievePoints = channel.unary_unary(
                 '/vitrine.store.v1.VectorStoreService/RetrievePoints',
                 request_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.RetrievePointsRequest.SerializeToString,
@@ -61,6 +66,13 @@ class VectorStoreServiceServicer:
 
     def SearchPoints(self, request, context):
         """Status codes: INVALID_ARGUMENT for a vector of the wrong dimension or a bad filter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchPointsBatch(self, request, context):
+        """Several searches in one call; INVALID_ARGUMENT when any query is bad (none is answered).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,6 +103,11 @@ def add_VectorStoreServiceServicer_to_server(servicer, server):
                     servicer.SearchPoints,
                     request_deserializer=vitrine_dot_store_dot_v1_dot_store__pb2.SearchPointsRequest.FromString,
                     response_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.SearchPointsResponse.SerializeToString,
+            ),
+            'SearchPointsBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchPointsBatch,
+                    request_deserializer=vitrine_dot_store_dot_v1_dot_store__pb2.SearchPointsBatchRequest.FromString,
+                    response_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.SearchPointsBatchResponse.SerializeToString,
             ),
             'RetrievePoints': grpc.unary_unary_rpc_method_handler(
                     servicer.RetrievePoints,
@@ -135,6 +152,33 @@ class VectorStoreService:
             '/vitrine.store.v1.VectorStoreService/SearchPoints',
             vitrine_dot_store_dot_v1_dot_store__pb2.SearchPointsRequest.SerializeToString,
             vitrine_dot_store_dot_v1_dot_store__pb2.SearchPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchPointsBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vitrine.store.v1.VectorStoreService/SearchPointsBatch',
+            vitrine_dot_store_dot_v1_dot_store__pb2.SearchPointsBatchRequest.SerializeToString,
+            vitrine_dot_store_dot_v1_dot_store__pb2.SearchPointsBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
