@@ -26,15 +26,20 @@ OVERLAYS = ("dev", "prod", "prod-green")
 # - encoders get whole CPUs ("cpu") or a share of a GPU ("gpu": 2 image-encoder or 4
 #   text-encoder replicas per GPU);
 # - every application but the gateway autoscales there (the local file has one replica each, to
-#   fit 2 cores): a replica computes one batch at a time, so its target of ongoing requests is
-#   about one full batch (the user_config's max_batch_size) waiting behind the one computing;
+#   fit 2 cores); the model deployments on how busy their batchers are
+#   (shared.serving.autoscaling: behind the gateway's coalescing, ongoing requests do not
+#   measure load), the store on ongoing requests;
 # - the vector store is a stateless Qdrant client there, so it may scale.
 GATEWAY_RESOURCE = "vitrine_gateway"
+BATCH_POLICY = {
+    "policy_function": "shared.serving.autoscaling:BatchUtilizationPolicy",
+    "policy_kwargs": {"target_busy": 0.7},
+}
 AUTOSCALING: dict[str, dict] = {
-    "image-encoder": {"min_replicas": 1, "max_replicas": 6, "target_ongoing_requests": 16},
-    "text-encoder": {"min_replicas": 1, "max_replicas": 6, "target_ongoing_requests": 32},
-    "fusion": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 64},
-    "vector-store": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64},
+    "image-encoder": {"min_replicas": 1, "max_replicas": 6, "policy": BATCH_POLICY},
+    "text-encoder": {"min_replicas": 1, "max_replicas": 6, "policy": BATCH_POLICY},
+    "fusion": {"min_replicas": 1, "max_replicas": 2, "policy": BATCH_POLICY},
+    "vector-store": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 3},
 }
 SCALE_DELAYS = {"upscale_delay_s": 10, "downscale_delay_s": 120}
 PROFILES: dict[str, dict] = {

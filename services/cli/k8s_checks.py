@@ -182,6 +182,27 @@ def _short(text: str, limit: int = 240) -> str:
 # ---- the Serve config inside a RayService -------------------------------------------------------
 
 
+def _policy_problems(app_name: str, deployment) -> list[str]:
+    """A custom autoscaling policy must import and accept its policy_kwargs."""
+    scaling = deployment.autoscaling_config
+    policy = (scaling or {}).get("policy") if isinstance(scaling, dict) else None
+    if not policy:
+        return []
+    dotted = policy.get("policy_function", "")
+    try:
+        from ray.serve.config import AutoscalingConfig
+
+        AutoscalingConfig(**scaling)
+        target = import_attr(dotted.replace(":", "."))
+        if isinstance(target, type):
+            target(**policy.get("policy_kwargs", {}))
+        elif not callable(target):
+            return [f"application {app_name}: autoscaling policy {dotted} is not callable"]
+    except (ImportError, AttributeError, ValueError, TypeError) as e:
+        return [f"application {app_name}: autoscaling policy {dotted}: {e}"]
+    return []
+
+
 def import_attr(dotted: str) -> object:
     """The object named `module.attr` or `module:attr` (Serve's two spellings)."""
     module, _, attr = dotted.replace(":", ".").rpartition(".")
@@ -223,6 +244,7 @@ def serve_config_problems(rayservice: dict) -> list[str]:
                     f"application {app.name}: args {unknown} are not {settings.__name__} fields"
                 )
         for deployment in app.deployments:
+            problems += _policy_problems(app.name, deployment)
             resources = getattr(deployment.ray_actor_options, "resources", None) or {}
             for resource, amount in resources.items():
                 replicas = _most_replicas(deployment)

@@ -41,6 +41,7 @@ def build_app(args: dict) -> Application:
         ),
         request_timeout_s=s.request_timeout_s,
         max_request_bytes=s.max_request_bytes,
+        calls_per_target=s.calls_per_target,
         api_keys=keys,
         api_keys_file=s.api_keys_file,
         tls=tls,

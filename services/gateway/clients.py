@@ -34,7 +34,7 @@ from shared.vectorstore.base import PointQuery, RetrieveQuery, StoredPoint
 log = serve_logger(__name__)
 
 REFRESH_S = 2.0
-CALLS_PER_TARGET = 2  # coalesced calls out at once per replica target
+CALLS_PER_TARGET = 2  # default coalesced calls out at once per replica target
 MESSAGE_SLACK_BYTES = 64 * 1024  # room for the message's own fields beside the image bytes
 CLOSE_GRACE_S = 60.0  # longer than any call's deadline
 _CALLER_ERRORS = {
@@ -47,8 +47,16 @@ _CALLER_ERRORS = {
 class ServiceClient:
     """Round-robin gRPC stubs over the published targets of one Serve application."""
 
-    def __init__(self, app_name: str, stub_class: Callable, *, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        app_name: str,
+        stub_class: Callable,
+        *,
+        max_message_bytes: int,
+        calls_per_target: int = CALLS_PER_TARGET,
+    ) -> None:
         self.app_name = app_name
+        self.calls_per_target = calls_per_target
         self._stub_class = stub_class
         self._metadata = (("application", app_name),)
         self._options = [
@@ -76,7 +84,7 @@ class ServiceClient:
                 self._closing = {t for t in self._closing if not t.done()}
         self._cycle = itertools.cycle(list(self._channels.values()))
         for coalescer in self._coalescers:
-            coalescer.max_in_flight = CALLS_PER_TARGET * max(1, len(self._channels))
+            coalescer.max_in_flight = self.calls_per_target * max(1, len(self._channels))
         log.info("%s: gRPC targets %s", self.app_name, targets)
 
     def _connect(self, target: str):
@@ -99,9 +107,9 @@ class ServiceClient:
         return self._options[0][1]
 
     def coalescer(self, send, *, max_items: int, **kw) -> Coalescer:
-        """A Coalescer over this service that keeps two calls out per target (one computing,
-        one waiting in the replica's batcher), as many as the published targets allow."""
-        coalescer = Coalescer(send, max_items=max_items, max_in_flight=CALLS_PER_TARGET, **kw)
+        """A Coalescer over this service that keeps `calls_per_target` calls out per published
+        target (by default two: one computing, one waiting in the replica's batcher)."""
+        coalescer = Coalescer(send, max_items=max_items, max_in_flight=self.calls_per_target, **kw)
         self._coalescers.append(coalescer)
         return coalescer
 
@@ -208,10 +216,10 @@ class VectorStoreClient(ServiceClient):
     async def _retrieve_many(
         self, product_ids: list[str], timeout_s: float | None
     ) -> list[StoredPoint | None]:
-        found = {
-            p.product_id: p
-            for p in await self.retrieve(product_ids, with_vectors=True, timeout_s=timeout_s)
-        }
+        points = await self.retrieve(
+            product_ids, with_vectors=True, with_payload=False, timeout_s=timeout_s
+        )
+        found = {p.product_id: p for p in points}
         return [found.get(pid) for pid in product_ids]
 
     async def vector_of(self, product_id: str, *, timeout_s: float | None = None):
@@ -220,10 +228,15 @@ class VectorStoreClient(ServiceClient):
         return await self._vectors.call(product_id, timeout_s=timeout_s)
 
     async def retrieve(
-        self, product_ids: list[str], *, with_vectors: bool = False, timeout_s: float | None = None
+        self,
+        product_ids: list[str],
+        *,
+        with_vectors: bool = False,
+        with_payload: bool = True,
+        timeout_s: float | None = None,
     ) -> list[StoredPoint]:
         request = store_conv.retrieve_request_to_proto(
-            RetrieveQuery(tuple(product_ids), with_vectors)
+            RetrieveQuery(tuple(product_ids), with_vectors, with_payload)
         )
         reply = await self.call("RetrievePoints", request, timeout_s=timeout_s)
         return store_conv.retrieve_response_from_proto(reply)

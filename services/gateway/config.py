@@ -36,6 +36,13 @@ class GatewaySettings(VitrineSettings):
     tls_client_ca_file: str | None = Field(
         None, description="PEM CA of client certificates: set, every client needs one (mTLS)."
     )
+    calls_per_target: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Coalesced calls the gateway keeps out at once to each replica of a "
+        "dependency; queries that arrive meanwhile share the next call.",
+    )
     image_encoder_app: str = Field("image-encoder", description="Serve application name.")
     text_encoder_app: str = Field("text-encoder", description="Serve application name.")
     fusion_app: str = Field("fusion", description="Serve application name.")

@@ -90,6 +90,7 @@ class Gateway:
         limits: Limits,
         request_timeout_s: float,
         max_request_bytes: int,
+        calls_per_target: int = 2,
         api_keys: ApiKeys | None = None,
         api_keys_file: str | None = None,
         tls: TLSFiles | None = None,
@@ -98,7 +99,7 @@ class Gateway:
         keys = (api_keys or ApiKeys()).merged(ApiKeys.load(env_text=None, file=api_keys_file))
         tls = tls or TLSFiles()
         self._keys, self._max_request_bytes = keys, max_request_bytes
-        size = {"max_message_bytes": max_request_bytes}
+        size = {"max_message_bytes": max_request_bytes, "calls_per_target": calls_per_target}
         self._deps = Dependencies(
             image=ImageEncoderClient(apps["image_encoder"], **size),
             text=TextEncoderClient(apps["text_encoder"], **size),

@@ -11,6 +11,7 @@ from shared.conversions import replica as replica_conv
 from shared.conversions import text_encoder as conv
 from shared.logs import serve_logger
 from shared.models import encoders
+from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
 from shared.serving.replica import replica_info
@@ -85,6 +86,10 @@ class TextEncoder:
             "torch_threads": self._threads,
             "runtime": describe_runtime(self._encoder),
         }
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """For the autoscaling policy of the Kubernetes profiles (shared.serving.autoscaling)."""
+        return batcher_stats(self._batcher)
 
     @grpc_method
     async def GetReplicaInfo(self, request: replica_pb.GetReplicaInfoRequest):  # noqa: N802

@@ -124,9 +124,11 @@ class VectorStore:
         return len(product_ids)
 
     async def retrieve(
-        self, product_ids: Sequence[str], *, with_vectors: bool = False
+        self, product_ids: Sequence[str], *, with_vectors: bool = False, with_payload: bool = True
     ) -> list[StoredPoint]:
-        return await asyncio.to_thread(self._store.retrieve, product_ids, with_vectors=with_vectors)
+        return await asyncio.to_thread(
+            self._store.retrieve, product_ids, with_vectors=with_vectors, with_payload=with_payload
+        )
 
     async def count(self, filter: Filter | None = None) -> int:
         return await asyncio.to_thread(self._store.count, filter)
@@ -158,7 +160,11 @@ class VectorStore:
     @grpc_method
     async def RetrievePoints(self, request: pb.RetrievePointsRequest):  # noqa: N802
         query = conv.retrieve_request_from_proto(request)
-        points = await self.retrieve(list(query.product_ids), with_vectors=query.with_vectors)
+        points = await self.retrieve(
+            list(query.product_ids),
+            with_vectors=query.with_vectors,
+            with_payload=query.with_payload,
+        )
         return conv.retrieve_response_to_proto(points)
 
     @grpc_method

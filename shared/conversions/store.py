@@ -99,12 +99,14 @@ def search_batch_response_from_proto(msg: pb.SearchPointsBatchResponse) -> list[
 
 def retrieve_request_to_proto(query: RetrieveQuery) -> pb.RetrievePointsRequest:
     return pb.RetrievePointsRequest(
-        product_ids=list(query.product_ids), with_vectors=query.with_vectors
+        product_ids=list(query.product_ids),
+        with_vectors=query.with_vectors,
+        without_payload=not query.with_payload,
     )
 
 
 def retrieve_request_from_proto(msg: pb.RetrievePointsRequest) -> RetrieveQuery:
-    return RetrieveQuery(tuple(msg.product_ids), msg.with_vectors)
+    return RetrieveQuery(tuple(msg.product_ids), msg.with_vectors, not msg.without_payload)
 
 
 def retrieve_response_to_proto(points: Sequence[StoredPoint]) -> pb.RetrievePointsResponse:

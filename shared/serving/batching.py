@@ -108,6 +108,20 @@ class Batcher(Generic[T, R]):
         self._queue: deque[_Item[T]] = deque()
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        self._busy_since: float | None = None  # the running batch's start
+        self._window = (time.monotonic(), 0.0)  # (start, compute seconds finished in it)
+
+    def queued(self) -> int:
+        """Items waiting for a batch."""
+        return len(self._queue)
+
+    def busy_fraction(self) -> float:
+        """The share of wall time spent computing since the last call (or since start)."""
+        now = time.monotonic()
+        start, done = self._window
+        running = now - max(self._busy_since, start) if self._busy_since is not None else 0.0
+        self._window = (now, 0.0)  # a running batch's later part counts in the next window
+        return min(1.0, (done + running) / max(now - start, 1e-9))
 
     def configure(self, config: BatchConfig) -> None:
         """New limits; the batch being formed or computed keeps the old ones."""
@@ -159,7 +173,7 @@ class Batcher(Generic[T, R]):
             batch = self._take()
             if not batch:
                 continue
-            start = time.monotonic()
+            start = self._busy_since = time.monotonic()
             waits = sum(start - item.submitted for item in batch)
             try:
                 results = await loop.run_in_executor(
@@ -168,15 +182,23 @@ class Batcher(Generic[T, R]):
                 if len(results) != len(batch):
                     raise RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
             except Exception as e:  # every caller of the batch hears the failure
+                self._finished(start)
                 self.stats.record(len(batch), waits, time.monotonic() - start, failed=True)
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(e)
                 continue
+            self._finished(start)
             self.stats.record(len(batch), waits, time.monotonic() - start, failed=False)
             for item, result in zip(batch, results, strict=True):
                 if not item.future.done():
                     item.future.set_result(result)
+
+    def _finished(self, start: float) -> None:
+        now = time.monotonic()
+        window_start, done = self._window
+        self._window = (window_start, done + now - max(start, window_start))
+        self._busy_since = None
 
     def close(self) -> None:
         if self._task is not None:

@@ -120,6 +120,7 @@ class PointQuery:
 class RetrieveQuery:
     product_ids: tuple[str, ...]
     with_vectors: bool = False
+    with_payload: bool = True
 
 
 @dataclass(frozen=True)
@@ -168,9 +169,10 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     def retrieve(
-        self, product_ids: Sequence[str], *, with_vectors: bool = False
+        self, product_ids: Sequence[str], *, with_vectors: bool = False, with_payload: bool = True
     ) -> list[StoredPoint]:
-        """The stored points among product_ids, in the order given; missing ids are skipped."""
+        """The stored points among product_ids, in the order given; missing ids are skipped.
+        Without payload their payload is empty."""
 
     @abc.abstractmethod
     def count(self, filter: Filter | None = None) -> int:
@@ -231,6 +233,12 @@ def hit_from_payload(payload: dict[str, Any], score: float) -> Hit:
     payload = dict(payload)
     product_id = payload.pop(PRODUCT_ID_FIELD)
     return Hit(product_id=product_id, score=float(score), payload=payload)
+
+
+def payload_selector(with_payload: bool) -> bool | list[str]:
+    """What to ask an engine for: the whole payload, or only the product id (which maps the
+    engine's records back to product ids)."""
+    return True if with_payload else [PRODUCT_ID_FIELD]
 
 
 def ordered_points(

@@ -22,6 +22,7 @@ from shared.vectorstore.base import (
     VectorStore,
     hit_from_payload,
     ordered_points,
+    payload_selector,
     point_id,
     validate_fields,
 )
@@ -156,11 +157,13 @@ class EdgeStore(VectorStore):
         found = self._shard.query_batch(qe.QueryBatchRequest(requests))
         return [[hit_from_payload(p.payload, p.score) for p in points] for points in found]
 
-    def retrieve(self, product_ids, *, with_vectors=False):
+    def retrieve(self, product_ids, *, with_vectors=False, with_payload=True):
         if not product_ids:
             return []
         records = self._shard.retrieve(
-            [point_id(p) for p in product_ids], with_payload=True, with_vector=with_vectors
+            [point_id(p) for p in product_ids],
+            with_payload=payload_selector(with_payload),
+            with_vector=with_vectors,
         )
         return ordered_points(
             [(r.payload, r.vector) for r in records], product_ids, with_vectors=with_vectors

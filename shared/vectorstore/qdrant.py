@@ -16,6 +16,7 @@ from shared.vectorstore.base import (
     VectorStore,
     hit_from_payload,
     ordered_points,
+    payload_selector,
     point_id,
     validate_fields,
 )
@@ -145,13 +146,13 @@ class QdrantStore(VectorStore):
         responses = self._client.query_batch_points(self.collection, requests)
         return [[hit_from_payload(p.payload, p.score) for p in r.points] for r in responses]
 
-    def retrieve(self, product_ids, *, with_vectors=False):
+    def retrieve(self, product_ids, *, with_vectors=False, with_payload=True):
         if not product_ids:
             return []
         records = self._client.retrieve(
             self.collection,
             [point_id(p) for p in product_ids],
-            with_payload=True,
+            with_payload=payload_selector(with_payload),
             with_vectors=with_vectors,
         )
         return ordered_points(

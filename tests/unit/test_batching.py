@@ -149,3 +149,47 @@ def test_config_is_validated():
         BatchConfig(max_batch_size=0)
     with pytest.raises(ValueError):
         BatchConfig(max_batch_size=8, unknown=1)
+
+
+def test_busy_fraction_counts_compute_time_per_window():
+    import time
+
+    batcher = Batcher(lambda items: time.sleep(0.2) or items, config=BatchConfig(), name="t")
+
+    async def main():
+        assert batcher.busy_fraction() == 0.0  # nothing ran
+        await asyncio.sleep(0.1)
+        await batcher.submit([1])  # 0.2 s of compute in a window of about 0.3 s
+        first = batcher.busy_fraction()
+        await asyncio.sleep(0.2)
+        idle = batcher.busy_fraction()
+        task = asyncio.create_task(batcher.submit([2]))
+        await asyncio.sleep(0.1)
+        running = batcher.busy_fraction()  # counts the running batch's part so far
+        assert batcher.queued() == 0
+        await task
+        return first, idle, running, batcher.busy_fraction()
+
+    first, idle, running, after = _run(main())
+    assert 0.3 < first < 0.9 and idle == 0.0 and running > 0.5 and after > 0.5
+    batcher.close()
+
+
+def test_the_autoscaling_policy_asks_for_replicas_by_busy_share_and_backlog():
+    from types import SimpleNamespace
+
+    from shared.serving.autoscaling import BACKLOG, BUSY, BatchUtilizationPolicy
+
+    policy = BatchUtilizationPolicy(target_busy=0.5)
+
+    def decide(busy, backlog=None, target=3):
+        metrics = {BUSY: busy, BACKLOG: backlog or {}} if busy is not None else None
+        ctx = SimpleNamespace(aggregated_metrics=metrics, target_num_replicas=target)
+        return policy(ctx)[0]
+
+    assert decide({"a": 0.9, "b": 0.8}) == 4  # 1.7 replicas' worth at 50% each
+    assert decide({"a": 0.1, "b": 0.1}) == 1
+    assert decide({"a": 1.0}, {"a": 2.0}) == 6  # two full batches waiting on a busy replica
+    assert decide(None, target=3) == 3  # no report yet
+    with pytest.raises(ValueError):
+        BatchUtilizationPolicy(target_busy=0)

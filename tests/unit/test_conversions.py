@@ -92,7 +92,7 @@ SAMPLES: dict[type, list] = {
     ROUND_TRIPS[12].message: [
         [[Hit("p-1", 0.5, {"title": "Blue shirt"})], [], [Hit("p-2", 0.25, {"year": 2020})]]
     ],
-    ROUND_TRIPS[13].message: [RetrieveQuery(("p-1", "p-2"), with_vectors=True)],
+    ROUND_TRIPS[13].message: [RetrieveQuery(("p-1", "p-2"), with_vectors=True, with_payload=False)],
     ROUND_TRIPS[14].message: [
         [
             StoredPoint("p-1", {"title": "Blue shirt", "price": 12.5}, _vectors(1, 8)[0]),

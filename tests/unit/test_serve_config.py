@@ -61,6 +61,8 @@ def test_kubernetes_profiles_autoscale_every_application_but_the_gateway():
             else:
                 assert "num_replicas" not in deployment
                 assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"]
+                if app["name"] != "vector-store":  # model replicas scale on batcher load
+                    assert scaling["policy"]["policy_function"].endswith("BatchUtilizationPolicy")
 
 
 def test_overrides_reach_the_right_apps(config):
@@ -94,3 +96,22 @@ def test_free_ports_stay_out_of_every_serve_replica_port_range():
     for default in (30000, 31000, 40000, 41000):  # Serve's own HTTP and gRPC ranges
         assert default in SERVE_REPLICA_PORTS
     assert not {free_port() for _ in range(200)} & set(SERVE_REPLICA_PORTS)
+
+
+def test_a_bad_autoscaling_policy_is_reported():
+    from types import SimpleNamespace
+
+    from services.cli.k8s_checks import _policy_problems
+
+    def deployment(policy):
+        return SimpleNamespace(autoscaling_config={"min_replicas": 1, "policy": policy})
+
+    good = {
+        "policy_function": "shared.serving.autoscaling:BatchUtilizationPolicy",
+        "policy_kwargs": {"target_busy": 0.5},
+    }
+    assert _policy_problems("a", deployment(good)) == []
+    bad_path = {**good, "policy_function": "shared.serving.autoscaling:NoSuchPolicy"}
+    assert "NoSuchPolicy" in _policy_problems("a", deployment(bad_path))[0]
+    bad_kwargs = {**good, "policy_kwargs": {"target_busy": 2}}
+    assert "target_busy" in _policy_problems("a", deployment(bad_kwargs))[0]

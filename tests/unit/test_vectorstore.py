@@ -147,6 +147,9 @@ def test_retrieve_keeps_the_requested_order(store):
     store.upsert(_points(10))
     assert [p.product_id for p in store.retrieve(["sku-9", "nope", "sku-2"])] == ["sku-9", "sku-2"]
     assert store.retrieve(["sku-9"])[0].vector is None
+    bare = store.retrieve(["sku-2", "sku-9"], with_vectors=True, with_payload=False)
+    assert [(p.product_id, p.payload) for p in bare] == [("sku-2", {}), ("sku-9", {})]
+    assert bare[0].vector.shape == (DIM,)
 
 
 def test_info_reports_size_and_indexes(store, location):

@@ -49,12 +49,14 @@ class SearchPointsBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SearchPointsResponse, _Mapping]]] = ...) -> None: ...
 
 class RetrievePointsRequest(_message.Message):
-    __slots__ = ("product_ids", "with_vectors")
+    __slots__ = ("product_ids", "with_vectors", "without_payload")
     PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
     WITH_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    WITHOUT_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     product_ids: _containers.RepeatedScalarFieldContainer[str]
     with_vectors: bool
-    def __init__(self, product_ids: _Optional[_Iterable[str]] = ..., with_vectors: _Optional[bool] = ...) -> None: ...
+    without_payload: bool
+    def __init__(self, product_ids: _Optional[_Iterable[str]] = ..., with_vectors: _Optional[bool] = ..., without_payload: _Optional[bool] = ...) -> None: ...
 
 class RetrievePointsResponse(_message.Message):
     __slots__ = ("points",)
