@@ -34,7 +34,20 @@ def _cmd_config(args: argparse.Namespace) -> int:
         print(f"[{name}] {cls.__name__}")
         for field, env in cls.env_names().items():
             print(f"  {env:<36} = {getattr(settings, field)!r}")
+        if (batching := _serve_config_batching(name)) is not None:
+            print(f"  {'batching (Serve config user_config)':<36} = {batching}")
     return 2 if failed else 0
+
+
+def _serve_config_batching(app_name: str) -> dict | None:
+    """The dynamic batching deploy/serve/vitrine.yaml gives an application (its one home; a
+    running replica's values: `vitrine serve status`)."""
+    from services.cli.serve_commands import load_config
+
+    for app in load_config()["applications"]:
+        if app["name"] == app_name:
+            return app["deployments"][0].get("user_config")
+    return None
 
 
 def _cmd_version(_: argparse.Namespace) -> int:

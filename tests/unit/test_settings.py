@@ -66,3 +66,27 @@ def test_cli_prints_valid_settings():
         check=True,
     )
     assert "VITRINE_GRPC_PORT" in proc.stdout and "9123" in proc.stdout
+
+
+@pytest.mark.parametrize("var", ["VITRINE_MAX_BATCH_SIZE", "VITRINE_BATCH_WAIT_TIMEOUT_S"])
+def test_retired_batching_variables_are_refused_naming_the_serve_config(monkeypatch, var):
+    """Batching has one home, the Serve config's user_config; a variable that once looked like
+    it set it (and did not) is an error, not a silent no-op."""
+    from services.text_encoder.config import TextEncoderSettings
+
+    monkeypatch.setenv(var, "4")
+    with pytest.raises(SettingsError) as info:
+        load_settings(TextEncoderSettings)
+    assert var in str(info.value) and "user_config" in str(info.value)
+
+
+def test_cli_prints_the_batching_in_the_serve_config():
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.cli.app", "config", "text-encoder"],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "batching (Serve config user_config)" in proc.stdout
+    assert "'max_batch_size': 32" in proc.stdout
