@@ -111,7 +111,7 @@ class _PlainServer:
         outer = self
 
         # The same work as the deployments (convert, validate, forward, convert back), with no
-        # Serve around it (and so no @serve.batch, which needs a replica context).
+        # Serve around it (and no batcher: each call is its own forward pass).
         class Image(image_encoder_pb2_grpc.ImageEncoderServiceServicer):
             async def EmbedImages(self, request, context):  # noqa: N802
                 decoded = outer.image._decode(list(request.images))
@@ -338,7 +338,8 @@ def _throughput(section: Section, plain: _PlainServer) -> None:
             THROUGHPUT_IMAGES / base * 1000,
             THROUGHPUT_IMAGES / via * 1000,
             "images/s",
-            "served: concurrent requests batched by @serve.batch (max 16); includes decoding",
+            "served: concurrent requests batched by the replica's batcher (max 16); includes "
+            "decoding",
         )
     )
 
