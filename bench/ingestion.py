@@ -39,7 +39,7 @@ from shared.vectorstore.base import RetrieveQuery
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 private_port_ranges(os.environ, slot=50 + os.getpid() % 50)
 
-IMAGES = int(os.environ.get("VITRINE_BENCH_INGEST_IMAGES", 768))
+IMAGES = int(os.environ.get("VITRINE_BENCH_INGEST_IMAGES", 1536))
 LATENCY_EVENTS = int(os.environ.get("VITRINE_BENCH_INGEST_LATENCY_EVENTS", 100))
 ENCODE_BATCH = 32
 DATA = Path(
@@ -247,7 +247,7 @@ def run() -> Section:
                         direct,
                         pipeline,
                         "images/s",
-                        f"one worker draining a backlog of {IMAGES} events (batches of 64, two "
+                        f"one worker draining a backlog of {IMAGES} events (batches of 256, two "
                         "encoder calls in flight, store writes and indexing included), first to "
                         "last commit; goal >= 0.9x",
                     )

@@ -3,7 +3,8 @@ end-to-end latency broken down by stage, and image-encoder throughput with dynam
 
 Runs the real applications of deploy/serve/vitrine.yaml on a local Ray (2 CPUs) with the packaged
 backbones (EfficientNet-Lite0 224 px, all-MiniLM-L6-v2) and untrained heads (weights do not change
-cost), an embedded Qdrant Edge store holding 10,000 products.
+cost), exported for ONNX Runtime as `vitrine train` exports (the runtime the deployments pick), an
+embedded Qdrant Edge store holding 10,000 products.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from shared.conversions import image_encoder as image_conv
 from shared.conversions import store as store_conv
 from shared.conversions import text_encoder as text_conv
 from shared.models.bundle import save_bundle
+from shared.models.encoders_onnx import export_bundle
 from shared.models.factory import build_image_backbone, build_text_backbone
 from shared.models.model import HeadConfig, RetrievalModel
 from shared.serving.endpoints import private_port_ranges, release_handles
 from shared.streaming.broker import free_port
 from shared.types import Embeddings, FusionInput
 from shared.vectorstore import Point, open_store
+from training.config import ExportConfig
 
 # The serving configuration `make run` uses; Serve reads it when it is first imported.
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
@@ -60,6 +63,13 @@ def _bundle(root: Path) -> Path:
         text_backbone=build_text_backbone(max_length=48),
     )
     save_bundle(model.eval(), root / "bundle")
+    # Exported as `vitrine train` exports its bundles: the deployments run what they serve.
+    defaults = ExportConfig()
+    export_bundle(
+        root / "bundle",
+        text_quantization=defaults.text_quantization,
+        image_quantization=defaults.image_quantization,
+    )
     return root / "bundle"
 
 

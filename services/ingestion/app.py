@@ -25,6 +25,7 @@ GROUP_TIMING = {
     "heartbeat_interval_ms": 1000,
 }
 PROGRESS_EVERY_S = 10.0
+LAG_ASK_EVERY_S = 10.0
 
 
 class IngestMetrics:
@@ -115,6 +116,7 @@ class IngestionWorker:
         )
         self.stopping = threading.Event()
         self._lag_checked = 0.0
+        self._ends_asked = -LAG_ASK_EVERY_S
         self._progress = {"at": time.monotonic(), "records": 0}
 
     def run_once(self, timeout_ms: int = 1000) -> BatchResult:
@@ -190,8 +192,10 @@ class IngestionWorker:
             self._progress = {"at": time.monotonic(), "records": 0}
 
     def _update_lag(self) -> None:
-        """Per-partition lag for the metrics, at most once a second (it costs broker round
-        trips, so not at every batch)."""
+        """Per-partition lag for the metrics, at most once a second, from the high watermarks
+        the last fetches carried: asking the broker for end offsets at every batch put two round
+        trips between batches, while the encoder waited (docs/BENCHMARKS.md, "Streaming
+        ingestion"). A partition not fetched yet is asked for, at most every 10 s."""
         now = time.monotonic()
         if now - self._lag_checked < 1.0:
             return
@@ -202,12 +206,15 @@ class IngestionWorker:
         if not assignment:
             return
         try:
-            ends = self._consumer.end_offsets(list(assignment))
-            for tp in assignment:
+            ends = {tp: self._consumer.highwater(tp) for tp in assignment}
+            unknown = [tp for tp, end in ends.items() if end is None]
+            if unknown and now - self._ends_asked >= LAG_ASK_EVERY_S:
+                self._ends_asked = now
+                ends.update(self._consumer.end_offsets(unknown))
+            for tp, end in ends.items():
                 position = self._consumer.position(tp, timeout_ms=1000)
-                if position is not None:
-                    lag = max(0, ends[tp] - position)
-                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+                if end is not None and position is not None:
+                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
         except Exception as e:  # lag is advisory; a failed lookup must not stop ingestion
             log.debug("lag lookup failed: %s", e)
 
