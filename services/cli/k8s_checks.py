@@ -44,6 +44,9 @@ _HF_OFFLINE = {
     "HF_HUB_OFFLINE": "huggingface_hub: never download",
     "TRANSFORMERS_OFFLINE": "transformers: never download",
 }
+_SERVE = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "Ray Serve: direct ingress, a gRPC port per replica",
+}
 _QDRANT = {
     "QDRANT__SERVICE__API_KEY": "Qdrant: service.api_key",
     "QDRANT__STORAGE__STORAGE_PATH": "Qdrant: storage.storage_path",
@@ -56,8 +59,8 @@ _QDRANT = {
 # A Ray container runs every Serve application (replicas land anywhere), so it may get any of
 # their settings. A container not listed here is a problem: say what it runs first.
 CONTAINERS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
-    "ray-head": (SERVE_APPS, _HF_OFFLINE),
-    "ray-worker": (SERVE_APPS, _HF_OFFLINE),
+    "ray-head": (SERVE_APPS, _HF_OFFLINE | _SERVE),
+    "ray-worker": (SERVE_APPS, _HF_OFFLINE | _SERVE),
     "ingestion": (("ingestion",), {}),
     "train-head": (("train",), _HF_OFFLINE),
     "train-worker": (("train",), _HF_OFFLINE),
