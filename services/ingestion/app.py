@@ -131,7 +131,7 @@ class IngestionWorker:
         good, sources = [], []
         for record in records:
             try:
-                good.append(self._processor.validate(record.value, record.headers))
+                good.append(self._processor.validate(record.value, record.headers, key=record.key))
                 sources.append(record)
             except PoisonError as e:
                 self._dead_letter(record, str(e), result)

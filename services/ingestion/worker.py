@@ -10,6 +10,7 @@ product ids, so a replay overwrites instead of duplicating.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import time
 import urllib.request
@@ -48,15 +49,18 @@ def fetch_image(uri: str, *, max_bytes: int, timeout_s: float) -> bytes:
     """The bytes behind a file:// or http(s):// URI, at most max_bytes.
 
     Raises:
-        PoisonError: unsupported scheme, unreachable, too large.
+        PoisonError: unsupported scheme, malformed, unreachable, truncated, too large.
     """
     if not uri.startswith(("file://", "http://", "https://")):
         raise PoisonError(f"image_uri {uri!r}: only file://, http:// and https:// are supported")
     try:
         with urllib.request.urlopen(uri, timeout=timeout_s) as response:  # noqa: S310 - scheme checked
             data = response.read(max_bytes + 1)
-    except OSError as e:
-        raise PoisonError(f"image_uri {uri!r}: {e}") from None
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        # OSError: unreachable, refused, timed out; ValueError and InvalidURL (an
+        # HTTPException): a malformed URI such as http://h:abc/x; IncompleteRead (an
+        # HTTPException): a truncated response. Each crashed the worker before.
+        raise PoisonError(f"image_uri {uri!r}: {type(e).__name__}: {e}") from None
     if len(data) > max_bytes:
         raise PoisonError(f"image_uri {uri!r}: more than {max_bytes} bytes")
     return data
@@ -106,14 +110,26 @@ class BatchProcessor:
             else None
         )
 
-    def validate(self, value: bytes, headers) -> tuple[CatalogEvent, bytes | None]:
-        """The event and its image bytes (upserts).
+    def validate(
+        self, value: bytes | None, headers, *, key: bytes | None = None
+    ) -> tuple[CatalogEvent, bytes | None]:
+        """The event and its image bytes (upserts). Nothing a record holds makes this raise
+        anything but PoisonError: an unexpected failure is the record's too, named by type.
 
         Raises:
             PoisonError: what is wrong with the record.
         """
         try:
-            event = decode(value, headers)
+            return self._validate(value, headers, key)
+        except PoisonError:
+            raise
+        except Exception as e:  # a record must never stop the worker (it would replay forever)
+            log.exception("record failed validation unexpectedly")
+            raise PoisonError(f"unexpected {type(e).__name__}: {e}") from None
+
+    def _validate(self, value, headers, key) -> tuple[CatalogEvent, bytes | None]:
+        try:
+            event = decode(value, headers, key=key)
         except ValueError as e:
             raise PoisonError(f"not a catalog event: {e}") from None
         if not event.product_id:

@@ -44,18 +44,43 @@ def encode(event: CatalogEvent, *, as_json: bool = False) -> Record:
     return Record(event.product_id.encode(), value, ((CONTENT_TYPE, content_type.encode()),))
 
 
-def decode(value: bytes, headers: Iterable[tuple[str, bytes]] | None) -> CatalogEvent:
+def decode(
+    value: bytes | None,
+    headers: Iterable[tuple[str, bytes | None]] | None,
+    *,
+    key: bytes | None = None,
+) -> CatalogEvent:
     """The event in a record; JSON when its content-type header says so, else protobuf.
 
+    A record with a null value is a tombstone: on the compacted catalog topic it deletes the
+    product its key names, whatever its headers say. Headers with a null value are ignored.
+
     Raises:
-        ValueError: the value is not a valid event of that format (the message says why).
+        ValueError: the value is not a valid event of that format, or a tombstone has no
+            product id key (the message says why).
     """
-    content_type = dict(headers or ()).get(CONTENT_TYPE, PROTOBUF.encode()).decode(errors="replace")
+    if value is None:
+        return _tombstone(key)
+    present = {k: v for k, v in headers or () if isinstance(k, str) and v is not None}
+    content_type = present.get(CONTENT_TYPE, PROTOBUF.encode())
+    if not isinstance(content_type, bytes | bytearray):
+        raise ValueError(f"the {CONTENT_TYPE} header is not bytes")
+    content_type = bytes(content_type).decode(errors="replace")
     if content_type.split(";")[0].strip() == JSON:
         return event_from_json(value)
     if content_type.split(";")[0].strip() != PROTOBUF:
         raise ValueError(f"unknown content-type {content_type!r}")
     return event_from_bytes(value)
+
+
+def _tombstone(key: bytes | None) -> CatalogEvent:
+    try:
+        product_id = key.decode() if key else ""
+    except UnicodeDecodeError:
+        product_id = ""
+    if not product_id.strip():
+        raise ValueError("a tombstone (null value) without a product id in its key")
+    return CatalogEvent(product_id=product_id, op=Op.DELETE)
 
 
 def product_events(

@@ -176,3 +176,79 @@ def test_concurrent_chunks_are_written_in_order():
     assert p.write(events).upserted == 9
     assert [pt.product_id for pt in rec.upserted] == [f"p{i}" for i in range(9)]
     assert sorted(rec.embedded) == [1, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("content_type", [b"application/json", b"application/x-protobuf", None])
+def test_a_tombstone_deletes_its_key_whatever_its_headers(content_type):
+    """A null value on the compacted catalog topic means "delete this product"; with a JSON
+    content-type it once killed the worker (AttributeError in event_from_json)."""
+    headers = [("content-type", content_type)] if content_type else []
+    rec = Recorder()
+    p = rec.processor()
+    event, image = p.validate(None, headers, key=b"sku-9")
+    assert (event.product_id, event.op, image) == ("sku-9", Op.DELETE, None)
+    p.write([(event, image)])
+    assert rec.deleted == ["sku-9"]
+
+
+@pytest.mark.parametrize("key", [None, b"", b"   ", b"\xff\xfe"])
+def test_a_tombstone_without_a_product_id_is_poison(key):
+    with pytest.raises(PoisonError, match="tombstone"):
+        Recorder().processor().validate(None, [], key=key)
+
+
+def test_headers_with_null_values_are_ignored():
+    value, headers = _record(CatalogEvent("a", Op.DELETE))
+    event, _ = Recorder().processor().validate(value, [("x-null", None), *headers])
+    assert event.product_id == "a"
+    with pytest.raises(PoisonError, match="content-type header is not bytes"):
+        Recorder().processor().validate(value, [("content-type", "text")])
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://h:abc/x",  # InvalidURL: crashed the worker
+        "http://[::1/x",  # ValueError from urllib
+        "http:///x",
+        "https://",
+        "file://",
+        "http://127.0.0.1:1/x",  # refused
+    ],
+)
+def test_malformed_or_unreachable_uris_are_poison_not_crashes(uri):
+    with pytest.raises(PoisonError, match="image_uri"):
+        fetch_image(uri, max_bytes=1024, timeout_s=2)
+
+
+def test_a_truncated_http_response_is_poison():
+    """A chunked response cut short raises http.client.IncompleteRead, which is no OSError."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100\r\n" + b"x" * 20)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = server.getsockname()[1]
+    with pytest.raises(PoisonError, match="IncompleteRead|image_uri"):
+        fetch_image(f"http://127.0.0.1:{port}/img.jpg", max_bytes=1024, timeout_s=5)
+    server.close()
+
+
+def test_an_unexpected_failure_in_validation_is_a_named_dead_letter(monkeypatch):
+    import services.ingestion.worker as worker
+
+    def broken(*args, **kwargs):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(worker, "decode", broken)
+    with pytest.raises(PoisonError, match="unexpected KeyError"):
+        Recorder().processor().validate(b"x", [])
