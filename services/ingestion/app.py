@@ -25,6 +25,23 @@ GROUP_TIMING = {
     "heartbeat_interval_ms": 1000,
 }
 PROGRESS_EVERY_S = 10.0
+DLQ_ACK_TIMEOUT_S = 30.0
+
+
+class DeadLetterError(RuntimeError):
+    """Dead letters the broker has not acknowledged when the worker stops."""
+
+
+class _Refused:
+    """A send that failed before it left: its `get` raises the producer's error."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def get(self, timeout: float | None = None):
+        raise self.error
+
+
 LAG_ASK_EVERY_S = 10.0
 
 
@@ -116,6 +133,7 @@ class IngestionWorker:
         )
         self.stopping = threading.Event()
         self._lag_checked = 0.0
+        self._unconfirmed: list[tuple] = []  # (record, headers, send future) of this batch
         self._ends_asked = -LAG_ASK_EVERY_S
         self._progress = {"at": time.monotonic(), "records": 0}
 
@@ -142,8 +160,7 @@ class IngestionWorker:
         )
         for record, reason in written.rejected:
             self._dead_letter(record, reason, result)
-        if result.dead_lettered:
-            self._dlq.flush()  # dead letters are durable before their offsets are committed
+        self._confirm_dead_letters()  # durable before their offsets are committed
         self._commit()
         result.upserted, result.deleted = written.upserted, written.deleted
         self._count(result, len(records), time.perf_counter() - started)
@@ -219,18 +236,66 @@ class IngestionWorker:
             log.debug("lag lookup failed: %s", e)
 
     def _dead_letter(self, record, reason: str, result: BatchResult) -> None:
-        headers = list(record.headers or []) + [
+        headers = [(k, v) for k, v in record.headers or [] if v is not None] + [
             (REASON_HEADER, reason.encode()),
             ("vitrine-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
         ]
-        self._dlq.send(
-            self._settings.dlq_topic, key=record.key, value=record.value, headers=headers
-        )
+        self._unconfirmed.append((record, headers, self._send_dead_letter(record, headers)))
         result.dead_lettered += 1
         result.reasons.append(reason)
         log.warning(
             "dead-lettered %s/%d/%d: %s", record.topic, record.partition, record.offset, reason
         )
+
+    def _send_dead_letter(self, record, headers):
+        """The send's future; a send refused at once (too large, no such topic) becomes a
+        future that fails the same way, so it is retried like any unacknowledged send."""
+        from kafka.errors import KafkaError
+
+        try:
+            return self._dlq.send(
+                self._settings.dlq_topic, key=record.key, value=record.value, headers=headers
+            )
+        except KafkaError as e:
+            return _Refused(e)
+
+    def _confirm_dead_letters(self) -> None:
+        """Waits until the broker acknowledged every dead letter of the batch, resending the
+        failed ones with backoff: an unconfirmed send would lose its record once the batch's
+        offsets are committed (issue 17). Gives up only when stopping, without committing.
+
+        Raises:
+            DeadLetterError: stopping while a dead letter is still unacknowledged.
+        """
+        from kafka.errors import KafkaError
+
+        backoff = 0.2
+        while self._unconfirmed:
+            failed = []
+            for record, headers, future in self._unconfirmed:
+                try:
+                    future.get(timeout=DLQ_ACK_TIMEOUT_S)
+                except KafkaError as e:
+                    failed.append((record, headers, e))
+            if not failed:
+                break
+            record, _, error = failed[0]
+            if self.stopping.is_set():
+                self._unconfirmed = []
+                raise DeadLetterError(f"{len(failed)} dead letters unacknowledged: {error}")
+            self.metrics.retries.labels("DEAD_LETTER_SEND").inc()
+            log.warning(
+                "%d dead letters not acknowledged (%s: %s); resending in %.1f s, nothing is "
+                "committed meanwhile",
+                len(failed),
+                type(error).__name__,
+                error,
+                backoff,
+            )
+            time.sleep(backoff)
+            backoff = min(10.0, backoff * 2)
+            self._unconfirmed = [(r, h, self._send_dead_letter(r, h)) for r, h, _ in failed]
+        self._unconfirmed = []
 
     def run(self) -> None:
         """Until `stopping` is set; the batch in hand is finished first."""
@@ -247,6 +312,12 @@ class IngestionWorker:
                     # the next owner of its partitions replays it.
                     log.warning(
                         "stopped during an outage (%s); the batch will be replayed", e.code().name
+                    )
+                except DeadLetterError as e:
+                    log.warning(
+                        "stopped before the dead letters were acknowledged (%s); the "
+                        "batch will be replayed",
+                        e,
                     )
         finally:
             self.close()

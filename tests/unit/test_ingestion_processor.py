@@ -252,3 +252,88 @@ def test_an_unexpected_failure_in_validation_is_a_named_dead_letter(monkeypatch)
     monkeypatch.setattr(worker, "decode", broken)
     with pytest.raises(PoisonError, match="unexpected KeyError"):
         Recorder().processor().validate(b"x", [])
+
+
+class _FlakyProducer:
+    """A DLQ producer whose first `failures` sends fail: at send time or on the future."""
+
+    def __init__(self, failures: int, *, at_send: bool = False) -> None:
+        from kafka.errors import KafkaTimeoutError
+
+        self.failures, self.at_send, self.sent = failures, at_send, []
+        self.error = KafkaTimeoutError("no ack")
+
+    def send(self, topic, *, key, value, headers):
+        self.sent.append((topic, key, value, headers))
+        failing = len(self.sent) <= self.failures
+        if failing and self.at_send:
+            raise self.error
+        error = self.error if failing else None
+
+        class Future:
+            def get(self, timeout=None):
+                if error is not None:
+                    raise error
+
+        return Future()
+
+
+def _worker_with(producer, *, stopping: bool = False):
+    """An IngestionWorker with only what dead-lettering touches (no broker)."""
+    import threading
+    from types import SimpleNamespace
+
+    from services.ingestion.app import IngestionWorker, IngestMetrics
+
+    worker = IngestionWorker.__new__(IngestionWorker)
+    worker._settings = SimpleNamespace(dlq_topic="dlq")
+    worker._dlq = producer
+    worker.metrics = IngestMetrics()
+    worker.stopping = threading.Event()
+    if stopping:
+        worker.stopping.set()
+    worker._unconfirmed = []
+    return worker
+
+
+def _poison_record(offset: int):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        topic="catalog",
+        partition=0,
+        offset=offset,
+        key=b"k",
+        value=b"x",
+        headers=[("content-type", b"application/json"), ("null", None)],
+    )
+
+
+@pytest.mark.parametrize("at_send", [False, True])
+def test_dead_letters_are_acknowledged_before_the_commit(monkeypatch, at_send):
+    """A failed dead-letter send is resent until the broker acknowledges it (issue 17: the
+    result was ignored and the record lost once the batch committed)."""
+    from services.ingestion.worker import BatchResult
+
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    producer = _FlakyProducer(failures=3, at_send=at_send)
+    worker = _worker_with(producer)
+    result = BatchResult()
+    worker._dead_letter(_poison_record(7), "bad", result)
+    worker._dead_letter(_poison_record(8), "worse", result)
+    worker._confirm_dead_letters()
+    assert len(producer.sent) == 5  # two sends, then three resends until both were acked
+    assert worker._unconfirmed == [] and result.dead_lettered == 2
+    headers = dict(producer.sent[-1][3])
+    assert headers["vitrine-dlq-reason"] in (b"bad", b"worse") and "null" not in headers
+
+
+def test_stopping_with_unacknowledged_dead_letters_commits_nothing(monkeypatch):
+    from services.ingestion.app import DeadLetterError
+    from services.ingestion.worker import BatchResult
+
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    worker = _worker_with(_FlakyProducer(failures=100), stopping=True)
+    worker._dead_letter(_poison_record(1), "bad", BatchResult())
+    with pytest.raises(DeadLetterError, match="unacknowledged"):
+        worker._confirm_dead_letters()
