@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.streaming.events import GroupLag
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,127 @@ def _accepts(server: str, timeout_s: float) -> bool:
         return False
 
 
-def check_ingestion(bootstrap: str, group: str, topic: str, dlq_topic: str, *, timeout_s: float):
-    """The broker, the group's lag on the catalog topic, and the dead letters."""
+# A worker commits after each batch: 256 events, about 30 s at the 8 images/s of the Myntra
+# run (README); an encoder outage is retried for as long as it lasts, with nothing committed.
+STALL_AFTER_S = 120.0
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """What one worker's /metrics said (services/ingestion/app.py, IngestMetrics)."""
+
+    last_commit: float  # unix time of its last commit; 0: none yet
+    started: float  # unix time its metrics were created, at its start; 0: not exported
+
+
+@dataclass(frozen=True)
+class IngestionView:
+    """What `vitrine status` saw of ingestion: the group on the broker, one worker's metrics.
+
+    Attributes:
+        lag: the group's committed offsets against the topic's ends.
+        members: members of the consumer group; None when the broker did not say.
+        metrics: the worker's metrics; None when not asked for or not answering.
+        metrics_error: why the worker's metrics endpoint did not answer ("" if it did, or was
+            not asked).
+    """
+
+    lag: GroupLag
+    members: int | None = None
+    metrics: WorkerMetrics | None = None
+    metrics_error: str = ""
+
+
+def classify_ingestion(
+    view: IngestionView, *, group: str, topic: str, now: float, stall_after_s: float
+) -> Check:
+    """DEAD when no worker is there (no group member, or its metrics do not answer), STALLED
+    when events wait and nothing was committed for `stall_after_s`; an idle worker (lag 0) is
+    healthy however old its last commit."""
+    lag = view.lag
+    progress = f"group {group}: {lag.committed} of {lag.end} events committed"
+    if view.metrics_error:
+        return Check("ingestion", False, "DEAD", f"worker {view.metrics_error}; {progress}")
+    if view.members == 0:
+        return Check("ingestion", False, "DEAD", f"no member in group {group}; lag {lag.lag}")
+    if not lag.exists:
+        return Check("ingestion", True, "NO TOPIC", f"{topic} does not exist yet")
+    detail = f"{progress} on {lag.partitions} partitions of {topic}"
+    metrics = view.metrics
+    if lag.lag > 0 and metrics is not None:
+        since = max(metrics.last_commit, metrics.started)
+        if since and now - since > stall_after_s:
+            what = "last commit" if metrics.last_commit else "no commit since the worker started"
+            return Check(
+                "ingestion",
+                False,
+                "STALLED",
+                f"lag {lag.lag}, {what} {now - since:.0f} s ago; {detail}",
+            )
+    return Check("ingestion", True, f"lag {lag.lag}", detail)
+
+
+def scrape_worker(url: str, *, timeout_s: float) -> WorkerMetrics:
+    """The worker's commit time and start time from its Prometheus text.
+
+    Raises:
+        OSError: the endpoint did not answer.
+        ValueError: it answered something else than the worker's metrics.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        text = response.read().decode()
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    if "vitrine_ingest_last_commit_timestamp_seconds" not in values:
+        raise ValueError(f"{url} has no vitrine_ingest_* metrics")
+    return WorkerMetrics(
+        last_commit=values["vitrine_ingest_last_commit_timestamp_seconds"],
+        # prometheus_client exports each histogram's creation time; the worker creates its
+        # metrics as it starts (unless PROMETHEUS_DISABLE_CREATED_SERIES is set).
+        started=values.get("vitrine_ingest_batch_seconds_created", 0.0),
+    )
+
+
+def group_members(bootstrap: str, group: str, *, timeout_s: float) -> int | None:
+    """Members of the consumer group now; None when the broker does not say."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000) + 1000
+    )
+    try:
+        described = admin.describe_groups([group]).get(group) or {}
+    except KafkaError:
+        return None
+    finally:
+        admin.close()
+    if described.get("error"):
+        return None
+    return len(described.get("members") or [])
+
+
+def check_ingestion(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    dlq_topic: str,
+    *,
+    timeout_s: float,
+    worker_metrics: str = "",
+    stall_after_s: float = STALL_AFTER_S,
+) -> list[Check]:
+    """The broker, the workers (group members, one worker's metrics, the group's lag on the
+    catalog topic), and the dead letters.
+
+    Args:
+        worker_metrics: URL of a worker's /metrics ("": not asked).
+    """
     from kafka.errors import KafkaError
 
     from shared.streaming.events import group_lag
@@ -102,30 +226,27 @@ def check_ingestion(bootstrap: str, group: str, topic: str, dlq_topic: str, *, t
     try:
         lag = group_lag(bootstrap, group, topic, timeout_s=timeout_s)
         dead = group_lag(bootstrap, group, dlq_topic, timeout_s=timeout_s)
+        members = group_members(bootstrap, group, timeout_s=timeout_s)
     except (KafkaError, OSError) as e:
         return [Check("broker", False, "DOWN", f"{bootstrap}: {type(e).__name__}: {e}")]
-    checks = [Check("broker", True, "UP", bootstrap)]
-    if not lag.exists:
-        checks.append(Check("ingestion", True, "NO TOPIC", f"{topic} does not exist yet"))
-    else:
-        checks.append(
-            Check(
-                "ingestion",
-                True,
-                f"lag {lag.lag}",
-                f"group {group}: {lag.committed} of {lag.end} events committed on "
-                f"{lag.partitions} partitions of {topic}",
-            )
-        )
-    checks.append(
+    metrics, error = None, ""
+    if worker_metrics:
+        try:
+            metrics = scrape_worker(worker_metrics, timeout_s=timeout_s)
+        except (OSError, ValueError) as e:
+            error = f"metrics {worker_metrics} not answering: {getattr(e, 'reason', e)}"
+    view = IngestionView(lag, members, metrics, error)
+    now = time.time()
+    return [
+        Check("broker", True, "UP", bootstrap),
+        classify_ingestion(view, group=group, topic=topic, now=now, stall_after_s=stall_after_s),
         Check(
             "dead letters",
             True,
             str(dead.end),
             f"in {dlq_topic}; each record's vitrine-dlq-reason header says why",
-        )
-    )
-    return checks
+        ),
+    ]
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -142,12 +263,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
     )
     if not args.no_serve:
         checks += check_serve()
+    metrics_url = args.worker_metrics
+    if metrics_url is None:
+        metrics_url = f"http://127.0.0.1:{ing.metrics_port}/metrics" if ing.metrics_port else ""
     checks += check_ingestion(
         ing.kafka_bootstrap_servers,
         ing.consumer_group,
         ing.catalog_topic,
         ing.dlq_topic,
         timeout_s=args.timeout,
+        worker_metrics="" if metrics_url == "none" else metrics_url,
+        stall_after_s=args.stall_after,
     )
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=2))
@@ -162,11 +288,25 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "status",
-        help="services up, catalog size, ingestion lag and dead letters (exit 1 if anything is down)",
+        help="services up, catalog size, ingestion workers and lag, dead letters (exit 1 if "
+        "anything is down, dead or stalled)",
     )
     p.add_argument("--gateway", help="host:port of the gRPC gateway (default: VITRINE_GRPC_PORT)")
     p.add_argument("--http", help="base URL of the gateway's HTTP API (default: VITRINE_HTTP_PORT)")
     p.add_argument("--no-serve", action="store_true", help="skip the Ray Serve application states")
+    p.add_argument(
+        "--worker-metrics",
+        metavar="URL",
+        help="an ingestion worker's /metrics (default: 127.0.0.1 on VITRINE_METRICS_PORT, as "
+        "`make run` starts it); `none` when no worker is reachable from here (Kubernetes)",
+    )
+    p.add_argument(
+        "--stall-after",
+        type=float,
+        default=STALL_AFTER_S,
+        metavar="SECONDS",
+        help="ingestion is STALLED when events wait and nothing was committed for this long",
+    )
     p.add_argument("--timeout", type=float, default=5, help="seconds per check")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_status)
