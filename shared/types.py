@@ -177,6 +177,8 @@ class CatalogEvent:
     attributes: dict[str, str] = field(default_factory=dict)
     event_time: dt.datetime | None = None
     schema_version: int = CATALOG_SCHEMA_VERSION
+    # Orders a product's events (0: use event_time; see protos/vitrine/catalog/v1).
+    version: int = 0
 
 
 @dataclass(frozen=True)

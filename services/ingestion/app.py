@@ -8,10 +8,13 @@ import threading
 import time
 
 from services.ingestion.config import IngestionSettings
+from services.ingestion.fetching import Fetcher, FetchPolicy
 from services.ingestion.worker import (
     REASON_HEADER,
+    TRANSIENT_HEADER,
     BatchProcessor,
     BatchResult,
+    EventLimits,
     PoisonError,
     with_retries,
 )
@@ -43,6 +46,7 @@ class _Refused:
 
 
 LAG_ASK_EVERY_S = 10.0
+SOURCE_HEADER = "vitrine-source"
 
 
 class IngestMetrics:
@@ -55,7 +59,9 @@ class IngestMetrics:
         self.registry = r = CollectorRegistry()
         self.records = Counter(
             "vitrine_ingest_records",
-            "Catalog events handled, by outcome (upserted, deleted, dead_lettered).",
+            "Catalog events handled, by outcome (upserted, deleted, dead_lettered, stale: "
+            "skipped because the store holds a newer version, transient: dead-lettered after "
+            "a failure that may pass).",
             ["outcome"],
             registry=r,
         )
@@ -85,7 +91,7 @@ class IngestMetrics:
             "Unix time of the last offset commit.",
             registry=r,
         )
-        for outcome in ("upserted", "deleted", "dead_lettered"):
+        for outcome in ("upserted", "deleted", "dead_lettered", "stale", "transient"):
             self.records.labels(outcome)  # exported as 0 before the first event
 
     def serve(self, port: int) -> int:
@@ -146,23 +152,20 @@ class IngestionWorker:
             self._update_lag()
             return result
         started = time.perf_counter()
-        good, sources = [], []
-        for record in records:
-            try:
-                good.append(self._processor.validate(record.value, record.headers, key=record.key))
-                sources.append(record)
-            except PoisonError as e:
-                self._dead_letter(record, str(e), result)
-        written = with_retries(
-            lambda: self._processor.write(good, sources),
-            stop=self.stopping.is_set,
-            on_retry=lambda e: self.metrics.retries.labels(e.code().name).inc(),
+        written = self._processor.process(
+            records,
+            retry=lambda write: with_retries(
+                write,
+                stop=self.stopping.is_set,
+                on_retry=lambda e: self.metrics.retries.labels(e.code().name).inc(),
+            ),
         )
-        for record, reason in written.rejected:
-            self._dead_letter(record, reason, result)
+        for record, reason, transient in written.rejected:
+            self._dead_letter(record, reason, result, transient=transient)
         self._confirm_dead_letters()  # durable before their offsets are committed
         self._commit()
         result.upserted, result.deleted = written.upserted, written.deleted
+        result.stale = written.stale
         self._count(result, len(records), time.perf_counter() - started)
         return result
 
@@ -185,6 +188,8 @@ class IngestionWorker:
         m.records.labels("upserted").inc(result.upserted)
         m.records.labels("deleted").inc(result.deleted)
         m.records.labels("dead_lettered").inc(result.dead_lettered)
+        m.records.labels("stale").inc(result.stale)
+        m.records.labels("transient").inc(result.transient)
         m.batch_seconds.observe(seconds)
         log.debug(
             "batch: %d records, %d upserted, %d deleted, %d dead-lettered in %.3f s",
@@ -235,11 +240,17 @@ class IngestionWorker:
         except Exception as e:  # lag is advisory; a failed lookup must not stop ingestion
             log.debug("lag lookup failed: %s", e)
 
-    def _dead_letter(self, record, reason: str, result: BatchResult) -> None:
-        headers = [(k, v) for k, v in record.headers or [] if v is not None] + [
-            (REASON_HEADER, reason.encode()),
-            ("vitrine-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+    def _dead_letter(
+        self, record, reason: str, result: BatchResult, *, transient: bool = False
+    ) -> None:
+        own = (REASON_HEADER, TRANSIENT_HEADER, SOURCE_HEADER)
+        headers = [(k, v) for k, v in record.headers or [] if v is not None and k not in own] + [
+            (REASON_HEADER, reason[:2000].encode()),
+            (SOURCE_HEADER, f"{record.topic}/{record.partition}/{record.offset}".encode()),
         ]
+        if transient:
+            headers.append((TRANSIENT_HEADER, b"true"))
+            result.transient += 1
         self._unconfirmed.append((record, headers, self._send_dead_letter(record, headers)))
         result.dead_lettered += 1
         result.reasons.append(reason)
@@ -372,6 +383,7 @@ def main() -> None:
         port = metrics.serve(settings.metrics_port)
         log.info("metrics on http://0.0.0.0:%d/metrics", port)
     worker = IngestionWorker(settings, grpc_processor(settings), metrics)
+    log.info("image fetch policy: %s", fetch_policy(settings).describe())
     signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: worker.stopping.set())
     log.info(
@@ -423,25 +435,52 @@ def grpc_processor(settings: IngestionSettings) -> BatchProcessor:
         return image_conv.response_from_proto(reply).vectors
 
     def upsert(points):
-        store.UpsertPoints(
+        reply = store.UpsertPoints(
             store_conv.upsert_request_to_proto(points), timeout=timeout, metadata=md["store"]
         )
+        return store_conv.write_response_from_proto(reply)
 
-    def delete(ids):
-        store.DeletePoints(
-            store_conv.delete_request_to_proto(ids), timeout=timeout, metadata=md["store"]
+    def delete(deletions):
+        reply = store.DeletePoints(
+            store_conv.delete_request_to_proto(deletions), timeout=timeout, metadata=md["store"]
         )
+        return store_conv.write_response_from_proto(reply)
 
     return BatchProcessor(
         embed=embed,
         upsert=upsert,
         delete=delete,
-        max_image_bytes=settings.max_image_bytes,
-        image_fetch_timeout_s=settings.image_fetch_timeout_s,
+        fetcher=Fetcher(fetch_policy(settings)),
+        limits=EventLimits(
+            max_title_chars=settings.max_title_chars,
+            max_attributes=settings.max_attributes,
+            max_attribute_value_chars=settings.max_attribute_value_chars,
+        ),
         encode_batch=settings.encode_batch,
         encode_concurrency=settings.encode_concurrency,
         thumbnail_px=settings.thumbnail_px,
+        fetch_concurrency=settings.fetch_concurrency,
     )
+
+
+def fetch_policy(settings: IngestionSettings) -> FetchPolicy:
+    """The image fetch policy the settings describe.
+
+    Raises:
+        SystemExit: a bad scheme, root or network, naming the variable.
+    """
+    try:
+        return FetchPolicy.parse(
+            schemes=settings.fetch_schemes,
+            hosts=settings.fetch_hosts,
+            file_roots=settings.fetch_file_roots,
+            allow_networks=settings.fetch_allow_networks,
+            timeout_s=settings.image_fetch_timeout_s,
+            attempts=settings.fetch_attempts,
+            max_bytes=settings.max_image_bytes,
+        )
+    except ValueError as e:
+        raise SystemExit(f"vitrine: configuration error: {e}") from None
 
 
 if __name__ == "__main__":

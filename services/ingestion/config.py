@@ -26,7 +26,47 @@ class IngestionSettings(VitrineSettings):
         "write, commit, next poll): 256 keeps that wait under a tenth of the batch.",
     )
     max_image_bytes: int = Field(10 * 2**20, ge=1024, description="Largest image accepted.")
-    image_fetch_timeout_s: float = Field(10.0, gt=0, description="Timeout to fetch an image URI.")
+    image_fetch_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="Total deadline of one attempt to fetch an image URI (connect, redirects, "
+        "every read).",
+    )
+    fetch_schemes: str = Field(
+        "http,https",
+        description="URI schemes image_uri may use, comma-separated (http, https, file; file "
+        "also needs VITRINE_FETCH_FILE_ROOTS).",
+    )
+    fetch_hosts: str = Field(
+        "",
+        description="Hosts image URIs may name, comma-separated: names, *.suffix, or URL "
+        "prefixes (https://cdn.example.com/img/). Empty: any host whose addresses are public.",
+    )
+    fetch_file_roots: str = Field(
+        "", description="Folders file:// image URIs may read from, comma-separated."
+    )
+    fetch_allow_networks: str = Field(
+        "",
+        description="Networks (CIDR, comma-separated) image hosts may resolve to although not "
+        "public; loopback, private, link-local (cloud metadata) and reserved addresses are "
+        "refused otherwise.",
+    )
+    fetch_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Tries of a fetch that failed transiently (timeout, refused, 429, 5xx) "
+        "before its record is dead-lettered marked transient (vitrine dlq replay).",
+    )
+    fetch_concurrency: int = Field(
+        16, ge=1, le=256, description="Records of a batch validated and fetched at once."
+    )
+    max_title_chars: int = Field(1000, ge=1, description="Longest product title accepted.")
+    max_attributes: int = Field(64, ge=0, description="Most attributes a product may have.")
+    max_attribute_value_chars: int = Field(
+        1000, ge=1, description="Longest attribute value accepted."
+    )
     metrics_port: int = Field(9102, ge=0, le=65535, description="Prometheus metrics port; 0 = off.")
     encode_batch: int = Field(
         32, ge=1, le=1024, description="Images per call to the image encoder."

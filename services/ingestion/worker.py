@@ -10,28 +10,42 @@ product ids, so a replay overwrites instead of duplicating.
 
 from __future__ import annotations
 
-import http.client
+import datetime as dt
 import logging
 import time
-import urllib.request
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import grpc
 
+from services.ingestion.fetching import Fetcher, FetchPolicy, PoisonError, TransientError
 from shared.models.transforms import ImageDecodeError, probe_image, thumbnail_data_uri
 from shared.streaming.events import decode
 from shared.types import CatalogEvent, Op
+from shared.vectorstore.base import RESERVED_FIELDS
 
 log = logging.getLogger(__name__)
 
 REASON_HEADER = "vitrine-dlq-reason"
+# "true" on a dead letter whose failure may pass (a fetch that timed out, a 5xx): `vitrine dlq
+# replay --transient` sends those back to the catalog topic.
+TRANSIENT_HEADER = "vitrine-dlq-transient"
+MAX_VERSION = 2**63 - 1  # the engines store integers as int64
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
-
-class PoisonError(ValueError):
-    """A record that can never be indexed; it goes to the dead-letter topic."""
+__all__ = [
+    "REASON_HEADER",
+    "TRANSIENT_HEADER",
+    "BatchProcessor",
+    "BatchResult",
+    "EventLimits",
+    "PoisonError",
+    "TransientError",
+    "event_version",
+    "with_retries",
+]
 
 
 @dataclass
@@ -39,31 +53,82 @@ class BatchResult:
     upserted: int = 0
     deleted: int = 0
     dead_lettered: int = 0
+    # Writes the store skipped because it holds a newer version of the product.
+    stale: int = 0
+    # Dead letters whose failure may pass (marked for `vitrine dlq replay --transient`).
+    transient: int = 0
     reasons: list[str] = field(default_factory=list)
-    # (source, reason) of valid-looking records the image encoder refused one by one; the worker
-    # dead-letters them like any other poison.
-    rejected: list[tuple[object, str]] = field(default_factory=list)
+    # (source, reason, transient) of the records to dead-letter: poison found while validating,
+    # and valid-looking images the encoder refused one by one.
+    rejected: list[tuple[object, str, bool]] = field(default_factory=list)
+
+    def add(self, other: BatchResult) -> None:
+        self.upserted += other.upserted
+        self.deleted += other.deleted
+        self.stale += other.stale
+        self.rejected.extend(other.rejected)
 
 
-def fetch_image(uri: str, *, max_bytes: int, timeout_s: float) -> bytes:
-    """The bytes behind a file:// or http(s):// URI, at most max_bytes.
+@dataclass(frozen=True)
+class EventLimits:
+    """Sizes a catalog event may have: a product whose title or attributes are huge would
+    weigh on every search that returns it, so it is dead-lettered instead."""
+
+    max_product_id_chars: int = 256
+    max_title_chars: int = 1000
+    max_attributes: int = 64
+    max_attribute_name_chars: int = 64
+    max_attribute_value_chars: int = 1000
+
+    def check(self, event: CatalogEvent) -> None:
+        """Raises PoisonError naming the first limit `event` breaks, or a reserved key."""
+        if len(event.product_id) > self.max_product_id_chars:
+            raise PoisonError(f"product_id is longer than {self.max_product_id_chars} characters")
+        if len(event.title) > self.max_title_chars:
+            raise PoisonError(
+                f"title has {len(event.title)} characters, more than {self.max_title_chars}"
+            )
+        if len(event.attributes) > self.max_attributes:
+            raise PoisonError(
+                f"{len(event.attributes)} attributes, more than {self.max_attributes}"
+            )
+        for name, value in event.attributes.items():
+            if name in RESERVED_FIELDS:
+                raise PoisonError(
+                    f"attribute {name!r} is reserved: the platform owns "
+                    f"{', '.join(sorted(RESERVED_FIELDS))}"
+                )
+            if not name or len(name) > self.max_attribute_name_chars:
+                raise PoisonError(
+                    f"attribute name {name[:80]!r}: 1..{self.max_attribute_name_chars} characters"
+                )
+            if len(value) > self.max_attribute_value_chars:
+                raise PoisonError(
+                    f"attribute {name!r} has {len(value)} characters, more than "
+                    f"{self.max_attribute_value_chars}"
+                )
+
+
+def event_version(event: CatalogEvent, timestamp_ms: int | None = None) -> int:
+    """The version that orders a product's events: the explicit `version`, else the event time
+    in microseconds, else the Kafka record's timestamp in microseconds, else 0 (unversioned).
 
     Raises:
-        PoisonError: unsupported scheme, malformed, unreachable, truncated, too large.
+        PoisonError: an explicit version beyond what the store keeps.
     """
-    if not uri.startswith(("file://", "http://", "https://")):
-        raise PoisonError(f"image_uri {uri!r}: only file://, http:// and https:// are supported")
-    try:
-        with urllib.request.urlopen(uri, timeout=timeout_s) as response:  # noqa: S310 - scheme checked
-            data = response.read(max_bytes + 1)
-    except (OSError, ValueError, http.client.HTTPException) as e:
-        # OSError: unreachable, refused, timed out; ValueError and InvalidURL (an
-        # HTTPException): a malformed URI such as http://h:abc/x; IncompleteRead (an
-        # HTTPException): a truncated response. Each crashed the worker before.
-        raise PoisonError(f"image_uri {uri!r}: {type(e).__name__}: {e}") from None
-    if len(data) > max_bytes:
-        raise PoisonError(f"image_uri {uri!r}: more than {max_bytes} bytes")
-    return data
+    if event.version:
+        if event.version > MAX_VERSION:
+            raise PoisonError(f"version {event.version} is larger than {MAX_VERSION}")
+        return event.version
+    if event.event_time is not None:
+        micros = (event.event_time - _EPOCH) // dt.timedelta(microseconds=1)
+        if micros > 0:
+            return micros
+    if timestamp_ms is not None and timestamp_ms > 0:
+        # The end of the record's millisecond: a delete sent right after an upsert whose
+        # event_time fell in the same millisecond still comes after it.
+        return timestamp_ms * 1000 + 999
+    return 0
 
 
 class BatchProcessor:
@@ -71,29 +136,39 @@ class BatchProcessor:
 
     Args:
         embed: encoded images -> vectors [n, dim] (the image encoder).
-        upsert: points -> None, durable when it returns (the vector store).
-        delete: product ids -> None.
-        max_image_bytes, image_fetch_timeout_s: limits for images.
+        upsert: points -> WriteResult (or None), durable when it returns (the vector store).
+        delete: deletions -> WriteResult (or None).
+        fetcher: fetches image URIs under the fetch policy.
+        limits: sizes an event may have.
         encode_batch, encode_concurrency: images per encoder call, calls in flight.
         thumbnail_px: stores a thumbnail this big in the payload (0: none).
+        fetch_concurrency: records validated (and their images fetched) at once.
+        gather_s: how long `process` waits for more records to become ready before writing
+            the ready ones, so a slow fetch never holds back the rest of its batch.
     """
 
     def __init__(
         self,
         *,
         embed: Callable[[list[bytes]], object],
-        upsert: Callable[[list], None],
-        delete: Callable[[list[str]], None],
-        max_image_bytes: int,
-        image_fetch_timeout_s: float,
+        upsert: Callable[[list], object],
+        delete: Callable[[list], object],
+        fetcher: Fetcher | None = None,
+        limits: EventLimits | None = None,
         encode_batch: int = 32,
         encode_concurrency: int = 1,
         thumbnail_px: int = 0,
+        fetch_concurrency: int = 16,
+        gather_s: float = 0.02,
     ) -> None:
         self._embed, self._upsert, self._delete = embed, upsert, delete
+        self._fetcher = fetcher or Fetcher(FetchPolicy())
+        self._max_bytes = self._fetcher.policy.max_bytes
+        self._limits = limits or EventLimits()
         self._thumbnail_px = thumbnail_px
-        self._max_bytes, self._timeout = max_image_bytes, image_fetch_timeout_s
         self._encode_batch = encode_batch
+        self._gather_s = gather_s
+        self._validators = ThreadPoolExecutor(fetch_concurrency, thread_name_prefix="validate")
         # Chunks in flight at once: with 2, the encoder starts the next chunk while the previous
         # one's reply travels back and is written, instead of idling.
         self._pool = (
@@ -111,35 +186,43 @@ class BatchProcessor:
         )
 
     def validate(
-        self, value: bytes | None, headers, *, key: bytes | None = None
+        self,
+        value: bytes | None,
+        headers,
+        *,
+        key: bytes | None = None,
+        timestamp_ms: int | None = None,
     ) -> tuple[CatalogEvent, bytes | None]:
-        """The event and its image bytes (upserts). Nothing a record holds makes this raise
-        anything but PoisonError: an unexpected failure is the record's too, named by type.
+        """The event (with its version) and its image bytes (upserts). Nothing a record holds
+        makes this raise anything but PoisonError (or its TransientError): an unexpected
+        failure is the record's too, named by type.
 
         Raises:
             PoisonError: what is wrong with the record.
         """
         try:
-            return self._validate(value, headers, key)
+            return self._validate(value, headers, key, timestamp_ms)
         except PoisonError:
             raise
         except Exception as e:  # a record must never stop the worker (it would replay forever)
             log.exception("record failed validation unexpectedly")
             raise PoisonError(f"unexpected {type(e).__name__}: {e}") from None
 
-    def _validate(self, value, headers, key) -> tuple[CatalogEvent, bytes | None]:
+    def _validate(self, value, headers, key, timestamp_ms) -> tuple[CatalogEvent, bytes | None]:
         try:
             event = decode(value, headers, key=key)
         except ValueError as e:
             raise PoisonError(f"not a catalog event: {e}") from None
         if not event.product_id:
             raise PoisonError("product_id is missing")
+        self._limits.check(event)
+        event = replace(event, version=event_version(event, timestamp_ms))
         if event.op == Op.DELETE:
             return event, None
         if event.image_bytes:
             image = event.image_bytes
         elif event.image_uri:
-            image = fetch_image(event.image_uri, max_bytes=self._max_bytes, timeout_s=self._timeout)
+            image = self._fetcher.fetch(event.image_uri)
         else:
             raise PoisonError("an upsert needs image_bytes or image_uri")
         try:
@@ -149,6 +232,55 @@ class BatchProcessor:
         except ImageDecodeError as e:
             raise PoisonError(f"image: {e}") from None
         return event, image
+
+    def process(
+        self,
+        records: Sequence[object],
+        *,
+        retry: Callable[[Callable[[], BatchResult]], BatchResult] = lambda fn: fn(),
+    ) -> BatchResult:
+        """Validates `records` (Kafka records: key, value, headers, timestamp) concurrently and
+        writes the valid ones as they become ready: a record whose image is slow to fetch holds
+        back only the other records of its key, never the rest of the batch.
+
+        The records of one key are written together once all of them are validated, so the
+        last valid event of a product in the batch still wins. `retry` wraps each write (the
+        worker retries it while a dependency is down). Poison comes back in `rejected`.
+        """
+        result = BatchResult()
+        futures: list[Future] = [
+            self._validators.submit(
+                self.validate,
+                r.value,
+                r.headers,
+                key=r.key,
+                timestamp_ms=getattr(r, "timestamp", None),
+            )
+            for r in records
+        ]
+        groups: dict[object, list[int]] = {}
+        for i, r in enumerate(records):
+            groups.setdefault(r.key if r.key is not None else ("record", i), []).append(i)
+        remaining, ready, sources = set(futures), [], []
+        while groups or ready:
+            done = set()
+            if remaining:
+                timeout = self._gather_s if ready else None
+                done, remaining = wait(remaining, timeout=timeout, return_when=FIRST_COMPLETED)
+            for group_key in [
+                k for k, ids in groups.items() if all(futures[i].done() for i in ids)
+            ]:
+                for i in groups.pop(group_key):
+                    try:
+                        ready.append(futures[i].result())
+                        sources.append(records[i])
+                    except PoisonError as e:
+                        transient = isinstance(e, TransientError)
+                        result.rejected.append((records[i], str(e), transient))
+            if ready and (not done or not remaining or len(ready) >= self._encode_batch):
+                wave, wave_sources, ready, sources = ready, sources, [], []
+                result.add(retry(partial(self.write, wave, wave_sources)))
+        return result
 
     def write(
         self,
@@ -161,7 +293,7 @@ class BatchProcessor:
         validation: the chunk is then embedded image by image, and the refused ones come back in
         `rejected` with their `sources` entry (the Kafka record) instead of failing the batch.
         """
-        from shared.vectorstore import Point, product_payload
+        from shared.vectorstore import Deletion, Point, product_payload
 
         sources = sources if sources is not None else [None] * len(events)
         latest: dict[str, tuple[CatalogEvent, bytes | None, object]] = {}
@@ -169,29 +301,32 @@ class BatchProcessor:
             latest.pop(event.product_id, None)  # keep order of last occurrence
             latest[event.product_id] = (event, image, source)
         upserts = [item for item in latest.values() if item[0].op == Op.UPSERT]
-        deletes = [e.product_id for e, _, _ in latest.values() if e.op == Op.DELETE]
-        result = BatchResult(deleted=len(deletes))
+        deletes = [
+            Deletion(e.product_id, e.version) for e, _, _ in latest.values() if e.op == Op.DELETE
+        ]
+        result = BatchResult()
         chunks = [
             upserts[start : start + self._encode_batch]
             for start in range(0, len(upserts), self._encode_batch)
         ]
         embed = partial(self._embed_chunk, rejected=result.rejected)
         for embedded in self._pool.map(embed, chunks) if self._pool else map(embed, chunks):
-            self._upsert(
-                [
-                    Point(
-                        e.product_id,
-                        v,
-                        product_payload(
-                            e.title, e.attributes, image_uri=e.image_uri, thumbnail=thumb
-                        ),
-                    )
-                    for e, v, thumb in embedded
-                ]
-            )
-            result.upserted += len(embedded)
+            points = [
+                Point(
+                    e.product_id,
+                    v,
+                    product_payload(e.title, e.attributes, image_uri=e.image_uri, thumbnail=thumb),
+                    version=e.version,
+                )
+                for e, v, thumb in embedded
+            ]
+            written = self._upsert(points)
+            result.upserted += written.count if written is not None else len(points)
+            result.stale += written.stale if written is not None else 0
         if deletes:
-            self._delete(deletes)
+            written = self._delete(deletes)
+            result.deleted += written.count if written is not None else len(deletes)
+            result.stale += written.stale if written is not None else 0
         return result
 
     def _embed_chunk(self, chunk, *, rejected: list) -> list[tuple[CatalogEvent, object, str]]:
@@ -210,7 +345,7 @@ class BatchProcessor:
             ]
         except PoisonError as e:
             if len(chunk) == 1:
-                rejected.append((chunk[0][2], f"image encoder: {e}"))
+                rejected.append((chunk[0][2], f"image encoder: {e}", False))
                 return []
             log.warning("the encoder refused a batch (%s); embedding it image by image", e)
         return [pair for item in chunk for pair in self._embed_chunk([item], rejected=rejected)]

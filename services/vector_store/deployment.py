@@ -25,7 +25,14 @@ from shared.serving.errors import RequestError, grpc_method, parse
 from shared.serving.replica import replica_info
 from shared.serving.runtime import resolve_bundle
 from shared.types import Filter, Hit, filter_problem
-from shared.vectorstore import Point, StoredPoint, StoreError, open_store
+from shared.vectorstore import (
+    Deletion,
+    Point,
+    StoredPoint,
+    StoreError,
+    WriteResult,
+    open_versioned_store,
+)
 from shared.vectorstore.base import PointQuery
 
 log = serve_logger(__name__)
@@ -49,13 +56,14 @@ class VectorStore:
     ) -> None:
         manifest = Manifest.read(resolve_bundle(bundle_path))
         self.model_version = manifest.bundle_id
-        self._store = open_store(
+        self._writes = open_versioned_store(
             location,
             model_version=manifest.bundle_id,
             dim=manifest.heads["embed_dim"],
             indexed_fields=indexed_fields,
             api_key=api_key.get_secret_value() if api_key else None,
         )
+        self._store = self._writes.store
         self._dirty = asyncio.Event()
         self._optimizer = asyncio.get_event_loop().create_task(
             self._optimize_loop(optimize_interval_s)
@@ -112,16 +120,19 @@ class VectorStore:
         except StoreError as e:
             raise RequestError(str(e)) from None
 
-    async def upsert(self, points: Sequence[Point]) -> int:
-        """Writes points; returns how many. Durable when it returns."""
-        await asyncio.to_thread(self._store.upsert, points)
+    async def upsert(self, points: Sequence[Point]) -> WriteResult:
+        """Writes the points that are not stale (`shared.vectorstore.versions`); durable when
+        it returns."""
+        result = await asyncio.to_thread(self._writes.upsert, points)
         self._dirty.set()
-        return len(points)
+        return result
 
-    async def delete(self, product_ids: Sequence[str]) -> int:
-        await asyncio.to_thread(self._store.delete, product_ids)
+    async def delete(self, deletions: Sequence[Deletion | str]) -> WriteResult:
+        """Deletes the products whose delete is not stale (a bare id is unversioned)."""
+        deletions = [Deletion(d) if isinstance(d, str) else d for d in deletions]
+        result = await asyncio.to_thread(self._writes.delete, deletions)
         self._dirty.set()
-        return len(product_ids)
+        return result
 
     async def retrieve(
         self, product_ids: Sequence[str], *, with_vectors: bool = False, with_payload: bool = True
@@ -171,21 +182,21 @@ class VectorStore:
     async def UpsertPoints(self, request: pb.UpsertPointsRequest):  # noqa: N802
         points = parse(conv.upsert_request_from_proto, request)
         try:
-            count = await self.upsert(points)
+            result = await self.upsert(points)
         except StoreError as e:
             raise RequestError(str(e)) from None
-        return conv.write_response_to_proto(count)
+        return conv.write_response_to_proto(result)
 
     @grpc_method
     async def DeletePoints(self, request: pb.DeletePointsRequest):  # noqa: N802
-        ids = conv.delete_request_from_proto(request)
-        if any(not i for i in ids):
+        deletions = parse(conv.delete_request_from_proto, request)
+        if any(not d.product_id for d in deletions):
             raise RequestError("an empty product id")
-        return conv.write_response_to_proto(await self.delete(list(ids)))
+        return conv.write_response_to_proto(await self.delete(deletions))
 
     def __del__(self) -> None:
         self._optimizer.cancel()
-        self._store.close()
+        self._writes.close()
 
 
 def _check_query(query: PointQuery) -> None:

@@ -16,6 +16,7 @@ _OP_FROM_PROTO = {v: k for k, v in _OP_TO_PROTO.items()}
 def event_to_proto(event: CatalogEvent) -> pb.CatalogEvent:
     msg = pb.CatalogEvent(
         schema_version=event.schema_version,
+        version=event.version,
         product_id=event.product_id,
         op=_OP_TO_PROTO[event.op],
         title=event.title,
@@ -46,6 +47,7 @@ def event_from_proto(msg: pb.CatalogEvent) -> CatalogEvent:
         attributes=dict(msg.attributes),
         event_time=msg.event_time.ToDatetime(dt.UTC) if msg.HasField("event_time") else None,
         schema_version=msg.schema_version,
+        version=msg.version,
     )
 
 

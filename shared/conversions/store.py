@@ -21,7 +21,14 @@ from shared.conversions.search import (
     whole_numbers,
 )
 from shared.types import Hit
-from shared.vectorstore.base import Point, PointQuery, RetrieveQuery, StoredPoint
+from shared.vectorstore.base import (
+    Deletion,
+    Point,
+    PointQuery,
+    RetrieveQuery,
+    StoredPoint,
+    WriteResult,
+)
 
 _F32_LE = np.dtype("<f4")
 
@@ -40,8 +47,10 @@ def payload_from_struct(struct) -> dict[str, Any]:
     return whole_numbers(json_format.MessageToDict(struct))
 
 
-def _point_to_proto(product_id: str, vector: np.ndarray | None, payload: dict) -> pb.Point:
-    msg = pb.Point(product_id=product_id, vector=_vector_bytes(vector))
+def _point_to_proto(
+    product_id: str, vector: np.ndarray | None, payload: dict, version: int = 0
+) -> pb.Point:
+    msg = pb.Point(product_id=product_id, vector=_vector_bytes(vector), version=version)
     msg.payload.update(payload)
     return msg
 
@@ -128,7 +137,7 @@ def retrieve_response_from_proto(msg: pb.RetrievePointsResponse) -> list[StoredP
 
 def upsert_request_to_proto(points: Sequence[Point]) -> pb.UpsertPointsRequest:
     return pb.UpsertPointsRequest(
-        points=[_point_to_proto(p.product_id, p.vector, p.payload) for p in points]
+        points=[_point_to_proto(p.product_id, p.vector, p.payload, p.version) for p in points]
     )
 
 
@@ -139,21 +148,32 @@ def upsert_request_from_proto(msg: pb.UpsertPointsRequest) -> list[Point]:
         if not p.vector:
             raise ValueError(f"point {p.product_id!r} has no vector")
         vector = _vector(p.vector, name=f"point {p.product_id!r}")
-        points.append(Point(p.product_id, vector, payload_from_struct(p.payload)))
+        points.append(Point(p.product_id, vector, payload_from_struct(p.payload), p.version))
     return points
 
 
-def delete_request_to_proto(product_ids: Sequence[str]) -> pb.DeletePointsRequest:
-    return pb.DeletePointsRequest(product_ids=list(product_ids))
+def delete_request_to_proto(deletions: Sequence[Deletion]) -> pb.DeletePointsRequest:
+    """Versions travel only when some delete has one."""
+    msg = pb.DeletePointsRequest(product_ids=[d.product_id for d in deletions])
+    if any(d.version for d in deletions):
+        msg.versions.extend(d.version for d in deletions)
+    return msg
 
 
-def delete_request_from_proto(msg: pb.DeletePointsRequest) -> tuple[str, ...]:
-    return tuple(msg.product_ids)
+def delete_request_from_proto(msg: pb.DeletePointsRequest) -> tuple[Deletion, ...]:
+    """Raises ValueError when versions are given but not one per product id."""
+    if msg.versions and len(msg.versions) != len(msg.product_ids):
+        raise ValueError(
+            f"{len(msg.versions)} versions for {len(msg.product_ids)} product ids; give one "
+            "per product id or none"
+        )
+    versions = msg.versions or [0] * len(msg.product_ids)
+    return tuple(Deletion(pid, v) for pid, v in zip(msg.product_ids, versions, strict=True))
 
 
-def write_response_to_proto(count: int) -> pb.WriteResponse:
-    return pb.WriteResponse(count=count)
+def write_response_to_proto(result: WriteResult) -> pb.WriteResponse:
+    return pb.WriteResponse(count=result.count, stale=result.stale)
 
 
-def write_response_from_proto(msg: pb.WriteResponse) -> int:
-    return msg.count
+def write_response_from_proto(msg: pb.WriteResponse) -> WriteResult:
+    return WriteResult(msg.count, msg.stale)

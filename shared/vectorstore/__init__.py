@@ -7,21 +7,28 @@
 """
 
 from shared.vectorstore.base import (
+    Deletion,
     Point,
     StoredPoint,
     StoreError,
     VectorStore,
+    WriteResult,
     point_id,
     product_payload,
 )
-from shared.vectorstore.factory import open_store
+from shared.vectorstore.factory import open_store, open_versioned_store
+from shared.vectorstore.versions import VersionedWrites
 
 __all__ = [
+    "Deletion",
     "Point",
     "StoreError",
     "StoredPoint",
     "VectorStore",
+    "VersionedWrites",
+    "WriteResult",
     "open_store",
+    "open_versioned_store",
     "point_id",
     "product_payload",
 ]

@@ -6,7 +6,7 @@ import abc
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -17,6 +17,12 @@ from shared.types import Filter, Hit
 POINT_ID_NAMESPACE = uuid.UUID("6f1d2a9e-3c57-4b8e-9a0f-5d2b7c1e4a93")
 
 PRODUCT_ID_FIELD = "product_id"
+# The version of the event that wrote a point (see `shared.vectorstore.versions`).
+VERSION_FIELD = "version"
+# Payload keys the platform writes; a feed's attributes may not use them (the ingestion worker
+# dead-letters an event that tries), so an attribute can never overwrite a title, a thumbnail,
+# the image a result shows, or the version that orders writes.
+RESERVED_FIELDS = frozenset({PRODUCT_ID_FIELD, VERSION_FIELD, "title", "image_uri", "thumbnail"})
 
 DEFAULT_INDEXED_FIELDS: dict[str, str] = {
     "gender": "keyword",
@@ -74,13 +80,30 @@ class Point:
     product_id: str
     vector: np.ndarray  # [dim] float32
     payload: dict[str, Any] = field(default_factory=dict)
+    # The event's version; 0 is unversioned (always written). See `shared.vectorstore.versions`.
+    version: int = 0
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, Point)
-            and (self.product_id, self.payload) == (other.product_id, other.payload)
+            and (self.product_id, self.payload, self.version)
+            == (other.product_id, other.payload, other.version)
             and _same_vector(self.vector, other.vector)
         )
+
+
+class Deletion(NamedTuple):
+    """A delete of one product; `version` 0 is unversioned (always applied, remembers nothing)."""
+
+    product_id: str
+    version: int = 0
+
+
+class WriteResult(NamedTuple):
+    """What a write did: points written or deleted, and writes skipped as stale."""
+
+    count: int
+    stale: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,6 +228,8 @@ class VectorStore(abc.ABC):
         for p in points:
             vector = self._check_vector(p.vector)
             payload = {**p.payload, PRODUCT_ID_FIELD: p.product_id}
+            if p.version:
+                payload[VERSION_FIELD] = p.version
             rows.append((point_id(p.product_id), vector.tolist(), payload))
         return rows
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.vectorstore.base import VectorStore, collection_name
+from shared.vectorstore.versions import TOMBSTONE_SUFFIX, VersionedWrites
 
 
 def open_store(
@@ -26,12 +27,33 @@ def open_store(
         indexed_fields: payload fields to index.
         api_key: Qdrant API key for a server.
     """
+    return _open(location, model_version, dim, indexed_fields, api_key, versioned=False)
+
+
+def open_versioned_store(
+    location: str,
+    *,
+    model_version: str,
+    dim: int,
+    indexed_fields: dict[str, str],
+    api_key: str | None = None,
+) -> VersionedWrites:
+    """`open_store`'s collection with its tombstone collection beside it (same engine), behind
+    the writer that keeps stale events out (`.store` is the collection itself)."""
+    return _open(location, model_version, dim, indexed_fields, api_key, versioned=True)
+
+
+def _open(location, model_version, dim, indexed_fields, api_key, *, versioned):
     collection = collection_name(model_version)
     if location.startswith("edge:"):
         from shared.vectorstore.edge import EdgeStore
 
         root = Path(location.removeprefix("edge:")).expanduser()
-        return EdgeStore(root, collection, dim=dim, indexed_fields=indexed_fields)
+        store = EdgeStore(root, collection, dim=dim, indexed_fields=indexed_fields)
+        if not versioned:
+            return store
+        tombstones = EdgeStore(root, collection + TOMBSTONE_SUFFIX, dim=1, indexed_fields={})
+        return VersionedWrites(store, tombstones)
 
     from qdrant_client import QdrantClient
 
@@ -48,4 +70,9 @@ def open_store(
             f"vector store location {location!r}: use edge:PATH, http(s)://HOST:PORT, :memory: "
             "or local:PATH"
         )
-    return QdrantStore(client, collection, dim=dim, indexed_fields=indexed_fields)
+    store = QdrantStore(client, collection, dim=dim, indexed_fields=indexed_fields)
+    if not versioned:
+        return store
+    # The same client: local mode locks its folder to one client.
+    tombstones = QdrantStore(client, collection + TOMBSTONE_SUFFIX, dim=1, indexed_fields={})
+    return VersionedWrites(store, tombstones)

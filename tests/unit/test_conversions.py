@@ -32,7 +32,14 @@ from shared.types import (
     SearchResult,
     Timing,
 )
-from shared.vectorstore.base import Point, PointQuery, RetrieveQuery, StoredPoint
+from shared.vectorstore.base import (
+    Deletion,
+    Point,
+    PointQuery,
+    RetrieveQuery,
+    StoredPoint,
+    WriteResult,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -78,6 +85,7 @@ SAMPLES: dict[type, list] = {
             title="Blue shirt",
             attributes={"baseColour": "Blue", "gender": "Men"},
             event_time=dt.datetime(2026, 11, 22, 12, 0, 0, 123000, tzinfo=dt.UTC),
+            version=42,
         ),
         CatalogEvent(product_id="p-2", op=Op.DELETE, image_uri="file:///tmp/x.jpg"),
     ],
@@ -99,9 +107,14 @@ SAMPLES: dict[type, list] = {
             StoredPoint("p-2", {"sizes": [38, 40]}),
         ]
     ],
-    ROUND_TRIPS[15].message: [[Point("p-1", _vectors(1, 8)[0], {"year": 2020, "title": "x"})]],
-    ROUND_TRIPS[16].message: [("p-1", "p-2")],
-    ROUND_TRIPS[17].message: [7],
+    ROUND_TRIPS[15].message: [
+        [Point("p-1", _vectors(1, 8)[0], {"year": 2020, "title": "x"}, version=1_764_000_000)]
+    ],
+    ROUND_TRIPS[16].message: [
+        (Deletion("p-1", 17), Deletion("p-2", 0)),
+        (Deletion("p-1"), Deletion("p-2")),
+    ],
+    ROUND_TRIPS[17].message: [WriteResult(7, 2)],
     ROUND_TRIPS[18].message: [None],
     ROUND_TRIPS[19].message: [
         ReplicaInfo(

@@ -9,14 +9,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Point(_message.Message):
-    __slots__ = ("product_id", "vector", "payload")
+    __slots__ = ("product_id", "vector", "payload", "version")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     vector: bytes
     payload: _struct_pb2.Struct
-    def __init__(self, product_id: _Optional[str] = ..., vector: _Optional[bytes] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    version: int
+    def __init__(self, product_id: _Optional[str] = ..., vector: _Optional[bytes] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class SearchPointsRequest(_message.Message):
     __slots__ = ("vector", "top_k", "filter", "exact")
@@ -71,13 +73,17 @@ class UpsertPointsRequest(_message.Message):
     def __init__(self, points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ...) -> None: ...
 
 class DeletePointsRequest(_message.Message):
-    __slots__ = ("product_ids",)
+    __slots__ = ("product_ids", "versions")
     PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     product_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    versions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, product_ids: _Optional[_Iterable[str]] = ..., versions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class WriteResponse(_message.Message):
-    __slots__ = ("count",)
+    __slots__ = ("count", "stale")
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     count: int
-    def __init__(self, count: _Optional[int] = ...) -> None: ...
+    stale: int
+    def __init__(self, count: _Optional[int] = ..., stale: _Optional[int] = ...) -> None: ...
