@@ -9,9 +9,18 @@
 #      application of deploy/serve/vitrine.yaml (embedded Qdrant Edge store in artifacts/store);
 #   4. one ingestion worker; the catalog (the bundle's synthetic catalog, or CATALOG) published as
 #      catalog events, and a wait until the worker committed them all: searchable.
-# Then it prints where to search and waits. Ctrl-C stops the worker, Ray and the broker.
+# Then it prints where to search and waits. Ctrl-C, SIGTERM or the death of its parent (make, a
+# terminal) stops the worker, Ray and the broker; every port it binds is checked first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# This script and each process it starts get SIGTERM from the kernel when their parent dies,
+# whatever killed it (prctl PR_SET_PDEATHSIG, kept across exec; services/cli/supervise.py): a
+# `make run` killed with SIGKILL once left the broker on its port, owned by PID 1 (issue 17).
+if [[ "${VITRINE_RUN_PID:-}" != "$$" ]]; then
+  export VITRINE_RUN_PID=$$
+  exec .venv/bin/python -m services.cli.supervise exec -- bash "$PWD/scripts/run.sh" "$@"
+fi
+SUPERVISE=(.venv/bin/python -m services.cli.supervise)
 START=$SECONDS
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}" HF_HUB_OFFLINE=1
 export RAY_TMPDIR="${RAY_TMPDIR:-/tmp/vitrine-ray}"
@@ -30,7 +39,7 @@ unset RAY_ADDRESS
 SERVE_GRPC_PORT="${VITRINE_SERVE_GRPC_PORT:-9100}"
 export VITRINE_IMAGE_ENCODER_ADDRESS="${VITRINE_IMAGE_ENCODER_ADDRESS:-127.0.0.1:$SERVE_GRPC_PORT}"
 export VITRINE_VECTOR_STORE_ADDRESS="${VITRINE_VECTOR_STORE_ADDRESS:-127.0.0.1:$SERVE_GRPC_PORT}"
-VITRINE=.venv/bin/vitrine
+VITRINE=("${SUPERVISE[@]}" exec -- .venv/bin/vitrine)
 LOGS="${VITRINE_LOG_DIR:-$PWD/artifacts/logs}"
 mkdir -p "$RAY_TMPDIR" "$LOGS"
 LOCAL_BROKER=0
@@ -39,8 +48,53 @@ if [[ -z "${VITRINE_KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
   export VITRINE_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${VITRINE_BROKER_PORT:-9092}"
 fi
 die() { echo "make run: $*" >&2; exit 2; }
+PIDS=()
+FG=
+cleanup() {
+  trap - EXIT INT TERM
+  # In reverse order of start: the command in hand, the worker (it finishes the batch in hand),
+  # Ray, the broker.
+  [[ -n "$FG" || ${#PIDS[@]} -gt 0 ]] || return 0
+  echo "==> stopping"
+  [[ -n "$FG" ]] && stop "$FG"
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    stop "${PIDS[i]}"
+  done
+  rm -f "$RAY_TMPDIR/ray_current_cluster"  # the address of the head that just stopped
+}
+# SIGTERM to PID, SIGKILL if it still runs after 90 s (the worker's supervisor gives the worker
+# 60 s to finish its batch), then reaps it.
+stop() {
+  kill -TERM "$1" 2>/dev/null || return 0
+  for _ in $(seq 450); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.2
+  done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+# Runs a command to its end in the background: `wait` returns on a signal, so the trap runs at
+# once and stops the command (a foreground command would hold the trap until it finished).
+run_to_end() {
+  "$@" &
+  FG=$!
+  wait "$FG"
+  FG=
+}
 
-$VITRINE config >/dev/null  # fails here, naming the variable, if a setting is bad
+"${VITRINE[@]}" config >/dev/null  # fails here, naming the variable, if a setting is bad
+# Every port this run binds, before anything starts: one line per port taken, naming its holder.
+PORTS=("Ray=$RAY_PORT" "Serve gRPC=$SERVE_GRPC_PORT" "Serve HTTP=${VITRINE_SERVE_HTTP_PORT:-8100}"
+  "gateway gRPC=${VITRINE_GRPC_PORT:-9000}" "gateway HTTP=${VITRINE_HTTP_PORT:-8000}"
+  "ingestion metrics=${VITRINE_METRICS_PORT:-9102}")
+((LOCAL_BROKER)) && PORTS+=("broker=${VITRINE_KAFKA_BOOTSTRAP_SERVERS##*:}")
+if ! busy="$("${SUPERVISE[@]}" ports "${PORTS[@]}" 2>&1)"; then
+  sed 's/^/make run: /' <<<"$busy" >&2
+  exit 2
+fi
 
 # The catalog and the bundle trained for it.
 CATALOG="${CATALOG:-}"
@@ -57,7 +111,7 @@ else
 fi
 if [[ ! -f "$VITRINE_BUNDLE_PATH/manifest.json" ]]; then
   echo "==> no model bundle at $VITRINE_BUNDLE_PATH: training one (${TRAIN[*]})"
-  $VITRINE train "${TRAIN[@]}" --output "$VITRINE_BUNDLE_PATH"
+  run_to_end "${VITRINE[@]}" train "${TRAIN[@]}" --output "$VITRINE_BUNDLE_PATH"
 fi
 if [[ -z "$CATALOG" ]]; then
   # The synthetic catalog the bundle was trained on, where the training wrote it.
@@ -68,17 +122,6 @@ print(data["path"] + "/products.jsonl" if data["kind"] == "synthetic" else "")' 
   [[ -z "$CATALOG" || -f "$CATALOG" ]] || CATALOG="synthetic:120"
 fi
 
-PIDS=()
-cleanup() {
-  trap - EXIT INT TERM
-  # In reverse order of start: the worker (it finishes the batch in hand), Ray, the broker.
-  echo "==> stopping"
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${PIDS[i]}" 2>/dev/null && wait "${PIDS[i]}" 2>/dev/null || true
-  done
-  rm -f "$RAY_TMPDIR/ray_current_cluster"  # the address of the head that just stopped
-}
-trap cleanup EXIT INT TERM
 # Waits up to SECONDS for the last process started to write TEXT to LOG; shows the log and stops
 # if that process exits first.
 wait_for_log() {
@@ -92,7 +135,7 @@ wait_for_log() {
 
 if ((LOCAL_BROKER)); then
   echo "==> starting the local Kafka-protocol broker on $VITRINE_KAFKA_BOOTSTRAP_SERVERS (log: $LOGS/broker.log)"
-  $VITRINE broker --port "${VITRINE_KAFKA_BOOTSTRAP_SERVERS##*:}" >"$LOGS/broker.log" 2>&1 &
+  "${VITRINE[@]}" broker --port "${VITRINE_KAFKA_BOOTSTRAP_SERVERS##*:}" >"$LOGS/broker.log" 2>&1 &
   PIDS+=($!)
   wait_for_log "Kafka-protocol broker" "$LOGS/broker.log" 30
 fi
@@ -102,19 +145,33 @@ echo "==> starting Ray on 127.0.0.1:$RAY_PORT (RAY_TMPDIR=$RAY_TMPDIR, log: $LOG
 # No drain on stop: this one node is the whole cluster, there is nowhere to move work to, and
 # Ray would otherwise wait 30 s before stopping its processes.
 RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="${RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S:-0}" \
-  .venv/bin/ray start --head --block --port "$RAY_PORT" --num-cpus 2 --include-dashboard=false \
+  "${SUPERVISE[@]}" exec -- .venv/bin/ray start --head --block --port "$RAY_PORT" --num-cpus 2 --include-dashboard=false \
   --disable-usage-stats --temp-dir "$RAY_TMPDIR" ${VITRINE_RAY_ARGS:-} >"$LOGS/ray.log" 2>&1 &
 PIDS+=($!)
 export RAY_ADDRESS="127.0.0.1:$RAY_PORT"
 wait_for_log "Ray runtime started" "$LOGS/ray.log" 60
 echo "==> deploying deploy/serve/vitrine.yaml"
-$VITRINE serve up --proxy-grpc-port "$SERVE_GRPC_PORT" --proxy-http-port "${VITRINE_SERVE_HTTP_PORT:-8100}"
-echo "==> starting an ingestion worker (log: $LOGS/ingest.log, metrics :${VITRINE_METRICS_PORT:-9102}/metrics)"
-$VITRINE ingest >"$LOGS/ingest.log" 2>&1 &
+run_to_end "${VITRINE[@]}" serve up --proxy-grpc-port "$SERVE_GRPC_PORT" \
+  --proxy-http-port "${VITRINE_SERVE_HTTP_PORT:-8100}"
+echo "==> starting an ingestion worker, restarted when it exits (log: $LOGS/ingest.log, metrics :${VITRINE_METRICS_PORT:-9102}/metrics)"
+: >"$LOGS/ingest.log"
+# A worker that dies is restarted with backoff (1 s, doubling to 30 s), each restart said here
+# and in its log; after VITRINE_WORKER_RESTARTS exits in a row within 30 s of their start, the
+# supervisor gives up and says so (in Kubernetes the Deployment restarts it).
+"${SUPERVISE[@]}" restart --name "ingestion worker" --log "$LOGS/ingest.log" \
+  --max-quick-failures "${VITRINE_WORKER_RESTARTS:-5}" -- .venv/bin/vitrine ingest &
+WORKER=$!
 PIDS+=($!)
 if [[ -n "$CATALOG" ]]; then
   echo "==> publishing $CATALOG to $VITRINE_KAFKA_BOOTSTRAP_SERVERS; waiting until it is indexed"
-  $VITRINE publish "$CATALOG" --wait
+  "${VITRINE[@]}" publish "$CATALOG" --wait &
+  FG=$!
+  # Until it is indexed, or until the worker's supervisor gives up (nothing would be indexed).
+  status=0
+  wait -n -p DONE "$FG" "$WORKER" || status=$?
+  [[ "$DONE" == "$FG" ]] || die "no ingestion worker (its supervisor gave up, above): not indexed"
+  FG=
+  ((status == 0)) || exit "$status"
 fi
 HTTP="http://127.0.0.1:${VITRINE_HTTP_PORT:-8000}"
 cat <<MSG

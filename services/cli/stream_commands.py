@@ -10,21 +10,33 @@ import time
 def _cmd_broker(args: argparse.Namespace) -> int:
     import signal
 
-    from shared.streaming.broker import LocalBroker
+    from shared.process import port_in_use
+    from shared.streaming.broker import BrokerError, LocalBroker
 
-    # SIGTERM unwinds like Ctrl-C, so the broker (its own process group) is stopped too.
+    if args.port and (held := port_in_use(args.port, "broker")):
+        print(f"vitrine broker: {held}", file=sys.stderr)
+        return 2
+    # SIGTERM unwinds like Ctrl-C, so the broker (its own process group) is stopped too; if this
+    # process is killed instead, the kernel kills the broker.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with LocalBroker(port=args.port) as broker:
+    broker = LocalBroker(port=args.port, parent_death_signal=signal.SIGKILL)
+    try:
+        broker.start()
+    except BrokerError as e:
+        print(f"vitrine broker: {e}", file=sys.stderr)
+        return 2
+    try:
         print(
             f"Kafka-protocol broker (Tansu, in-memory) on {broker.bootstrap_servers}; "
             "Ctrl-C stops it",
             flush=True,
         )
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
     return 0
 
 

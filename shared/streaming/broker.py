@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from shared.process import parent_death_preexec, port_in_use
+
 log = logging.getLogger(__name__)
 
 
@@ -65,12 +67,16 @@ class LocalBroker:
         log_path: Path | None = None,
         start_timeout_s: float = 30,
         advertised_port: int | None = None,
+        parent_death_signal: int | None = None,
     ) -> None:
         self.port = port or free_port()
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
         # Where clients are told to connect after bootstrapping (a relay in front of the broker).
         self.advertised_port = advertised_port or self.port
         self._log_path, self._timeout = log_path, start_timeout_s
+        # Sent to the broker when the thread that started it ends (shared/process.py): a broker
+        # in a session of its own otherwise outlives a killed parent, holding its port.
+        self._parent_death_signal = parent_death_signal
         self._process: subprocess.Popen | None = None
 
     def start(self) -> LocalBroker:
@@ -90,6 +96,9 @@ class LocalBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C meant for the caller reaches us through stop()
+            preexec_fn=parent_death_preexec(self._parent_death_signal)
+            if self._parent_death_signal
+            else None,
         )
         self._wait_ready()
         log.info("Kafka-protocol broker on %s", self.bootstrap_servers)
@@ -102,14 +111,17 @@ class LocalBroker:
         last: Exception | None = None
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise BrokerError(f"broker exited with status {self._process.returncode}")
+                # Tansu exits with status 0 when its port is taken: say by whom.
+                held = port_in_use(self.port, "broker")
+                raise BrokerError(held or f"broker exited with status {self._process.returncode}")
             try:
                 admin = KafkaAdminClient(
                     bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000
                 )
                 admin.list_topics()
                 admin.close()
-                return
+                if self._process.poll() is None:  # not another broker on the port, answering
+                    return
             except Exception as e:  # not listening yet
                 last = e
                 time.sleep(0.1)

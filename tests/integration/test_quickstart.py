@@ -249,11 +249,68 @@ def test_web_page_in_headless_chromium(running):
     assert (SCREENSHOTS / "web-text-search.png").stat().st_size > 10_000
 
 
+def _status(env: dict[str, str]) -> tuple[int, dict]:
+    proc = subprocess.run(
+        [".venv/bin/vitrine", "status", "--json", "--no-serve", "--timeout", "3"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return proc.returncode, {c["component"]: c for c in json.loads(proc.stdout)}
+
+
+def _worker(env: dict[str, str]) -> psutil.Process:
+    """The ingestion worker: the process on its metrics port."""
+    from shared.process import listeners
+
+    [worker] = listeners(int(env.get("VITRINE_METRICS_PORT", PUBLIC_PORTS["metrics"])))
+    return psutil.Process(worker.pid)
+
+
+def test_a_hung_worker_is_not_ok_and_a_killed_one_is_restarted(running):
+    """SIGSTOP: `vitrine status` exits 1 and calls ingestion DEAD (its metrics do not answer).
+    SIGKILL: make run's supervisor says so, starts a new worker, and status is ok again."""
+    worker = _worker(running.env)
+    assert "ingest" in " ".join(worker.cmdline())
+    worker.suspend()
+    try:
+        code, checks = _status(running.env)
+    finally:
+        worker.resume()
+    assert code == 1 and checks["ingestion"]["state"] == "DEAD", checks
+    assert "not answering" in checks["ingestion"]["detail"]
+
+    worker.kill()
+    deadline = time.monotonic() + 300
+    while True:
+        assert time.monotonic() < deadline, f"no new worker:\n{_tail(running.log)}"
+        try:
+            restarted = _worker(running.env)
+        except ValueError:  # no listener yet
+            restarted = None
+        if restarted is not None and restarted.pid != worker.pid:
+            code, checks = _status(running.env)
+            if code == 0:
+                break
+        time.sleep(1)
+    assert checks["ingestion"]["ok"] and checks["ingestion"]["state"] == "lag 0", checks
+    said = running.log.read_text(errors="replace")
+    assert f"ingestion worker (pid {worker.pid}) exited with SIGKILL" in said
+    assert "restart 1 in 1 s" in said
+
+
 def test_ctrl_c_leaves_no_process(running):
-    """Last: SIGINT to the process group, as Ctrl-C in a terminal; nothing of ours survives."""
+    """Last: SIGINT to the process group, as Ctrl-C in a terminal; nothing of ours survives
+    (the broker's Tansu included, in a session of its own)."""
     assert running.proc.poll() is None, _tail(running.log)
+    now = psutil.Process(running.proc.pid).children(recursive=True)
+    running.processes.extend(p for p in now if p not in running.processes)  # a restarted worker
     names = sorted({p.name() for p in running.processes if p.is_running()})
     assert len(running.processes) >= 5, names  # broker, Ray, replicas, worker, ...
+    assert any("tansu" in name for name in names), names
     os.killpg(running.proc.pid, signal.SIGINT)
     assert running.proc.wait(120) is not None
     deadline = time.monotonic() + 60
