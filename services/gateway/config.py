@@ -20,6 +20,23 @@ class GatewaySettings(VitrineSettings):
     max_image_bytes: int = Field(
         8 * 2**20, ge=1024, description="Largest reference image accepted, in bytes."
     )
+    max_query_pixels: int = Field(
+        40_000_000,
+        ge=1,
+        description="Most pixels (width*height) of a query's reference image, read from its "
+        "header before it is sent on or decoded: RESOURCE_EXHAUSTED past it.",
+    )
+    http_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Time an HTTP request may take to arrive, headers and body, from its first "
+        "byte (or the connection's opening); a slower one's connection is closed (slowloris).",
+    )
+    http_max_connections: int = Field(
+        1024,
+        ge=1,
+        description="HTTP connections served at once; a request arriving past it gets 503.",
+    )
     api_keys: SecretStr | None = Field(
         None,
         description="API keys, `NAME:KEY[:SCOPE+SCOPE]` separated by commas (scopes: search, "

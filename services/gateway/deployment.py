@@ -28,7 +28,7 @@ from grpc_health.v1.health import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from ray import serve
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -38,6 +38,7 @@ from services.gateway.clients import (
     TextEncoderClient,
     VectorStoreClient,
 )
+from services.gateway.http import server_limits
 from services.gateway.search import Dependencies, Limits, run_search, validate
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.conversions import search as conv
@@ -90,6 +91,8 @@ class Gateway:
         limits: Limits,
         request_timeout_s: float,
         max_request_bytes: int,
+        http_read_timeout_s: float = 30.0,
+        http_max_connections: int = 1024,
         calls_per_target: int = 2,
         api_keys: ApiKeys | None = None,
         api_keys_file: str | None = None,
@@ -118,6 +121,7 @@ class Gateway:
         ]
         self._limits, self._timeout_s = limits, request_timeout_s
         self.model_version = ""
+        self._problem: str | None = "starting: dependencies not checked yet"
         self._loop = asyncio.get_running_loop()
         self._health = HealthServicer(experimental_non_blocking=True)
         # A thread pool server whose handlers run each query on this replica's event loop:
@@ -157,6 +161,9 @@ class Gateway:
                 lifespan="off",
                 log_level="warning",
                 access_log=False,
+                **server_limits(
+                    read_timeout_s=http_read_timeout_s, max_connections=http_max_connections
+                ),
                 **_uvicorn_tls(tls),
             )
         )
@@ -207,7 +214,7 @@ class Gateway:
                     "gateway %s", f"NOT_SERVING: {problem}" if problem else "SERVING"
                 )
                 self._set_serving(problem is None)
-                last = problem
+                self._problem = last = problem
             await asyncio.sleep(HEALTH_INTERVAL_S if problem is None else 0.5)
 
     async def search(self, query: SearchQuery, *, timeout_s: float | None = None) -> SearchResult:
@@ -228,8 +235,14 @@ class Gateway:
                 run_search(query, self._deps, model_version=self.model_version, deadline=deadline),
                 timeout,
             )
-        except TimeoutError:
-            raise
+        except TimeoutError as e:
+            whose = (
+                f"the gateway's deadline of {self._timeout_s:g} s (request_timeout_s)"
+                if timeout == self._timeout_s
+                else f"the caller's deadline of {timeout:.3g} s"
+            )
+            detail = f" ({e})" if str(e) and str(e) != "deadline exceeded" else ""
+            raise TimeoutError(f"deadline exceeded: {whose} passed{detail}") from None
         except asyncio.CancelledError:
             if asyncio.current_task().cancelling():  # this query itself was cancelled
                 raise
@@ -262,9 +275,12 @@ class Gateway:
         if request.method == "GET" and path in ("", "/index.html"):
             return HTMLResponse(SEARCH_PAGE)
         if request.method == "GET" and path.endswith("/healthz"):
-            ready = bool(self.model_version)
+            # Ready when the last dependency check passed, as gRPC health says: a model set
+            # once stays set when a dependency goes away or changes model later.
+            ready = bool(self.model_version) and self._problem is None
+            body = {"ready": ready, "model_version": self.model_version}
             return JSONResponse(
-                {"ready": ready, "model_version": self.model_version}, 200 if ready else 503
+                body | ({} if ready else {"problem": self._problem}), 200 if ready else 503
             )
         if request.method == "GET" and path == "/v1/info":
             if denied := self._http_denied(request, "info"):
@@ -293,8 +309,8 @@ class Gateway:
             )
         except (json_format.ParseError, json.JSONDecodeError, UnicodeDecodeError) as e:
             return JSONResponse({"error": f"bad request body: {e}"}, 400)
-        except TimeoutError:
-            return JSONResponse({"error": "deadline exceeded"}, 504)
+        except TimeoutError as e:
+            return JSONResponse({"error": str(e) or "deadline exceeded"}, 504)
         except Exception as e:
             code, message = status_of(e)
             if code == grpc.StatusCode.INTERNAL:
@@ -338,10 +354,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise LimitError(f"request body of {declared} bytes exceeds the limit of {limit}")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise LimitError(f"request body exceeds the limit of {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise LimitError(f"request body exceeds the limit of {limit} bytes")
+    except ClientDisconnect:  # the read deadline (http.py) closed it, or the client left
+        raise RequestError("the connection closed before the whole body arrived") from None
     return bytes(body)
 
 
@@ -443,10 +462,14 @@ class _SearchServicer:
                 gateway.search(query, timeout_s=remaining), gateway._loop
             )
             return conv.response_to_proto(future.result(timeout=limit + 2.0)), None
-        except (TimeoutError, concurrent.futures.TimeoutError):
+        except TimeoutError as e:  # concurrent.futures.TimeoutError is TimeoutError (3.11)
             if future is not None:
                 future.cancel()
-            return grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
+            # Gateway.search names whose deadline passed; an empty message is this thread
+            # giving up on the event loop.
+            return grpc.StatusCode.DEADLINE_EXCEEDED, str(e) or (
+                f"deadline exceeded: no answer within {limit + 2.0:g} s"
+            )
         except RequestError as e:
             return e.code, str(e)
         except Exception as e:

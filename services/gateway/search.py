@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.models.transforms import ImageDecodeError, PixelBudgetError, request_pixels
 from shared.serving.errors import DependencyError, LimitError, NotFoundError, RequestError
 from shared.types import Filter, SearchQuery, SearchResult, Timing, filter_problem
 
@@ -19,6 +20,7 @@ class Limits:
     max_text_chars: int
     max_image_bytes: int
     max_filter_conditions: int = 32
+    max_query_pixels: int = 40_000_000
 
 
 def validate(query: SearchQuery, limits: Limits) -> SearchQuery:
@@ -40,11 +42,24 @@ def validate(query: SearchQuery, limits: Limits) -> SearchQuery:
         )
     if query.image is not None and len(query.image) > limits.max_image_bytes:
         raise LimitError(f"image is {len(query.image)} bytes, more than {limits.max_image_bytes}")
+    if query.image is not None:
+        _check_pixels(query.image, limits)
     if query.top_k > limits.max_top_k:
         raise LimitError(f"top_k {query.top_k} is more than the limit of {limits.max_top_k}")
     _validate_filter(query.filter, limits)
     top_k = query.top_k or limits.default_top_k
     return SearchQuery(query.text, query.image, query.product_id, top_k, query.filter)
+
+
+def _check_pixels(image: bytes, limits: Limits) -> None:
+    """The reference image's pixels, from its header, against the query's budget: refused here,
+    it never travels to the encoder, let alone gets decoded there."""
+    try:
+        request_pixels([image], budget=limits.max_query_pixels, max_bytes=limits.max_image_bytes)
+    except PixelBudgetError as e:
+        raise LimitError(str(e)) from None
+    except ImageDecodeError as e:
+        raise RequestError(str(e)) from None
 
 
 def _validate_filter(flt: Filter, limits: Limits) -> None:

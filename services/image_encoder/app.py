@@ -23,5 +23,6 @@ def build_app(args: dict) -> Application:
         max_images=s.max_images,
         max_image_bytes=s.max_image_bytes,
         max_image_pixels=s.max_image_pixels,
+        max_request_pixels=s.max_request_pixels,
         torch_threads=s.torch_threads,
     )

@@ -32,3 +32,10 @@ class ImageEncoderSettings(VitrineSettings):
     max_image_pixels: int = Field(
         40_000_000, ge=1, description="Largest decoded image (width*height)."
     )
+    max_request_pixels: int = Field(
+        160_000_000,
+        ge=1,
+        description="Most pixels (width*height, summed over its images) one request may decode, "
+        "read from the headers before any image is decoded: RESOURCE_EXHAUSTED past it. 480 MB "
+        "of RGB; a batch of 32 images of 5 MP (the worker's encode_batch) fits.",
+    )

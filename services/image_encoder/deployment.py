@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -14,7 +15,12 @@ from shared.conversions import image_encoder as conv
 from shared.conversions import replica as replica_conv
 from shared.logs import serve_logger
 from shared.models import encoders
-from shared.models.transforms import ImageDecodeError, decode_image
+from shared.models.transforms import (
+    ImageDecodeError,
+    PixelBudgetError,
+    decode_image,
+    request_pixels,
+)
 from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
@@ -28,6 +34,49 @@ from shared.serving.runtime import (
 from shared.types import Embeddings, ReplicaInfo
 
 log = serve_logger(__name__)
+
+# The settings' default (ImageEncoderSettings.max_request_pixels), for callers that build the
+# deployment themselves (bench).
+MAX_REQUEST_PIXELS = 160_000_000
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_images: int
+    max_image_bytes: int
+    max_image_pixels: int
+    max_request_pixels: int
+
+
+def decode_request(images: list[bytes], limits: ImageLimits) -> list[Image.Image]:
+    """The images of one request, decoded once every limit is known to hold: count, then the
+    pixel budget from the headers, then each image as it decodes.
+
+    Raises:
+        LimitError: too many images, or too many pixels together.
+        RequestError: an image is not one we decode (the message names which).
+    """
+    if not images:
+        raise RequestError("no images given")
+    if len(images) > limits.max_images:
+        raise LimitError(f"{len(images)} images in one request, more than {limits.max_images}")
+    try:
+        request_pixels(images, budget=limits.max_request_pixels, max_bytes=limits.max_image_bytes)
+    except PixelBudgetError as e:
+        raise LimitError(str(e)) from None
+    except ImageDecodeError as e:
+        raise RequestError(str(e)) from None
+    decoded = []
+    for i, data in enumerate(images):
+        try:
+            decoded.append(
+                decode_image(
+                    data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels
+                )
+            )
+        except ImageDecodeError as e:
+            raise RequestError(f"image {i}: {e}") from None
+    return decoded
 
 
 @serve.deployment(name="ImageEncoder")
@@ -49,6 +98,7 @@ class ImageEncoder:
         max_image_pixels: int,
         torch_threads: int,
         runtime: str = "auto",
+        max_request_pixels: int = MAX_REQUEST_PIXELS,
     ) -> None:
         self._threads = set_torch_threads(torch_threads)
         bundle = resolve_bundle(bundle_path)
@@ -59,7 +109,9 @@ class ImageEncoder:
         self.model_version, self.dim = self._encoder.model_version, self._encoder.dim
         # Its limits come from the Serve config's user_config (reconfigure).
         self._batcher = Batcher(self._forward, config=BatchConfig(), name="image-batch")
-        self._limits = (max_images, max_image_bytes, max_image_pixels)
+        self._limits = ImageLimits(
+            max_images, max_image_bytes, max_image_pixels, max_request_pixels
+        )
         log.info(
             "image encoder: bundle %s (%s), %s on %s, %d threads",
             self.model_version,
@@ -102,18 +154,7 @@ class ImageEncoder:
         return replica_conv.info_to_proto(self._replica_info())
 
     def _decode(self, images: list[bytes]) -> list[Image.Image]:
-        max_images, max_bytes, max_pixels = self._limits
-        if not images:
-            raise RequestError("no images given")
-        if len(images) > max_images:
-            raise LimitError(f"{len(images)} images in one request, more than {max_images}")
-        decoded = []
-        for i, data in enumerate(images):
-            try:
-                decoded.append(decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels))
-            except ImageDecodeError as e:
-                raise RequestError(f"image {i}: {e}") from None
-        return decoded
+        return decode_request(images, self._limits)
 
     def _forward(self, images: list[Image.Image]) -> np.ndarray:
         """Runs on the batcher's thread: [len(images), dim]."""

@@ -1,0 +1,76 @@
+"""The limits of the gateway's HTTP server (uvicorn) that uvicorn does not have itself.
+
+uvicorn 0.54 bounds only the idle time between requests (`timeout_keep_alive`): a client that
+sends its request a byte every few seconds (slowloris) keeps the connection, its buffers and
+its place among the server's connections for as long as it likes. `ReadDeadlineProtocol` closes
+a connection whose request has not fully arrived (headers and body) within `read_timeout_s` of
+its first byte, or of the connection's opening for the first request. The connection cap is
+uvicorn's `limit_concurrency`: a request arriving while the cap is reached is answered 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from shared.logs import serve_logger
+
+log = serve_logger(__name__)
+
+
+class ReadDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline on reading each request.
+
+    httptools is what uvicorn picks by default when installed (uvicorn[standard], which Ray Serve
+    requires); naming it keeps the deadline's hooks (`on_message_begin`/`_complete`) in force.
+    """
+
+    read_timeout_s: float = 30.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._read_deadline: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._read_deadline is None:
+            self._read_deadline = self.loop.call_later(self.read_timeout_s, self._read_too_slow)
+
+    def _disarm(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _read_too_slow(self) -> None:
+        self._read_deadline = None
+        if not self.transport.is_closing():
+            log.info(
+                "closing an HTTP connection from %s: its request did not arrive within %g s",
+                ":".join(map(str, self.client)) if self.client else "?",
+                self.read_timeout_s,
+            )
+            self.transport.close()
+
+
+def server_limits(*, read_timeout_s: float, max_connections: int) -> dict:
+    """uvicorn.Config options for a request read deadline and a cap of `max_connections`."""
+    protocol = type(
+        "ReadDeadlineProtocol", (ReadDeadlineProtocol,), {"read_timeout_s": read_timeout_s}
+    )
+    # uvicorn answers 503 when its open connections, the asking one included, reach
+    # limit_concurrency (uvicorn/protocols/http/httptools_impl.py, on_headers_complete): + 1 so
+    # that `max_connections` connections are served.
+    return {"http": protocol, "limit_concurrency": max_connections + 1}
