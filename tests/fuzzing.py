@@ -57,6 +57,18 @@ def png_bomb(side: int = 30_000) -> bytes:
     )
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that is all header: it says width x height and carries no pixel data, so reading
+    its header succeeds and decoding it fails (truncated)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"")
+
+
 @st.composite
 def odd_images(draw) -> bytes:
     mode = draw(st.sampled_from(sorted(MODES)))

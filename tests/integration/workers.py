@@ -20,9 +20,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class WorkerProcess:
-    """`python -m services.ingestion.app` with VITRINE_* settings, its output in a log file."""
+    """`python -m services.ingestion.app` (or a test `module` that wraps it) with VITRINE_*
+    settings, its output in a log file."""
 
-    def __init__(self, log_path: Path, **settings) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        *,
+        module: str = "services.ingestion.app",
+        args: tuple[str, ...] = (),
+        **settings,
+    ) -> None:
         self.metrics_port = free_port()
         env = dict(os.environ)
         env.update({f"VITRINE_{k.upper()}": str(v) for k, v in settings.items()})
@@ -30,7 +38,7 @@ class WorkerProcess:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.ingestion.app"],
+            [sys.executable, "-m", module, *args],
             cwd=REPO,
             env=env,
             stdout=self._log,

@@ -5,11 +5,8 @@ the image encoder's decode path, the gateway's validation) and the gateway's HTT
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 import threading
 import time
-import zlib
 
 import pytest
 import uvicorn
@@ -22,20 +19,9 @@ from shared.models.transforms import ImageDecodeError, PixelBudgetError, request
 from shared.serving.errors import LimitError, RequestError
 from shared.streaming.broker import free_port
 from shared.types import SearchQuery
+from tests.fuzzing import png_header
+from tests.slow_client import SLOW_BODY, SLOW_HEADERS, connect, response, trickle_until_closed
 from tests.tiny import png_bytes
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that is all header: its size says width x height, and it has no pixel data, so
-    decoding it fails (truncated) while reading its header succeeds."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"")
-
 
 # --- pixel budget -----------------------------------------------------------------------------
 
@@ -138,54 +124,11 @@ def http_server(request):
     thread.join(timeout=30)
 
 
-def _connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=30)
-
-
-def _response(sock: socket.socket) -> bytes:
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-        if b"\r\n\r\n" in data:
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = [x for x in head.split(b"\r\n") if x.lower().startswith(b"content-length")]
-            if length and len(body) >= int(length[0].split(b":")[1]):
-                break
-    return data
-
-
-def _trickle_until_closed(sock: socket.socket, data: bytes, *, give_up_s: float = 60) -> bytes:
-    """Sends `data` a byte every 50 ms until the server closes the connection; what the server
-    sent back. Fails if the server still reads after `give_up_s` or sent all of `data`."""
-    sock.settimeout(0.05)
-    received = b""
-    give_up = time.monotonic() + give_up_s
-    for byte in data:
-        assert time.monotonic() < give_up, "the server kept reading a trickling request"
-        try:
-            sock.sendall(bytes([byte]))
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            continue
-        except (ConnectionResetError, BrokenPipeError):
-            return received
-        if not chunk:
-            return received
-        received += chunk
-    raise AssertionError("the whole trickled request was sent: the server never closed it")
-
-
-SLOW_HEADERS = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(
-    f"X-Slow-{i}: {'a' * 20}\r\n".encode() for i in range(500)
-)
-SLOW_BODY = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"b" * 100_000
-
-
 @pytest.mark.parametrize("http_server", [(0.5, 100)], indirect=True)
 @pytest.mark.parametrize("trickled", [SLOW_HEADERS, SLOW_BODY], ids=["headers", "body"])
 def test_a_request_that_trickles_in_is_cut_off(http_server, trickled):
-    with _connect(http_server) as sock:
-        received = _trickle_until_closed(sock, trickled)
+    with connect(http_server) as sock:
+        received = trickle_until_closed(sock, trickled)
     assert b"200" not in received  # closed, not answered
 
 
@@ -193,31 +136,31 @@ def test_a_request_that_trickles_in_is_cut_off(http_server, trickled):
 def test_the_deadline_covers_reading_not_answering_nor_idle_keep_alive(http_server):
     """A request that arrives at once is answered even when the answer takes longer than the
     read deadline, and the connection then serves another request."""
-    with _connect(http_server) as sock:
+    with connect(http_server) as sock:
         for wait in (0.6, 0):
             sock.sendall(
                 f"POST /?wait={wait} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc".encode()
             )
-            answer = _response(sock)
+            answer = response(sock)
             assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"3"), answer
 
 
 @pytest.mark.parametrize("http_server", [(600, 2)], indirect=True)
 def test_past_the_connection_cap_requests_get_503(http_server):
-    held = [_connect(http_server) for _ in range(2)]
+    held = [connect(http_server) for _ in range(2)]
     for sock in held:  # each holds a connection with a request still arriving
         sock.sendall(b"GET / HTTP/1.1\r\n")
     try:
-        with _connect(http_server) as sock:
+        with connect(http_server) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert _response(sock).startswith(b"HTTP/1.1 503")
+            assert response(sock).startswith(b"HTTP/1.1 503")
     finally:
         held.pop().close()
     give_up = time.monotonic() + 60
     while True:  # served again once the server has seen a held connection close
-        with _connect(http_server) as sock:
+        with connect(http_server) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            if _response(sock).startswith(b"HTTP/1.1 200"):
+            if response(sock).startswith(b"HTTP/1.1 200"):
                 break
         assert time.monotonic() < give_up, "still 503 after a held connection closed"
         time.sleep(0.05)
