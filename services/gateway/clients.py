@@ -27,7 +27,7 @@ from shared.conversions import text_encoder as text_conv
 from shared.logs import serve_logger
 from shared.serving.coalescing import Coalescer
 from shared.serving.endpoints import grpc_targets
-from shared.serving.errors import DependencyError, LimitError, NotFoundError, RequestError
+from shared.serving.errors import DependencyError, LimitError, RequestError
 from shared.types import Embeddings, Filter, FusionInput, Hit
 from shared.vectorstore.base import PointQuery, RetrieveQuery, StoredPoint
 
@@ -37,10 +37,12 @@ REFRESH_S = 2.0
 CALLS_PER_TARGET = 2  # default coalesced calls out at once per replica target
 MESSAGE_SLACK_BYTES = 64 * 1024  # room for the message's own fields beside the image bytes
 CLOSE_GRACE_S = 60.0  # longer than any call's deadline
+# NOT_FOUND is not among them: no dependency answers it for a caller's mistake, and Serve's gRPC
+# proxy answers it for an application that is gone ("Application 'vector-store' not found"),
+# which is a dependency down (tests/integration/reliability/test_limits_and_degraded.py).
 _CALLER_ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT: RequestError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: LimitError,
-    grpc.StatusCode.NOT_FOUND: NotFoundError,
 }
 
 
