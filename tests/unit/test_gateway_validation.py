@@ -123,6 +123,7 @@ class _RpcError(grpc.aio.AioRpcError):
         (grpc.StatusCode.DEADLINE_EXCEEDED, TimeoutError),
         (grpc.StatusCode.UNAVAILABLE, DependencyError),
         (grpc.StatusCode.INTERNAL, DependencyError),
+        (grpc.StatusCode.NOT_FOUND, DependencyError),  # Serve's proxy: the application is gone
     ],
 )
 def test_downstream_statuses_become_the_gateways_errors(code, expected):
