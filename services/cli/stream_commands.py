@@ -10,19 +10,15 @@ import time
 def _cmd_broker(args: argparse.Namespace) -> int:
     import signal
 
-    from shared.process import port_in_use
     from shared.streaming.broker import BrokerError, LocalBroker
 
-    if args.port and (held := port_in_use(args.port, "broker")):
-        print(f"vitrine broker: {held}", file=sys.stderr)
-        return 2
     # SIGTERM unwinds like Ctrl-C, so the broker (its own process group) is stopped too; if this
     # process is killed instead, the kernel kills the broker.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     broker = LocalBroker(port=args.port, parent_death_signal=signal.SIGKILL)
     try:
         broker.start()
-    except BrokerError as e:
+    except BrokerError as e:  # its port is taken (by whom), or it did not start
         print(f"vitrine broker: {e}", file=sys.stderr)
         return 2
     try:

@@ -80,6 +80,10 @@ class LocalBroker:
         self._process: subprocess.Popen | None = None
 
     def start(self) -> LocalBroker:
+        # Tansu binds with SO_REUSEPORT: a second broker on a taken port starts and shares it
+        # with the first, each with its own memory, and clients reach either at random.
+        if held := port_in_use(self.port, "broker"):
+            raise BrokerError(held)
         url = f"tcp://127.0.0.1:{self.port}"
         out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
