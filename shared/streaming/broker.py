@@ -80,8 +80,8 @@ class LocalBroker:
         self._process: subprocess.Popen | None = None
 
     def start(self) -> LocalBroker:
-        # Tansu binds with SO_REUSEPORT: a second broker on a taken port starts and shares it
-        # with the first, each with its own memory, and clients reach either at random.
+        # A Tansu whose port is taken panics ("Address in use") and exits with status 0, while
+        # the broker already there answers the readiness check: look first.
         if held := port_in_use(self.port, "broker"):
             raise BrokerError(held)
         url = f"tcp://127.0.0.1:{self.port}"

@@ -90,8 +90,8 @@ def test_vitrine_broker_on_a_taken_port_names_the_holder():
 
 
 def test_a_second_broker_on_the_port_of_a_first_says_which_holds_it():
-    """Tansu binds with SO_REUSEPORT, so a second one would share the port: refused, naming the
-    first."""
+    """A second Tansu on a taken port exits with status 0 while the first answers in its place:
+    refused up front, naming the first."""
     with LocalBroker() as first:
         [tansu] = psutil.Process().children()
         with pytest.raises(BrokerError, match=rf"port {first.port} \(broker\) is in use by pid "):
