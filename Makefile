@@ -16,7 +16,8 @@ PYTEST_ARGS ?=
 # the synthetic demo catalog, served by a bundle trained for it (scripts/run.sh).
 CATALOG ?=
 
-export RAY_AUTH_MODE ?= disabled
+# No RAY_AUTH_MODE here: `make run` turns Ray's token auth on (scripts/run.sh); the tests, the
+# benchmarks and training set it for the in-process Ray each of them starts.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 

@@ -22,7 +22,19 @@ if [[ "${VITRINE_RUN_PID:-}" != "$$" ]]; then
 fi
 SUPERVISE=(.venv/bin/python -m services.cli.supervise)
 START=$SECONDS
-export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}" HF_HUB_OFFLINE=1
+# Closed by default (issue 17): Ray's token authentication, the token in Ray's own place (made
+# here, mode 0600, when missing), where every `vitrine` command finds it; every Ray port on
+# loopback: Ray turns --node-ip-address 127.0.0.1 into the machine's address unless it is told
+# the node will have no peers (ray._private.services.get_node_ip_address).
+export RAY_AUTH_MODE=token RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 HF_HUB_OFFLINE=1
+new_secret() { [[ -s "$1" ]] || (umask 077 && mkdir -p "$(dirname "$1")" && .venv/bin/python -c \
+  'import secrets; print(secrets.token_urlsafe(32), end="")' >"$1") && chmod 600 "$1"; }
+new_secret "${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}"
+# The internal services' token (shared/serving/security.py), sent by the gateway, the worker
+# and the CLI; Serve's gRPC messages capped at INTERNAL_MAX_MESSAGE_BYTES (shared/serving/endpoints.py).
+[[ -n "${VITRINE_INTERNAL_TOKEN:-}" ]] || export VITRINE_INTERNAL_TOKEN_FILE="${VITRINE_INTERNAL_TOKEN_FILE:-$PWD/artifacts/secrets/internal_token}"
+[[ -z "${VITRINE_INTERNAL_TOKEN_FILE:-}" ]] || new_secret "$VITRINE_INTERNAL_TOKEN_FILE"
+export RAY_SERVE_GRPC_MAX_MESSAGE_SIZE="${RAY_SERVE_GRPC_MAX_MESSAGE_SIZE:-$((64 * 2 ** 20))}"
 export RAY_TMPDIR="${RAY_TMPDIR:-/tmp/vitrine-ray}"
 # Serve's direct ingress and gRPC transport: every hop a few hundred microseconds cheaper
 # (docs/BENCHMARKS.md, "Serving"); deploy/serve/vitrine.yaml explains the wiring.
@@ -146,13 +158,13 @@ echo "==> starting Ray on 127.0.0.1:$RAY_PORT (RAY_TMPDIR=$RAY_TMPDIR, log: $LOG
 # Ray would otherwise wait 30 s before stopping its processes.
 RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="${RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S:-0}" \
   "${SUPERVISE[@]}" exec -- .venv/bin/ray start --head --block --port "$RAY_PORT" --num-cpus 2 --include-dashboard=false \
-  --disable-usage-stats --temp-dir "$RAY_TMPDIR" ${VITRINE_RAY_ARGS:-} >"$LOGS/ray.log" 2>&1 &
+  --node-ip-address 127.0.0.1 --disable-usage-stats --temp-dir "$RAY_TMPDIR" ${VITRINE_RAY_ARGS:-} >"$LOGS/ray.log" 2>&1 &
 PIDS+=($!)
 export RAY_ADDRESS="127.0.0.1:$RAY_PORT"
 wait_for_log "Ray runtime started" "$LOGS/ray.log" 60
 echo "==> deploying deploy/serve/vitrine.yaml"
 run_to_end "${VITRINE[@]}" serve up --proxy-grpc-port "$SERVE_GRPC_PORT" \
-  --proxy-http-port "${VITRINE_SERVE_HTTP_PORT:-8100}"
+  --proxy-http-port "${VITRINE_SERVE_HTTP_PORT:-8100}" --proxy-http-host 127.0.0.1
 echo "==> starting an ingestion worker, restarted when it exits (log: $LOGS/ingest.log, metrics :${VITRINE_METRICS_PORT:-9102}/metrics)"
 : >"$LOGS/ingest.log"
 # A worker that dies is restarted with backoff (1 s, doubling to 30 s), each restart said here

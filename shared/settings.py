@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Literal, TypeVar
 
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "VITRINE_"
@@ -40,6 +40,30 @@ class VitrineSettings(BaseSettings):
     def env_names(cls) -> dict[str, str]:
         """Maps each field to the environment variable that sets it."""
         return {name: env_var(name) for name in cls.model_fields}
+
+
+Environment = Literal["development", "production"]
+
+
+class InternalCallSettings(VitrineSettings):
+    """The variables shared, on purpose, by every process that serves or makes internal gRPC
+    calls (the encoders, fusion, the vector store, the gateway, the ingestion worker, the CLI):
+    VITRINE_ENVIRONMENT, VITRINE_INTERNAL_TOKEN, VITRINE_INTERNAL_TOKEN_FILE."""
+
+    environment: Environment = Field(
+        "development",
+        description="production: the gateway refuses to start without API keys (unless "
+        "VITRINE_ALLOW_UNAUTHENTICATED) and every service without an internal token.",
+    )
+    internal_token: SecretStr | None = Field(
+        None,
+        description="The internal services' shared secret (at least 32 characters), sent by "
+        "every internal caller; without it they refuse every gRPC call. A secret: from the "
+        "environment or a Kubernetes Secret only.",
+    )
+    internal_token_file: str | None = Field(
+        None, description="A file holding the internal token (`make run` writes one, mode 0600)."
+    )
 
 
 S = TypeVar("S", bound=VitrineSettings)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "deploy" / "serve" / "vitrine.yaml"
+# Where `make run` writes the internal token (scripts/run.sh): the CLI's default, so a command in
+# another terminal finds it as it finds Ray's token.
+MAKE_RUN_TOKEN = ROOT / "artifacts" / "secrets" / "internal_token"
 BUNDLE_APPS = frozenset({"image-encoder", "text-encoder", "fusion", "vector-store"})
 
 
@@ -24,6 +28,7 @@ def load_config(
     *,
     common_args: dict | None = None,
     http_port: int | None = None,
+    http_host: str | None = None,
     proxy_grpc_port: int | None = None,
     gateway_grpc_port: int | None = None,
 ) -> dict:
@@ -37,6 +42,8 @@ def load_config(
             app["args"]["grpc_port"] = gateway_grpc_port
     if http_port is not None:
         config["http_options"]["port"] = http_port
+    if http_host is not None:  # also where each direct-ingress replica's HTTP server binds
+        config["http_options"]["host"] = http_host
     if proxy_grpc_port is not None:
         config["grpc_options"]["port"] = proxy_grpc_port
     return config
@@ -136,6 +143,17 @@ async def _index(products_path: Path, *, batch_size: int, thumbnail_px: int, pro
     return len(products)
 
 
+def enable_ray_token_auth(environ) -> None:
+    """Turns Ray's token authentication on for this process when a token is at hand and
+    RAY_AUTH_MODE is unset: Ray itself does so only for `address="auto"`, not for the explicit
+    RAY_ADDRESS `make run` sets, and a cluster with token auth refuses a driver without it."""
+    if "RAY_AUTH_MODE" in environ:
+        return
+    default = Path.home() / ".ray" / "auth_token"  # where `make run` and Ray keep the token
+    if environ.get("RAY_AUTH_TOKEN") or environ.get("RAY_AUTH_TOKEN_PATH") or default.is_file():
+        environ["RAY_AUTH_MODE"] = "token"
+
+
 def connect_ray(logging_level: str = "WARNING") -> None:
     """Joins the running cluster as a driver.
 
@@ -144,6 +162,7 @@ def connect_ray(logging_level: str = "WARNING") -> None:
     """
     import ray
 
+    enable_ray_token_auth(os.environ)
     # RAY_ADDRESS (set by `make run`) names the cluster; "auto" finds the latest one started.
     ray.init(
         address=os.environ.get("RAY_ADDRESS", "auto"),
@@ -161,6 +180,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         Path(args.config),
         common_args=common,
         http_port=args.proxy_http_port,
+        http_host=args.proxy_http_host,
         proxy_grpc_port=args.proxy_grpc_port,
     )
     if args.store:
@@ -172,15 +192,38 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def replica_infos(app_name: str, *, timeout_s: float = 5.0) -> list[tuple[str, object]]:
+def internal_token():
+    """The internal token of this process's settings (VITRINE_INTERNAL_TOKEN[_FILE]).
+
+    Raises:
+        SettingsError: a bad setting, or none.
+    """
+    from shared.serving.security import caller_internal_token
+    from shared.settings import InternalCallSettings, SettingsError, load_settings
+
+    settings = load_settings(InternalCallSettings)
+    if not (settings.internal_token or settings.internal_token_file) and MAKE_RUN_TOKEN.is_file():
+        settings = load_settings(InternalCallSettings, internal_token_file=str(MAKE_RUN_TOKEN))
+    try:
+        return caller_internal_token(settings, caller="the CLI")
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+
+
+def replica_infos(app_name: str, *, token=None, timeout_s: float = 5.0) -> list[tuple[str, object]]:
     """(target, ReplicaInfo or the error) for every published gRPC target of an application:
-    each replica under Serve's direct ingress, else each proxy (which picks a replica)."""
+    each replica under Serve's direct ingress, else each proxy (which picks a replica).
+
+    Args:
+        token: the InternalToken the call carries; None: this process's (internal_token()).
+    """
     import grpc
 
     from shared.api.vitrine.replica.v1 import replica_pb2_grpc
     from shared.conversions import replica as conv
     from shared.serving.endpoints import grpc_targets_sync
 
+    metadata = (token or internal_token()).metadata(app_name)
     found: list[tuple[str, object]] = []
     for target in grpc_targets_sync(app_name):
         with grpc.insecure_channel(target) as channel:
@@ -189,7 +232,7 @@ def replica_infos(app_name: str, *, timeout_s: float = 5.0) -> list[tuple[str, o
                 reply = stub.GetReplicaInfo(
                     conv.info_request_to_proto(),
                     timeout=timeout_s,
-                    metadata=(("application", app_name),),
+                    metadata=metadata,
                 )
                 found.append((target, conv.info_from_proto(reply)))
             except grpc.RpcError as e:
@@ -219,11 +262,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     from ray import serve
 
+    from shared.settings import SettingsError
+
+    try:
+        token = internal_token()
+    except SettingsError as e:
+        print(f"vitrine serve status: {e}", file=sys.stderr)
+        return 2
     connect_ray()
     report = {}
     for name, app in serve.status().applications.items():
         status = str(getattr(app.status, "value", app.status))
-        replicas = [] if name == "gateway" else replica_infos(name)
+        replicas = [] if name == "gateway" else replica_infos(name, token=token)
         report[name] = {
             "status": status,
             "message": app.message,
@@ -264,6 +314,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--proxy-http-port", type=int, help="port of Serve's HTTP proxies (default: the config's)"
+    )
+    p.add_argument(
+        "--proxy-http-host",
+        help="address Serve's HTTP servers bind (default: the config's; `make run`: 127.0.0.1); "
+        "Serve's gRPC servers have no such option and bind every interface",
     )
     p.set_defaults(func=_cmd_up)
     p = serve_sub.add_parser(

@@ -7,7 +7,8 @@ from ray.serve import Application
 from services.fusion.config import FusionSettings
 from services.fusion.deployment import Fusion
 from shared.serving.runtime import resolve_bundle
-from shared.settings import load_settings
+from shared.serving.security import service_internal_token
+from shared.settings import SettingsError, load_settings
 
 
 def build_app(args: dict) -> Application:
@@ -16,7 +17,12 @@ def build_app(args: dict) -> Application:
     Dynamic batching is the deployment's `user_config` in the Serve config, and nowhere else.
     """
     s = load_settings(FusionSettings, **args)
+    try:
+        token = service_internal_token(s, service="fusion")
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
     return Fusion.bind(
+        internal_token=token,
         bundle_path=str(resolve_bundle(s.bundle_path)),
         device=s.device,
         runtime=s.runtime,

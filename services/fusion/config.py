@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.settings import VitrineSettings
+from shared.settings import InternalCallSettings
 
 
-class FusionSettings(VitrineSettings):
+class FusionSettings(InternalCallSettings):
     bundle_path: Path | None = Field(
         None, description="Model bundle directory; None = the default bundle."
     )

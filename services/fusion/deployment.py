@@ -24,6 +24,7 @@ from shared.serving.runtime import (
     resolve_device,
     set_torch_threads,
 )
+from shared.serving.security import InternalToken
 from shared.types import Embeddings, FusionInput, ReplicaInfo
 
 log = serve_logger(__name__)
@@ -36,12 +37,14 @@ class Fusion:
     def __init__(
         self,
         *,
+        internal_token: InternalToken | None = None,
         bundle_path: str,
         device: str,
         max_rows: int,
         torch_threads: int,
         runtime: str = "auto",
     ) -> None:
+        self._internal_token = internal_token  # checked by every grpc_method
         self._threads = set_torch_threads(torch_threads)
         bundle = resolve_bundle(bundle_path)
         self._device = resolve_device(device)

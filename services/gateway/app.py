@@ -7,7 +7,12 @@ from ray.serve import Application
 from services.gateway.config import GatewaySettings
 from services.gateway.deployment import Gateway
 from services.gateway.search import Limits
-from shared.serving.security import ApiKeys, TLSFiles
+from shared.serving.security import (
+    ApiKeys,
+    TLSFiles,
+    caller_internal_token,
+    open_gateway_problem,
+)
 from shared.settings import SettingsError, load_settings
 
 
@@ -22,8 +27,16 @@ def build_app(args: dict) -> Application:
         keys = ApiKeys.load(
             env_text=s.api_keys.get_secret_value() if s.api_keys else None, file=None
         )
+        token = caller_internal_token(s, caller="the gateway")
     except ValueError as e:
         raise SettingsError(f"invalid GatewaySettings: {e}") from None
+    # Checked again by each replica once it has read api_keys_file (an empty file is no keys).
+    if problem := open_gateway_problem(
+        environment=s.environment,
+        keys_configured=keys.enabled or bool(s.api_keys_file),
+        allow_unauthenticated=s.allow_unauthenticated,
+    ):
+        raise SettingsError(f"invalid GatewaySettings: {problem}")
     return Gateway.bind(
         apps={
             "image_encoder": s.image_encoder_app,
@@ -48,4 +61,6 @@ def build_app(args: dict) -> Application:
         api_keys=keys,
         api_keys_file=s.api_keys_file,
         tls=tls,
+        internal_token=token,
+        require_api_keys=s.environment == "production" and not s.allow_unauthenticated,
     )

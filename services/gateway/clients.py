@@ -28,6 +28,7 @@ from shared.logs import serve_logger
 from shared.serving.coalescing import Coalescer
 from shared.serving.endpoints import grpc_targets
 from shared.serving.errors import DependencyError, LimitError, RequestError
+from shared.serving.security import InternalToken
 from shared.types import Embeddings, Filter, FusionInput, Hit
 from shared.vectorstore.base import PointQuery, RetrieveQuery, StoredPoint
 
@@ -56,11 +57,15 @@ class ServiceClient:
         *,
         max_message_bytes: int,
         calls_per_target: int = CALLS_PER_TARGET,
+        internal_token: InternalToken | None = None,
     ) -> None:
         self.app_name = app_name
         self.calls_per_target = calls_per_target
         self._stub_class = stub_class
-        self._metadata = (("application", app_name),)
+        # Without the token every internal service answers UNAUTHENTICATED.
+        self._metadata = (
+            internal_token.metadata(app_name) if internal_token else (("application", app_name),)
+        )
         self._options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from shared.settings import VitrineSettings
+from shared.settings import InternalCallSettings
 
 
-class GatewaySettings(VitrineSettings):
+class GatewaySettings(InternalCallSettings):
     grpc_port: int = Field(9000, ge=1, le=65535, description="Port of the public gRPC API.")
     http_port: int = Field(
         8000, ge=1, le=65535, description="Port of the HTTP/JSON API and web page."
@@ -40,11 +40,17 @@ class GatewaySettings(VitrineSettings):
     api_keys: SecretStr | None = Field(
         None,
         description="API keys, `NAME:KEY[:SCOPE+SCOPE]` separated by commas (scopes: search, "
-        "info); with none here or in api_keys_file every caller is let in. A secret: set it "
-        "from the environment or a Kubernetes Secret, never in the Serve config.",
+        "info); with none here or in api_keys_file every caller is let in (refused in "
+        "production unless allow_unauthenticated). A secret: set it from the environment or a "
+        "Kubernetes Secret, never in the Serve config.",
     )
     api_keys_file: str | None = Field(
         None, description="A file of API key entries, one per line (a mounted Secret)."
+    )
+    allow_unauthenticated: bool = Field(
+        False,
+        description="With environment=production, start without API keys (every caller let "
+        "in) on purpose; without it such a gateway refuses to start.",
     )
     tls_cert_file: str | None = Field(
         None, description="PEM certificate chain: with tls_key_file, gRPC and HTTP use TLS."

@@ -51,7 +51,7 @@ from shared.serving.errors import (
     parse,
     status_of,
 )
-from shared.serving.security import ApiKeys, TLSFiles
+from shared.serving.security import ApiKeys, InternalToken, TLSFiles
 from shared.types import SearchQuery, SearchResult
 
 log = serve_logger(__name__)
@@ -97,12 +97,23 @@ class Gateway:
         api_keys: ApiKeys | None = None,
         api_keys_file: str | None = None,
         tls: TLSFiles | None = None,
+        internal_token: InternalToken | None = None,
+        require_api_keys: bool = False,
     ) -> None:
         # Read here, on the node that mounts them; a bad file fails the replica with its reason.
         keys = (api_keys or ApiKeys()).merged(ApiKeys.load(env_text=None, file=api_keys_file))
+        if require_api_keys and not keys.enabled:
+            raise ValueError(
+                "production gateway without API keys (the key file holds none): refusing to "
+                "start open; set keys, or VITRINE_ALLOW_UNAUTHENTICATED=true"
+            )
         tls = tls or TLSFiles()
         self._keys, self._max_request_bytes = keys, max_request_bytes
-        size = {"max_message_bytes": max_request_bytes, "calls_per_target": calls_per_target}
+        size = {
+            "max_message_bytes": max_request_bytes,
+            "calls_per_target": calls_per_target,
+            "internal_token": internal_token,
+        }
         self._deps = Dependencies(
             image=ImageEncoderClient(apps["image_encoder"], **size),
             text=TextEncoderClient(apps["text_encoder"], **size),

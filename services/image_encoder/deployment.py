@@ -31,6 +31,7 @@ from shared.serving.runtime import (
     resolve_device,
     set_torch_threads,
 )
+from shared.serving.security import InternalToken
 from shared.types import Embeddings, ReplicaInfo
 
 log = serve_logger(__name__)
@@ -91,6 +92,7 @@ class ImageEncoder:
     def __init__(
         self,
         *,
+        internal_token: InternalToken | None = None,
         bundle_path: str,
         device: str,
         max_images: int,
@@ -100,6 +102,7 @@ class ImageEncoder:
         runtime: str = "auto",
         max_request_pixels: int = MAX_REQUEST_PIXELS,
     ) -> None:
+        self._internal_token = internal_token  # checked by every grpc_method
         self._threads = set_torch_threads(torch_threads)
         bundle = resolve_bundle(bundle_path)
         self._device = resolve_device(device)

@@ -10,14 +10,13 @@ import time
 from services.ingestion.config import IngestionSettings
 from services.ingestion.fetching import Fetcher, FetchPolicy
 from services.ingestion.worker import (
-    REASON_HEADER,
-    TRANSIENT_HEADER,
     BatchProcessor,
     BatchResult,
     EventLimits,
     PoisonError,
     with_retries,
 )
+from shared.streaming.dlq import REASON_HEADER, SOURCE_HEADER, TRANSIENT_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,6 @@ class _Refused:
 
 
 LAG_ASK_EVERY_S = 10.0
-SOURCE_HEADER = "vitrine-source"
 
 
 class IngestMetrics:
@@ -94,11 +92,12 @@ class IngestMetrics:
         for outcome in ("upserted", "deleted", "dead_lettered", "stale", "transient"):
             self.records.labels(outcome)  # exported as 0 before the first event
 
-    def serve(self, port: int) -> int:
-        """Serves /metrics on `port` (0: a free one) in a daemon thread; returns the port."""
+    def serve(self, port: int, *, address: str = "127.0.0.1") -> int:
+        """Serves /metrics on `address`:`port` (0: a free one) in a daemon thread; returns the
+        port."""
         from prometheus_client import start_http_server
 
-        server, _ = start_http_server(port, registry=self.registry)
+        server, _ = start_http_server(port, addr=address, registry=self.registry)
         return server.server_port
 
 
@@ -377,12 +376,16 @@ def main() -> None:
     setup_logging(settings.log_level)
     if settings.log_level != "DEBUG":  # kafka-python logs every connection and rebalance step
         logging.getLogger("kafka").setLevel(logging.WARNING)
+    try:
+        processor = grpc_processor(settings)
+    except ValueError as e:  # no internal token: every call would be refused
+        raise SystemExit(f"vitrine: configuration error: {e}") from None
     connect(settings)
     metrics = IngestMetrics()
     if settings.metrics_port:
-        port = metrics.serve(settings.metrics_port)
-        log.info("metrics on http://0.0.0.0:%d/metrics", port)
-    worker = IngestionWorker(settings, grpc_processor(settings), metrics)
+        port = metrics.serve(settings.metrics_port, address=settings.metrics_address)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_address, port)
+    worker = IngestionWorker(settings, processor, metrics)
     log.info("image fetch policy: %s", fetch_policy(settings).describe())
     signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: worker.stopping.set())
@@ -406,10 +409,12 @@ def grpc_processor(settings: IngestionSettings) -> BatchProcessor:
     from shared.api.vitrine.store.v1 import store_pb2_grpc
     from shared.conversions import image_encoder as image_conv
     from shared.conversions import store as store_conv
+    from shared.serving.endpoints import INTERNAL_MAX_MESSAGE_BYTES
+    from shared.serving.security import caller_internal_token
 
     options = [
-        ("grpc.max_send_message_length", 64 * 2**20),
-        ("grpc.max_receive_message_length", 64 * 2**20),
+        ("grpc.max_send_message_length", INTERNAL_MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", INTERNAL_MAX_MESSAGE_BYTES),
     ]
     encoder = image_encoder_pb2_grpc.ImageEncoderServiceStub(
         grpc.insecure_channel(settings.image_encoder_address, options=options)
@@ -417,10 +422,8 @@ def grpc_processor(settings: IngestionSettings) -> BatchProcessor:
     store = store_pb2_grpc.VectorStoreServiceStub(
         grpc.insecure_channel(settings.vector_store_address, options=options)
     )
-    md = {
-        "encoder": (("application", "image-encoder"),),
-        "store": (("application", "vector-store"),),
-    }
+    token = caller_internal_token(settings, caller="the ingestion worker")
+    md = {"encoder": token.metadata("image-encoder"), "store": token.metadata("vector-store")}
     timeout = settings.call_timeout_s
 
     def embed(images):

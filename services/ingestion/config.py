@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import VitrineSettings
+from shared.settings import InternalCallSettings
 
 
-class IngestionSettings(VitrineSettings):
+class IngestionSettings(InternalCallSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", min_length=1, description="host:port[,host:port]"
     )
@@ -68,6 +68,12 @@ class IngestionSettings(VitrineSettings):
         1000, ge=1, description="Longest attribute value accepted."
     )
     metrics_port: int = Field(9102, ge=0, le=65535, description="Prometheus metrics port; 0 = off.")
+    metrics_address: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address the metrics port binds: loopback by default; 0.0.0.0 where a "
+        "Prometheus on another host scrapes it (Kubernetes).",
+    )
     encode_batch: int = Field(
         32, ge=1, le=1024, description="Images per call to the image encoder."
     )

@@ -21,6 +21,7 @@ from shared.serving.runtime import (
     resolve_device,
     set_torch_threads,
 )
+from shared.serving.security import InternalToken
 from shared.types import Embeddings, ReplicaInfo
 
 log = serve_logger(__name__)
@@ -37,6 +38,7 @@ class TextEncoder:
     def __init__(
         self,
         *,
+        internal_token: InternalToken | None = None,
         bundle_path: str,
         device: str,
         max_texts: int,
@@ -44,6 +46,7 @@ class TextEncoder:
         torch_threads: int,
         runtime: str = "auto",
     ) -> None:
+        self._internal_token = internal_token  # checked by every grpc_method
         self._threads = set_torch_threads(torch_threads)
         bundle = resolve_bundle(bundle_path)
         self._device = resolve_device(device)

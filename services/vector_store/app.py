@@ -9,7 +9,8 @@ from ray.serve import Application
 from services.vector_store.config import VectorStoreSettings
 from services.vector_store.deployment import VectorStore
 from shared.serving.runtime import resolve_bundle
-from shared.settings import load_settings
+from shared.serving.security import service_internal_token
+from shared.settings import SettingsError, load_settings
 
 
 def _absolute(location: str) -> str:
@@ -23,9 +24,14 @@ def _absolute(location: str) -> str:
 def build_app(args: dict) -> Application:
     """The vector-store application; `args` (from the Serve config) override VITRINE_* settings."""
     s = load_settings(VectorStoreSettings, **args)
+    try:
+        token = service_internal_token(s, service="vector store")
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
     embedded = s.store_location.startswith(("edge:", "local:", ":memory:"))
     deployment = VectorStore.options(num_replicas=1) if embedded else VectorStore
     return deployment.bind(
+        internal_token=token,
         bundle_path=str(resolve_bundle(s.bundle_path)),
         location=_absolute(s.store_location),
         indexed_fields=s.indexed_fields,

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from shared.settings import VitrineSettings
+from shared.settings import InternalCallSettings
 from shared.vectorstore.base import DEFAULT_INDEXED_FIELDS
 
 
-class VectorStoreSettings(VitrineSettings):
+class VectorStoreSettings(InternalCallSettings):
     bundle_path: Path | None = Field(
         None, description="Model bundle whose vectors the collection holds; None = the default."
     )

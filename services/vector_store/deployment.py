@@ -24,6 +24,7 @@ from shared.models.bundle import Manifest
 from shared.serving.errors import RequestError, grpc_method, parse
 from shared.serving.replica import replica_info
 from shared.serving.runtime import resolve_bundle
+from shared.serving.security import InternalToken
 from shared.types import Filter, Hit, filter_problem
 from shared.vectorstore import (
     Deletion,
@@ -48,12 +49,14 @@ class VectorStore:
     def __init__(
         self,
         *,
+        internal_token: InternalToken | None = None,
         bundle_path: str,
         location: str,
         indexed_fields: dict[str, str],
         api_key: SecretStr | None,
         optimize_interval_s: float,
     ) -> None:
+        self._internal_token = internal_token  # checked by every grpc_method
         manifest = Manifest.read(resolve_bundle(bundle_path))
         self.model_version = manifest.bundle_id
         self._writes = open_versioned_store(

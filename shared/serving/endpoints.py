@@ -12,6 +12,15 @@ from __future__ import annotations
 SERVE_CONTROLLER_NAME = "SERVE_CONTROLLER_ACTOR"
 SERVE_NAMESPACE = "serve"
 
+# The largest internal gRPC message, either way, for every internal caller and for Serve's gRPC
+# servers (RAY_SERVE_GRPC_MAX_MESSAGE_SIZE, whose default is 2 GiB - 1: any caller could make a
+# replica buffer that much). 64 MiB is what the ingestion worker already sends at most (its
+# channels' limit since it was written), 6 encoder calls of 8 images at the 10 MiB image limit,
+# and 8x the gateway's largest request (VITRINE_MAX_REQUEST_BYTES, 8 MiB). The largest replies
+# are far smaller: a batch search of 64 queries x top_k 100 with a 5 KB thumbnail each is 32 MB.
+INTERNAL_MAX_MESSAGE_BYTES = 64 * 2**20
+SERVE_MESSAGE_SIZE_VARIABLE = "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"
+
 
 def _controller():
     import ray
@@ -86,3 +95,10 @@ def private_port_ranges(environ, *, slot: int) -> None:
     environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT", str(grpc_base + 99))
     environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", str(http_base))
     environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT", str(http_base + 99))
+
+
+def internal_message_limit(environ) -> None:
+    """Caps Serve's gRPC servers (direct-ingress replicas and proxies) at
+    INTERNAL_MAX_MESSAGE_BYTES unless set already. Must be set before `ray start`/`ray.init` so
+    every replica inherits it (Serve reads it at import)."""
+    environ.setdefault(SERVE_MESSAGE_SIZE_VARIABLE, str(INTERNAL_MAX_MESSAGE_BYTES))

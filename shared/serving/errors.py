@@ -77,12 +77,18 @@ def grpc_method(fn):
     """A deployment's gRPC method written as `async fn(self, request)`: an exception it raises
     sets the call's status (report_to_grpc) before Serve sees it.
 
+    Every call must carry the internal token the deployment holds as `self._internal_token`
+    (shared.serving.security.check_internal_call): without it the call is refused with
+    UNAUTHENTICATED before `fn` runs, and a deployment holding no token refuses every call.
+
     The wrapper names `grpc_context` in its own signature, which is how Serve decides to pass
     the context (ray.serve._private.replica.UserMethodInfo), so it must not expose `fn`'s.
     """
+    from shared.serving.security import check_internal_call  # security imports this module
 
     async def method(self, request, grpc_context=None):
         try:
+            check_internal_call(getattr(self, "_internal_token", None), grpc_context)
             return await fn(self, request)
         except Exception as e:
             report_to_grpc(grpc_context, e)

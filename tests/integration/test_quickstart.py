@@ -78,7 +78,9 @@ def running(demo_bundle, tmp_path_factory, short_tmpdir):
     assert not busy, f"ports in use, stop your own `make run` first: {busy}"
     root = tmp_path_factory.mktemp("quickstart")
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("RAY_SERVE_DIRECT", "RAY_ADDRESS"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RAY_SERVE_DIRECT", "RAY_ADDRESS", "RAY_AUTH_MODE"))
     }
     env.update(
         VITRINE_BUNDLE_PATH=str(demo_bundle.path),

@@ -29,6 +29,7 @@ from shared.data.catalog import load_products
 from shared.models.bundle import load_bundle
 from shared.models.inference import embed_texts, fuse
 from shared.models.transforms import decode_image
+from tests.internal import internal_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -251,7 +252,7 @@ def test_encoder_over_grpc_at_its_published_target(platform):
     (target,) = grpc_targets_sync("text-encoder")
     with grpc.insecure_channel(target) as channel:
         stub = te_grpc.TextEncoderServiceStub(channel)
-        md = (("application", "text-encoder"),)
+        md = internal_metadata("text-encoder")
         response = stub.EmbedTexts(
             te_pb.EmbedTextsRequest(texts=["red", "blue shirt"]), metadata=md, timeout=30
         )
@@ -275,7 +276,7 @@ def test_concurrent_calls_share_batches_in_the_replica(platform):
     async def burst(n: int) -> None:
         async with grpc.aio.insecure_channel(target) as channel:
             stub = te_grpc.TextEncoderServiceStub(channel)
-            md = (("application", "text-encoder"),)
+            md = internal_metadata("text-encoder")
             replies = await asyncio.gather(
                 *(
                     stub.EmbedTexts(te_pb.EmbedTextsRequest(texts=[f"shirt {i}"]), metadata=md)

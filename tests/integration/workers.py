@@ -15,6 +15,7 @@ import grpc
 
 from shared.serving.endpoints import grpc_targets_sync
 from shared.streaming.broker import free_port
+from tests.internal import internal_metadata
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -130,7 +131,7 @@ def present(product_ids: list[str]) -> set[str]:
             reply = stub.RetrievePoints(
                 store_conv.retrieve_request_to_proto(query),
                 timeout=60,
-                metadata=(("application", "vector-store"),),
+                metadata=internal_metadata("vector-store"),
             )
             found |= {p.product_id for p in store_conv.retrieve_response_from_proto(reply)}
     return found

@@ -36,6 +36,7 @@ from tests.integration.workers import (
     until,
     worker_settings,
 )
+from tests.internal import internal_metadata
 from tests.tcp_relay import TcpRelay
 from tests.tiny import write_catalog
 
@@ -115,7 +116,7 @@ def _payloads(product_ids: list[str]) -> dict[str, dict]:
         reply = store_pb2_grpc.VectorStoreServiceStub(channel).RetrievePoints(
             store_conv.retrieve_request_to_proto(RetrieveQuery(tuple(product_ids))),
             timeout=60,
-            metadata=(("application", "vector-store"),),
+            metadata=internal_metadata("vector-store"),
         )
     return {p.product_id: p.payload for p in store_conv.retrieve_response_from_proto(reply)}
 

@@ -36,6 +36,7 @@ from shared.types import CatalogEvent, Op
 from tests.fuzzing import Tally, encoded, images, png_bomb, scale, text_values, truncated_images
 from tests.integration.conftest import wait_serving
 from tests.integration.workers import dead_letters, present, worker_settings
+from tests.internal import internal_metadata
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -236,7 +237,7 @@ def test_fusion_refuses_wrong_embedding_shapes(platform, channel):
                 image_embeddings=batch(*image), text_embeddings=batch(*text)
             )
             try:
-                stub.Fuse(request, timeout=30, metadata=(("application", "fusion"),))
+                stub.Fuse(request, timeout=30, metadata=internal_metadata("fusion"))
                 code = grpc.StatusCode.OK
             except grpc.RpcError as e:
                 code = e.code()

@@ -31,6 +31,7 @@ from shared.streaming.broker import free_port
 from tests.fuzzing import Tally, png_header
 from tests.integration.conftest import wait_serving
 from tests.integration.workers import until
+from tests.internal import internal_metadata
 from tests.slow_client import (
     SLOW_BODY,
     SLOW_HEADERS,
@@ -192,7 +193,7 @@ def test_images_over_the_pixel_budget_are_refused_before_decoding(platform):
     checked first. A query's reference image past the gateway's 40 MP is refused there."""
     tally = Tally("pixel budget (headers only, before decoding)")
     (target,) = grpc_targets_sync("image-encoder")
-    md = (("application", "image-encoder"),)
+    md = internal_metadata("image-encoder")
     with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", -1)]) as ch:
         stub = ie_grpc.ImageEncoderServiceStub(ch)
         for count, code, words in [
