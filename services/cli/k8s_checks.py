@@ -46,6 +46,14 @@ _HF_OFFLINE = {
 }
 _SERVE = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "Ray Serve: direct ingress, a gRPC port per replica",
+    "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": "Ray Serve: largest gRPC message its servers accept",
+}
+# Closed by default (issue 17): what each container must get from a required Secret, beside
+# VITRINE_ENVIRONMENT=production.
+REQUIRED_SECRETS = {
+    "ray-head": ("VITRINE_API_KEYS", "VITRINE_INTERNAL_TOKEN"),
+    "ray-worker": ("VITRINE_API_KEYS", "VITRINE_INTERNAL_TOKEN"),
+    "ingestion": ("VITRINE_INTERNAL_TOKEN",),
 }
 _QDRANT = {
     "QDRANT__SERVICE__API_KEY": "Qdrant: service.api_key",
@@ -118,6 +126,7 @@ def check_objects(objects: list[dict], *, k8s_version: str = "1.30") -> Report:
     report.problems += env_problems(objects)
     report.problems += security_problems(objects)
     report.problems += kafka_problems(objects)
+    report.problems += closed_problems(objects)
     return report
 
 
@@ -387,6 +396,33 @@ def _check_container(container: dict, config_maps: dict[str, dict]) -> list[str]
                 load_settings(cls)
             except SettingsError as e:
                 problems.append(str(e).replace("\n", " "))
+    return problems
+
+
+def closed_problems(objects: list[dict]) -> list[str]:
+    """Every serving and ingestion container runs in production mode, gets its credentials
+    from Secrets it requires (a missing Secret stops the pod, never opens it), and is not told
+    to let every caller in."""
+    config_maps = _config_maps(objects)
+    problems = []
+    for where, _, container in _containers(objects):
+        required = REQUIRED_SECRETS.get(container.get("name"), ())
+        if not required:
+            continue
+        env, _ = _container_env(container, config_maps)
+        if env.get("VITRINE_ENVIRONMENT") != "production":
+            problems.append(f"{where}: VITRINE_ENVIRONMENT is not production")
+        if str(env.get("VITRINE_ALLOW_UNAUTHENTICATED", "")).lower() in ("1", "true", "yes"):
+            problems.append(f"{where}: VITRINE_ALLOW_UNAUTHENTICATED lets every caller in")
+        refs = {
+            v["name"]: v.get("valueFrom", {}).get("secretKeyRef") for v in container.get("env", [])
+        }
+        for name in required:
+            ref = refs.get(name)
+            if not ref:
+                problems.append(f"{where}: {name} is not from a Secret")
+            elif ref.get("optional"):
+                problems.append(f"{where}: {name}'s Secret {ref.get('name')!r} is optional")
     return problems
 
 

@@ -277,6 +277,24 @@ def _env_map(objects, prefix):
             lambda o: o.append({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {}}),
             "no schema for example.com/v1 Widget",
         ),
+        (
+            lambda o: _env_map(o, "vitrine-serve-env").update(VITRINE_ENVIRONMENT="development"),
+            "container 'ray-head': VITRINE_ENVIRONMENT is not production",
+        ),
+        (
+            lambda o: _env_map(o, "vitrine-serve-env").update(VITRINE_ALLOW_UNAUTHENTICATED="true"),
+            "VITRINE_ALLOW_UNAUTHENTICATED lets every caller in",
+        ),
+        (
+            lambda o: _container(o, "Deployment")["env"][0]["valueFrom"]["secretKeyRef"].update(
+                optional=True
+            ),
+            "VITRINE_INTERNAL_TOKEN's Secret 'vitrine-internal-token' is optional",
+        ),
+        (
+            lambda o: _container(o, "RayService")["env"].pop(),
+            "container 'ray-worker': VITRINE_INTERNAL_TOKEN is not from a Secret",
+        ),
     ],
     ids=lambda x: x if isinstance(x, str) else "",
 )
