@@ -9,6 +9,7 @@ from importlib.metadata import version
 
 from services.cli import (
     deploy_commands,
+    dlq_commands,
     search_commands,
     serve_commands,
     status_commands,
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_commands.register(sub)
     serve_commands.register(sub)
     stream_commands.register(sub)
+    dlq_commands.register(sub)
     search_commands.register(sub)
     status_commands.register(sub)
     deploy_commands.register(sub)

@@ -10,14 +10,13 @@ import time
 from services.ingestion.config import IngestionSettings
 from services.ingestion.fetching import Fetcher, FetchPolicy
 from services.ingestion.worker import (
-    REASON_HEADER,
-    TRANSIENT_HEADER,
     BatchProcessor,
     BatchResult,
     EventLimits,
     PoisonError,
     with_retries,
 )
+from shared.streaming.dlq import REASON_HEADER, SOURCE_HEADER, TRANSIENT_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,6 @@ class _Refused:
 
 
 LAG_ASK_EVERY_S = 10.0
-SOURCE_HEADER = "vitrine-source"
 
 
 class IngestMetrics:

@@ -22,16 +22,13 @@ import grpc
 
 from services.ingestion.fetching import Fetcher, FetchPolicy, PoisonError, TransientError
 from shared.models.transforms import ImageDecodeError, probe_image, thumbnail_data_uri
+from shared.streaming.dlq import REASON_HEADER, TRANSIENT_HEADER
 from shared.streaming.events import decode
 from shared.types import CatalogEvent, Op
 from shared.vectorstore.base import RESERVED_FIELDS
 
 log = logging.getLogger(__name__)
 
-REASON_HEADER = "vitrine-dlq-reason"
-# "true" on a dead letter whose failure may pass (a fetch that timed out, a 5xx): `vitrine dlq
-# replay --transient` sends those back to the catalog topic.
-TRANSIENT_HEADER = "vitrine-dlq-transient"
 MAX_VERSION = 2**63 - 1  # the engines store integers as int64
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 

@@ -44,6 +44,7 @@ from tests.tiny import write_catalog
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
+LOOPBACK_URL = "http://127.0.0.1:8000/"  # the gateway's HTTP port in `make run`
 KCAT = REPO / ".venv" / "opt" / "kcat" / "kcat"  # `make tools` (scripts/fetch_kcat.sh)
 
 
@@ -62,8 +63,11 @@ def broker():
 
 
 @pytest.fixture(scope="module")
-def worker(platform, broker):
+def worker(platform, broker, tmp_path_factory):
     settings = IngestionSettings(
+        # The tests' catalogs are written under pytest's temporary folder, named as file://.
+        fetch_schemes="http,https,file",
+        fetch_file_roots=str(tmp_path_factory.getbasetemp()),
         kafka_bootstrap_servers=broker.bootstrap_servers,
         catalog_topic="catalog",
         dlq_topic="catalog.dlq",
@@ -94,15 +98,16 @@ def _committed(broker, group: str, published) -> bool:
 
 def _drain(worker, expected_records: int):
     """Runs the worker until it has handled `expected_records` records."""
-    seen = upserted = deleted = dead = 0
+    seen = upserted = deleted = dead = stale = 0
     reasons = []
     for _ in range(60):
         result = worker.run_once(timeout_ms=1000)
         upserted += result.upserted
         deleted += result.deleted
         dead += result.dead_lettered
+        stale += result.stale  # skipped by the store: it holds a newer version
         reasons += result.reasons
-        seen = upserted + deleted + dead
+        seen = upserted + deleted + dead + stale
         if seen >= expected_records:
             break
     return upserted, deleted, dead, reasons
@@ -149,13 +154,16 @@ def test_poison_goes_to_the_dead_letter_topic(worker, broker, tmp_path):
         (b"x4", encode(CatalogEvent("x4", Op.UPSERT)).value, []),
         # A sound header over a cut-off body: passes the worker's check, the encoder refuses it.
         (b"x5", encode(CatalogEvent("x5", Op.UPSERT, image_bytes=_truncated_jpeg())).value, []),
+        # The fetch policy: loopback is no image host, and no file outside the allowed roots.
+        (b"x6", encode(CatalogEvent("x6", Op.UPSERT, image_uri=LOOPBACK_URL)).value, []),
+        (b"x7", encode(CatalogEvent("x7", Op.UPSERT, image_uri="file:///etc/passwd")).value, []),
     ]
     for key, value, headers in poison:
         producer.send("catalog", key=key, value=value, headers=headers)
     producer.close()
     _publish(broker, product_events(catalog), topic="catalog")
-    upserted, _, dead, reasons = _drain(worker, 8)
-    assert (upserted, dead) == (3, 5), reasons
+    upserted, _, dead, reasons = _drain(worker, 10)
+    assert (upserted, dead) == (3, 7), reasons
     assert store_count() == before + 3
     consumer = KafkaConsumer(
         "catalog.dlq",
@@ -166,7 +174,7 @@ def test_poison_goes_to_the_dead_letter_topic(worker, broker, tmp_path):
     letters = {}
     for r in consumer:
         letters[r.key] = (r.value, dict(r.headers)[REASON_HEADER].decode())
-        if len(letters) == 5:
+        if len(letters) == 7:
             break
     consumer.close()
     assert letters[b"x1"][0] == b"\xff\xfe garbage"  # the original bytes travel with the reason
@@ -174,6 +182,8 @@ def test_poison_goes_to_the_dead_letter_topic(worker, broker, tmp_path):
     assert "image" in letters[b"x3"][1]
     assert "needs image_bytes or image_uri" in letters[b"x4"][1]
     assert letters[b"x5"][1].startswith("image encoder: ")
+    assert "loopback, private, link-local or reserved addresses are refused" in letters[b"x6"][1]
+    assert "outside the allowed roots" in letters[b"x7"][1]
 
 
 def _truncated_jpeg() -> bytes:
@@ -295,6 +305,8 @@ def test_a_json_event_produced_by_kcat_is_indexed(platform, tmp_path):
                 kafka_bootstrap_servers=bootstrap,
                 catalog_topic="catalog",
                 consumer_group="kcat-test",
+                fetch_schemes="file",
+                fetch_file_roots=str(catalog.parent),
                 image_encoder_address=grpc_targets_sync("image-encoder")[0],
                 vector_store_address=grpc_targets_sync("vector-store")[0],
             )
@@ -318,3 +330,165 @@ def _retrieve(product_ids: list[str]):
             metadata=internal_metadata("vector-store"),
         )
     return store_conv.retrieve_response_from_proto(reply)
+
+
+class _FlakyImages:
+    """A loopback image server that answers 503 until `healthy` is set."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        from tests.tiny import png_bytes
+
+        image, self.healthy, self.hits = png_bytes(11), threading.Event(), []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                owner.hits.append(self.path)
+                status, body = (200, image) if owner.healthy.is_set() else (503, b"busy")
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/img.png"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_transient_failure_is_retried_then_dead_lettered_marked_and_replayable(platform, broker):
+    """A 503 is tried `fetch_attempts` times, dead-lettered marked transient, and `replay`
+    (what `vitrine dlq replay` runs) sends it back once the host is healthy: then indexed."""
+    from shared.streaming.dlq import TRANSIENT_HEADER, list_dead_letters, replay
+
+    ensure_topics(broker.bootstrap_servers, {"catalog-flaky": 1, "catalog-flaky.dlq": 1})
+    images = _FlakyImages()
+    settings = IngestionSettings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        catalog_topic="catalog-flaky",
+        dlq_topic="catalog-flaky.dlq",
+        consumer_group="flaky-group",
+        fetch_allow_networks="127.0.0.1/32",  # the test's own image server, explicitly
+        fetch_attempts=2,
+        image_encoder_address=grpc_targets_sync("image-encoder")[0],
+        vector_store_address=grpc_targets_sync("vector-store")[0],
+    )
+    worker = IngestionWorker(settings, grpc_processor(settings))
+    try:
+        event = CatalogEvent(
+            "flaky-1", Op.UPSERT, image_uri=images.url, title="flaky", event_time=_now()
+        )
+        _publish(broker, [event], topic="catalog-flaky")
+        _, _, dead, reasons = _drain(worker, 1)
+        assert dead == 1 and "HTTP 503" in reasons[0] and "after 2 attempts" in reasons[0]
+        assert len(images.hits) == 2
+        [letter] = list_dead_letters(broker.bootstrap_servers, "catalog-flaky.dlq")
+        assert letter.transient and dict(letter.headers)[TRANSIENT_HEADER] == b"true"
+        assert present(["flaky-1"]) == set()
+
+        images.healthy.set()
+        report = replay(
+            broker.bootstrap_servers,
+            "catalog-flaky.dlq",
+            "catalog-flaky",
+            group="flaky-replay",
+        )
+        assert (report.read, report.replayed) == (1, 1)
+        upserted, _, dead, reasons = _drain(worker, 1)
+        assert (upserted, dead) == (1, 0), reasons
+        [point] = _retrieve(["flaky-1"])
+        assert point.payload["title"] == "flaky"
+        # The replay's group committed: a second replay finds nothing new.
+        again = replay(
+            broker.bootstrap_servers, "catalog-flaky.dlq", "catalog-flaky", group="flaky-replay"
+        )
+        assert again.read == 0
+    finally:
+        worker.close()
+        images.close()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def test_an_older_event_never_overwrites_a_newer_one_nor_resurrects_a_delete(worker, broker):
+    """Events published out of order (a replay, a producer retry): the store keeps the newest."""
+    t = _now()
+    older, newer = t - dt.timedelta(minutes=5), t
+    events = [
+        CatalogEvent("order-1", Op.UPSERT, image_bytes=_png(1), title="new", event_time=newer),
+        CatalogEvent("order-1", Op.UPSERT, image_bytes=_png(2), title="old", event_time=older),
+        CatalogEvent("order-2", Op.DELETE, event_time=newer),
+        CatalogEvent("order-2", Op.UPSERT, image_bytes=_png(3), title="stale", event_time=older),
+    ]
+    for e in events:  # one at a time: each in a batch of its own
+        _publish(broker, [e], topic="catalog")
+        _drain(worker, 1)
+    [point] = _retrieve(["order-1"])
+    assert point.payload["title"] == "new"
+    assert _retrieve(["order-2"]) == []
+
+
+def _png(seed: int) -> bytes:
+    from tests.tiny import png_bytes
+
+    return png_bytes(seed)
+
+
+def test_two_workers_racing_over_a_rebalance_never_write_a_stale_event(platform, broker, tmp_path):
+    """Worker A polls v1 of a product and freezes before its store write (SIGSTOP, like a long
+    pause); its session times out, worker B takes the partition and writes v1 then v2; then A
+    wakes and its write of v1 arrives last. The store keeps v2: A's write is counted stale."""
+    ensure_topics(broker.bootstrap_servers, {"catalog-race": 1, "catalog-race.dlq": 1})
+    settings = worker_settings(broker, "catalog-race", "race-group", catalog_partitions=1)
+    t = _now()
+    v1 = CatalogEvent("race-1", Op.UPSERT, image_bytes=_png(4), title="v1", event_time=t)
+    v2 = dataclasses.replace(v1, title="v2", event_time=t + dt.timedelta(seconds=1))
+    _publish(broker, [v1], topic="catalog-race")
+    a = WorkerProcess(tmp_path / "a.log", module="tests.integration.stalling_worker", **settings)
+    b = None
+    try:
+        until(lambda: _state(a.proc.pid) == "T", timeout_s=180, what="A to stall", workers=[])
+        assert "stalling before writing ['race-1']" in a.output()
+        _publish(broker, [v2], topic="catalog-race")
+        b = IngestionWorker(
+            IngestionSettings(**settings), grpc_processor(IngestionSettings(**settings))
+        )
+        for _ in range(180):
+            b.run_once(timeout_ms=1000)
+            found = _retrieve(["race-1"])
+            if found and found[0].payload["title"] == "v2":
+                break
+        assert _retrieve(["race-1"])[0].payload["title"] == "v2"
+        a.proc.send_signal(signal.SIGCONT)
+        until(
+            lambda: a.metrics().get('vitrine_ingest_records_total{outcome="stale"}', 0) >= 1,
+            timeout_s=120,
+            what="A's late write to be refused as stale",
+            workers=[a],
+        )
+        assert _retrieve(["race-1"])[0].payload["title"] == "v2"
+    finally:
+        if a.proc.poll() is None:
+            a.proc.send_signal(signal.SIGCONT)
+        a.stop()
+        if b is not None:
+            b.close()
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (T: stopped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "?"
