@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import time
 import urllib.error
 import urllib.request
 
@@ -267,6 +268,18 @@ def _unready(http_at: str, words: str) -> dict:
     return answers[-1][1]
 
 
+def _until_mismatch(ask, *, timeout_s: float = 60) -> list[tuple]:
+    """Answers of `ask()` until one names the other model; each must be UNAVAILABLE (503)."""
+    answers: list[tuple] = []
+    give_up = time.monotonic() + timeout_s
+    while not answers or "vitrine-another0000" not in json.dumps(answers[-1]):
+        assert time.monotonic() < give_up, f"no mismatch named, last answers {answers[-3:]}"
+        answers.append(ask())
+        assert answers[-1][0] in ("UNAVAILABLE", 503), answers[-1]
+        time.sleep(0.2)
+    return answers
+
+
 def test_a_text_encoder_serving_another_model_makes_the_gateway_unavailable(platform, side):
     """gateway-swap serves (control), then its text encoder is redeployed with a bundle of
     another id: its gRPC health and /healthz go down naming both models, and queries get
@@ -290,19 +303,11 @@ def test_a_text_encoder_serving_another_model_makes_the_gateway_unavailable(plat
     tally = Tally("text encoder serving another model")
     # Each answer is UNAVAILABLE; the first ones may name the replaced replica's closed port
     # (the gateway's target list follows Serve's every 2 s) before the mismatch shows.
-    answers: list[tuple] = []
-
-    def mismatch(ask) -> bool:
-        answers.append(ask())
-        assert answers[-1][0] in ("UNAVAILABLE", 503), answers[-1]
-        return "vitrine-another0000" in json.dumps(answers[-1])
-
     text = pb.SearchRequest(text="red shirt", top_k=3)
-    until(lambda: mismatch(lambda: _search(grpc_at, text)), timeout_s=60, what="the mismatch")
+    answers = _until_mismatch(lambda: _search(grpc_at, text))
     assert served in answers[-1][1]
     tally.add(f"gRPC text query: {answers[-1][0]}")
-    ask_http = lambda: _http(f"http://{http_at}/v1/search", {"text": "blue dress"})  # noqa: E731
-    until(lambda: mismatch(ask_http), timeout_s=60, what="the mismatch over HTTP")
+    answers = _until_mismatch(lambda: _http(f"http://{http_at}/v1/search", {"text": "blue"}))
     tally.add(f"HTTP text query: {answers[-1][0]}")
     # A query that needs no text encoder still works: only what the mismatch touches fails.
     assert _search(grpc_at, pb.SearchRequest(product_id="p3", top_k=3))[0] == "OK"
