@@ -69,10 +69,10 @@ integration: $(STAMP) tools ## Run the integration tests only (real Ray, broker,
 
 # The acceptance sizes of docs/RELIABILITY.md; `make test` runs the same tests smaller.
 CHAOS_ENV := VITRINE_FUZZ_REQUESTS=4000 VITRINE_FUZZ_RAW=2000 VITRINE_FUZZ_HTTP=1500 \
-	VITRINE_FUZZ_FUSION=1000 VITRINE_FUZZ_EVENTS=2000 VITRINE_CHAOS_ITEMS=5000 \
+	VITRINE_FUZZ_FUSION=1000 VITRINE_FEED_EVENTS=5000 VITRINE_CHAOS_ITEMS=5000 \
 	VITRINE_CHAOS_KILLS=5 VITRINE_CHAOS_CLIENTS=32 VITRINE_CHAOS_LOAD_S=60 VITRINE_CHAOS_OUTAGE_S=15
 
-chaos: $(STAMP) tools ## Fault, fuzz and load tests at full size (10,500 fuzzed cases, 5,000-event SIGKILL stream, 60 s load); writes docs/RELIABILITY.md
+chaos: $(STAMP) tools ## Fault, fuzz and load tests at full size (8,500 fuzzed requests, 5,000 hostile feed records, 5,000-event SIGKILL stream, 60 s load); writes docs/RELIABILITY.md
 	@mkdir -p build && rm -f build/reliability.jsonl
 	$(CHAOS_ENV) VITRINE_RELIABILITY_REPORT=build/reliability.jsonl $(PY) -m pytest tests/integration/reliability $(PYTEST_ARGS)
 	$(PY) scripts/reliability_report.py build/reliability.jsonl docs/RELIABILITY.md

@@ -284,7 +284,8 @@ class BatchProcessor:
         events: list[tuple[CatalogEvent, bytes | None]],
         sources: list[object] | None = None,
     ) -> BatchResult:
-        """Embeds and writes valid events; the last event of a product in the batch wins.
+        """Embeds and writes valid events; of a product's events in the batch, the one with the
+        highest version wins (the last among equal versions).
 
         `embed` raising PoisonError means the encoder refused an image that passed local
         validation: the chunk is then embedded image by image, and the refused ones come back in
@@ -295,8 +296,12 @@ class BatchProcessor:
         sources = sources if sources is not None else [None] * len(events)
         latest: dict[str, tuple[CatalogEvent, bytes | None, object]] = {}
         for (event, image), source in zip(events, sources, strict=True):
-            latest.pop(event.product_id, None)  # keep order of last occurrence
-            latest[event.product_id] = (event, image, source)
+            # The highest version of a product wins (the later one among equals), in the order
+            # of its last occurrence: a batch may hold a product's events out of order.
+            current = latest.get(event.product_id)
+            if current is None or event.version >= current[0].version:
+                latest.pop(event.product_id, None)
+                latest[event.product_id] = (event, image, source)
         upserts = [item for item in latest.values() if item[0].op == Op.UPSERT]
         deletes = [
             Deletion(e.product_id, e.version) for e, _, _ in latest.values() if e.op == Op.DELETE

@@ -70,11 +70,14 @@ class VersionedWrites:
         return points, dead
 
     def upsert(self, points: Sequence[Point]) -> WriteResult:
-        """Writes the points that are not stale (the last of a product among `points` wins)."""
+        """Writes the points that are not stale; of a product's points in one call the highest
+        version wins (the last among equals; an unversioned one always)."""
         latest: dict[str, Point] = {}
         for p in points:
-            latest.pop(p.product_id, None)
-            latest[p.product_id] = p
+            current = latest.get(p.product_id)
+            if current is None or p.version >= current.version or not p.version:
+                latest.pop(p.product_id, None)
+                latest[p.product_id] = p
         with self._lock:
             stored, dead = self._known([p.product_id for p in latest.values() if p.version])
             fresh = [

@@ -61,6 +61,25 @@ def _record(event: CatalogEvent, as_json: bool = False):
     return r.value, r.headers
 
 
+def test_out_of_order_events_in_one_batch_the_highest_version_wins():
+    import datetime as dt
+
+    rec = Recorder()
+    p = rec.processor()
+    t = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    newer = CatalogEvent("a", Op.UPSERT, image_bytes=png_bytes(1), title="new", event_time=t)
+    older = CatalogEvent(
+        "a", Op.UPSERT, image_bytes=png_bytes(2), title="old", event_time=t - dt.timedelta(1)
+    )
+    deleted_later = CatalogEvent("b", Op.DELETE, event_time=t)
+    stale_upsert = CatalogEvent(
+        "b", Op.UPSERT, image_bytes=png_bytes(3), event_time=t - dt.timedelta(1)
+    )
+    p.write([p.validate(*_record(e)) for e in (newer, older, deleted_later, stale_upsert)])
+    assert [(pt.product_id, pt.payload["title"]) for pt in rec.upserted] == [("a", "new")]
+    assert rec.deleted == ["b"]
+
+
 def test_last_event_of_a_product_wins_and_batches_are_chunked():
     rec = Recorder()
     p = rec.processor(encode_batch=2)

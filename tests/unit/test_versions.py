@@ -89,8 +89,8 @@ def test_unversioned_writes_always_apply(writes):
     assert writes.tombstones.count() == 0  # an unversioned delete remembers nothing
 
 
-def test_within_one_call_the_last_point_of_a_product_is_judged(writes):
+def test_within_one_call_the_highest_version_of_a_product_wins(writes):
     writes.upsert([_point("p", 20, "v20")])
     result = writes.upsert([_point("p", 30, "v30"), _point("q", 1, "q1"), _point("p", 25, "v25")])
-    assert _title(writes, "p") == "v25"
+    assert _title(writes, "p") == "v30"
     assert (result.count, result.stale) == (2, 1)

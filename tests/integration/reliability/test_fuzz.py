@@ -19,23 +19,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
 
-from services.ingestion.app import IngestionWorker, grpc_processor
-from services.ingestion.config import IngestionSettings
-from services.ingestion.worker import REASON_HEADER
 from shared.api.vitrine.fusion.v1 import fusion_pb2, fusion_pb2_grpc
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
-from shared.conversions.catalog import event_to_bytes, event_to_json
 from shared.serving.endpoints import grpc_targets_sync
-from shared.streaming.broker import LocalBroker
-from shared.streaming.events import CONTENT_TYPE, committed_behind
-from shared.types import CatalogEvent, Op
-from tests.fuzzing import Tally, encoded, images, png_bomb, scale, text_values, truncated_images
+from tests.fuzzing import Tally, images, scale, text_values, truncated_images
 from tests.integration.conftest import wait_serving
-from tests.integration.workers import dead_letters, present, worker_settings
 from tests.internal import internal_metadata
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -249,108 +239,3 @@ def test_fusion_refuses_wrong_embedding_shapes(platform, channel):
         check()
     tally.write()
     _still_serving(channel)
-
-
-# --- catalog events -------------------------------------------------------------------------
-
-PB, JS = (CONTENT_TYPE, b"application/x-protobuf"), (CONTENT_TYPE, b"application/json")
-
-
-def _event(product_id: str, **fields) -> CatalogEvent:
-    return CatalogEvent(product_id=product_id, op=fields.pop("op", Op.UPSERT), **fields)
-
-
-def _event_records(n: int) -> st.SearchStrategy:
-    """(poison, value, headers) for product `n`: poison is True when the record can never be
-    indexed, None when it depends on the image (odd modes may or may not decode)."""
-    pid = f"fz{n}"
-    good = encoded("RGB", "PNG", 8, 8, n)
-    return st.one_of(
-        st.builds(lambda b: (True, b, (PB,)), st.binary(max_size=300)),
-        st.builds(lambda b: (True, b, (JS,)), st.binary(max_size=300)),
-        st.builds(
-            lambda cut: (True, event_to_bytes(_event(pid, image_bytes=good))[:cut], (PB,)),
-            st.integers(0, 10),
-        ),
-        st.just((True, b'{"product_id": 5, "op": "nope"}', (JS,))),
-        st.just(
-            (True, event_to_bytes(_event(pid, image_bytes=good)), ((CONTENT_TYPE, b"text/x"),))
-        ),
-        st.just((True, event_to_bytes(_event("", image_bytes=good)), (PB,))),
-        st.just((True, event_to_bytes(_event(pid)), (PB,))),  # an upsert without an image
-        st.sampled_from(["ftp://x/y.jpg", "file:///nonexistent.png", "gopher://z"]).map(
-            lambda uri: (True, event_to_bytes(_event(pid, image_uri=uri)), (PB,))
-        ),
-        st.sampled_from([png_bomb(), b"\x89PNG\r\n\x1a\n" + b"\0" * 64]).map(
-            lambda img: (True, event_to_bytes(_event(pid, image_bytes=img)), (PB,))
-        ),
-        st.binary(min_size=1, max_size=500).map(
-            lambda img: (True, event_to_bytes(_event(pid, image_bytes=img)), (PB,))
-        ),
-        images().map(lambda img: (None, event_to_bytes(_event(pid, image_bytes=img)), (PB,))),
-        st.builds(
-            lambda title: (False, event_to_json(_event(pid, image_bytes=good, title=title)), (JS,)),
-            text_values(),
-        ),
-        st.just((False, event_to_bytes(_event(pid, op=Op.DELETE)), (PB,))),
-    )
-
-
-def test_fuzzed_catalog_events_are_indexed_or_dead_lettered_with_a_reason(platform, tmp_path):
-    records, n_events = [], scale("fuzz_events", 400)
-
-    @settings(FUZZ, max_examples=n_events)
-    @given(data=st.data())
-    def generate(data):
-        records.append(data.draw(_event_records(len(records))))
-
-    generate()
-    with LocalBroker() as broker:
-        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
-        admin.create_topics([NewTopic(t, 2, 1) for t in ("fuzz", "fuzz.dlq")])
-        admin.close()
-        producer = KafkaProducer(
-            bootstrap_servers=broker.bootstrap_servers, max_request_size=8 * 2**20, linger_ms=5
-        )
-        futures = [
-            producer.send("fuzz", key=f"fz{i}".encode(), value=value, headers=list(headers))
-            for i, (_, value, headers) in enumerate(records)
-        ]
-        producer.flush()
-        acks = [f.get(30) for f in futures]
-        producer.close()
-        sources = [f"fuzz/{m.partition}/{m.offset}" for m in acks]
-        ends = {}
-        for m in acks:
-            ends[("fuzz", m.partition)] = max(ends.get(("fuzz", m.partition), 0), m.offset + 1)
-        settings_ = IngestionSettings(
-            **worker_settings(broker, "fuzz", "fuzz", batch_size=64, thumbnail_px=0)
-        )
-        worker = IngestionWorker(settings_, grpc_processor(settings_))
-        try:
-            for _ in range(600):
-                worker.run_once(timeout_ms=500)
-                if committed_behind(broker.bootstrap_servers, "fuzz", ends) == 0:
-                    break
-            assert committed_behind(broker.bootstrap_servers, "fuzz", ends) == 0
-        finally:
-            worker.close()
-        dead = {}
-        for letter in dead_letters(broker.bootstrap_servers, "fuzz.dlq"):
-            headers = dict(letter.headers)
-            dead[headers["vitrine-source"].decode()] = headers[REASON_HEADER].decode()
-    indexed = present([f"fz{i}" for i in range(len(records))])
-    tally = Tally("catalog events", fuzzed=True)
-    for i, ((poison, _, _), source) in enumerate(zip(records, sources, strict=True)):
-        reason = dead.get(source)
-        if reason is not None:
-            assert reason.strip(), source
-            assert f"fz{i}" not in indexed, f"fz{i} both indexed and dead-lettered"
-            tally.add("dead-lettered with a reason")
-        else:
-            assert poison is not True, f"poison record {source} neither dead-lettered nor kept out"
-            tally.add("indexed or deleted")
-        if poison is True:
-            assert reason, f"poison record {source} (fz{i}) not in the dead-letter topic"
-    tally.write(dead_letters=len(dead))
-    assert len(dead) == sum(1 for s in sources if s in dead)  # no dead letter for another record

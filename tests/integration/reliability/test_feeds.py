@@ -1,0 +1,494 @@
+"""Hostile feeds: a hypothesis suite over the whole event path, from the real broker through a
+real `vitrine ingest` process into the platform's store.
+
+Every drawn case is one product with one or more records: valid upserts (inline, by URI, through
+redirects, from slow hosts, with odd but legal headers), updates out of order, deletes (ops and
+tombstones), and every kind of poison: malformed and refused URIs (schemes, hosts, ports,
+private addresses, redirects to them), servers that trickle, truncate, fail or are not HTTP,
+null and odd headers, huge fields, reserved keys, garbage. The worker's fetch policy allows the
+test's loopback servers explicitly (127.0.0.1/32), nothing else.
+
+The properties: the worker never dies or restarts; the group's lag reaches 0; every record ends
+indexed, deleted or dead-lettered with its reason (transient failures marked so, after their
+bounded attempts); every valid upsert is stored with its title and attributes, and every delete
+takes effect. Case counts: $VITRINE_FEED_EVENTS cases of one to three records each (`make chaos`
+draws 5,000 cases, more than 5,000 records).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.api.vitrine.store.v1 import store_pb2_grpc
+from shared.conversions import store as store_conv
+from shared.conversions.catalog import event_to_bytes, event_to_json
+from shared.serving.endpoints import grpc_targets_sync
+from shared.streaming.broker import LocalBroker
+from shared.streaming.dlq import REASON_HEADER, SOURCE_HEADER, TRANSIENT_HEADER
+from shared.streaming.events import CONTENT_TYPE, committed_behind, ensure_topics
+from shared.types import CatalogEvent, Op
+from shared.vectorstore.base import RESERVED_FIELDS, RetrieveQuery
+from tests.fuzzing import Tally, images, png_bomb, scale
+from tests.integration.workers import WorkerProcess, dead_letters, until, worker_settings
+from tests.internal import internal_metadata
+from tests.tiny import png_bytes
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PB, JS = (CONTENT_TYPE, b"application/x-protobuf"), (CONTENT_TYPE, b"application/json")
+ATTEMPTS = 2
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+class FeedServer:
+    """Loopback HTTP: /img/N.png, /slow/N.png, /redirect?to=URI, /loop, /status/N, /trickle,
+    /short (truncated), /cut (truncated chunks), /notimage, /huge (announces 1 GB); and a port
+    that speaks something else than HTTP, and one where nothing listens."""
+
+    def __init__(self) -> None:
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                owner.handle(self)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.other = socket.socket()
+        self.other.bind(("127.0.0.1", 0))
+        self.other.listen(64)
+        self.other_port = self.other.getsockname()[1]
+        threading.Thread(target=self._not_http, daemon=True).start()
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        self.closed_port = closed.getsockname()[1]
+        closed.close()
+
+    def _not_http(self) -> None:
+        while True:
+            try:
+                conn, _ = self.other.accept()
+            except OSError:
+                return
+            try:
+                conn.settimeout(5)
+                conn.recv(4096)  # the request first: closing on it unread would be a reset
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+            except OSError:
+                pass
+            conn.close()
+
+    @staticmethod
+    def handle(h) -> None:
+        path, _, query = h.path.partition("?")
+
+        def send(status: int, body: bytes, **headers) -> None:
+            h.send_response(status)
+            h.send_header("Content-Length", headers.pop("length", str(len(body))))
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(body)
+
+        if path.startswith(("/img/", "/slow/")):
+            if path.startswith("/slow/"):
+                time.sleep(0.3)
+            send(200, png_bytes(int(path.rsplit("/", 1)[1].split(".")[0]) % 1000))
+        elif path == "/redirect":
+            send(302, b"", Location=query.removeprefix("to="))
+        elif path == "/loop":
+            send(302, b"", Location="/loop")
+        elif path.startswith("/status/"):
+            send(int(path.rsplit("/", 1)[1]), b"no")
+        elif path == "/trickle":
+            h.send_response(200)
+            h.send_header("Content-Length", "100000")
+            h.end_headers()
+            for _ in range(200):
+                try:
+                    h.wfile.write(b"x")
+                    h.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.05)
+        elif path == "/short":
+            body = png_bytes(3)
+            send(200, body, length=str(len(body) + 100))
+            h.close_connection = True
+        elif path == "/cut":
+            h.send_response(200)
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            h.wfile.write(b"400\r\n" + b"x" * 10)
+            h.close_connection = True
+        elif path == "/notimage":
+            send(200, b"<html>hello</html>", **{"Content-Type": "text/html"})
+        elif path == "/huge":
+            send(200, b"x" * 10, length=str(2**30))
+            h.close_connection = True
+        else:
+            send(404, b"no")
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.other.close()
+
+
+@dataclass
+class Case:
+    """One product's records and what must become of them.
+
+    expect: "indexed" (with title and attributes), "absent" (deleted, nothing dead-lettered),
+    "dead" (every record dead-lettered), "either" (an odd image: indexed, or dead-lettered).
+    transient: for "dead", whether the dead letter must be marked transient.
+    """
+
+    kind: str
+    expect: str
+    records: list[tuple[bytes | None, bytes | None, list]] = field(default_factory=list)
+    title: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    transient: bool = False
+
+
+def _upsert(pid: str, *, at: int = 0, **fields) -> CatalogEvent:
+    return CatalogEvent(
+        product_id=pid, op=Op.UPSERT, event_time=T0 + dt.timedelta(seconds=at), **fields
+    )
+
+
+def _record(event: CatalogEvent, *, as_json: bool = False, headers=()) -> tuple:
+    value = event_to_json(event) if as_json else event_to_bytes(event)
+    return (event.product_id.encode(), value, [JS if as_json else PB, *headers])
+
+
+_titles = st.text(max_size=80)
+_attributes = st.dictionaries(
+    st.from_regex(r"a_[a-z0-9_]{1,12}", fullmatch=True), st.text(max_size=40), max_size=6
+)
+_odd_headers = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["x-null", "trace", "ÿ-odd"]), st.none()),
+        st.tuples(st.text(min_size=1, max_size=12), st.binary(max_size=40)),
+    ),
+    max_size=3,
+).map(lambda hs: [(k, v) for k, v in hs if k.lower() != CONTENT_TYPE])
+
+
+def _cases(server: FeedServer, pid: str) -> st.SearchStrategy[Case]:
+    img = f"{server.url}/img/{abs(hash(pid)) % 1000}.png"
+    refused_uris = [
+        "ftp://example.com/x.png",
+        "gopher://example.com/",
+        "file:///etc/passwd",
+        "data:image/png;base64,iVBORw0KGgo=",
+        "javascript:alert(1)",
+        f"http://127.0.0.2:{server.port}/img/1.png",  # loopback, but not the allowed /32
+        "http://10.0.0.1/x.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/x.png",
+        "http://0.0.0.0/x.png",
+        "http://192.168.1.1/x.png",
+        "http://[fd00:ec2::254]/latest/",
+        f"http://user:pw@127.0.0.1:{server.port}/img/1.png",
+        "http://h:abc/x",
+        "http://[::1/x",
+        "http:///x",
+        "https://",
+        "http://example.com:99999/x",
+        "http://example.com/a b.png",
+        "http://exa\nmple.com/x",
+        "http://" + "a" * 5000 + ".com/x",
+        f"{server.url}/redirect?to=http://169.254.169.254/latest/meta-data/",
+        f"{server.url}/redirect?to=file:///etc/passwd",
+        f"{server.url}/redirect?to=http://127.0.0.2:{server.port}/img/1.png",
+        f"{server.url}/loop",
+        f"{server.url}/status/404",
+        f"{server.url}/status/403",
+        f"{server.url}/notimage",
+        f"{server.url}/huge",
+        f"http://127.0.0.1:{server.other_port}/x.png",  # not HTTP
+    ]
+    transient_uris = [
+        f"{server.url}/status/503",
+        f"{server.url}/status/500",
+        f"{server.url}/status/429",
+        f"{server.url}/trickle",
+        f"{server.url}/short",
+        f"{server.url}/cut",
+        f"http://127.0.0.1:{server.closed_port}/x.png",  # nothing listens
+    ]
+    good_uris = [
+        img,
+        img.replace("127.0.0.1", "localhost"),  # a name that resolves into the allowed network
+        f"{server.url}/slow/{abs(hash(pid)) % 1000}.png",
+        f"{server.url}/redirect?to=/img/5.png",
+        f"{server.url}/redirect?to={img}",
+    ]
+
+    def indexed(title, attributes, as_json, headers, uri):
+        image = {"image_uri": uri} if uri else {"image_bytes": png_bytes(len(title) % 50)}
+        event = _upsert(pid, title=title, attributes=attributes, **image)
+        kind = "upsert by URI" if uri else "upsert inline"
+        return Case(
+            kind, "indexed", [_record(event, as_json=as_json, headers=headers)], title, attributes
+        )
+
+    def updated(t1, t2, out_of_order):
+        newer = _record(_upsert(pid, at=10, title=t2, image_bytes=png_bytes(2)))
+        older = _record(_upsert(pid, at=5, title=t1, image_bytes=png_bytes(1)))
+        records = [newer, older] if out_of_order else [older, newer]
+        return Case("update out of order" if out_of_order else "update", "indexed", records, t2)
+
+    def deleted(how, headers):
+        first = _record(_upsert(pid, at=1, title="to delete", image_bytes=png_bytes(4)))
+        if how == "tombstone":
+            ct = [JS] if headers else []
+            delete = (pid.encode(), None, [*ct, *headers])
+        else:
+            delete = _record(CatalogEvent(pid, Op.DELETE, event_time=T0 + dt.timedelta(seconds=2)))
+        stale = _record(_upsert(pid, at=0, title="stale", image_bytes=png_bytes(5)))
+        return Case(f"delete ({how}) then a stale upsert", "absent", [first, delete, stale])
+
+    def refused(uri):
+        return Case("refused or broken URI", "dead", [_record(_upsert(pid, image_uri=uri))])
+
+    def transient(uri):
+        return Case(
+            "transient fetch failure",
+            "dead",
+            [_record(_upsert(pid, image_uri=uri))],
+            transient=True,
+        )
+
+    def huge(which):
+        fields = {
+            "title": {"title": "t" * 1001, "image_bytes": png_bytes(1)},
+            "attributes": {
+                "attributes": {f"a_{i}": "v" for i in range(65)},
+                "image_bytes": png_bytes(1),
+            },
+            "value": {"attributes": {"a_big": "v" * 1001}, "image_bytes": png_bytes(1)},
+            "reserved": {
+                "attributes": {sorted(RESERVED_FIELDS)[hash(pid) % len(RESERVED_FIELDS)]: "x"},
+                "image_bytes": png_bytes(1),
+            },
+            "version": {"version": 2**64 - 1, "image_bytes": png_bytes(1)},
+            "bomb": {"image_bytes": png_bomb()},
+        }[which]
+        return Case(f"huge or reserved field ({which})", "dead", [_record(_upsert(pid, **fields))])
+
+    def garbage(value, content_type):
+        return Case("undecodable value", "dead", [(pid.encode(), value, [content_type])])
+
+    def odd_image(image):
+        return Case("odd image", "either", [_record(_upsert(pid, image_bytes=image))])
+
+    return st.one_of(
+        st.builds(indexed, _titles, _attributes, st.booleans(), _odd_headers, st.just("")),
+        st.builds(
+            indexed, _titles, _attributes, st.booleans(), _odd_headers, st.sampled_from(good_uris)
+        ),
+        st.builds(updated, _titles, _titles, st.booleans()),
+        st.builds(deleted, st.sampled_from(["op", "tombstone"]), _odd_headers),
+        st.builds(refused, st.sampled_from(refused_uris)),
+        st.builds(transient, st.sampled_from(transient_uris)),
+        st.builds(
+            huge, st.sampled_from(["title", "attributes", "value", "reserved", "version", "bomb"])
+        ),
+        st.builds(
+            garbage,
+            st.one_of(st.binary(max_size=200), st.just(b"{broken"), st.just(b"")),
+            st.sampled_from([PB, JS, (CONTENT_TYPE, b"text/x"), (CONTENT_TYPE, b"\xff\xfe")]),
+        ),
+        st.builds(odd_image, images()),
+    )
+
+
+def _produce(bootstrap_servers: str, cases: list[Case]) -> list[tuple[Case, tuple[int, int]]]:
+    """Sends every case's records in order; (case, (partition, offset)) of each, acknowledged."""
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "message.max.bytes": 16 * 2**20,
+            "linger.ms": 5,
+            "acks": "all",
+            "enable.idempotence": False,
+        }
+    )
+    acks: list = []
+    errors: list = []
+
+    def delivered(case, slot):
+        def callback(err, msg):
+            if err is not None:
+                errors.append(err)
+            else:
+                acks[slot] = (case, (msg.partition(), msg.offset()))
+
+        return callback
+
+    for case in cases:
+        for key, value, headers in case.records:
+            acks.append(None)
+            while True:
+                try:
+                    producer.produce(
+                        "feed",
+                        key=key,
+                        value=value,
+                        headers=headers,
+                        on_delivery=delivered(case, len(acks) - 1),
+                    )
+                    break
+                except BufferError:  # the local queue is full: let it drain
+                    producer.poll(0.1)
+            producer.poll(0)
+    assert producer.flush(120) == 0, "records still unacknowledged"
+    assert not errors, errors[:3]
+    assert all(a is not None for a in acks)
+    return acks
+
+
+def _payloads(product_ids: list[str]) -> dict[str, dict]:
+    out = {}
+    with grpc.insecure_channel(grpc_targets_sync("vector-store")[0]) as channel:
+        stub = store_pb2_grpc.VectorStoreServiceStub(channel)
+        for start in range(0, len(product_ids), 500):
+            query = RetrieveQuery(tuple(product_ids[start : start + 500]))
+            reply = stub.RetrievePoints(
+                store_conv.retrieve_request_to_proto(query),
+                timeout=60,
+                metadata=internal_metadata("vector-store"),
+            )
+            out.update(
+                {p.product_id: p.payload for p in store_conv.retrieve_response_from_proto(reply)}
+            )
+    return out
+
+
+def test_hostile_feeds_end_indexed_deleted_or_dead_lettered(platform, tmp_path):
+    n_cases = scale("feed_events", 300)  # each case is one or more records
+    server = FeedServer()
+    cases: list[Case] = []
+
+    @settings(
+        deadline=None,
+        database=None,
+        max_examples=n_cases,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(data=st.data())
+    def generate(data):
+        cases.append(data.draw(_cases(server, f"hf{len(cases)}")))
+
+    generate()
+    n_records = sum(len(c.records) for c in cases)
+    try:
+        with LocalBroker() as broker:
+            ensure_topics(broker.bootstrap_servers, {"feed": 4, "feed.dlq": 1})
+            # confluent-kafka (librdkafka), a third-party client: unlike kafka-python it sends
+            # headers with null values, which feeds do.
+            acks = _produce(broker.bootstrap_servers, cases)
+            ends: dict[tuple[str, int], int] = {}
+            for _, (partition, offset) in acks:
+                ends[("feed", partition)] = max(ends.get(("feed", partition), 0), offset + 1)
+            worker = WorkerProcess(
+                tmp_path / "worker.log",
+                **worker_settings(
+                    broker,
+                    "feed",
+                    "feed",
+                    batch_size=64,
+                    thumbnail_px=0,
+                    fetch_allow_networks="127.0.0.1/32",
+                    image_fetch_timeout_s=1.5,
+                    fetch_attempts=ATTEMPTS,
+                ),
+            )
+            try:
+                until(
+                    lambda: committed_behind(broker.bootstrap_servers, "feed", ends) == 0,
+                    timeout_s=max(600, n_records),
+                    what="the worker to commit every record",
+                    workers=[worker],
+                )
+                assert worker.proc.poll() is None, worker.output()  # never died
+                metrics = worker.metrics()
+            finally:
+                code = worker.stop()
+            assert code == 0, worker.output()
+            log = worker.log_path.read_text(errors="replace")
+            letters = {}
+            for letter in dead_letters(broker.bootstrap_servers, "feed.dlq"):
+                headers = {k: v for k, v in letter.headers if v is not None}
+                letters[headers[SOURCE_HEADER].decode()] = (
+                    headers[REASON_HEADER].decode(),
+                    headers.get(TRANSIENT_HEADER) == b"true",
+                )
+    finally:
+        server.close()
+
+    payloads = _payloads([f"hf{i}" for i in range(len(cases))])
+    sources: dict[int, list[str]] = {}
+    for case, (partition, offset) in acks:
+        sources.setdefault(id(case), []).append(f"feed/{partition}/{offset}")
+    tally = Tally("hostile feeds: catalog records", fuzzed=True)
+    for i, case in enumerate(cases):
+        pid, mine = f"hf{i}", sources[id(case)]
+        dead = [letters[s] for s in mine if s in letters]
+        if case.expect == "indexed":
+            assert not dead, (case.kind, dead)
+            assert pid in payloads, f"{pid} ({case.kind}) was not stored"
+            assert payloads[pid]["title"] == case.title, (case.kind, payloads[pid])
+            for name, value in case.attributes.items():
+                assert payloads[pid][name] == value, (case.kind, name)
+            outcome = "indexed with its title and attributes"
+        elif case.expect == "absent":
+            assert not dead, (case.kind, dead)
+            assert pid not in payloads, f"{pid} ({case.kind}) came back"
+            outcome = "deleted; the stale upsert after it skipped"
+        elif case.expect == "dead":
+            assert len(dead) == len(mine), f"{pid} ({case.kind}): {len(dead)} dead letters"
+            assert pid not in payloads, f"{pid} ({case.kind}) both stored and dead-lettered"
+            for reason, transient in dead:
+                assert reason.strip()
+                assert transient == case.transient, (case.kind, reason)
+                if case.transient:
+                    assert f"after {ATTEMPTS} attempts" in reason, reason
+            outcome = "dead-lettered, marked transient" if case.transient else "dead-lettered"
+        else:
+            assert bool(dead) != (pid in payloads), f"{pid}: stored {pid in payloads}, {dead}"
+            outcome = "indexed" if pid in payloads else "dead-lettered"
+        tally.add(f"{case.kind}: {outcome}")
+    # No dead letter belongs to a record that was not expected to die.
+    expected_sources = {s for c in cases for s in sources[id(c)]}
+    assert set(letters) <= expected_sources
+    assert "Traceback" not in log, log[-3000:]
+    tally.write(
+        records=n_records,
+        dead_letters=len(letters),
+        worker_restarts=0,
+        stale_skipped=int(metrics.get('vitrine_ingest_records_total{outcome="stale"}', 0)),
+    )
