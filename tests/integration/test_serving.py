@@ -176,11 +176,14 @@ def test_oversized_request_is_resource_exhausted(stub):
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-def test_deadline_is_honoured(stub):
-    with pytest.raises(grpc.RpcError) as info:
-        stub.Search(pb.SearchRequest(text="red shirt"), timeout=0.001)
-    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert stub.Search(pb.SearchRequest(text="red shirt"), timeout=30).hits  # still serving
+def test_callers_that_give_up_leave_the_gateway_serving(stub):
+    """Callers whose 1 ms deadline passes (the client enforces it, so this proves nothing about
+    the gateway's own deadline: test_limits_and_degraded.py freezes a dependency for that) must
+    not leave the gateway stuck: the next call is answered."""
+    for _ in range(20):
+        with pytest.raises(grpc.RpcError):
+            stub.Search(pb.SearchRequest(text="red shirt"), timeout=0.001)
+    assert stub.Search(pb.SearchRequest(text="red shirt"), timeout=30).hits
 
 
 def test_health_and_reflection(platform):
