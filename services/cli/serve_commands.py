@@ -144,9 +144,19 @@ async def _index(products_path: Path, *, batch_size: int, thumbnail_px: int, pro
 
 
 def enable_ray_token_auth(environ) -> None:
-    """Turns Ray's token authentication on for this process when a token is at hand and
+    """Prepares the environment to join a `make run` head: loopback, and Ray's token
+    authentication. Turns token authentication on for this process when a token is at hand and
     RAY_AUTH_MODE is unset: Ray itself does so only for `address="auto"`, not for the explicit
     RAY_ADDRESS `make run` sets, and a cluster with token auth refuses a driver without it."""
+    address = environ.get("RAY_ADDRESS", "auto")
+    if address == "auto":  # the latest cluster started with this RAY_TMPDIR
+        current = Path(environ.get("RAY_TMPDIR", "/tmp/ray")) / "ray_current_cluster"
+        address = current.read_text().strip() if current.is_file() else ""
+    if address.startswith(("127.0.0.1:", "localhost:")):
+        # A head bound to loopback (`make run`): else Ray rewrites the address to the machine's
+        # (ray._private.services.get_node_ip_address) and never reaches it. Read when Ray is
+        # imported, so it must be set before.
+        environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if "RAY_AUTH_MODE" in environ:
         return
     default = Path.home() / ".ray" / "auth_token"  # where `make run` and Ray keep the token
@@ -160,9 +170,9 @@ def connect_ray(logging_level: str = "WARNING") -> None:
     Raises:
         ConnectionError: no cluster is running.
     """
+    enable_ray_token_auth(os.environ)  # before Ray is imported: it reads the environment then
     import ray
 
-    enable_ray_token_auth(os.environ)
     # RAY_ADDRESS (set by `make run`) names the cluster; "auto" finds the latest one started.
     ray.init(
         address=os.environ.get("RAY_ADDRESS", "auto"),

@@ -304,6 +304,51 @@ def test_a_hung_worker_is_not_ok_and_a_killed_one_is_restarted(running):
     assert "restart 1 in 1 s" in said
 
 
+def test_make_run_is_closed_by_default(running):
+    """Every socket make run's processes listen on is on loopback, or is the public gateway, or
+    refuses a call without the internal token (UNAUTHENTICATED, shown for each); and the Ray
+    cluster refuses a driver without its token."""
+    from tests.sockets import INTERNAL_APPS, external_address, listening, refused
+    from tests.sockets import unauthenticated_answers as answers_at
+
+    sockets = listening([psutil.Process(running.proc.pid), *_descendants(running.proc.pid)])
+    public = {PUBLIC_PORTS["HTTP"], PUBLIC_PORTS["gRPC"]}
+    exposed = [s for s in sockets if not s.loopback and s.port not in public]
+    assert any(s.loopback for s in sockets) and exposed, [str(s) for s in sockets]
+    host = external_address()
+    answers = {s: answers_at(f"{host}:{s.port}") for s in exposed}
+    open_ = {str(s): a for s, a in answers.items() if not refused(a)}
+    assert not open_, f"answers without a credential: {open_}"
+    for app in (*INTERNAL_APPS, "serve-handle"):  # each check was met at least once
+        assert any(a[app].startswith("UNAUTHENTICATED") for a in answers.values()), app
+    ray_port = running.env["VITRINE_RAY_PORT"]
+    connect = f"import ray; ray.init(address='127.0.0.1:{ray_port}'); print('CONNECTED')"
+    for auth in (
+        {"RAY_AUTH_MODE": "disabled"},
+        {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "x" * 32},
+    ):
+        env = {**running.env, **auth, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # loopback head
+        out = subprocess.run(
+            [str(ROOT / ".venv/bin/python"), "-c", connect],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode != 0 and "CONNECTED" not in out.stdout, (
+            auth,
+            out.stdout,
+            out.stderr[-2000:],
+        )
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
 def test_ctrl_c_leaves_no_process(running):
     """Last: SIGINT to the process group, as Ctrl-C in a terminal; nothing of ours survives
     (the broker's Tansu included, in a session of its own)."""
