@@ -269,33 +269,32 @@ def _cases(server: FeedServer, pid: str) -> st.SearchStrategy[Case]:
         stale = _record(_upsert(pid, at=0, title="stale", image_bytes=png_bytes(5)))
         return Case(f"delete ({how}) then a stale upsert", "absent", [first, delete, stale])
 
-    def refused(uri):
-        return Case("refused or broken URI", "dead", [_record(_upsert(pid, image_uri=uri))])
+    def salted(uri: str, salt: int) -> str:
+        # A query that changes no verdict, so that hypothesis draws each shape many times.
+        return f"{uri}{'&' if '?' in uri else '?'}s={salt}"
 
-    def transient(uri):
-        return Case(
-            "transient fetch failure",
-            "dead",
-            [_record(_upsert(pid, image_uri=uri))],
-            transient=True,
-        )
+    def refused(uri, salt):
+        event = _upsert(pid, image_uri=salted(uri, salt))
+        return Case("refused or broken URI", "dead", [_record(event)])
 
-    def huge(which):
+    def transient(uri, salt):
+        event = _upsert(pid, image_uri=salted(uri, salt))
+        return Case("transient fetch failure", "dead", [_record(event)], transient=True)
+
+    def huge(which, size, reserved):
         fields = {
-            "title": {"title": "t" * 1001, "image_bytes": png_bytes(1)},
-            "attributes": {
-                "attributes": {f"a_{i}": "v" for i in range(65)},
-                "image_bytes": png_bytes(1),
-            },
-            "value": {"attributes": {"a_big": "v" * 1001}, "image_bytes": png_bytes(1)},
-            "reserved": {
-                "attributes": {sorted(RESERVED_FIELDS)[hash(pid) % len(RESERVED_FIELDS)]: "x"},
-                "image_bytes": png_bytes(1),
-            },
-            "version": {"version": 2**64 - 1, "image_bytes": png_bytes(1)},
-            "bomb": {"image_bytes": png_bomb()},
+            "title": {"title": "t" * (1000 + size)},
+            "attributes": {"attributes": {f"a_{i}": "v" for i in range(64 + size % 200)}},
+            "value": {"attributes": {"a_big": "v" * (1000 + size)}},
+            "reserved": {"attributes": {reserved: str(size)}},
+            "version": {"version": 2**63 + size},
         }[which]
-        return Case(f"huge or reserved field ({which})", "dead", [_record(_upsert(pid, **fields))])
+        event = _upsert(pid, image_bytes=png_bytes(size % 50), **fields)
+        return Case(f"huge or reserved field ({which})", "dead", [_record(event)])
+
+    def bomb():
+        event = _upsert(pid, image_bytes=png_bomb())
+        return Case("decompression bomb", "dead", [_record(event)])
 
     def garbage(value, content_type):
         return Case("undecodable value", "dead", [(pid.encode(), value, [content_type])])
@@ -310,11 +309,15 @@ def _cases(server: FeedServer, pid: str) -> st.SearchStrategy[Case]:
         ),
         st.builds(updated, _titles, _titles, st.booleans()),
         st.builds(deleted, st.sampled_from(["op", "tombstone"]), _odd_headers),
-        st.builds(refused, st.sampled_from(refused_uris)),
-        st.builds(transient, st.sampled_from(transient_uris)),
+        st.builds(refused, st.sampled_from(refused_uris), st.integers(0, 10**9)),
+        st.builds(transient, st.sampled_from(transient_uris), st.integers(0, 10**9)),
         st.builds(
-            huge, st.sampled_from(["title", "attributes", "value", "reserved", "version", "bomb"])
+            huge,
+            st.sampled_from(["title", "attributes", "value", "reserved", "version"]),
+            st.integers(1, 3000),
+            st.sampled_from(sorted(RESERVED_FIELDS)),
         ),
+        st.builds(bomb),
         st.builds(
             garbage,
             st.one_of(st.binary(max_size=200), st.just(b"{broken"), st.just(b"")),
