@@ -352,24 +352,32 @@ def test_vector_store_over_grpc(platform):
     vector = np.linspace(-1, 1, 16, dtype=np.float32)
     with grpc.insecure_channel(target) as channel:
         stub = store_pb2_grpc.VectorStoreServiceStub(channel)
+        md = internal_metadata("vector-store")
         written = stub.UpsertPoints(
             conv.upsert_request_to_proto([Point("grpc-1", vector, {"title": "via grpc"})]),
             timeout=30,
+            metadata=md,
         )
         assert written.count == 1
-        found = stub.SearchPoints(
-            store_pb2.SearchPointsRequest(vector=vector.tobytes(), top_k=1), timeout=30
-        )
+        search = store_pb2.SearchPointsRequest(vector=vector.tobytes(), top_k=1)
+        found = stub.SearchPoints(search, timeout=30, metadata=md)
         assert found.hits[0].product_id == "grpc-1"
         assert found.hits[0].payload["title"] == "via grpc"
         with pytest.raises(grpc.RpcError) as info:
             stub.SearchPoints(
-                store_pb2.SearchPointsRequest(vector=vector[:3].tobytes(), top_k=1), timeout=30
+                store_pb2.SearchPointsRequest(vector=vector[:3].tobytes(), top_k=1),
+                timeout=30,
+                metadata=md,
             )
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "16-d" in info.value.details()
-        assert stub.DeletePoints(store_pb2.DeletePointsRequest(product_ids=["grpc-1"])).count == 1
-        gone = stub.RetrievePoints(store_pb2.RetrievePointsRequest(product_ids=["grpc-1"]))
+        deleted = stub.DeletePoints(
+            store_pb2.DeletePointsRequest(product_ids=["grpc-1"]), metadata=md
+        )
+        assert deleted.count == 1
+        gone = stub.RetrievePoints(
+            store_pb2.RetrievePointsRequest(product_ids=["grpc-1"]), metadata=md
+        )
         assert list(gone.points) == []
 
 
