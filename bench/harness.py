@@ -71,6 +71,23 @@ def p99(samples: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
 
 
+def internal_metadata(app_name: str) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata of a call to an internal service of the benchmark's Ray: the application
+    and the internal token, one per process, set before Ray starts so the replicas get it."""
+    import os
+    import secrets
+
+    from shared.serving.security import InternalToken
+
+    if not os.environ.get("VITRINE_INTERNAL_TOKEN_FILE"):
+        os.environ.setdefault("VITRINE_INTERNAL_TOKEN", secrets.token_urlsafe(32))
+    token = InternalToken.load(
+        env_text=os.environ.get("VITRINE_INTERNAL_TOKEN"),
+        file=os.environ.get("VITRINE_INTERNAL_TOKEN_FILE"),
+    )
+    return token.metadata(app_name)
+
+
 def start_ray() -> None:
     """The local Ray every serving benchmark runs on: 2 CPUs, no dashboard, quiet."""
     import os
@@ -78,6 +95,7 @@ def start_ray() -> None:
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    internal_metadata("")  # the internal services refuse calls without the token
     ray.init(
         num_cpus=2,
         include_dashboard=False,

@@ -24,7 +24,7 @@ from pathlib import Path
 import grpc
 from tqdm.auto import tqdm
 
-from bench.harness import Row, Section, p50, p99, start_ray
+from bench.harness import Row, Section, internal_metadata, p50, p99, start_ray
 from bench.serving import _bundle, _jpeg
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2_grpc
 from shared.api.vitrine.store.v1 import store_pb2_grpc
@@ -47,8 +47,8 @@ DATA = Path(
 )
 ROOT = Path(__file__).resolve().parents[1]
 METADATA = {
-    "encoder": (("application", "image-encoder"),),
-    "store": (("application", "vector-store"),),
+    "encoder": internal_metadata("image-encoder"),
+    "store": internal_metadata("vector-store"),
 }
 
 

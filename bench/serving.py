@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from bench.harness import Row, Section, p50, p99, start_ray, time_calls
+from bench.harness import Row, Section, internal_metadata, p50, p99, start_ray, time_calls
 from shared.api.vitrine.fusion.v1 import fusion_pb2_grpc
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2, image_encoder_pb2_grpc
 from shared.api.vitrine.search.v1 import search_pb2, search_pb2_grpc
@@ -235,7 +235,7 @@ def _hops(section: Section, plain_port: int) -> None:
     for name, stub_cls, method, request, app in cases:
         direct = getattr(stub_cls(plain_channel), method)
         served = getattr(stub_cls(grpc.insecure_channel(grpc_targets_sync(app)[0])), method)
-        md = (("application", app),)
+        md = internal_metadata(app)
         base = p50(time_calls(partial(direct, request, timeout=30), repeat=CALLS, warmup=10))
         via = p50(
             time_calls(partial(served, request, metadata=md, timeout=30), repeat=CALLS, warmup=10)
