@@ -463,6 +463,7 @@ def grpc_processor(settings: IngestionSettings) -> BatchProcessor:
         encode_concurrency=settings.encode_concurrency,
         thumbnail_px=settings.thumbnail_px,
         fetch_concurrency=settings.fetch_concurrency,
+        encode_max_bytes=INTERNAL_MAX_MESSAGE_BYTES * 3 // 4,
     )
 
 

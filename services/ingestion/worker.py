@@ -138,6 +138,7 @@ class BatchProcessor:
         fetcher: fetches image URIs under the fetch policy.
         limits: sizes an event may have.
         encode_batch, encode_concurrency: images per encoder call, calls in flight.
+        encode_max_bytes: image bytes per encoder call at most (under the gRPC message limit).
         thumbnail_px: stores a thumbnail this big in the payload (0: none).
         fetch_concurrency: records validated (and their images fetched) at once.
         gather_s: how long `process` waits for more records to become ready before writing
@@ -157,13 +158,14 @@ class BatchProcessor:
         thumbnail_px: int = 0,
         fetch_concurrency: int = 16,
         gather_s: float = 0.02,
+        encode_max_bytes: int = 48 * 2**20,
     ) -> None:
         self._embed, self._upsert, self._delete = embed, upsert, delete
         self._fetcher = fetcher or Fetcher(FetchPolicy())
         self._max_bytes = self._fetcher.policy.max_bytes
         self._limits = limits or EventLimits()
         self._thumbnail_px = thumbnail_px
-        self._encode_batch = encode_batch
+        self._encode_batch, self._encode_max_bytes = encode_batch, encode_max_bytes
         self._gather_s = gather_s
         self._validators = ThreadPoolExecutor(fetch_concurrency, thread_name_prefix="validate")
         # Chunks in flight at once: with 2, the encoder starts the next chunk while the previous
@@ -307,10 +309,7 @@ class BatchProcessor:
             Deletion(e.product_id, e.version) for e, _, _ in latest.values() if e.op == Op.DELETE
         ]
         result = BatchResult()
-        chunks = [
-            upserts[start : start + self._encode_batch]
-            for start in range(0, len(upserts), self._encode_batch)
-        ]
+        chunks = self._chunks(upserts)
         embed = partial(self._embed_chunk, rejected=result.rejected)
         for embedded in self._pool.map(embed, chunks) if self._pool else map(embed, chunks):
             points = [
@@ -330,6 +329,21 @@ class BatchProcessor:
             result.deleted += written.count if written is not None else len(deletes)
             result.stale += written.stale if written is not None else 0
         return result
+
+    def _chunks(self, upserts: list) -> list[list]:
+        """Upserts in encoder calls of at most `encode_batch` images and `encode_max_bytes`
+        image bytes (the internal gRPC message limit; one image always fits)."""
+        chunks, chunk, size = [], [], 0
+        for item in upserts:
+            n = len(item[1])
+            if chunk and (len(chunk) >= self._encode_batch or size + n > self._encode_max_bytes):
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(item)
+            size += n
+        if chunk:
+            chunks.append(chunk)
+        return chunks
 
     def _embed_chunk(self, chunk, *, rejected: list) -> list[tuple[CatalogEvent, object, str]]:
         """(event, vector, thumbnail) of each image the encoder accepted."""

@@ -199,6 +199,18 @@ def test_validation_reads_only_the_header():
         probe_image(buf.getvalue(), max_pixels=63 * 63)
 
 
+def test_encoder_calls_stay_under_the_byte_budget():
+    rec = Recorder()
+    p = rec.processor(encode_batch=32)
+    p._encode_max_bytes = 2 * len(png_bytes(0)) + 10  # two images per call
+    events = [
+        p.validate(*_record(CatalogEvent(f"p{i}", Op.UPSERT, image_bytes=png_bytes(0))))
+        for i in range(5)
+    ]
+    assert p.write(events).upserted == 5
+    assert rec.embedded == [2, 2, 1]
+
+
 def test_concurrent_chunks_are_written_in_order():
     rec = Recorder()
     p = rec.processor(encode_batch=2, encode_concurrency=3)
