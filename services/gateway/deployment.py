@@ -78,6 +78,25 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+DEPENDENCY_WAIT_S = 300.0
+
+
+async def _handle(deployment: str, app: str, *, wait_s: float = DEPENDENCY_WAIT_S):
+    """A handle to a dependency, waiting while its application is not deployed yet: Serve
+    deploys a config's applications side by side, and `get_deployment_handle` raises KeyError
+    for one that does not exist yet, which failed the gateway's replica (and, after Serve's
+    retries, the whole application) when the gateway started first."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return serve.get_deployment_handle(deployment, app)
+        except KeyError:
+            if time.monotonic() > deadline:
+                raise
+            log.info("waiting for application %s (%s) to be deployed", app, deployment)
+            await asyncio.sleep(1.0)
+
+
 @serve.deployment(name="Gateway")
 class Gateway:
     """Validates queries, fans out to the encoders, fuses, searches, and answers."""
@@ -123,11 +142,11 @@ class Gateway:
         for client in (self._deps.image, self._deps.text, self._deps.fusion, self._deps.store):
             client.start()
         # Health and model checks go through handles: off the query path, no gRPC method needed.
-        self._store_handle = serve.get_deployment_handle("VectorStore", apps["vector_store"])
+        self._store_handle = await _handle("VectorStore", apps["vector_store"])
         self._info = [
-            serve.get_deployment_handle("ImageEncoder", apps["image_encoder"]),
-            serve.get_deployment_handle("TextEncoder", apps["text_encoder"]),
-            serve.get_deployment_handle("Fusion", apps["fusion"]),
+            await _handle("ImageEncoder", apps["image_encoder"]),
+            await _handle("TextEncoder", apps["text_encoder"]),
+            await _handle("Fusion", apps["fusion"]),
             self._store_handle,
         ]
         self._limits, self._timeout_s = limits, request_timeout_s

@@ -284,7 +284,7 @@ def _cases(server: FeedServer, pid: str) -> st.SearchStrategy[Case]:
     def huge(which, size, reserved):
         fields = {
             "title": {"title": "t" * (1000 + size)},
-            "attributes": {"attributes": {f"a_{i}": "v" for i in range(64 + size % 200)}},
+            "attributes": {"attributes": {f"a_{i}": "v" for i in range(65 + size % 200)}},
             "value": {"attributes": {"a_big": "v" * (1000 + size)}},
             "reserved": {"attributes": {reserved: str(size)}},
             "version": {"version": 2**63 + size},
