@@ -386,7 +386,6 @@ def main() -> None:
         port = metrics.serve(settings.metrics_port, address=settings.metrics_address)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_address, port)
     worker = IngestionWorker(settings, processor, metrics)
-    log.info("image fetch policy: %s", fetch_policy(settings).describe())
     signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: worker.stopping.set())
     log.info(
@@ -449,11 +448,13 @@ def grpc_processor(settings: IngestionSettings) -> BatchProcessor:
         )
         return store_conv.write_response_from_proto(reply)
 
+    policy = fetch_policy(settings)
+    log.info("image fetch policy: %s", policy.describe())
     return BatchProcessor(
         embed=embed,
         upsert=upsert,
         delete=delete,
-        fetcher=Fetcher(fetch_policy(settings)),
+        fetcher=Fetcher(policy),
         limits=EventLimits(
             max_title_chars=settings.max_title_chars,
             max_attributes=settings.max_attributes,

@@ -39,7 +39,7 @@ from tests.integration.workers import (
     worker_settings,
 )
 from tests.internal import internal_metadata
-from tests.tiny import write_catalog
+from tests.tiny import png_bytes, write_catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -339,8 +339,6 @@ class _FlakyImages:
         import http.server
         import threading
 
-        from tests.tiny import png_bytes
-
         image, self.healthy, self.hits = png_bytes(11), threading.Event(), []
         owner = self
 
@@ -426,10 +424,12 @@ def test_an_older_event_never_overwrites_a_newer_one_nor_resurrects_a_delete(wor
     t = _now()
     older, newer = t - dt.timedelta(minutes=5), t
     events = [
-        CatalogEvent("order-1", Op.UPSERT, image_bytes=_png(1), title="new", event_time=newer),
-        CatalogEvent("order-1", Op.UPSERT, image_bytes=_png(2), title="old", event_time=older),
+        CatalogEvent("order-1", Op.UPSERT, image_bytes=png_bytes(1), title="new", event_time=newer),
+        CatalogEvent("order-1", Op.UPSERT, image_bytes=png_bytes(2), title="old", event_time=older),
         CatalogEvent("order-2", Op.DELETE, event_time=newer),
-        CatalogEvent("order-2", Op.UPSERT, image_bytes=_png(3), title="stale", event_time=older),
+        CatalogEvent(
+            "order-2", Op.UPSERT, image_bytes=png_bytes(3), title="stale", event_time=older
+        ),
     ]
     for e in events:  # one at a time: each in a batch of its own
         _publish(broker, [e], topic="catalog")
@@ -439,12 +439,6 @@ def test_an_older_event_never_overwrites_a_newer_one_nor_resurrects_a_delete(wor
     assert _retrieve(["order-2"]) == []
 
 
-def _png(seed: int) -> bytes:
-    from tests.tiny import png_bytes
-
-    return png_bytes(seed)
-
-
 def test_two_workers_racing_over_a_rebalance_never_write_a_stale_event(platform, broker, tmp_path):
     """Worker A polls v1 of a product and freezes before its store write (SIGSTOP, like a long
     pause); its session times out, worker B takes the partition and writes v1 then v2; then A
@@ -452,7 +446,7 @@ def test_two_workers_racing_over_a_rebalance_never_write_a_stale_event(platform,
     ensure_topics(broker.bootstrap_servers, {"catalog-race": 1, "catalog-race.dlq": 1})
     settings = worker_settings(broker, "catalog-race", "race-group", catalog_partitions=1)
     t = _now()
-    v1 = CatalogEvent("race-1", Op.UPSERT, image_bytes=_png(4), title="v1", event_time=t)
+    v1 = CatalogEvent("race-1", Op.UPSERT, image_bytes=png_bytes(4), title="v1", event_time=t)
     v2 = dataclasses.replace(v1, title="v2", event_time=t + dt.timedelta(seconds=1))
     _publish(broker, [v1], topic="catalog-race")
     a = WorkerProcess(tmp_path / "a.log", module="tests.integration.stalling_worker", **settings)

@@ -119,11 +119,17 @@ def store_count() -> int:
 
 def present(product_ids: list[str]) -> set[str]:
     """The ids of `product_ids` the store holds (through its gRPC API, 500 at a time)."""
+    return set(payloads(product_ids))
+
+
+def payloads(product_ids: list[str]) -> dict[str, dict]:
+    """Product id -> stored payload of the `product_ids` the store holds (through its gRPC
+    API, 500 at a time)."""
     from shared.api.vitrine.store.v1 import store_pb2_grpc
     from shared.conversions import store as store_conv
     from shared.vectorstore.base import RetrieveQuery
 
-    found = set()
+    found = {}
     with grpc.insecure_channel(grpc_targets_sync("vector-store")[0]) as ch:
         stub = store_pb2_grpc.VectorStoreServiceStub(ch)
         for start in range(0, len(product_ids), 500):
@@ -133,7 +139,9 @@ def present(product_ids: list[str]) -> set[str]:
                 timeout=60,
                 metadata=internal_metadata("vector-store"),
             )
-            found |= {p.product_id for p in store_conv.retrieve_response_from_proto(reply)}
+            found.update(
+                {p.product_id: p.payload for p in store_conv.retrieve_response_from_proto(reply)}
+            )
     return found
 
 

@@ -24,23 +24,24 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.api.vitrine.store.v1 import store_pb2_grpc
-from shared.conversions import store as store_conv
 from shared.conversions.catalog import event_to_bytes, event_to_json
-from shared.serving.endpoints import grpc_targets_sync
 from shared.streaming.broker import LocalBroker
 from shared.streaming.dlq import REASON_HEADER, SOURCE_HEADER, TRANSIENT_HEADER
 from shared.streaming.events import CONTENT_TYPE, committed_behind, ensure_topics
 from shared.types import CatalogEvent, Op
-from shared.vectorstore.base import RESERVED_FIELDS, RetrieveQuery
+from shared.vectorstore.base import RESERVED_FIELDS
 from tests.fuzzing import Tally, images, png_bomb, scale
-from tests.integration.workers import WorkerProcess, dead_letters, until, worker_settings
-from tests.internal import internal_metadata
+from tests.integration.workers import (
+    WorkerProcess,
+    dead_letters,
+    payloads,
+    until,
+    worker_settings,
+)
 from tests.tiny import png_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -374,23 +375,6 @@ def _produce(bootstrap_servers: str, cases: list[Case]) -> list[tuple[Case, tupl
     return acks
 
 
-def _payloads(product_ids: list[str]) -> dict[str, dict]:
-    out = {}
-    with grpc.insecure_channel(grpc_targets_sync("vector-store")[0]) as channel:
-        stub = store_pb2_grpc.VectorStoreServiceStub(channel)
-        for start in range(0, len(product_ids), 500):
-            query = RetrieveQuery(tuple(product_ids[start : start + 500]))
-            reply = stub.RetrievePoints(
-                store_conv.retrieve_request_to_proto(query),
-                timeout=60,
-                metadata=internal_metadata("vector-store"),
-            )
-            out.update(
-                {p.product_id: p.payload for p in store_conv.retrieve_response_from_proto(reply)}
-            )
-    return out
-
-
 def test_hostile_feeds_end_indexed_deleted_or_dead_lettered(platform, tmp_path):
     n_cases = scale("feed_events", 300)  # each case is one or more records
     server = FeedServer()
@@ -453,7 +437,7 @@ def test_hostile_feeds_end_indexed_deleted_or_dead_lettered(platform, tmp_path):
     finally:
         server.close()
 
-    payloads = _payloads([f"hf{i}" for i in range(len(cases))])
+    stored = payloads([f"hf{i}" for i in range(len(cases))])
     sources: dict[int, list[str]] = {}
     for case, (partition, offset) in acks:
         sources.setdefault(id(case), []).append(f"feed/{partition}/{offset}")
@@ -463,18 +447,18 @@ def test_hostile_feeds_end_indexed_deleted_or_dead_lettered(platform, tmp_path):
         dead = [letters[s] for s in mine if s in letters]
         if case.expect == "indexed":
             assert not dead, (case.kind, dead)
-            assert pid in payloads, f"{pid} ({case.kind}) was not stored"
-            assert payloads[pid]["title"] == case.title, (case.kind, payloads[pid])
+            assert pid in stored, f"{pid} ({case.kind}) was not stored"
+            assert stored[pid]["title"] == case.title, (case.kind, stored[pid])
             for name, value in case.attributes.items():
-                assert payloads[pid][name] == value, (case.kind, name)
+                assert stored[pid][name] == value, (case.kind, name)
             outcome = "indexed with its title and attributes"
         elif case.expect == "absent":
             assert not dead, (case.kind, dead)
-            assert pid not in payloads, f"{pid} ({case.kind}) came back"
+            assert pid not in stored, f"{pid} ({case.kind}) came back"
             outcome = "deleted; the stale upsert after it skipped"
         elif case.expect == "dead":
             assert len(dead) == len(mine), f"{pid} ({case.kind}): {len(dead)} dead letters"
-            assert pid not in payloads, f"{pid} ({case.kind}) both stored and dead-lettered"
+            assert pid not in stored, f"{pid} ({case.kind}) both stored and dead-lettered"
             for reason, transient in dead:
                 assert reason.strip()
                 assert transient == case.transient, (case.kind, reason)
@@ -482,8 +466,8 @@ def test_hostile_feeds_end_indexed_deleted_or_dead_lettered(platform, tmp_path):
                     assert f"after {ATTEMPTS} attempts" in reason, reason
             outcome = "dead-lettered, marked transient" if case.transient else "dead-lettered"
         else:
-            assert bool(dead) != (pid in payloads), f"{pid}: stored {pid in payloads}, {dead}"
-            outcome = "indexed" if pid in payloads else "dead-lettered"
+            assert bool(dead) != (pid in stored), f"{pid}: stored {pid in stored}, {dead}"
+            outcome = "indexed" if pid in stored else "dead-lettered"
         tally.add(f"{case.kind}: {outcome}")
     # No dead letter belongs to a record that was not expected to die.
     expected_sources = {s for c in cases for s in sources[id(c)]}
