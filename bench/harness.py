@@ -77,7 +77,7 @@ def internal_metadata(app_name: str) -> tuple[tuple[str, str], ...]:
     import os
     import secrets
 
-    from shared.serving.security import InternalToken
+    from shared.serving.auth import InternalToken
 
     if not os.environ.get("VITRINE_INTERNAL_TOKEN_FILE"):
         os.environ.setdefault("VITRINE_INTERNAL_TOKEN", secrets.token_urlsafe(32))

@@ -26,12 +26,12 @@ from tqdm.auto import tqdm
 
 from bench.harness import Row, Section, internal_metadata, p50, p99, start_ray
 from bench.serving import _bundle, _jpeg
+from operations.broker import LocalBroker
+from operations.ports import free_port, private_port_ranges
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2_grpc
 from shared.api.vitrine.store.v1 import store_pb2_grpc
 from shared.conversions import image_encoder as image_conv
 from shared.conversions import store as store_conv
-from shared.serving.endpoints import private_port_ranges
-from shared.streaming.broker import LocalBroker, free_port
 from shared.streaming.events import publish
 from shared.types import CatalogEvent, Op
 from shared.vectorstore.base import RetrieveQuery
@@ -199,7 +199,7 @@ def run() -> Section:
     import ray
     from ray import serve
 
-    from services.cli.serve_commands import deploy, load_config
+    from operations.serve import deploy, load_config
 
     section = Section(
         title="Streaming ingestion (Kafka -> worker -> encoder -> store)",

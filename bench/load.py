@@ -308,7 +308,7 @@ def served_config() -> Served:
     """Asks the running replicas (through Serve handles on the cluster `make run` started)."""
     from ray import serve
 
-    from services.cli.serve_commands import connect_ray
+    from operations.serve import connect_ray
     from shared.serving.endpoints import release_handles
 
     connect_ray()

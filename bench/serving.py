@@ -25,6 +25,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from bench.harness import Row, Section, internal_metadata, p50, p99, start_ray, time_calls
+from operations.ports import free_port, private_port_ranges
 from shared.api.vitrine.fusion.v1 import fusion_pb2_grpc
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2, image_encoder_pb2_grpc
 from shared.api.vitrine.search.v1 import search_pb2, search_pb2_grpc
@@ -38,8 +39,7 @@ from shared.models.bundle import save_bundle
 from shared.models.encoders_onnx import export_bundle
 from shared.models.factory import build_image_backbone, build_text_backbone
 from shared.models.model import HeadConfig, RetrievalModel
-from shared.serving.endpoints import private_port_ranges, release_handles
-from shared.streaming.broker import free_port
+from shared.serving.endpoints import release_handles
 from shared.types import Embeddings, FusionInput
 from shared.vectorstore import Point, open_store
 from training.config import ExportConfig
@@ -357,7 +357,7 @@ def _throughput(section: Section, plain: _PlainServer) -> None:
 def run() -> Section:
     import ray
 
-    from services.cli.serve_commands import deploy, load_config
+    from operations.serve import deploy, load_config
 
     section = Section(
         title="Serving (Ray Serve, gRPC)",

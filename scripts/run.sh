@@ -14,13 +14,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # This script and each process it starts get SIGTERM from the kernel when their parent dies,
-# whatever killed it (prctl PR_SET_PDEATHSIG, kept across exec; services/cli/supervise.py): a
+# whatever killed it (prctl PR_SET_PDEATHSIG, kept across exec; operations/supervise.py): a
 # `make run` killed with SIGKILL once left the broker on its port, owned by PID 1 (issue 17).
 if [[ "${VITRINE_RUN_PID:-}" != "$$" ]]; then
   export VITRINE_RUN_PID=$$
-  exec .venv/bin/python -m services.cli.supervise exec -- bash "$PWD/scripts/run.sh" "$@"
+  exec .venv/bin/python -m operations.supervise exec -- bash "$PWD/scripts/run.sh" "$@"
 fi
-SUPERVISE=(.venv/bin/python -m services.cli.supervise)
+SUPERVISE=(.venv/bin/python -m operations.supervise)
 START=$SECONDS
 # Closed by default (issue 17): Ray's token authentication, the token in Ray's own place (made
 # here, mode 0600, when missing), where every `vitrine` command finds it; every Ray port on

@@ -3,7 +3,8 @@
 import os
 import secrets
 
-from shared.serving.endpoints import internal_message_limit, private_port_ranges
+from operations.ports import private_port_ranges
+from shared.serving.endpoints import internal_message_limit
 
 # The serving configuration `make run` uses: Serve's direct ingress and gRPC transport
 # (deploy/serve/vitrine.yaml explains why).
@@ -14,7 +15,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The internal services refuse gRPC calls without the platform's internal token: one per session,
-# inherited by the session's Ray (its replicas) and every subprocess (tests/internal.py).
+# inherited by the session's Ray (its replicas) and every subprocess (tests/support/internal.py).
 if not os.environ.get("VITRINE_INTERNAL_TOKEN_FILE"):
     os.environ.setdefault("VITRINE_INTERNAL_TOKEN", secrets.token_urlsafe(32))
 internal_message_limit(os.environ)

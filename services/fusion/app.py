@@ -6,8 +6,8 @@ from ray.serve import Application
 
 from services.fusion.config import FusionSettings
 from services.fusion.deployment import Fusion
+from shared.serving.auth import service_internal_token
 from shared.serving.runtime import resolve_bundle
-from shared.serving.security import service_internal_token
 from shared.settings import SettingsError, load_settings
 
 

@@ -14,6 +14,7 @@ from shared.conversions import fusion as conv
 from shared.conversions import replica as replica_conv
 from shared.logs import serve_logger
 from shared.models import encoders
+from shared.serving.auth import InternalToken
 from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
@@ -24,7 +25,6 @@ from shared.serving.runtime import (
     resolve_device,
     set_torch_threads,
 )
-from shared.serving.security import InternalToken
 from shared.types import Embeddings, FusionInput, ReplicaInfo
 
 log = serve_logger(__name__)

@@ -7,12 +7,8 @@ from ray.serve import Application
 from services.gateway.config import GatewaySettings
 from services.gateway.deployment import Gateway
 from services.gateway.search import Limits
-from shared.serving.security import (
-    ApiKeys,
-    TLSFiles,
-    caller_internal_token,
-    open_gateway_problem,
-)
+from services.gateway.security import ApiKeys, TLSFiles, open_gateway_problem
+from shared.serving.auth import caller_internal_token
 from shared.settings import SettingsError, load_settings
 
 

@@ -25,10 +25,10 @@ from shared.conversions import image_encoder as image_conv
 from shared.conversions import store as store_conv
 from shared.conversions import text_encoder as text_conv
 from shared.logs import serve_logger
+from shared.serving.auth import InternalToken
 from shared.serving.coalescing import Coalescer
 from shared.serving.endpoints import grpc_targets
 from shared.serving.errors import DependencyError, LimitError, RequestError
-from shared.serving.security import InternalToken
 from shared.types import Embeddings, Filter, FusionInput, Hit
 from shared.vectorstore.base import PointQuery, RetrieveQuery, StoredPoint
 

@@ -21,6 +21,7 @@ from shared.models.transforms import (
     decode_image,
     request_pixels,
 )
+from shared.serving.auth import InternalToken
 from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
@@ -31,7 +32,6 @@ from shared.serving.runtime import (
     resolve_device,
     set_torch_threads,
 )
-from shared.serving.security import InternalToken
 from shared.types import Embeddings, ReplicaInfo
 
 log = serve_logger(__name__)

@@ -6,8 +6,8 @@ from ray.serve import Application
 
 from services.text_encoder.config import TextEncoderSettings
 from services.text_encoder.deployment import TextEncoder
+from shared.serving.auth import service_internal_token
 from shared.serving.runtime import resolve_bundle
-from shared.serving.security import service_internal_token
 from shared.settings import SettingsError, load_settings
 
 

@@ -11,6 +11,7 @@ from shared.conversions import replica as replica_conv
 from shared.conversions import text_encoder as conv
 from shared.logs import serve_logger
 from shared.models import encoders
+from shared.serving.auth import InternalToken
 from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
@@ -21,7 +22,6 @@ from shared.serving.runtime import (
     resolve_device,
     set_torch_threads,
 )
-from shared.serving.security import InternalToken
 from shared.types import Embeddings, ReplicaInfo
 
 log = serve_logger(__name__)

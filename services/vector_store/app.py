@@ -8,8 +8,8 @@ from ray.serve import Application
 
 from services.vector_store.config import VectorStoreSettings
 from services.vector_store.deployment import VectorStore
+from shared.serving.auth import service_internal_token
 from shared.serving.runtime import resolve_bundle
-from shared.serving.security import service_internal_token
 from shared.settings import SettingsError, load_settings
 
 

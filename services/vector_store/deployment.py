@@ -21,10 +21,10 @@ from shared.conversions import replica as replica_conv
 from shared.conversions import store as conv
 from shared.logs import serve_logger
 from shared.models.bundle import Manifest
+from shared.serving.auth import InternalToken
 from shared.serving.errors import RequestError, grpc_method, parse
 from shared.serving.replica import replica_info
 from shared.serving.runtime import resolve_bundle
-from shared.serving.security import InternalToken
 from shared.types import Filter, Hit, filter_problem
 from shared.vectorstore import (
     Deletion,

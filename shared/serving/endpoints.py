@@ -78,25 +78,6 @@ async def release_handles() -> None:
     await _get_global_client().shutdown_cached_handles_async()
 
 
-def private_port_ranges(environ, *, slot: int) -> None:
-    """Gives this Ray cluster's direct-ingress replicas port ranges of their own.
-
-    Serve allocates replica ports from fixed ranges (gRPC 40000-41000, HTTP 30000-31000) and
-    gRPC servers bind with SO_REUSEPORT, so two clusters on one machine (tests beside
-    `make run`) would silently share ports and answer each other's calls. Must be set before
-    `ray.init` so the raylet and every replica inherit it.
-
-    Args:
-        environ: the environment to update (os.environ).
-        slot: 0..99, which block of 100 ports each range uses.
-    """
-    grpc_base, http_base = 41000 + 100 * slot, 31000 + 100 * slot
-    environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT", str(grpc_base))
-    environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT", str(grpc_base + 99))
-    environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", str(http_base))
-    environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT", str(http_base + 99))
-
-
 def internal_message_limit(environ) -> None:
     """Caps Serve's gRPC servers (direct-ingress replicas and proxies) at
     INTERNAL_MAX_MESSAGE_BYTES unless set already. Must be set before `ray start`/`ray.init` so

@@ -78,13 +78,13 @@ def grpc_method(fn):
     sets the call's status (report_to_grpc) before Serve sees it.
 
     Every call must carry the internal token the deployment holds as `self._internal_token`
-    (shared.serving.security.check_internal_call): without it the call is refused with
+    (shared.serving.auth.check_internal_call): without it the call is refused with
     UNAUTHENTICATED before `fn` runs, and a deployment holding no token refuses every call.
 
     The wrapper names `grpc_context` in its own signature, which is how Serve decides to pass
     the context (ray.serve._private.replica.UserMethodInfo), so it must not expose `fn`'s.
     """
-    from shared.serving.security import check_internal_call  # security imports this module
+    from shared.serving.auth import check_internal_call  # auth imports this module
 
     async def method(self, request, grpc_context=None):
         try:

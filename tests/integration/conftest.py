@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.streaming.broker import free_port
-from tests.cli import run_vitrine
-from tests.tiny import write_catalog, write_tiny_bundle
+from operations.ports import free_port
+from tests.support.cli import run_vitrine
+from tests.support.tiny import write_catalog, write_tiny_bundle
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ def deploy_platform(tmp_path_factory):
     """The `platform` fixture's body: deploys, yields the Platform, deletes its applications."""
     from ray import serve
 
-    from services.cli.serve_commands import deploy, index_catalog, load_config
+    from operations.indexing import index_catalog
+    from operations.serve import deploy, load_config
 
     root = tmp_path_factory.mktemp("platform")
     bundle = write_tiny_bundle(root)
@@ -147,7 +148,7 @@ def add_gateways(platform: Platform, apps: dict[str, dict]) -> dict[str, tuple[s
     """
     import copy
 
-    from services.cli.serve_commands import deploy
+    from operations.serve import deploy
 
     (gateway,) = (a for a in platform.config["applications"] if a["name"] == "gateway")
     addresses = {}

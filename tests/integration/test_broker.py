@@ -9,7 +9,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
-from shared.streaming.broker import LocalBroker
+from operations.broker import LocalBroker
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ def test_broker_round_trip_and_stop(tmp_path):
 def test_publish_a_catalog_then_read_it_back(tmp_path):
     from shared.data.catalog import load_products
     from shared.streaming.events import decode, product_events, publish
-    from tests.tiny import write_catalog
+    from tests.support.tiny import write_catalog
 
     catalog = write_catalog(tmp_path / "catalog", n=9)
     products = {p.id: p for p in load_products(catalog)}
@@ -127,7 +127,7 @@ def test_vitrine_publish_command(tmp_path):
     import subprocess
     import sys
 
-    from tests.tiny import write_catalog
+    from tests.support.tiny import write_catalog
 
     catalog = write_catalog(tmp_path / "catalog", n=4)
     with LocalBroker() as broker:
@@ -135,7 +135,7 @@ def test_vitrine_publish_command(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "services.cli.app",
+                "cli.app",
                 "publish",
                 str(catalog),
                 "--json",
@@ -175,7 +175,7 @@ def test_wait_consumed_follows_the_group_commits(tmp_path):
         publish,
         wait_consumed,
     )
-    from tests.tiny import write_catalog
+    from tests.support.tiny import write_catalog
 
     catalog = write_catalog(tmp_path / "catalog", n=7)
     with LocalBroker() as broker:

@@ -14,13 +14,14 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
-from services.ingestion.app import IngestionWorker, grpc_processor
+from operations.broker import LocalBroker
+from services.ingestion.app import grpc_processor
 from services.ingestion.config import IngestionSettings
-from services.ingestion.worker import REASON_HEADER
+from services.ingestion.consumer import IngestionWorker
+from services.ingestion.processor import REASON_HEADER
 from shared.api.vitrine.store.v1 import store_pb2_grpc
 from shared.conversions import store as store_conv
 from shared.serving.endpoints import grpc_targets_sync
-from shared.streaming.broker import LocalBroker
 from shared.streaming.events import (
     committed_behind,
     encode,
@@ -30,7 +31,9 @@ from shared.streaming.events import (
 )
 from shared.types import CatalogEvent, Op
 from shared.vectorstore.base import RetrieveQuery
-from tests.integration.workers import (
+from tests.support.internal import internal_metadata
+from tests.support.tiny import png_bytes, write_catalog
+from tests.support.workers import (
     WorkerProcess,
     dead_letters,
     present,
@@ -38,8 +41,6 @@ from tests.integration.workers import (
     until,
     worker_settings,
 )
-from tests.internal import internal_metadata
-from tests.tiny import png_bytes, write_catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -272,7 +273,7 @@ def test_a_json_event_produced_by_kcat_is_indexed(platform, tmp_path):
     """A third-party producer (librdkafka, not kafka-python) writes the JSON form of an event."""
     if not KCAT.exists():
         pytest.skip(f"kcat is not installed at {KCAT} (`make tools` fetches it with apt-get)")
-    from tests.kafka_relay import KafkaRelay
+    from tests.support.kafka_relay import KafkaRelay
 
     catalog = write_catalog(tmp_path / "c", n=1, prefix="kcat")
     event = {
@@ -285,7 +286,7 @@ def test_a_json_event_produced_by_kcat_is_indexed(platform, tmp_path):
     message = tmp_path / "event.json"
     message.write_text(json.dumps(event))
     broker = LocalBroker()
-    # kcat's librdkafka 2.0.2 needs the relay (tests/kafka_relay.py says why); so does
+    # kcat's librdkafka 2.0.2 needs the relay (tests/support/kafka_relay.py says why); so does
     # everything else on this broker, which advertises the relay's port.
     with KafkaRelay(broker.port) as relay:
         broker.advertised_port = relay.port
@@ -449,7 +450,7 @@ def test_two_workers_racing_over_a_rebalance_never_write_a_stale_event(platform,
     v1 = CatalogEvent("race-1", Op.UPSERT, image_bytes=png_bytes(4), title="v1", event_time=t)
     v2 = dataclasses.replace(v1, title="v2", event_time=t + dt.timedelta(seconds=1))
     _publish(broker, [v1], topic="catalog-race")
-    a = WorkerProcess(tmp_path / "a.log", module="tests.integration.stalling_worker", **settings)
+    a = WorkerProcess(tmp_path / "a.log", module="tests.support.stalling_worker", **settings)
     b = None
     try:
         until(lambda: _state(a.proc.pid) == "T", timeout_s=180, what="A to stall", workers=[])

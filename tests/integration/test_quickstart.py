@@ -27,9 +27,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from shared.serving.endpoints import private_port_ranges
-from shared.streaming.broker import free_port
-from tests.webdriver import Browser, find_chromium
+from operations.ports import free_port, private_port_ranges
+from tests.support.webdriver import Browser, find_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -266,7 +265,7 @@ def _status(env: dict[str, str]) -> tuple[int, dict]:
 
 def _worker(env: dict[str, str]) -> psutil.Process:
     """The ingestion worker: the process on its metrics port."""
-    from shared.process import listeners
+    from operations.process import listeners
 
     [worker] = listeners(int(env.get("VITRINE_METRICS_PORT", PUBLIC_PORTS["metrics"])))
     return psutil.Process(worker.pid)
@@ -308,8 +307,8 @@ def test_make_run_is_closed_by_default(running):
     """Every socket make run's processes listen on is on loopback, or is the public gateway, or
     refuses a call without the internal token (UNAUTHENTICATED, shown for each); and the Ray
     cluster refuses a driver without its token."""
-    from tests.sockets import INTERNAL_APPS, external_address, listening, refused
-    from tests.sockets import unauthenticated_answers as answers_at
+    from tests.support.sockets import INTERNAL_APPS, external_address, listening, refused
+    from tests.support.sockets import unauthenticated_answers as answers_at
 
     sockets = listening([psutil.Process(running.proc.pid), *_descendants(running.proc.pid)])
     public = {PUBLIC_PORTS["HTTP"], PUBLIC_PORTS["gRPC"]}

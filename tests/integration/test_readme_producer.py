@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from shared.streaming.broker import LocalBroker
+from operations.broker import LocalBroker
 from shared.streaming.events import decode, ensure_topics
 from shared.types import Op
 

@@ -20,10 +20,11 @@ import psutil
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from services.cli.status_commands import check_ingestion, group_members
-from services.ingestion.app import IngestMetrics
-from shared.process import port_free
-from shared.streaming.broker import BrokerError, LocalBroker, free_port
+from operations.broker import BrokerError, LocalBroker
+from operations.ports import free_port
+from operations.process import port_free
+from operations.status import check_ingestion, group_members
+from services.ingestion.metrics import IngestMetrics
 from shared.streaming.events import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -50,7 +51,7 @@ def test_killed_vitrine_broker_takes_tansu_with_it(tmp_path):
     log = tmp_path / "broker.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.app", "broker", "--port", str(port)],
+            [sys.executable, "-m", "cli.app", "broker", "--port", str(port)],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -74,7 +75,7 @@ def test_vitrine_broker_on_a_taken_port_names_the_holder():
         holder.listen()
         port = holder.getsockname()[1]
         proc = subprocess.run(
-            [sys.executable, "-m", "services.cli.app", "broker", "--port", str(port)],
+            [sys.executable, "-m", "cli.app", "broker", "--port", str(port)],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -29,7 +29,7 @@ from shared.data.catalog import load_products
 from shared.models.bundle import load_bundle
 from shared.models.inference import embed_texts, fuse
 from shared.models.transforms import decode_image
-from tests.internal import internal_metadata
+from tests.support.internal import internal_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -271,7 +271,7 @@ def test_concurrent_calls_share_batches_in_the_replica(platform):
     made one batch per call under this load; shared/serving/batching.py)."""
     import asyncio
 
-    from services.cli.serve_commands import replica_infos
+    from operations.serve import replica_infos
     from shared.serving.endpoints import grpc_targets_sync
 
     (target,) = grpc_targets_sync("text-encoder")
@@ -387,7 +387,7 @@ def test_batching_is_tuned_at_run_time_without_a_restart(platform):
 
     from ray import serve
 
-    from services.cli.serve_commands import deploy
+    from operations.serve import deploy
     from shared.serving.endpoints import grpc_targets_sync, release_handles
 
     async def info() -> dict:
@@ -411,7 +411,7 @@ def test_batching_is_tuned_at_run_time_without_a_restart(platform):
     # Same replica (same port), reconfigured in place.
     assert grpc_targets_sync("text-encoder") == [target_before]
     # `vitrine serve status` asks every replica what it runs with, over gRPC.
-    from services.cli.serve_commands import replica_infos
+    from operations.serve import replica_infos
 
     ((target, replica),) = replica_infos("text-encoder")
     assert target == target_before and replica.application == "text-encoder"
@@ -424,7 +424,7 @@ def test_vitrine_search_command(platform, capsys):
     """The CLI prints what the gateway returns; a filter narrows it; a bad filter is an error."""
     import json as json_module
 
-    from services.cli.app import main
+    from cli.app import main
 
     assert (
         main(["search", "red shirt", "--gateway", platform.gateway, "--top-k", "3", "--json"]) == 0
@@ -439,7 +439,7 @@ def test_vitrine_search_command(platform, capsys):
     assert "hits in" in table
     blue = {
         f"p{i}" for i in range(12) if i % 3 == 1
-    }  # tests/tiny.py colours cycle Red, Blue, Black
+    }  # tests/support/tiny.py colours cycle Red, Blue, Black
     shown = {line.split()[2] for line in table.splitlines()[1:-1]}
     assert shown and shown <= blue
     assert main(["search", "x", "--gateway", platform.gateway, "--filter", "oops"]) == 2

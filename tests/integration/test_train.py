@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import run_vitrine
+from tests.support.cli import run_vitrine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

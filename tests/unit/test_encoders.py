@@ -13,7 +13,7 @@ from PIL import Image
 from shared.models import encoders
 from shared.models.bundle import BundleError, Manifest
 from shared.models.encoders_onnx import describe, export_bundle
-from tests.tiny import write_tiny_bundle
+from tests.support.tiny import write_tiny_bundle
 
 TEXTS = ["blue shirt", "red dress in black", "shirt"]
 

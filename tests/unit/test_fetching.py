@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from services.ingestion.fetching import Fetcher, FetchPolicy, PoisonError, TransientError
-from services.ingestion.worker import BatchProcessor
+from services.ingestion.processor import BatchProcessor
 from shared.streaming.events import encode
 from shared.types import CatalogEvent, Op
-from tests.tiny import png_bytes
+from tests.support.tiny import png_bytes
 
 LOOPBACK = "127.0.0.1/32"
 IMAGE = png_bytes(7)

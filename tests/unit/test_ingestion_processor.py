@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from services.ingestion.fetching import Fetcher, FetchPolicy
-from services.ingestion.worker import BatchProcessor, PoisonError
+from services.ingestion.processor import BatchProcessor, PoisonError
 from shared.streaming.events import encode
 from shared.types import CatalogEvent, Op
-from tests.tiny import png_bytes
+from tests.support.tiny import png_bytes
 
 
 class Recorder:
@@ -251,7 +251,7 @@ def test_headers_with_null_values_are_ignored():
 
 
 def test_an_unexpected_failure_in_validation_is_a_named_dead_letter(monkeypatch):
-    import services.ingestion.worker as worker
+    import services.ingestion.processor as worker
 
     def broken(*args, **kwargs):
         raise KeyError("surprise")
@@ -290,7 +290,8 @@ def _worker_with(producer, *, stopping: bool = False):
     import threading
     from types import SimpleNamespace
 
-    from services.ingestion.app import IngestionWorker, IngestMetrics
+    from services.ingestion.consumer import IngestionWorker
+    from services.ingestion.metrics import IngestMetrics
 
     worker = IngestionWorker.__new__(IngestionWorker)
     worker._settings = SimpleNamespace(dlq_topic="dlq")
@@ -320,7 +321,7 @@ def _poison_record(offset: int):
 def test_dead_letters_are_acknowledged_before_the_commit(monkeypatch, at_send):
     """A failed dead-letter send is resent until the broker acknowledges it (issue 17: the
     result was ignored and the record lost once the batch committed)."""
-    from services.ingestion.worker import BatchResult
+    from services.ingestion.processor import BatchResult
 
     monkeypatch.setattr("time.sleep", lambda s: None)
     producer = _FlakyProducer(failures=3, at_send=at_send)
@@ -336,8 +337,8 @@ def test_dead_letters_are_acknowledged_before_the_commit(monkeypatch, at_send):
 
 
 def test_stopping_with_unacknowledged_dead_letters_commits_nothing(monkeypatch):
-    from services.ingestion.app import DeadLetterError
-    from services.ingestion.worker import BatchResult
+    from services.ingestion.consumer import DeadLetterError
+    from services.ingestion.processor import BatchResult
 
     monkeypatch.setattr("time.sleep", lambda s: None)
     worker = _worker_with(_FlakyProducer(failures=100), stopping=True)

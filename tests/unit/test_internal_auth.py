@@ -9,16 +9,16 @@ import grpc
 import psutil
 import pytest
 
-from shared.serving.errors import grpc_method
-from shared.serving.security import (
+from services.gateway.security import open_gateway_problem
+from shared.serving.auth import (
     INTERNAL_TOKEN_HEADER,
     NO_INTERNAL_TOKEN,
     InternalToken,
     UnauthenticatedError,
     caller_internal_token,
-    open_gateway_problem,
     service_internal_token,
 )
+from shared.serving.errors import grpc_method
 from shared.settings import InternalCallSettings, SettingsError, load_settings
 
 TOKEN = "t" * 40
@@ -185,8 +185,8 @@ def test_production_internal_service_refuses_to_start_without_a_token(production
 
 
 def test_ingestion_metrics_bind_loopback_by_default():
-    from services.ingestion.app import IngestMetrics
     from services.ingestion.config import IngestionSettings
+    from services.ingestion.metrics import IngestMetrics
 
     assert IngestionSettings.model_fields["metrics_address"].default == "127.0.0.1"
     port = IngestMetrics().serve(0)

@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.cli.deploy_commands import (
+from operations.k8s_checks import check_objects, check_overlay, kustomize
+from operations.profiles import (
     K8S_DIR,
     OVERLAYS,
     PROFILES,
     render_serve_config,
     stale_serve_configs,
 )
-from services.cli.k8s_checks import check_objects, check_overlay, kustomize
-from services.cli.serve_commands import DEFAULT_CONFIG, ROOT
+from operations.serve import DEFAULT_CONFIG, ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def test_every_overlay_renders_and_passes_every_check(overlay):
 
 def test_the_cli_check_exits_zero_and_names_each_overlay():
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli.app", "deploy", "check"],
+        [sys.executable, "-m", "cli.app", "deploy", "check"],
         capture_output=True,
         text=True,
         cwd=ROOT,

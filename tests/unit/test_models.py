@@ -17,8 +17,8 @@ from shared.models.inference import embed_images, embed_texts, fuse
 from shared.models.losses import LOSSES, cmpm, info_nce, triplet_hard_negative
 from shared.models.text_backbone_hf import HFTextBackbone
 from shared.models.transforms import ImageDecodeError, ImagePreprocessor, decode_image
-from tests.tiny import tiny_model as build_tiny_model
-from tests.tiny import write_tiny_checkpoints
+from tests.support.tiny import tiny_model as build_tiny_model
+from tests.support.tiny import write_tiny_checkpoints
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from services.cli.supervise import RestartPolicy, Supervisor, check_ports, describe_exit
-from shared.process import Listener, listeners, port_free, port_in_use
+from operations.process import Listener, listeners, port_free, port_in_use
+from operations.supervise import RestartPolicy, Supervisor, check_ports, describe_exit
 
 Addr = namedtuple("Addr", "ip port")
 Conn = namedtuple("Conn", "laddr status pid")
@@ -137,7 +137,7 @@ def test_exec_child_gets_sigterm_when_its_parent_dies(tmp_path):
         [
             "sh",
             "-c",
-            f'{sys.executable} -m services.cli.supervise exec -- sh -c "echo \\$\\$ > {pid_file}; '
+            f'{sys.executable} -m operations.supervise exec -- sh -c "echo \\$\\$ > {pid_file}; '
             'exec sleep 30" & wait',
         ],
         cwd=Path(__file__).resolve().parents[2],
@@ -163,7 +163,7 @@ def test_exec_child_gets_sigterm_when_its_parent_dies(tmp_path):
 
 @pytest.mark.parametrize("argv", [["exec"], ["exec", "--"], ["restart", "--"]])
 def test_supervise_needs_a_command(argv):
-    from services.cli.supervise import main
+    from operations.supervise import main
 
     with pytest.raises(SystemExit, match="no command"):
         main(argv)

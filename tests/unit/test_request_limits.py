@@ -11,17 +11,23 @@ import time
 import pytest
 import uvicorn
 
+from operations.ports import free_port
 from services.gateway.http import server_limits
 from services.gateway.search import Limits, validate
 from services.image_encoder import deployment as image_deployment
 from services.image_encoder.deployment import ImageLimits, decode_request
 from shared.models.transforms import ImageDecodeError, PixelBudgetError, request_pixels
 from shared.serving.errors import LimitError, RequestError
-from shared.streaming.broker import free_port
 from shared.types import SearchQuery
-from tests.fuzzing import png_header
-from tests.slow_client import SLOW_BODY, SLOW_HEADERS, connect, response, trickle_until_closed
-from tests.tiny import png_bytes
+from tests.support.fuzzing import png_header
+from tests.support.slow_client import (
+    SLOW_BODY,
+    SLOW_HEADERS,
+    connect,
+    response,
+    trickle_until_closed,
+)
+from tests.support.tiny import png_bytes
 
 # --- pixel budget -----------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.cli.search_commands import parse_condition
+from cli.search_commands import parse_condition
 from shared.types import Condition, Range
 
 

@@ -7,12 +7,8 @@ import pickle
 import grpc
 import pytest
 
-from shared.serving.security import (
-    ApiKeys,
-    PermissionDeniedError,
-    TLSFiles,
-    UnauthenticatedError,
-)
+from services.gateway.security import ApiKeys, PermissionDeniedError, TLSFiles
+from shared.serving.auth import UnauthenticatedError
 from shared.settings import SettingsError, load_settings
 
 KEY = "k" * 20

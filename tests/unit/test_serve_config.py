@@ -6,8 +6,8 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from services.cli.k8s_checks import import_attr
-from services.cli.serve_commands import BUNDLE_APPS, load_config
+from operations.k8s_checks import import_attr
+from operations.serve import BUNDLE_APPS, load_config
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_the_local_config_fits_two_cores(config):
 
 
 def test_kubernetes_profiles_autoscale_every_application_but_the_gateway():
-    from services.cli.deploy_commands import PROFILES, render_serve_config
+    from operations.profiles import PROFILES, render_serve_config
 
     for profile in PROFILES:
         rendered = yaml.safe_load(render_serve_config(profile))
@@ -85,8 +85,7 @@ def test_gateway_port_differs_from_the_serve_grpc_proxy(config):
 def test_free_ports_stay_out_of_every_serve_replica_port_range():
     """Replicas bind with SO_REUSEPORT; a test's gateway or broker port inside a replica range
     could later be shared with a replica (the likely cause of a test search that once hung 30 s)."""
-    from shared.serving.endpoints import private_port_ranges
-    from shared.streaming.broker import SERVE_REPLICA_PORTS, free_port
+    from operations.ports import SERVE_REPLICA_PORTS, free_port, private_port_ranges
 
     for slot in (0, 49, 99):
         env: dict[str, str] = {}
@@ -101,7 +100,7 @@ def test_free_ports_stay_out_of_every_serve_replica_port_range():
 def test_a_bad_autoscaling_policy_is_reported():
     from types import SimpleNamespace
 
-    from services.cli.k8s_checks import _policy_problems
+    from operations.k8s_checks import _policy_problems
 
     def deployment(policy):
         return SimpleNamespace(autoscaling_config={"min_replicas": 1, "policy": policy})

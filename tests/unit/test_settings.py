@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from services.cli.processes import PROCESS_SETTINGS
+from operations.settings import PROCESS_SETTINGS
 from services.gateway.config import GatewaySettings
 from services.ingestion.config import IngestionSettings
 from shared.settings import SettingsError, load_settings
@@ -46,7 +46,7 @@ def test_every_process_uses_the_vitrine_prefix():
 def test_cli_stops_with_a_message_naming_the_variable():
     env = {"VITRINE_METRICS_PORT": "99999", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
-        [sys.executable, "-m", "services.cli.app", "config", "ingestion"],
+        [sys.executable, "-m", "cli.app", "config", "ingestion"],
         env=env,
         capture_output=True,
         text=True,
@@ -59,7 +59,7 @@ def test_cli_stops_with_a_message_naming_the_variable():
 
 def test_cli_prints_valid_settings():
     proc = subprocess.run(
-        [sys.executable, "-m", "services.cli.app", "config", "gateway"],
+        [sys.executable, "-m", "cli.app", "config", "gateway"],
         env={"VITRINE_GRPC_PORT": "9123", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -82,7 +82,7 @@ def test_retired_batching_variables_are_refused_naming_the_serve_config(monkeypa
 
 def test_cli_prints_the_batching_in_the_serve_config():
     proc = subprocess.run(
-        [sys.executable, "-m", "services.cli.app", "config", "text-encoder"],
+        [sys.executable, "-m", "cli.app", "config", "text-encoder"],
         env={"PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from shared.streaming.sources import SourceError, describe, load_source
-from tests.tiny import png_bytes, write_catalog
+from shared.data.sources import SourceError, describe, load_source
+from tests.support.tiny import png_bytes, write_catalog
 
 
 def test_products_jsonl_file_or_its_folder(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from services.cli.app import main
-from shared.streaming.broker import free_port
+from cli.app import main
+from operations.ports import free_port
 
 
 def test_status_reports_what_is_down(monkeypatch, capsys):
@@ -32,7 +32,7 @@ NOW = 1_800_000_000.0
 
 
 def _view(lag: int, *, members=1, last_commit=0.0, started=NOW - 3600, error=""):
-    from services.cli.status_commands import IngestionView, WorkerMetrics
+    from operations.status import IngestionView, WorkerMetrics
     from shared.streaming.events import GroupLag
 
     metrics = None if error or started is None else WorkerMetrics(last_commit, started)
@@ -40,7 +40,7 @@ def _view(lag: int, *, members=1, last_commit=0.0, started=NOW - 3600, error="")
 
 
 def _classify(view):
-    from services.cli.status_commands import classify_ingestion
+    from operations.status import classify_ingestion
 
     return classify_ingestion(view, group="g", topic="t", now=NOW, stall_after_s=120)
 
@@ -82,8 +82,8 @@ def test_status_reads_a_real_workers_metrics():
     above): no commit yet, and a start time."""
     import time
 
-    from services.cli.status_commands import scrape_worker
-    from services.ingestion.app import IngestMetrics
+    from operations.status import scrape_worker
+    from services.ingestion.metrics import IngestMetrics
 
     metrics = IngestMetrics()
     port = metrics.serve(0)

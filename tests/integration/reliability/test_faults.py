@@ -21,14 +21,18 @@ import grpc
 import numpy as np
 import pytest
 
+from operations.broker import LocalBroker
+from operations.ports import free_port
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.serving.endpoints import grpc_targets_sync
-from shared.streaming.broker import LocalBroker, free_port
 from shared.streaming.events import committed_behind, ensure_topics, product_events, publish
-from tests.fuzzing import Tally, scale
 from tests.integration.conftest import wait_serving
-from tests.integration.workers import (
+from tests.support.fuzzing import Tally, scale
+from tests.support.internal import internal_metadata
+from tests.support.tcp_relay import TcpRelay
+from tests.support.tiny import write_catalog
+from tests.support.workers import (
     WorkerProcess,
     dead_letters,
     present,
@@ -36,9 +40,6 @@ from tests.integration.workers import (
     until,
     worker_settings,
 )
-from tests.internal import internal_metadata
-from tests.tcp_relay import TcpRelay
-from tests.tiny import write_catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -122,7 +123,7 @@ def _payloads(product_ids: list[str]) -> dict[str, dict]:
 
 
 def test_sigkill_between_store_write_and_commit_replays_exactly(platform, broker, tmp_path):
-    """A worker held inside its first offset commit (tests/integration/worker_held_at_commit.py)
+    """A worker held inside its first offset commit (tests/support/worker_held_at_commit.py)
     has written its batch to the store and committed nothing; it is SIGKILLed there. A fresh
     worker replays the batch: every product once (the store grows by exactly n), each with its
     own event's title and attributes."""
@@ -137,7 +138,7 @@ def test_sigkill_between_store_write_and_commit_replays_exactly(platform, broker
     marker = tmp_path / "at-commit"
     held = WorkerProcess(
         tmp_path / "held.log",
-        module="tests.integration.worker_held_at_commit",
+        module="tests.support.worker_held_at_commit",
         args=(str(marker),),
         **settings,
     )

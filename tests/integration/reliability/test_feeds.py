@@ -28,21 +28,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from operations.broker import LocalBroker
 from shared.conversions.catalog import event_to_bytes, event_to_json
-from shared.streaming.broker import LocalBroker
 from shared.streaming.dlq import REASON_HEADER, SOURCE_HEADER, TRANSIENT_HEADER
 from shared.streaming.events import CONTENT_TYPE, committed_behind, ensure_topics
 from shared.types import CatalogEvent, Op
 from shared.vectorstore.base import RESERVED_FIELDS
-from tests.fuzzing import Tally, images, png_bomb, scale
-from tests.integration.workers import (
+from tests.support.fuzzing import Tally, images, png_bomb, scale
+from tests.support.tiny import png_bytes
+from tests.support.workers import (
     WorkerProcess,
     dead_letters,
     payloads,
     until,
     worker_settings,
 )
-from tests.tiny import png_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

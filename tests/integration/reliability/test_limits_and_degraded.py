@@ -22,18 +22,17 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.cli.serve_commands import deploy
+from operations.ports import free_port
+from operations.serve import deploy
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2 as ie_pb
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2_grpc as ie_grpc
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.serving.endpoints import grpc_targets_sync
-from shared.streaming.broker import free_port
-from tests.fuzzing import Tally, png_header
 from tests.integration.conftest import wait_serving
-from tests.integration.workers import until
-from tests.internal import internal_metadata
-from tests.slow_client import (
+from tests.support.fuzzing import Tally, png_header
+from tests.support.internal import internal_metadata
+from tests.support.slow_client import (
     SLOW_BODY,
     SLOW_HEADERS,
     connect,
@@ -41,6 +40,7 @@ from tests.slow_client import (
     response,
     trickle_until_closed,
 )
+from tests.support.workers import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,5 +1,5 @@
 """The gateway's authentication and transport security, on real gateways beside the platform's:
-one with TLS and API keys, one with mTLS. Certificates come from a throwaway CA (tests/certs.py).
+one with TLS and API keys, one with mTLS. Certificates come from a throwaway CA (tests/support/certs.py).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from services.cli.search_commands import client_channel
+from operations.search import client_channel
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
-from tests.certs import Pki, make_pki
 from tests.integration.conftest import add_gateways, wait_serving
+from tests.support.certs import Pki, make_pki
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -155,7 +155,7 @@ def test_http_api_over_tls_with_keys_and_a_body_limit(gateways, pki):
 def test_the_cli_searches_over_tls_with_a_key_from_the_environment(
     gateways, pki, capsys, monkeypatch
 ):
-    from services.cli.app import main
+    from cli.app import main
 
     address = gateways["gateway-tls"][0]
     args = ["search", "red shirt", "--gateway", address, "--tls-ca", str(pki.ca), "--json"]

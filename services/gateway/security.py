@@ -12,7 +12,6 @@ name the entry by its position and the client by NAME.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,18 +19,13 @@ from pathlib import Path
 
 import grpc
 
+from shared.serving.auth import UnauthenticatedError, _digest
 from shared.serving.errors import RequestError
 
 SCOPES = frozenset({"search", "info"})
 MIN_KEY_CHARS = 16
 # gRPC metadata keys and HTTP headers that carry a key (lower case, as both deliver them).
 BEARER_HEADER, KEY_HEADER = "authorization", "x-api-key"
-
-
-class UnauthenticatedError(RequestError):
-    """No key, or a key that is not configured."""
-
-    code = grpc.StatusCode.UNAUTHENTICATED
 
 
 class PermissionDeniedError(RequestError):
@@ -46,10 +40,6 @@ class Principal:
 
     name: str
     scopes: frozenset[str]
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
 
 
 class ApiKeys:
@@ -204,130 +194,6 @@ def _read(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as e:
         raise ValueError(f"TLS file {path}: {e.strerror}") from None
-
-
-# The internal credential: what every internal caller (the gateway, the ingestion worker, the
-# CLI) sends to the internal services (encoders, fusion, vector store), whose gRPC servers Serve
-# binds on every interface with no host option (ray.serve._private.grpc_util.start_grpc_server
-# binds "[::]:PORT"), so anyone reaching the machine reaches them (issue 17).
-INTERNAL_TOKEN_HEADER = "x-vitrine-internal-token"
-MIN_INTERNAL_TOKEN_CHARS = 32
-NO_INTERNAL_TOKEN = (
-    "this service has no internal token configured (VITRINE_INTERNAL_TOKEN or "
-    "VITRINE_INTERNAL_TOKEN_FILE on the cluster), so it refuses every gRPC call"
-)
-
-
-class InternalToken:
-    """The shared secret internal gRPC calls carry as `x-vitrine-internal-token` metadata.
-
-    The value never appears in a repr, a message or a log; a presented value is compared by its
-    SHA-256 digest in constant time.
-    """
-
-    def __init__(self, token: str, *, source: str = "the internal token") -> None:
-        token = token.strip()
-        if len(token) < MIN_INTERNAL_TOKEN_CHARS:
-            raise ValueError(f"{source} is shorter than {MIN_INTERNAL_TOKEN_CHARS} characters")
-        self._token, self._digest = token, _digest(token)
-
-    @classmethod
-    def load(cls, *, env_text: str | None, file: str | None) -> InternalToken | None:
-        """The token of the environment variable's text, else of a file; None when neither.
-
-        Raises:
-            ValueError: both are set, the file cannot be read, or the token is too short.
-        """
-        if env_text and file:
-            raise ValueError("set VITRINE_INTERNAL_TOKEN or VITRINE_INTERNAL_TOKEN_FILE, not both")
-        if env_text:
-            return cls(env_text, source="VITRINE_INTERNAL_TOKEN")
-        if not file:
-            return None
-        try:
-            text = Path(file).read_text(encoding="utf-8")
-        except OSError as e:
-            raise ValueError(f"internal token file {file}: {e.strerror}") from None
-        return cls(text, source=f"internal token file {file}")
-
-    def __repr__(self) -> str:
-        return "InternalToken(<hidden>)"
-
-    def metadata(self, app_name: str) -> tuple[tuple[str, str], ...]:
-        """gRPC metadata of an internal call: Serve's application name and the token."""
-        return (("application", app_name), (INTERNAL_TOKEN_HEADER, self._token))
-
-    def check(self, headers: Iterable[tuple[str, str | bytes]]) -> None:
-        """Raises UnauthenticatedError unless `headers` carry this token."""
-        presented = None
-        for name, value in headers:
-            if name.lower() == INTERNAL_TOKEN_HEADER:
-                presented = value.decode("latin-1") if isinstance(value, bytes) else value
-        if presented is None:
-            raise UnauthenticatedError(
-                f"missing internal credential: internal services answer only calls that carry "
-                f"the platform's internal token as '{INTERNAL_TOKEN_HEADER}' metadata"
-            )
-        if not hmac.compare_digest(_digest(presented.strip()), self._digest):
-            raise UnauthenticatedError("invalid internal credential")
-
-
-def check_internal_call(token: InternalToken | None, grpc_context) -> None:
-    """Refuses (UnauthenticatedError) a gRPC call to an internal service without the token.
-
-    A call with no gRPC context came through a Serve handle, i.e. from inside the Ray cluster,
-    which Ray's own token authentication guards.
-    """
-    if grpc_context is None:
-        return
-    if token is None:
-        raise UnauthenticatedError(NO_INTERNAL_TOKEN)
-    token.check(grpc_context.invocation_metadata() or ())
-
-
-def internal_token_of(settings) -> InternalToken | None:
-    """The InternalToken of a process's settings (`internal_token`, `internal_token_file`).
-
-    Raises:
-        ValueError: as InternalToken.load.
-    """
-    secret = settings.internal_token
-    return InternalToken.load(
-        env_text=secret.get_secret_value() if secret else None, file=settings.internal_token_file
-    )
-
-
-def service_internal_token(settings, *, service: str) -> InternalToken | None:
-    """The token an internal service checks on every gRPC call. Without one it refuses every
-    call; in production it refuses to start.
-
-    Raises:
-        ValueError: a bad token setting, or none in production.
-    """
-    token = internal_token_of(settings)
-    if token is None and settings.environment == "production":
-        raise ValueError(
-            f"{service}: VITRINE_ENVIRONMENT=production needs an internal token "
-            "(VITRINE_INTERNAL_TOKEN or VITRINE_INTERNAL_TOKEN_FILE, from a Secret)"
-        )
-    return token
-
-
-def caller_internal_token(settings, *, caller: str) -> InternalToken:
-    """The token an internal caller (gateway, ingestion worker, CLI) sends: required, since
-    every internal service refuses calls without it.
-
-    Raises:
-        ValueError: a bad token setting, or none.
-    """
-    token = internal_token_of(settings)
-    if token is None:
-        raise ValueError(
-            f"{caller} needs the internal token the internal services check: set "
-            "VITRINE_INTERNAL_TOKEN or VITRINE_INTERNAL_TOKEN_FILE (`make run` writes "
-            "artifacts/secrets/internal_token)"
-        )
-    return token
 
 
 def open_gateway_problem(

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import grpc
 
+from operations.ports import free_port
 from shared.serving.endpoints import grpc_targets_sync
-from shared.streaming.broker import free_port
-from tests.internal import internal_metadata
+from tests.support.internal import internal_metadata
 
 REPO = Path(__file__).resolve().parents[2]
 

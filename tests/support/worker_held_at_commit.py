@@ -1,4 +1,4 @@
-"""`python -m tests.integration.worker_held_at_commit MARKER`: the ingestion worker
+"""`python -m tests.support.worker_held_at_commit MARKER`: the ingestion worker
 (`services.ingestion.app`), held at its first offset commit so a test can kill it between the
 store write and the commit.
 

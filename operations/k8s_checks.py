@@ -34,8 +34,8 @@ from pathlib import Path
 
 import yaml
 
-from services.cli.processes import PROCESS_SETTINGS
-from services.cli.serve_commands import ROOT
+from operations.serve import ROOT
+from operations.settings import PROCESS_SETTINGS
 from shared.settings import ENV_PREFIX, SettingsError, load_settings
 
 SCHEMA_DIR = ROOT / "deploy" / "k8s" / "schemas"
@@ -246,9 +246,7 @@ def serve_config_problems(rayservice: dict) -> list[str]:
             problems.append(f"application {app.name}: {app.import_path} does not import: {e}")
         settings = PROCESS_SETTINGS.get(app.name)
         if settings is None:
-            problems.append(
-                f"application {app.name}: no settings class (services/cli/processes.py)"
-            )
+            problems.append(f"application {app.name}: no settings class (operations/settings.py)")
         else:
             unknown = sorted(set(app.args or {}) - set(settings.model_fields))
             if unknown:

@@ -1,13 +1,13 @@
-"""`vitrine status`: is the platform up, how big is the catalog, how far behind is ingestion."""
+"""Health of a running platform: the gateway answering, the Serve applications, the ingestion
+worker (alive, stalled or dead from its metrics and its consumer group)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def check_gateway(grpc_address: str, http_url: str, *, timeout_s: float) -> list
 
 def check_serve() -> list[Check]:
     """Each Serve application's state, when a Ray cluster is reachable from here."""
-    from services.cli.serve_commands import connect_ray
+    from operations.serve import connect_ray
 
     try:
         connect_ray(logging_level="ERROR")
@@ -250,66 +250,3 @@ def check_ingestion(
             f"in {dlq_topic}; each record's vitrine-dlq-reason header says why",
         ),
     ]
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    from services.gateway.config import GatewaySettings
-    from services.ingestion.config import IngestionSettings
-    from shared.settings import load_settings_or_exit
-
-    gw = load_settings_or_exit(GatewaySettings)
-    ing = load_settings_or_exit(IngestionSettings)
-    checks = check_gateway(
-        args.gateway or f"127.0.0.1:{gw.grpc_port}",
-        (args.http or f"http://127.0.0.1:{gw.http_port}").rstrip("/"),
-        timeout_s=args.timeout,
-    )
-    if not args.no_serve:
-        checks += check_serve()
-    metrics_url = args.worker_metrics
-    if metrics_url is None:
-        metrics_url = f"http://127.0.0.1:{ing.metrics_port}/metrics" if ing.metrics_port else ""
-    checks += check_ingestion(
-        ing.kafka_bootstrap_servers,
-        ing.consumer_group,
-        ing.catalog_topic,
-        ing.dlq_topic,
-        timeout_s=args.timeout,
-        worker_metrics="" if metrics_url == "none" else metrics_url,
-        stall_after_s=args.stall_after,
-    )
-    if args.json:
-        print(json.dumps([asdict(c) for c in checks], indent=2))
-    else:
-        width = max(len(c.component) for c in checks)
-        for c in checks:
-            mark = "ok " if c.ok else "!! "
-            print(f"{mark}{c.component:<{width}}  {c.state:<14} {c.detail}")
-    return 0 if all(c.ok for c in checks) else 1
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "status",
-        help="services up, catalog size, ingestion workers and lag, dead letters (exit 1 if "
-        "anything is down, dead or stalled)",
-    )
-    p.add_argument("--gateway", help="host:port of the gRPC gateway (default: VITRINE_GRPC_PORT)")
-    p.add_argument("--http", help="base URL of the gateway's HTTP API (default: VITRINE_HTTP_PORT)")
-    p.add_argument("--no-serve", action="store_true", help="skip the Ray Serve application states")
-    p.add_argument(
-        "--worker-metrics",
-        metavar="URL",
-        help="an ingestion worker's /metrics (default: 127.0.0.1 on VITRINE_METRICS_PORT, as "
-        "`make run` starts it); `none` when no worker is reachable from here (Kubernetes)",
-    )
-    p.add_argument(
-        "--stall-after",
-        type=float,
-        default=STALL_AFTER_S,
-        metavar="SECONDS",
-        help="ingestion is STALLED when events wait and nothing was committed for this long",
-    )
-    p.add_argument("--timeout", type=float, default=5, help="seconds per check")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=_cmd_status)

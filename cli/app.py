@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from services.cli import (
+from cli import (
     deploy_commands,
     dlq_commands,
     search_commands,
@@ -16,7 +16,7 @@ from services.cli import (
     stream_commands,
     train_commands,
 )
-from services.cli.processes import PROCESS_SETTINGS
+from operations.settings import PROCESS_SETTINGS
 from shared.settings import SettingsError, load_settings
 
 
@@ -43,7 +43,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _serve_config_batching(app_name: str) -> dict | None:
     """The dynamic batching deploy/serve/vitrine.yaml gives an application (its one home; a
     running replica's values: `vitrine serve status`)."""
-    from services.cli.serve_commands import load_config
+    from cli.serve_commands import load_config
 
     for app in load_config()["applications"]:
         if app["name"] == app_name:
@@ -61,7 +61,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     if not (root / "bench" / "__main__.py").is_file():
         print(f"vitrine bench: no bench/ next to {root / 'services'}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from shared.streaming.broker import free_port
+from operations.ports import free_port
 
 
 class TcpRelay:

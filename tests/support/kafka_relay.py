@@ -13,7 +13,7 @@ import asyncio
 import struct
 import threading
 
-from shared.streaming.broker import free_port
+from operations.ports import free_port
 
 API_VERSIONS = 18
 

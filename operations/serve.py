@@ -1,25 +1,26 @@
-"""`vitrine serve up|status` and `vitrine index`: deploy the Serve config, index a catalog
-(through handles, without Kafka; `vitrine publish` is the streaming path)."""
+"""Deploying and inspecting the Serve applications on a running Ray cluster, with public Ray
+APIs; joining a `make run` cluster as a driver."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import logging
 import os
-import sys
 import time
 from pathlib import Path
 
 import yaml
 from tqdm.auto import tqdm
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+
+
 DEFAULT_CONFIG = ROOT / "deploy" / "serve" / "vitrine.yaml"
+
+
 # Where `make run` writes the internal token (scripts/run.sh): the CLI's default, so a command in
 # another terminal finds it as it finds Ray's token.
 MAKE_RUN_TOKEN = ROOT / "artifacts" / "secrets" / "internal_token"
+
+
 BUNDLE_APPS = frozenset({"image-encoder", "text-encoder", "fusion", "vector-store"})
 
 
@@ -93,56 +94,6 @@ def deploy(config: dict, *, timeout_s: float = 600, progress: bool = True) -> No
         time.sleep(1)
 
 
-def index_catalog(
-    products_path: Path, *, batch_size: int = 32, thumbnail_px: int = 128, progress: bool = True
-) -> int:
-    """Embeds a products.jsonl catalog with the running image encoder and writes it to the
-    running vector store (through Serve handles), with the payload the ingestion worker writes.
-    Returns the number of products indexed."""
-    return asyncio.run(
-        _index(products_path, batch_size=batch_size, thumbnail_px=thumbnail_px, progress=progress)
-    )
-
-
-async def _index(products_path: Path, *, batch_size: int, thumbnail_px: int, progress: bool) -> int:
-    # Handles are awaited inside an event loop: with RAY_SERVE_THROUGHPUT_OPTIMIZED their router
-    # runs on the caller's loop, and blocking `.result()` is not available.
-    from ray import serve
-
-    from shared.data.catalog import load_products
-    from shared.models.transforms import thumbnail_data_uri
-    from shared.serving.endpoints import release_handles
-    from shared.vectorstore import Point, product_payload
-
-    encoder = serve.get_deployment_handle("ImageEncoder", "image-encoder")
-    store = serve.get_deployment_handle("VectorStore", "vector-store")
-    products = load_products(products_path)
-    try:
-        for start in tqdm(
-            range(0, len(products), batch_size), desc="indexing", unit="batch", disable=not progress
-        ):
-            chunk = products[start : start + batch_size]
-            images = [p.image.read_bytes() for p in chunk]
-            embeddings = await encoder.embed.remote(images)
-            points = [
-                Point(
-                    p.id,
-                    v,
-                    product_payload(
-                        p.title,
-                        p.attributes,
-                        image_uri=p.image.resolve().as_uri(),
-                        thumbnail=thumbnail_data_uri(data, px=thumbnail_px) if thumbnail_px else "",
-                    ),
-                )
-                for p, data, v in zip(chunk, images, embeddings.vectors, strict=True)
-            ]
-            await store.upsert.remote(points)
-    finally:
-        await release_handles()
-    return len(products)
-
-
 def enable_ray_token_auth(environ) -> None:
     """Prepares the environment to join a `make run` head: loopback, and Ray's token
     authentication. Turns token authentication on for this process when a token is at hand and
@@ -181,34 +132,13 @@ def connect_ray(logging_level: str = "WARNING") -> None:
     )
 
 
-def _cmd_up(args: argparse.Namespace) -> int:
-    connect_ray()
-    common = {}
-    if args.bundle:
-        common["bundle_path"] = str(Path(args.bundle).resolve())
-    config = load_config(
-        Path(args.config),
-        common_args=common,
-        http_port=args.proxy_http_port,
-        http_host=args.proxy_http_host,
-        proxy_grpc_port=args.proxy_grpc_port,
-    )
-    if args.store:
-        for app in config["applications"]:
-            if app["name"] == "vector-store":
-                app["args"]["store_location"] = args.store
-    deploy(config, timeout_s=args.timeout)
-    print("all applications RUNNING")
-    return 0
-
-
 def internal_token():
     """The internal token of this process's settings (VITRINE_INTERNAL_TOKEN[_FILE]).
 
     Raises:
         SettingsError: a bad setting, or none.
     """
-    from shared.serving.security import caller_internal_token
+    from shared.serving.auth import caller_internal_token
     from shared.settings import InternalCallSettings, SettingsError, load_settings
 
     settings = load_settings(InternalCallSettings)
@@ -248,97 +178,3 @@ def replica_infos(app_name: str, *, token=None, timeout_s: float = 5.0) -> list[
             except grpc.RpcError as e:
                 found.append((target, f"{e.code().name}: {e.details()}"))
     return found
-
-
-def _replica_line(target: str, info) -> str:
-    if isinstance(info, str):
-        return f"    {target:<21} {info}"
-    line = (
-        f"    {target:<21} replica {info.replica_id or '?':<10} {info.runtime}, "
-        f"{info.threads} thread(s), {info.cpu_budget:g} CPU"
-    )
-    b = info.batching
-    if b is not None:
-        line += (
-            f"; batching max {b.max_batch_size}, wait {b.batch_wait_timeout_s * 1000:g} ms; "
-            f"{b.batches} batches, mean size {b.mean_batch_size:.1f}, queue wait "
-            f"{b.mean_queue_wait_ms:.1f} ms, compute {b.mean_compute_ms:.1f} ms"
-        )
-    return line
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from ray import serve
-
-    from shared.settings import SettingsError
-
-    try:
-        token = internal_token()
-    except SettingsError as e:
-        print(f"vitrine serve status: {e}", file=sys.stderr)
-        return 2
-    connect_ray()
-    report = {}
-    for name, app in serve.status().applications.items():
-        status = str(getattr(app.status, "value", app.status))
-        replicas = [] if name == "gateway" else replica_infos(name, token=token)
-        report[name] = {
-            "status": status,
-            "message": app.message,
-            "replicas": [
-                {"target": t, **(asdict(i) if not isinstance(i, str) else {"error": i})}
-                for t, i in replicas
-            ],
-        }
-        if not args.json:
-            print(f"{name:<16} {status:<10} {app.message}")
-            for target, info in replicas:
-                print(_replica_line(target, info))
-    if args.json:
-        print(json.dumps(report, indent=2))
-    return 0
-
-
-def _cmd_index(args: argparse.Namespace) -> int:
-    connect_ray()
-    n = index_catalog(Path(args.catalog), batch_size=args.batch_size)
-    # The handles' long-poll client logs an ERROR once their event loop has closed; the work is
-    # done and the process is about to exit.
-    logging.getLogger("ray.serve").setLevel(logging.CRITICAL)
-    print(f"indexed {n} products")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    serve_p = sub.add_parser("serve", help="deploy or inspect the Serve applications")
-    serve_sub = serve_p.add_subparsers(dest="serve_command", required=True, metavar="ACTION")
-    p = serve_sub.add_parser("up", help="deploy every application of a Serve config; wait")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="Serve config YAML")
-    p.add_argument("--bundle", help="model bundle directory (default: VITRINE_BUNDLE_PATH)")
-    p.add_argument("--store", help="vector store location (default: VITRINE_STORE_LOCATION)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds to wait")
-    p.add_argument(
-        "--proxy-grpc-port", type=int, help="port of Serve's gRPC proxies (default: the config's)"
-    )
-    p.add_argument(
-        "--proxy-http-port", type=int, help="port of Serve's HTTP proxies (default: the config's)"
-    )
-    p.add_argument(
-        "--proxy-http-host",
-        help="address Serve's HTTP servers bind (default: the config's; `make run`: 127.0.0.1); "
-        "Serve's gRPC servers have no such option and bind every interface",
-    )
-    p.set_defaults(func=_cmd_up)
-    p = serve_sub.add_parser(
-        "status",
-        help="each application's state, and what every replica runs with (runtime, threads, "
-        "batching in force, batches formed)",
-    )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_cmd_status)
-    p = sub.add_parser("index", help="embed a products.jsonl catalog into the running store")
-    p.add_argument("catalog", help="products.jsonl (id, image, title, attributes)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.set_defaults(func=_cmd_index)

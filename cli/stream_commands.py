@@ -10,7 +10,7 @@ import time
 def _cmd_broker(args: argparse.Namespace) -> int:
     import signal
 
-    from shared.streaming.broker import BrokerError, LocalBroker
+    from operations.broker import BrokerError, LocalBroker
 
     # SIGTERM unwinds like Ctrl-C, so the broker (its own process group) is stopped too; if this
     # process is killed instead, the kernel kills the broker.
@@ -38,9 +38,9 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     from services.ingestion.config import IngestionSettings
+    from shared.data.sources import SourceError, describe, load_source
     from shared.settings import load_settings_or_exit
     from shared.streaming.events import ensure_topics, product_events, publish, wait_consumed
-    from shared.streaming.sources import SourceError, describe, load_source
     from training.config import TrainingSettings
 
     settings = load_settings_or_exit(IngestionSettings)

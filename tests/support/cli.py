@@ -6,14 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_vitrine(args: list[str], env: dict[str, str], *, timeout_s: float = 900) -> str:
     """stdout and stderr of `vitrine ARGS`; fails the test, with the output's tail, unless it
     exits 0."""
     proc = subprocess.run(
-        [sys.executable, "-m", "services.cli.app", *args],
+        [sys.executable, "-m", "cli.app", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

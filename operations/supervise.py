@@ -1,14 +1,14 @@
 """How `make run` (scripts/run.sh) starts its processes so that none outlives it.
 
-    python -m services.cli.supervise exec -- CMD ...      CMD, ended by SIGTERM when its parent dies
-    python -m services.cli.supervise restart [...] -- CMD CMD, restarted with backoff when it exits
-    python -m services.cli.supervise ports NAME=PORT ...  exit 2, one line per port in use
+    python -m operations.supervise exec -- CMD ...      CMD, ended by SIGTERM when its parent dies
+    python -m operations.supervise restart [...] -- CMD CMD, restarted with backoff when it exits
+    python -m operations.supervise ports NAME=PORT ...  exit 2, one line per port in use
 
-`exec` sets the parent-death signal (shared/process.py) and replaces itself with CMD, so CMD
+`exec` sets the parent-death signal (operations/process.py) and replaces itself with CMD, so CMD
 keeps its pid and needs no wrapper process. `restart` is a small supervisor for the ingestion
 worker: in Kubernetes its Deployment restarts it; under `make run` this does, logging each
 restart, and gives up with a message after a series of quick failures instead of looping.
-Only the standard library and shared/process.py are imported: `exec` runs before every command.
+Only the standard library and operations/process.py are imported: `exec` runs before every command.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.process import parent_death_preexec, port_in_use, set_parent_death_signal
+from operations.process import parent_death_preexec, port_in_use, set_parent_death_signal
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def check_ports(named: Sequence[str]) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.cli.supervise", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m operations.supervise", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "exec", help="run CMD in place of this process; SIGTERM when its parent dies"

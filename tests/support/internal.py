@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from shared.serving.security import InternalToken
+from shared.serving.auth import InternalToken
 
 
 def internal_metadata(app_name: str) -> tuple[tuple[str, str], ...]:

@@ -1,0 +1,163 @@
+"""The gateway replica's own servers: the gRPC SearchService with API-key checks, and uvicorn for
+HTTP, both in front of a `Gateway`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from typing import TYPE_CHECKING
+
+import grpc
+import uvicorn
+from google.protobuf.message import DecodeError
+
+from services.gateway.security import ApiKeys, TLSFiles
+from shared.api.vitrine.search.v1 import search_pb2 as pb
+from shared.conversions import search as conv
+from shared.logs import serve_logger
+from shared.serving.errors import (
+    DependencyError,
+    RequestError,
+    parse,
+    status_of,
+)
+
+if TYPE_CHECKING:
+    from services.gateway.deployment import Gateway
+
+log = serve_logger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SearchService"].full_name
+
+
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+
+
+# The scope each gRPC method needs; a method not listed (reflection) needs any valid key.
+METHOD_SCOPES = {f"/{SERVICE_NAME}/Search": "search"}
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The deployment's own exception inside Ray's wrapper; Ray's failures become UNAVAILABLE."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return cause
+    if type(exc).__module__.startswith("ray.") and not hasattr(exc, "code"):
+        return DependencyError(f"a backing service failed: {type(exc).__name__}: {exc}")
+    return exc
+
+
+def _uvicorn_tls(tls: TLSFiles) -> dict:
+    """uvicorn's TLS options for the same files as the gRPC server's."""
+    if not tls.enabled:
+        return {}
+    options = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+    if tls.client_ca_file:
+        options |= {"ssl_ca_certs": tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return options
+
+
+class _AuthInterceptor(grpc.ServerInterceptor):
+    """Refuses calls without a valid API key (UNAUTHENTICATED) or without the scope of the
+    method (PERMISSION_DENIED), before the servicer runs; health checks pass freely (probes)."""
+
+    def __init__(self, keys: ApiKeys) -> None:
+        self._keys = keys
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None or details.method.startswith(HEALTH_PREFIX):
+            return handler
+        try:
+            self._keys.authorize(
+                details.invocation_metadata or (), METHOD_SCOPES.get(details.method)
+            )
+        except RequestError as e:
+            log.info("denied %s: %s", details.method, e)
+            return _refusal(handler, e.code, str(e))
+        return handler
+
+
+def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str):
+    """A handler of the same shape as `handler` that aborts with `code`."""
+
+    def refuse(request_or_iterator, context: grpc.ServicerContext):
+        context.abort(code, message)
+
+    kind = (handler.request_streaming, handler.response_streaming)
+    make = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[kind]
+    return make(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class _HTTPServer(uvicorn.Server):
+    """uvicorn inside the replica's event loop; Ray owns the process's signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+class _SearchServicer:
+    """SearchService over raw request bytes: grpcio answers a request its deserializer cannot
+    parse with INTERNAL, so the servicer parses it and answers INVALID_ARGUMENT instead."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        search = grpc.unary_unary_rpc_method_handler(
+            self.Search, response_serializer=pb.SearchResponse.SerializeToString
+        )
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, {"Search": search})
+
+    def Search(self, raw: bytes, context: grpc.ServicerContext):  # noqa: N802
+        """Runs on a server thread: the query runs on the replica's event loop, and the thread
+        waits for it a little past the deadline the gateway itself enforces."""
+        try:
+            request = pb.SearchRequest.FromString(raw)
+        except DecodeError as e:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a SearchRequest: {e}"
+            )
+        answer, message = self._answer(request, context)
+        if isinstance(answer, grpc.StatusCode):
+            context.abort(answer, message)
+        return answer
+
+    def _answer(self, request, context) -> tuple:
+        """(response, None), or (status code, message)."""
+        gateway = self._gateway
+        remaining = context.time_remaining()
+        limit = gateway._timeout_s if remaining is None else min(remaining, gateway._timeout_s)
+        future = None
+        try:
+            query = parse(conv.request_from_proto, request)
+            future = asyncio.run_coroutine_threadsafe(
+                gateway.search(query, timeout_s=remaining), gateway._loop
+            )
+            return conv.response_to_proto(future.result(timeout=limit + 2.0)), None
+        except TimeoutError as e:  # concurrent.futures.TimeoutError is TimeoutError (3.11)
+            if future is not None:
+                future.cancel()
+            # Gateway.search names whose deadline passed; an empty message is this thread
+            # giving up on the event loop.
+            return grpc.StatusCode.DEADLINE_EXCEEDED, str(e) or (
+                f"deadline exceeded: no answer within {limit + 2.0:g} s"
+            )
+        except RequestError as e:
+            return e.code, str(e)
+        except Exception as e:
+            code, message = status_of(e)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("search failed")
+            return code, message

@@ -1,0 +1,1 @@
+"""Every test helper: tiny bundles and catalogs, relays, fuzzing, worker processes."""
