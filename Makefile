@@ -46,9 +46,10 @@ protos: $(STAMP) ## Regenerate shared/api from protos/ with the pinned grpcio-to
 protos-check: $(STAMP) ## Fail if shared/api differs from a fresh generation of protos/
 	@PYTHON=$(PY) scripts/check_protos.sh
 
-lint: $(STAMP) ## Run ruff over the code
+lint: $(STAMP) ## Run ruff over the code and check module and function sizes
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) scripts/check_sizes.py
 
 format: $(STAMP) ## Reformat the code with ruff
 	$(VENV)/bin/ruff check --fix .
