@@ -1,7 +1,7 @@
 """The vector-store deployment: the one process that owns the collection.
 
 Qdrant Edge locks its folder, so in the embedded default exactly one replica holds it and every
-other service (gateway, ingestion) reaches it through a Serve handle. With a Qdrant server
+other service (gateway, ingestion) reaches it over gRPC (shared.serving.clients). With a Qdrant server
 location the same deployment is a thin, stateless client and may scale out.
 """
 
