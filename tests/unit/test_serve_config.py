@@ -6,7 +6,7 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from operations.k8s_checks import import_attr
+from operations.k8s_schemas import import_attr
 from operations.serve import BUNDLE_APPS, load_config
 
 
@@ -100,7 +100,7 @@ def test_free_ports_stay_out_of_every_serve_replica_port_range():
 def test_a_bad_autoscaling_policy_is_reported():
     from types import SimpleNamespace
 
-    from operations.k8s_checks import _policy_problems
+    from operations.k8s_schemas import _policy_problems
 
     def deployment(policy):
         return SimpleNamespace(autoscaling_config={"min_replicas": 1, "policy": policy})
