@@ -5,7 +5,8 @@ without pulling in Ray, gRPC, Kafka or torch.
 
 - `shared.data.catalog`: `Product`, `products.jsonl` reading and writing, a stable train/test split.
 - `shared.data.fashioniq`: FashionIQ caption triplets, image splits and image look-up.
-- `shared.data.synthetic`: a deterministic renderer of a small FashionIQ-layout dataset.
+- `shared.data.synthetic`: a deterministic renderer of a small FashionIQ-layout dataset
+  (the garments in `shared.data.garments`, their pictures in `shared.data.garment_drawing`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from shared.data.fashioniq import (
     to_products,
 )
 
-# The renderer is imported on first use, so that reading data does not load it and
-# `python -m shared.data.synthetic` runs without a double import.
+# The renderer is imported on first use, so that reading data does not load it.
 _LAZY = {"SyntheticSummary": "shared.data.synthetic", "generate_fashioniq": "shared.data.synthetic"}
 
 

@@ -32,7 +32,8 @@ from shared.data.fashioniq import (
     load_split_ids,
     to_products,
 )
-from shared.data.synthetic import PALETTE, SyntheticSummary, generate_fashioniq
+from shared.data.garments import PALETTE
+from shared.data.synthetic import SyntheticSummary, generate_fashioniq
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("VITRINE_DATA_DIR", ROOT.parent / "shared" / "data"))
