@@ -63,6 +63,11 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
 
+def child_modules(root: nn.Module, path: str) -> list[nn.Module]:
+    """The children, in order, of the container (an nn.ModuleList) at dotted `path` in `root`."""
+    return list(root.get_submodule(path).children())
+
+
 def backbone_class(kind: str) -> type[Backbone]:
     """Returns the class registered under `kind`. Raises ValueError for an unknown kind."""
     _import_builtin_kinds()

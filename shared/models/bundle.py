@@ -25,8 +25,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from shared.models.backbone import backbone_class
+from shared.models.backbone import Backbone, backbone_class
 from shared.models.model import HeadConfig, RetrievalModel
+from shared.models.text_backbone_hf import HFTextBackbone
 from shared.models.transforms import ImagePreprocessor
 
 FORMAT_VERSION = 1
@@ -68,6 +69,13 @@ class Manifest:
                 f"{directory}: bundle format {data.get('format_version')!r}, this code reads {FORMAT_VERSION}"
             )
         return cls(**data)
+
+    def part(self, name: str) -> dict[str, Any]:
+        """The `image`, `text` or `fusion` section. Raises BundleError when the bundle lacks it."""
+        section = getattr(self, name)
+        if section is None:
+            raise BundleError(f"bundle {self.bundle_id} has no {name} part")
+        return section
 
 
 def _bundle_id(heads: dict[str, torch.Tensor], manifest_core: str) -> str:
@@ -147,16 +155,22 @@ def load_bundle(
     if unknown:
         raise ValueError(f"unknown bundle parts {sorted(unknown)}")
     for part in parts:
-        if getattr(manifest, part) is None:
-            raise BundleError(f"bundle {manifest.bundle_id} has no {part} part")
-    image_backbone = text_backbone = preprocessor = None
+        manifest.part(part)  # raises BundleError before any weights load
+    image_backbone: Backbone | None = None
+    preprocessor: ImagePreprocessor | None = None
+    text_backbone: HFTextBackbone | None = None
     if "image" in parts:
-        spec = manifest.image["backbone"]
+        spec = manifest.part("image")["backbone"]
         image_backbone = backbone_class(spec["kind"]).load(directory / "image_backbone", spec)
-        preprocessor = ImagePreprocessor.from_dict(manifest.image["preprocess"])
+        preprocessor = ImagePreprocessor.from_dict(manifest.part("image")["preprocess"])
     if "text" in parts:
-        spec = manifest.text["backbone"]
-        text_backbone = backbone_class(spec["kind"]).load(directory / "text_backbone", spec)
+        spec = manifest.part("text")["backbone"]
+        loaded = backbone_class(spec["kind"]).load(directory / "text_backbone", spec)
+        if not isinstance(loaded, HFTextBackbone):
+            raise BundleError(
+                f"bundle {manifest.bundle_id}: {spec['kind']!r} is not a text backbone"
+            )
+        text_backbone = loaded
     model = RetrievalModel.build(
         heads=HeadConfig(**manifest.heads),
         image_backbone=image_backbone,

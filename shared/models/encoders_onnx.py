@@ -45,8 +45,8 @@ def _session(path: Path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _graph(bundle: Path, manifest: Manifest, part: str) -> Path:
-    """The verified path of a part's graph.
+def _graph(bundle: Path, manifest: Manifest, part: str) -> tuple[Path, dict[str, Any]]:
+    """The verified path of a part's graph and its manifest entry (file, quantization, ...).
 
     Raises:
         BundleError: not exported for onnxruntime, or the file differs from the manifest.
@@ -61,7 +61,7 @@ def _graph(bundle: Path, manifest: Manifest, part: str) -> Path:
     path = bundle / entry["file"]
     if not path.is_file() or _sha256(path) != entry["sha256"]:
         raise BundleError(f"{path} is missing or differs from the bundle's manifest")
-    return path
+    return path, entry
 
 
 class OnnxTextEncoder:
@@ -70,11 +70,12 @@ class OnnxTextEncoder:
     def __init__(self, bundle: Path, manifest: Manifest, *, threads: int, device: str) -> None:
         from transformers import AutoTokenizer
 
-        self._session = _session(_graph(bundle, manifest, "text"), threads)
+        graph, entry = _graph(bundle, manifest, "text")
+        self._session = _session(graph, threads)
         self._tokenizer = AutoTokenizer.from_pretrained(str(bundle / "text_backbone"))
-        self._max_length = int(manifest.text["backbone"].get("max_length", 64))
+        self._max_length = int(manifest.part("text")["backbone"].get("max_length", 64))
         self.model_version, self.dim = manifest.bundle_id, manifest.embed_dim
-        self.quantization = manifest.runtime["parts"]["text"]["quantization"]
+        self.quantization = entry["quantization"]
 
     def encode(self, texts: list[str]) -> np.ndarray:
         tokens = self._tokenizer(
@@ -95,10 +96,11 @@ class OnnxImageEncoder:
     runtime = RUNTIME
 
     def __init__(self, bundle: Path, manifest: Manifest, *, threads: int, device: str) -> None:
-        self._session = _session(_graph(bundle, manifest, "image"), threads)
-        self.preprocessor = ImagePreprocessor.from_dict(manifest.image["preprocess"])
+        graph, entry = _graph(bundle, manifest, "image")
+        self._session = _session(graph, threads)
+        self.preprocessor = ImagePreprocessor.from_dict(manifest.part("image")["preprocess"])
         self.model_version, self.dim = manifest.bundle_id, manifest.embed_dim
-        self.quantization = manifest.runtime["parts"]["image"]["quantization"]
+        self.quantization = entry["quantization"]
 
     def encode(self, images: list[Image.Image]) -> np.ndarray:
         pixels = self.preprocessor.batch(images).numpy()  # [b, 3, r, r]
@@ -109,9 +111,10 @@ class OnnxFusion:
     runtime = RUNTIME
 
     def __init__(self, bundle: Path, manifest: Manifest, *, threads: int, device: str) -> None:
-        self._session = _session(_graph(bundle, manifest, "fusion"), threads)
+        graph, entry = _graph(bundle, manifest, "fusion")
+        self._session = _session(graph, threads)
         self.model_version, self.dim = manifest.bundle_id, manifest.embed_dim
-        self.quantization = manifest.runtime["parts"]["fusion"]["quantization"]
+        self.quantization = entry["quantization"]
 
     def fuse(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
         feeds = {"image": image.astype(np.float32), "text": text.astype(np.float32)}
@@ -206,12 +209,13 @@ def export_bundle(
     out.mkdir(exist_ok=True)
     parts: dict[str, dict[str, Any]] = {}
     checks: dict[str, tuple[Callable[[], np.ndarray], Callable[[Any], np.ndarray]]] = {}
+    text_tower, image_tower, fusion = model.text, model.image, model.fusion
     with torch.no_grad():
-        if model.text is not None:
+        if text_tower is not None:
             texts = ["a navy blue shirt for men", "red shoes", "in black", "same but striped"]
-            tokens = model.text.backbone.tokenize(texts)
+            tokens = text_tower.backbone.tokenize(texts)
             _export(
-                model.text,
+                text_tower,
                 (tokens["input_ids"], tokens["attention_mask"]),
                 ["input_ids", "attention_mask"],
                 {
@@ -223,25 +227,25 @@ def export_bundle(
             _quantize(out / "text.onnx", text_quantization)
             parts["text"] = {"quantization": text_quantization}
             checks["text"] = (
-                lambda: model.text(tokens["input_ids"], tokens["attention_mask"]).numpy(),
+                lambda: text_tower(tokens["input_ids"], tokens["attention_mask"]).numpy(),
                 lambda encoder: encoder.encode(texts),
             )
-        if model.image is not None:
+        if image_tower is not None:
             images = sample_images or _random_images(4)
-            pixels = model.image.preprocessor.batch(images)
+            pixels = image_tower.preprocessor.batch(images)
             _export(
-                model.image, (pixels,), ["pixels"], {"pixels": {0: "batch"}}, out / "image.onnx"
+                image_tower, (pixels,), ["pixels"], {"pixels": {0: "batch"}}, out / "image.onnx"
             )
             _quantize(out / "image.onnx", image_quantization)
             parts["image"] = {"quantization": image_quantization}
             checks["image"] = (
-                lambda: model.image(pixels).numpy(),
+                lambda: image_tower(pixels).numpy(),
                 lambda encoder: encoder.encode(images),
             )
-        if model.fusion is not None:
+        if fusion is not None:
             pair = torch.nn.functional.normalize(torch.randn(2, 4, manifest.embed_dim), dim=-1)
             _export(
-                _Fuse(model.fusion),
+                _Fuse(fusion),
                 (pair[0], pair[1]),
                 ["image", "text"],
                 {"image": {0: "batch"}, "text": {0: "batch"}},
@@ -249,8 +253,8 @@ def export_bundle(
             )
             parts["fusion"] = {"quantization": "none"}
             checks["fusion"] = (
-                lambda: model.fusion(pair[0], pair[1]).numpy(),
-                lambda fusion: fusion.fuse(pair[0].numpy(), pair[1].numpy()),
+                lambda: fusion(pair[0], pair[1]).numpy(),
+                lambda runtime: runtime.fuse(pair[0].numpy(), pair[1].numpy()),
             )
     for part, entry in parts.items():
         entry["file"] = f"{ONNX_DIR}/{part}.onnx"

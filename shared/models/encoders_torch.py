@@ -17,14 +17,15 @@ class TorchTextEncoder:
 
     def __init__(self, bundle: Path, manifest: Manifest, *, threads: int, device: str) -> None:
         self.model, _ = load_bundle(bundle, parts=frozenset({"text"}), device=device)
+        self._tower = self.model.text_tower()
         self.model_version, self.dim, self._device = manifest.bundle_id, manifest.embed_dim, device
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> np.ndarray:
-        tokens = self.model.text.backbone.tokenize(texts)
+        tokens = self._tower.backbone.tokenize(texts)
         ids = tokens["input_ids"].to(self._device)  # [b, tokens]
         mask = tokens["attention_mask"].to(self._device)
-        return self.model.text(ids, mask).float().cpu().numpy()  # [b, dim]
+        return self._tower(ids, mask).float().cpu().numpy()  # [b, dim]
 
 
 class TorchImageEncoder:
@@ -32,12 +33,13 @@ class TorchImageEncoder:
 
     def __init__(self, bundle: Path, manifest: Manifest, *, threads: int, device: str) -> None:
         self.model, _ = load_bundle(bundle, parts=frozenset({"image"}), device=device)
+        self._tower = self.model.image_tower()
         self.model_version, self.dim, self._device = manifest.bundle_id, manifest.embed_dim, device
 
     @torch.inference_mode()
     def encode(self, images: list[Image.Image]) -> np.ndarray:
-        pixels = self.model.image.preprocessor.batch(images).to(self._device)  # [b, 3, r, r]
-        return self.model.image(pixels).float().cpu().numpy()  # [b, dim]
+        pixels = self._tower.preprocessor.batch(images).to(self._device)  # [b, 3, r, r]
+        return self._tower(pixels).float().cpu().numpy()  # [b, dim]
 
 
 class TorchFusion:
@@ -45,13 +47,14 @@ class TorchFusion:
 
     def __init__(self, bundle: Path, manifest: Manifest, *, threads: int, device: str) -> None:
         self.model, _ = load_bundle(bundle, parts=frozenset({"fusion"}), device=device)
+        self._fusion = self.model.fusion_module()
         self.model_version, self.dim, self._device = manifest.bundle_id, manifest.embed_dim, device
 
     @torch.inference_mode()
     def fuse(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
         image_t = torch.from_numpy(np.ascontiguousarray(image, np.float32)).to(self._device)
         text_t = torch.from_numpy(np.ascontiguousarray(text, np.float32)).to(self._device)
-        fused = self.model.fusion(image_t, text_t)
+        fused = self._fusion(image_t, text_t)
         return fused.float().cpu().numpy()  # [b, dim]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from shared.models.backbone import Backbone
 from shared.models.image_backbone_efficientnet import EfficientNetBackbone
 from shared.models.image_backbone_efficientnet import preprocessor as efficientnet_preprocessor
-from shared.models.image_backbone_hf import HFImageBackbone
+from shared.models.image_backbone_hf import HFImageBackbone, Pooling
 from shared.models.text_backbone_hf import HFTextBackbone, packaged_minilm_path
 from shared.models.transforms import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocessor
 
@@ -43,7 +43,7 @@ def _hf_preprocessor(source: str, resolution: int) -> ImagePreprocessor:
 
 
 def build_image_backbone(
-    kind: str, *, source: str = "", resolution: int = 224, pooling: str = "cls_mean"
+    kind: str, *, source: str = "", resolution: int = 224, pooling: Pooling = "cls_mean"
 ) -> tuple[Backbone, ImagePreprocessor]:
     """Returns the backbone and the preprocessing its weights expect.
 

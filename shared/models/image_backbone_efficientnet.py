@@ -7,7 +7,7 @@ Features are the final convolution's output mean-pooled over space, [batch, 1280
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -15,6 +15,11 @@ from torch import nn
 
 from shared.models.backbone import Backbone
 from shared.models.transforms import ImagePreprocessor
+
+if TYPE_CHECKING:
+    # Untyped (no py.typed): the private blocks used below (`_blocks`, `_conv_stem`, ...) are
+    # the package's, not nn.Module's.
+    from efficientnet_lite_pytorch import EfficientNet
 
 ARCH = "efficientnet-lite0"
 WEIGHTS_FILE = "model.safetensors"
@@ -43,7 +48,7 @@ class EfficientNetBackbone(Backbone):
     kind = "efficientnet_lite"
     feature_dim = 1280
 
-    def __init__(self, net: nn.Module, *, source: str) -> None:
+    def __init__(self, net: EfficientNet, *, source: str) -> None:
         super().__init__()
         self.net = net
         self.source = source

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, CLIPVisionModel
+from transformers import AutoConfig, AutoModel, CLIPVisionModel, PreTrainedModel
 
-from shared.models.backbone import Backbone
+from shared.models.backbone import Backbone, child_modules
 
 Pooling = Literal["cls", "mean", "cls_mean"]
 # Models whose position embeddings interpolate only when asked (DINOv2 always does).
@@ -28,7 +28,9 @@ class HFImageBackbone(Backbone):
 
     kind = "hf_vision"
 
-    def __init__(self, model: nn.Module, *, source: str, pooling: Pooling = "cls_mean") -> None:
+    def __init__(
+        self, model: PreTrainedModel, *, source: str, pooling: Pooling = "cls_mean"
+    ) -> None:
         super().__init__()
         self.model = model
         self.source = source
@@ -46,7 +48,7 @@ class HFImageBackbone(Backbone):
         rather than being unpickled (bundles are always loaded this way).
         """
         model_type = AutoConfig.from_pretrained(name_or_path).model_type
-        kwargs = {"use_safetensors": True} if safetensors_only else {}
+        kwargs: dict[str, Any] = {"use_safetensors": True} if safetensors_only else {}
         if model_type == "clip":
             model = CLIPVisionModel.from_pretrained(name_or_path, **kwargs)
         elif model_type == "vit":
@@ -74,7 +76,8 @@ class HFImageBackbone(Backbone):
 
     def trainable_blocks(self) -> list[nn.Module]:
         inner = self._inner()
-        layers = list(getattr(inner.encoder, "layer", None) or inner.encoder.layers)
+        encoder = inner.get_submodule("encoder")
+        layers = child_modules(encoder, "layer" if hasattr(encoder, "layer") else "layers")
         norms = [getattr(inner, n, None) for n in ("layernorm", "post_layernorm")]
         return layers[:-1] + [nn.ModuleList([layers[-1], *[m for m in norms if m is not None]])]
 

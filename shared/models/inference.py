@@ -81,12 +81,11 @@ def embed_images(
 ) -> np.ndarray:
     """L2-normalised image embeddings [n, embed_dim]."""
     model.eval()
+    tower = model.image_tower()
     out = np.zeros((len(images), model.heads.embed_dim), dtype=np.float32)
     for start in _batched(len(images), batch_size, desc):
         chunk = images[start : start + batch_size]
-        out[start : start + len(chunk)] = model.image(
-            model.image.preprocessor.batch(list(chunk))
-        ).numpy()
+        out[start : start + len(chunk)] = tower(tower.preprocessor.batch(list(chunk))).numpy()
     return out
 
 
@@ -96,9 +95,10 @@ def embed_texts(
 ) -> np.ndarray:
     """L2-normalised text embeddings [n, embed_dim]."""
     model.eval()
+    tower = model.text_tower()
     out = np.zeros((len(texts), model.heads.embed_dim), dtype=np.float32)
     for start in _batched(len(texts), batch_size, desc):
-        out[start : start + batch_size] = model.text.encode(
+        out[start : start + batch_size] = tower.encode(
             list(texts[start : start + batch_size])
         ).numpy()
     return out
@@ -108,4 +108,4 @@ def embed_texts(
 def fuse(model: RetrievalModel, image: np.ndarray, text: np.ndarray) -> np.ndarray:
     """Fused query embeddings [n, embed_dim] from image and text embeddings [n, embed_dim]."""
     model.eval()
-    return model.fusion(torch.from_numpy(image), torch.from_numpy(text)).numpy()
+    return model.fusion_module()(torch.from_numpy(image), torch.from_numpy(text)).numpy()

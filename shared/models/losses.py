@@ -94,14 +94,12 @@ def cmpm(
     positives = _positive_mask(len(queries), groups, queries.device).float()
     true_dist = positives / positives.sum(dim=1, keepdim=True)
     scale = logit_scale.exp().clamp(max=100.0)
-    loss = 0.0
+    directions = []
     for logits in (scale * queries @ targets.T, scale * targets @ queries.T):
         pred = F.softmax(logits, dim=1)
-        loss = (
-            loss
-            + (pred * (F.log_softmax(logits, dim=1) - torch.log(true_dist + epsilon))).sum(1).mean()
-        )
-    return loss / 2
+        kl = pred * (F.log_softmax(logits, dim=1) - torch.log(true_dist + epsilon))
+        directions.append(kl.sum(1).mean())
+    return (directions[0] + directions[1]) / 2
 
 
 LOSSES: dict[str, PairLoss] = {"info_nce": info_nce, "triplet": triplet_hard_negative, "cmpm": cmpm}

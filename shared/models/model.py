@@ -101,9 +101,11 @@ class RetrievalModel(nn.Module):
         text_backbone: HFTextBackbone | None,
         with_fusion: bool = True,
     ) -> RetrievalModel:
-        image = (
-            ImageTower(image_backbone, preprocessor, heads) if image_backbone is not None else None
-        )
+        image = None
+        if image_backbone is not None:
+            if preprocessor is None:
+                raise ValueError("an image backbone needs the preprocessor its weights expect")
+            image = ImageTower(image_backbone, preprocessor, heads)
         text = TextTower(text_backbone, heads) if text_backbone is not None else None
         fusion = (
             AdditiveAttentionFusion(
@@ -113,6 +115,24 @@ class RetrievalModel(nn.Module):
             else None
         )
         return cls(heads=heads, image=image, text=text, fusion=fusion)
+
+    def image_tower(self) -> ImageTower:
+        """The image tower. Raises ValueError when the model was loaded without it."""
+        if self.image is None:
+            raise ValueError("this model was loaded without its image tower")
+        return self.image
+
+    def text_tower(self) -> TextTower:
+        """The text tower. Raises ValueError when the model was loaded without it."""
+        if self.text is None:
+            raise ValueError("this model was loaded without its text tower")
+        return self.text
+
+    def fusion_module(self) -> AdditiveAttentionFusion:
+        """The fusion module. Raises ValueError when the model was loaded without it."""
+        if self.fusion is None:
+            raise ValueError("this model was loaded without its fusion module")
+        return self.fusion
 
     def temperature(self) -> float:
         return float(torch.exp(-self.logit_scale).detach())

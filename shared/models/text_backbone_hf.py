@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
-from shared.models.backbone import Backbone
+from shared.models.backbone import Backbone, child_modules
 
 
 def packaged_minilm_path() -> Path:
@@ -36,7 +36,9 @@ class HFTextBackbone(Backbone):
 
     kind = "hf_text"
 
-    def __init__(self, model: nn.Module, tokenizer: Any, *, source: str, max_length: int = 64):
+    def __init__(
+        self, model: PreTrainedModel, tokenizer: Any, *, source: str, max_length: int = 64
+    ) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
@@ -49,7 +51,7 @@ class HFTextBackbone(Backbone):
         cls, name_or_path: str, *, max_length: int = 64, safetensors_only: bool = False
     ) -> HFTextBackbone:
         """Loads a checkpoint by hub id or local path; see HFImageBackbone.from_pretrained."""
-        kwargs = {"use_safetensors": True} if safetensors_only else {}
+        kwargs: dict[str, Any] = {"use_safetensors": True} if safetensors_only else {}
         model = AutoModel.from_pretrained(name_or_path, add_pooling_layer=False, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         return cls(model, tokenizer, source=str(name_or_path), max_length=max_length)
@@ -72,7 +74,7 @@ class HFTextBackbone(Backbone):
         return (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # [B, H]
 
     def trainable_blocks(self) -> list[nn.Module]:
-        return list(self.model.encoder.layer)
+        return child_modules(self.model, "encoder.layer")
 
     def spec(self) -> dict[str, Any]:
         return {

@@ -111,10 +111,10 @@ def thumbnail_data_uri(data: bytes, *, px: int, quality: int = 80) -> str:
     with _guarded():
         img = Image.open(io.BytesIO(data))
         img.draft("RGB", (px, px))
-        img = to_rgb(img)
-        img.thumbnail((px, px), Image.Resampling.BILINEAR)
+        rgb = to_rgb(img)
+        rgb.thumbnail((px, px), Image.Resampling.BILINEAR)
         out = io.BytesIO()
-        img.save(out, format="JPEG", quality=quality, optimize=True)
+        rgb.save(out, format="JPEG", quality=quality, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
@@ -211,7 +211,7 @@ class ImagePreprocessor:
     def __call__(self, img: Image.Image) -> torch.Tensor:
         import torch
 
-        arr = np.asarray(self.resize_crop(to_rgb(img)), dtype=np.float32)  # [H, W, 3]
+        arr: np.ndarray = np.asarray(self.resize_crop(to_rgb(img)), dtype=np.float32)  # [H, W, 3]
         arr = arr * self.scale + self.offset
         arr = (arr - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return torch.from_numpy(arr.transpose(2, 0, 1).copy())  # [3, H, W]
