@@ -6,7 +6,7 @@ grpc.health.v1.Health, server reflection) and uvicorn on `http_port` (the search
 Serve's gRPC proxy neither passes the caller's deadline to the deployment nor serves the standard
 health and reflection services.
 Several replicas on one node share the ports (SO_REUSEPORT). The encoders and fusion are called
-and the vector store over gRPC at the targets Serve publishes (clients.py).
+and the vector store over gRPC at the targets Serve publishes (shared.serving.clients).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import grpc
 import uvicorn
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from ray import serve
 from starlette.applications import Starlette
@@ -29,12 +28,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from services.gateway.clients import (
-    FusionClient,
-    ImageEncoderClient,
-    TextEncoderClient,
-    VectorStoreClient,
-)
+from services.gateway.health import DependencyHealth
 from services.gateway.http import server_limits
 from services.gateway.search import Dependencies, Limits, run_search, validate
 from services.gateway.security import ApiKeys, TLSFiles
@@ -49,7 +43,14 @@ from services.gateway.servers import (
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.conversions import search as conv
 from shared.logs import serve_logger
+from shared.serving.apps import GATEWAY_DEPLOYMENT
 from shared.serving.auth import InternalToken
+from shared.serving.clients import (
+    FusionClient,
+    ImageEncoderClient,
+    TextEncoderClient,
+    VectorStoreClient,
+)
 from shared.serving.errors import (
     HTTP_STATUS,
     DependencyError,
@@ -63,33 +64,64 @@ from shared.types import SearchQuery, SearchResult
 log = serve_logger(__name__)
 
 SEARCH_PAGE = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
-HEALTH_INTERVAL_S = 5.0
-# Health entry that is SERVING while the server runs, whatever the dependencies: what a
-# Kubernetes liveness probe asks, so a dependency outage never restarts the gateway's pod.
-LIVENESS_SERVICE = "vitrine.liveness"
 GRPC_THREADS = 64  # gRPC calls handled at once; each waits on the event loop for its query
+LOOP_GRACE_S = 2.0  # how much longer than the deadline a server thread waits for the loop
 
 
-DEPENDENCY_WAIT_S = 300.0
+def _load_keys(api_keys: ApiKeys | None, api_keys_file: str | None, *, require: bool) -> ApiKeys:
+    """The replica's API keys: those passed, and the key file's, read here on the node that
+    mounts it (a bad file fails the replica with its reason).
+
+    Raises:
+        ValueError: `require` and no key at all.
+    """
+    keys = (api_keys or ApiKeys()).merged(ApiKeys.load(env_text=None, file=api_keys_file))
+    if require and not keys.enabled:
+        raise ValueError(
+            "production gateway without API keys (the key file holds none): refusing to "
+            "start open; set keys, or VITRINE_ALLOW_UNAUTHENTICATED=true"
+        )
+    return keys
 
 
-async def _handle(deployment: str, app: str, *, wait_s: float = DEPENDENCY_WAIT_S):
-    """A handle to a dependency, waiting while its application is not deployed yet: Serve
-    deploys a config's applications side by side, and `get_deployment_handle` raises KeyError
-    for one that does not exist yet, which failed the gateway's replica (and, after Serve's
-    retries, the whole application) when the gateway started first."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return serve.get_deployment_handle(deployment, app)
-        except KeyError:
-            if time.monotonic() > deadline:
-                raise
-            log.info("waiting for application %s (%s) to be deployed", app, deployment)
-            await asyncio.sleep(1.0)
+def _clients(apps: dict[str, str], **options) -> Dependencies:
+    """The gRPC clients of the dependencies, following the targets Serve publishes."""
+    deps = Dependencies(
+        image=ImageEncoderClient(apps["image_encoder"], **options),
+        text=TextEncoderClient(apps["text_encoder"], **options),
+        fusion=FusionClient(apps["fusion"], **options),
+        store=VectorStoreClient(apps["vector_store"], **options),
+    )
+    for client in (deps.image, deps.text, deps.fusion, deps.store):
+        client.start()
+    return deps
 
 
-@serve.deployment(name="Gateway")
+def _security(keys: ApiKeys, tls: TLSFiles) -> str:
+    """How callers are let in, for the start-up log."""
+    transport = "mTLS" if tls.client_ca_file else "TLS" if tls.enabled else "plaintext (no TLS)"
+    if keys.enabled:
+        return f"{transport}; API keys required ({', '.join(keys.names)})"
+    return f"{transport}; no API keys configured: every caller is let in"
+
+
+def _uvicorn_config(
+    app, port: int, *, tls: TLSFiles, read_timeout_s: float, max_connections: int
+) -> uvicorn.Config:
+    """uvicorn serving `app` (every path, GET and POST) on `port`, with the gRPC server's TLS."""
+    return uvicorn.Config(
+        Starlette(routes=[Route("/{path:path}", app, methods=["GET", "POST"])]),
+        host="0.0.0.0",
+        port=port,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        **server_limits(read_timeout_s=read_timeout_s, max_connections=max_connections),
+        **_uvicorn_tls(tls),
+    )
+
+
+@serve.deployment(name=GATEWAY_DEPLOYMENT)
 class Gateway:
     """Validates queries, fans out to the encoders, fuses, searches, and answers."""
 
@@ -111,133 +143,69 @@ class Gateway:
         internal_token: InternalToken | None = None,
         require_api_keys: bool = False,
     ) -> None:
-        # Read here, on the node that mounts them; a bad file fails the replica with its reason.
-        keys = (api_keys or ApiKeys()).merged(ApiKeys.load(env_text=None, file=api_keys_file))
-        if require_api_keys and not keys.enabled:
-            raise ValueError(
-                "production gateway without API keys (the key file holds none): refusing to "
-                "start open; set keys, or VITRINE_ALLOW_UNAUTHENTICATED=true"
-            )
+        keys = _load_keys(api_keys, api_keys_file, require=require_api_keys)
         tls = tls or TLSFiles()
         self._keys, self._max_request_bytes = keys, max_request_bytes
-        size = {
-            "max_message_bytes": max_request_bytes,
-            "calls_per_target": calls_per_target,
-            "internal_token": internal_token,
-        }
-        self._deps = Dependencies(
-            image=ImageEncoderClient(apps["image_encoder"], **size),
-            text=TextEncoderClient(apps["text_encoder"], **size),
-            fusion=FusionClient(apps["fusion"], **size),
-            store=VectorStoreClient(apps["vector_store"], **size),
-        )
-        for client in (self._deps.image, self._deps.text, self._deps.fusion, self._deps.store):
-            client.start()
-        # Health and model checks go through handles: off the query path, no gRPC method needed.
-        self._store_handle = await _handle("VectorStore", apps["vector_store"])
-        self._info = [
-            await _handle("ImageEncoder", apps["image_encoder"]),
-            await _handle("TextEncoder", apps["text_encoder"]),
-            await _handle("Fusion", apps["fusion"]),
-            self._store_handle,
-        ]
         self._limits, self._timeout_s = limits, request_timeout_s
-        self.model_version = ""
-        self._problem: str | None = "starting: dependencies not checked yet"
         self._loop = asyncio.get_running_loop()
-        self._health = HealthServicer(experimental_non_blocking=True)
+        self._deps = _clients(
+            apps,
+            max_message_bytes=max_request_bytes,
+            calls_per_target=calls_per_target,
+            internal_token=internal_token,
+        )
+        self._health = await DependencyHealth.find(apps)
+        self._server = self._start_grpc(grpc_port, keys=keys, tls=tls)
+        self._http = _HTTPServer(
+            _uvicorn_config(
+                self.__call__,
+                http_port,
+                tls=tls,
+                read_timeout_s=http_read_timeout_s,
+                max_connections=http_max_connections,
+            )
+        )
+        self._http_task = self._loop.create_task(self._http.serve())
+        self._health.start()
+        log.info(
+            "gateway: gRPC on port %d, HTTP on port %d; %s",
+            grpc_port,
+            http_port,
+            _security(keys, tls),
+        )
+
+    def _start_grpc(self, port: int, *, keys: ApiKeys, tls: TLSFiles) -> grpc.Server:
+        """The public gRPC server: SearchService, health and reflection, started."""
         # A thread pool server whose handlers run each query on this replica's event loop:
         # with grpc.aio's server in this loop some calls never reached the servicer and waited
         # out the caller's deadline (docs/RELIABILITY.md, "Known issues").
-        self._server = grpc.server(
+        server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(
                 max_workers=GRPC_THREADS, thread_name_prefix="gateway-grpc"
             ),
             interceptors=[_AuthInterceptor(keys)] if keys.enabled else [],
             options=[
-                ("grpc.max_receive_message_length", max_request_bytes),
+                ("grpc.max_receive_message_length", self._max_request_bytes),
                 ("grpc.so_reuseport", 1),
             ],
         )
-        self._server.add_generic_rpc_handlers((_SearchServicer(self).handler(),))
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        server.add_generic_rpc_handlers((_SearchServicer(self).handler(),))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, server)
         reflection.enable_server_reflection(
             [
                 SERVICE_NAME,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ],
-            self._server,
+            server,
         )
-        address = f"[::]:{grpc_port}"
+        address = f"[::]:{port}"
         if tls.enabled:
-            self._server.add_secure_port(address, tls.server_credentials())
+            server.add_secure_port(address, tls.server_credentials())
         else:
-            self._server.add_insecure_port(address)
-        self._server.start()
-        self._http = _HTTPServer(
-            uvicorn.Config(
-                Starlette(routes=[Route("/{path:path}", self.__call__, methods=["GET", "POST"])]),
-                host="0.0.0.0",
-                port=http_port,
-                lifespan="off",
-                log_level="warning",
-                access_log=False,
-                **server_limits(
-                    read_timeout_s=http_read_timeout_s, max_connections=http_max_connections
-                ),
-                **_uvicorn_tls(tls),
-            )
-        )
-        self._http_task = asyncio.get_running_loop().create_task(self._http.serve())
-        self._set_serving(False)
-        self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
-        self._health_task = asyncio.get_running_loop().create_task(self._watch_dependencies())
-        log.info(
-            "gateway: gRPC on port %d, HTTP on port %d; %s; %s",
-            grpc_port,
-            http_port,
-            "mTLS" if tls.client_ca_file else "TLS" if tls.enabled else "plaintext (no TLS)",
-            f"API keys required ({', '.join(keys.names)})"
-            if keys.enabled
-            else "no API keys configured: every caller is let in",
-        )
-
-    def _set_serving(self, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        self._health.set("", status)
-        self._health.set(SERVICE_NAME, status)
-
-    async def _check_dependencies(self) -> str | None:
-        """None when every dependency answers and serves one model; else what is wrong."""
-        try:
-            infos = await asyncio.wait_for(
-                asyncio.gather(*(h.info.remote() for h in self._info)),
-                timeout=HEALTH_INTERVAL_S,
-            )
-        except Exception as e:  # any failure means not ready
-            return f"a dependency is not answering: {type(e).__name__}: {e}"
-        versions = {i["model_version"] for i in infos}
-        if len(versions) != 1:
-            return f"dependencies serve different models: {sorted(versions)}"
-        self.model_version = versions.pop()
-        return None
-
-    async def _watch_dependencies(self) -> None:
-        last = "starting"
-        while True:
-            problem = await self._check_dependencies()
-            if problem != last:
-                (log.warning if problem else log.info)(
-                    "gateway %s", f"NOT_SERVING: {problem}" if problem else "SERVING"
-                )
-                self._set_serving(problem is None)
-                self._problem = last = problem
-            await asyncio.sleep(HEALTH_INTERVAL_S if problem is None else 0.5)
+            server.add_insecure_port(address)
+        server.start()
+        return server
 
     async def search(self, query: SearchQuery, *, timeout_s: float | None = None) -> SearchResult:
         """Validates and runs a query within the deadline.
@@ -246,15 +214,17 @@ class Gateway:
             RequestError (and subclasses), DependencyError, TimeoutError.
         """
         query = validate(query, self._limits)
-        if not self.model_version:
-            problem = await self._check_dependencies()
+        if not self._health.model_version:
+            problem = await self._health.check()
             if problem:
                 raise DependencyError(f"not ready: {problem}")
         timeout = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
         deadline = time.monotonic() + timeout
         try:
             return await asyncio.wait_for(
-                run_search(query, self._deps, model_version=self.model_version, deadline=deadline),
+                run_search(
+                    query, self._deps, model_version=self._health.model_version, deadline=deadline
+                ),
                 timeout,
             )
         except TimeoutError as e:
@@ -269,17 +239,39 @@ class Gateway:
             if asyncio.current_task().cancelling():  # this query itself was cancelled
                 raise
             # A dependency's call was cancelled under us: its channel closed because the
-            # replica it went to is gone (clients.py drops targets Serve no longer publishes).
+            # replica it went to is gone (the clients drop targets Serve no longer publishes).
             raise DependencyError(
                 "a backing service's replica went away during the call; retry"
             ) from None
         except Exception as e:
             raise _unwrap(e) from None
 
+    def search_from_thread(
+        self, query: SearchQuery, *, timeout_s: float | None = None
+    ) -> SearchResult:
+        """`search` run on the replica's event loop, for a caller on another thread (the gRPC
+        server's): waits for it a little past the deadline the gateway itself enforces.
+
+        Raises:
+            as `search`; TimeoutError when the event loop gives no answer in that time.
+        """
+        limit = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
+        wait_s = limit + LOOP_GRACE_S
+        future = asyncio.run_coroutine_threadsafe(
+            self.search(query, timeout_s=timeout_s), self._loop
+        )
+        try:
+            return future.result(timeout=wait_s)
+        except TimeoutError as e:  # concurrent.futures.TimeoutError is TimeoutError (3.11)
+            future.cancel()
+            if str(e):  # search's own, naming whose deadline passed
+                raise
+            raise TimeoutError(f"deadline exceeded: no answer within {wait_s:g} s") from None
+
     async def info(self) -> dict:
         """The model served and the catalog searched: collection, dimension, size, filter
         fields."""
-        store = await asyncio.wait_for(self._store_handle.info.remote(), HEALTH_INTERVAL_S)
+        store = await self._health.store_info()
         return {
             "model_version": store.pop("model_version"),
             "catalog": {
@@ -297,12 +289,11 @@ class Gateway:
         if request.method == "GET" and path in ("", "/index.html"):
             return HTMLResponse(SEARCH_PAGE)
         if request.method == "GET" and path.endswith("/healthz"):
-            # Ready when the last dependency check passed, as gRPC health says: a model set
-            # once stays set when a dependency goes away or changes model later.
-            ready = bool(self.model_version) and self._problem is None
-            body = {"ready": ready, "model_version": self.model_version}
+            # Ready when the last dependency check passed, as gRPC health says.
+            ready, health = self._health.ready, self._health
+            body = {"ready": ready, "model_version": health.model_version}
             return JSONResponse(
-                body | ({} if ready else {"problem": self._problem}), 200 if ready else 503
+                body | ({} if ready else {"problem": health.problem}), 200 if ready else 503
             )
         if request.method == "GET" and path == "/v1/info":
             if denied := self._http_denied(request, "info"):
@@ -362,8 +353,8 @@ class Gateway:
     def __del__(self) -> None:
         # Also runs for a replica whose __init__ failed (an application it calls was not
         # deployed yet, and Serve retries), which has neither.
-        if hasattr(self, "_health_task"):
-            self._health_task.cancel()
+        if hasattr(self, "_health"):
+            self._health.stop()
         if hasattr(self, "_http"):
             self._http.should_exit = True
         if hasattr(self, "_server"):

@@ -73,7 +73,7 @@ def _validate_filter(flt: Filter, limits: Limits) -> None:
 
 
 class Dependencies:
-    """The gateway's gRPC clients of the other applications (`services.gateway.clients`)."""
+    """The gateway's gRPC clients of the other applications (`shared.serving.clients`)."""
 
     def __init__(self, *, image, text, fusion, store) -> None:
         self.image, self.text, self.fusion, self.store = image, text, fusion, store

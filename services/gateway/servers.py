@@ -3,7 +3,6 @@ HTTP, both in front of a `Gateway`."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 from typing import TYPE_CHECKING
@@ -121,8 +120,8 @@ class _SearchServicer:
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {"Search": search})
 
     def Search(self, raw: bytes, context: grpc.ServicerContext):  # noqa: N802
-        """Runs on a server thread: the query runs on the replica's event loop, and the thread
-        waits for it a little past the deadline the gateway itself enforces."""
+        """Runs on a server thread; the query runs on the replica's event loop
+        (Gateway.search_from_thread)."""
         try:
             request = pb.SearchRequest.FromString(raw)
         except DecodeError as e:
@@ -136,24 +135,12 @@ class _SearchServicer:
 
     def _answer(self, request, context) -> tuple:
         """(response, None), or (status code, message)."""
-        gateway = self._gateway
-        remaining = context.time_remaining()
-        limit = gateway._timeout_s if remaining is None else min(remaining, gateway._timeout_s)
-        future = None
         try:
             query = parse(conv.request_from_proto, request)
-            future = asyncio.run_coroutine_threadsafe(
-                gateway.search(query, timeout_s=remaining), gateway._loop
-            )
-            return conv.response_to_proto(future.result(timeout=limit + 2.0)), None
-        except TimeoutError as e:  # concurrent.futures.TimeoutError is TimeoutError (3.11)
-            if future is not None:
-                future.cancel()
-            # Gateway.search names whose deadline passed; an empty message is this thread
-            # giving up on the event loop.
-            return grpc.StatusCode.DEADLINE_EXCEEDED, str(e) or (
-                f"deadline exceeded: no answer within {limit + 2.0:g} s"
-            )
+            result = self._gateway.search_from_thread(query, timeout_s=context.time_remaining())
+            return conv.response_to_proto(result), None
+        except TimeoutError as e:
+            return grpc.StatusCode.DEADLINE_EXCEEDED, str(e)
         except RequestError as e:
             return e.code, str(e)
         except Exception as e:

@@ -28,9 +28,19 @@ class NotFoundError(RequestError):
 
 
 class DependencyError(RuntimeError):
-    """A service this one needs is down or timed out."""
+    """A service this one needs is down or failed.
+
+    `code` is what this service answers its own caller (UNAVAILABLE, whatever went wrong
+    downstream); `status` is the gRPC status the dependency's call failed with, for a caller
+    that retries some failures and not others (the ingestion worker retries UNAVAILABLE, and
+    stops on UNAUTHENTICATED).
+    """
 
     code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self, message: str = "", *, status: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.status = status or grpc.StatusCode.UNAVAILABLE
 
 
 HTTP_STATUS = {
@@ -51,6 +61,17 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(code, grpc.StatusCode):
         return code, str(exc)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see server logs"
+
+
+def dependency_status(exc: BaseException) -> grpc.StatusCode | None:
+    """The gRPC status a call to a dependency failed with, from the exception the internal
+    clients raise for it (shared.serving.clients): a DependencyError's `status`,
+    DEADLINE_EXCEEDED for a TimeoutError; None for any other exception."""
+    if isinstance(exc, DependencyError):
+        return exc.status
+    if isinstance(exc, TimeoutError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return None
 
 
 def report_to_grpc(grpc_context, exc: BaseException) -> None:

@@ -127,9 +127,11 @@ class _RpcError(grpc.aio.AioRpcError):
     ],
 )
 def test_downstream_statuses_become_the_gateways_errors(code, expected):
-    from services.gateway.clients import _exception
+    from shared.serving.clients import exception_of
 
-    error = _exception("text-encoder", _RpcError(code, "text 0 is empty"))
+    error = exception_of("text-encoder", _RpcError(code, "text 0 is empty"))
     assert isinstance(error, expected)
     if expected is RequestError:
         assert str(error) == "text 0 is empty"  # the caller sees the encoder's own words
+    if expected is DependencyError:  # what the dependency answered, for callers that retry
+        assert error.status == code

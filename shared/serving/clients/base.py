@@ -1,0 +1,173 @@
+"""One internal service's gRPC channels: where its targets come from, round-robin over them,
+the internal token on every call, and gRPC statuses turned into this library's exceptions."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Sequence
+
+import grpc
+
+from shared.logs import serve_logger
+from shared.serving.auth import InternalToken
+from shared.serving.coalescing import Coalescer
+from shared.serving.endpoints import INTERNAL_MAX_MESSAGE_BYTES, grpc_targets
+from shared.serving.errors import DependencyError, LimitError, RequestError
+
+log = serve_logger(__name__)
+
+REFRESH_S = 2.0
+CALLS_PER_TARGET = 2  # default coalesced calls out at once per replica target
+CLOSE_GRACE_S = 60.0  # longer than any call's deadline
+# NOT_FOUND is not among them: no dependency answers it for a caller's mistake, and Serve's gRPC
+# proxy answers it for an application that is gone ("Application 'vector-store' not found"),
+# which is a dependency down (tests/integration/reliability/test_limits_and_degraded.py).
+_CALLER_ERRORS = {
+    grpc.StatusCode.INVALID_ARGUMENT: RequestError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: LimitError,
+}
+
+
+def exception_of(app_name: str, e: grpc.aio.AioRpcError) -> Exception:
+    """The exception a failed call to `app_name` raises: RequestError/LimitError for the
+    caller's mistakes (with the service's own words), TimeoutError for a deadline passed, and
+    DependencyError (with the status) for anything else."""
+    code = e.code()
+    if code in _CALLER_ERRORS:
+        return _CALLER_ERRORS[code](e.details())
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return TimeoutError(f"{app_name} did not answer within the deadline")
+    return DependencyError(f"{app_name} failed: {code.name}: {e.details()}", status=code)
+
+
+class ServiceClient:
+    """Round-robin gRPC stubs over the targets of one Serve application.
+
+    Args:
+        app_name: the Serve application (shared.serving.apps); Serve's gRPC proxy routes by it.
+        stub_class: the service's generated stub.
+        targets: fixed host:port addresses (Serve's gRPC proxy, for a caller outside the
+            cluster: the ingestion worker, the CLI, bench); None: the targets Serve publishes
+            (shared.serving.endpoints.grpc_targets, for a caller inside the cluster: the
+            gateway), refreshed in the background once `start` is called.
+        max_message_bytes: the largest message sent or received.
+        calls_per_target: coalesced calls out at once per target.
+        internal_token: sent on every call; without it every internal service answers
+            UNAUTHENTICATED.
+
+    Channels are made on the event loop of the first call, and every call must come from that
+    loop (a synchronous caller goes through shared.serving.clients.blocking).
+    """
+
+    def __init__(
+        self,
+        app_name: str,
+        stub_class: Callable,
+        *,
+        targets: Sequence[str] | None = None,
+        max_message_bytes: int = INTERNAL_MAX_MESSAGE_BYTES,
+        calls_per_target: int = CALLS_PER_TARGET,
+        internal_token: InternalToken | None = None,
+    ) -> None:
+        self.app_name = app_name
+        self.calls_per_target = calls_per_target
+        self.max_message_bytes = max_message_bytes
+        self._stub_class = stub_class
+        self._fixed = None if targets is None else sorted(set(targets))
+        self._metadata = (
+            internal_token.metadata(app_name) if internal_token else (("application", app_name),)
+        )
+        self._options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        self._channels: dict[str, tuple[grpc.aio.Channel, object]] = {}
+        self._cycle = iter(())
+        self._refresher: asyncio.Task | None = None
+        self._closing: set[asyncio.Task] = set()
+        self._coalescers: list[Coalescer] = []
+
+    async def _targets(self) -> list[str]:
+        return self._fixed if self._fixed is not None else await grpc_targets(self.app_name)
+
+    async def refresh(self) -> None:
+        targets = await self._targets()
+        if set(targets) == set(self._channels):
+            return
+        old = self._channels
+        self._channels = {t: old.get(t) or self._connect(t) for t in targets}
+        for target, (channel, _) in old.items():
+            if target not in self._channels:
+                # Closed later, not now: closing cancels the calls still in flight on it, and
+                # Serve's published list does change under running calls (a replica replaced,
+                # or a flip between replica ports and the proxy's).
+                self._closing.add(asyncio.create_task(channel.close(grace=CLOSE_GRACE_S)))
+                self._closing = {t for t in self._closing if not t.done()}
+        self._cycle = itertools.cycle(list(self._channels.values()))
+        for coalescer in self._coalescers:
+            coalescer.max_in_flight = self.calls_per_target * max(1, len(self._channels))
+        log.info("%s: gRPC targets %s", self.app_name, targets)
+
+    def _connect(self, target: str):
+        channel = grpc.aio.insecure_channel(target, options=self._options)
+        return channel, self._stub_class(channel)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception as e:  # the controller may be restarting; keep the old list
+                log.warning("%s: cannot refresh targets: %s", self.app_name, e)
+            await asyncio.sleep(REFRESH_S)
+
+    def start(self) -> None:
+        """Follows the targets Serve publishes, on the running loop (fixed targets: nothing to
+        follow)."""
+        if self._fixed is None:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def close(self) -> None:
+        """Stops following the targets and closes every channel."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+        channels, self._channels, self._cycle = self._channels, {}, iter(())
+        await asyncio.gather(*(channel.close() for channel, _ in channels.values()))
+
+    def coalescer(self, send, *, max_items: int, **kw) -> Coalescer:
+        """A Coalescer over this service that keeps `calls_per_target` calls out per target
+        (by default two: one computing, one waiting in the replica's batcher)."""
+        coalescer = Coalescer(send, max_items=max_items, max_in_flight=self.calls_per_target, **kw)
+        self._coalescers.append(coalescer)
+        return coalescer
+
+    async def call(self, method: str, request, *, timeout_s: float | None):
+        """`method` on the next target.
+
+        Raises:
+            RequestError, LimitError, TimeoutError, DependencyError: as `exception_of`.
+        """
+        if not self._channels:
+            await self.refresh()
+        if not self._channels:
+            raise DependencyError(f"{self.app_name} has no running replica")
+        _, stub = next(self._cycle)
+        return await self._call(stub, method, request, timeout_s=timeout_s)
+
+    async def call_each(
+        self, method: str, request, *, timeout_s: float | None
+    ) -> list[tuple[str, object]]:
+        """(target, reply or the exception it raised) of `method` on every target at once."""
+        await self.refresh()
+        targets = list(self._channels.items())
+        replies = await asyncio.gather(
+            *(self._call(stub, method, request, timeout_s=timeout_s) for _, (_, stub) in targets),
+            return_exceptions=True,
+        )
+        return [(target, reply) for (target, _), reply in zip(targets, replies, strict=True)]
+
+    async def _call(self, stub, method: str, request, *, timeout_s: float | None):
+        try:
+            return await getattr(stub, method)(request, timeout=timeout_s, metadata=self._metadata)
+        except grpc.aio.AioRpcError as e:
+            raise exception_of(self.app_name, e) from None
