@@ -1,5 +1,5 @@
-"""Deploying and inspecting the Serve applications on a running Ray cluster, with public Ray
-APIs; joining a `make run` cluster as a driver."""
+"""Deploying and inspecting the Serve applications on a running Ray cluster (declaratively, as
+KubeRay does); joining a `make run` cluster as a driver."""
 
 from __future__ import annotations
 
@@ -58,6 +58,14 @@ def deploy(config: dict, *, timeout_s: float = 600, progress: bool = True) -> No
         RuntimeError: an application failed to deploy (with Serve's message), or timed out.
     """
     from ray import serve
+
+    # Serve's private controller client, the one exception to "public Ray APIs only" in this
+    # package: Serve deploys a config declaratively only through it (its public form is the
+    # dashboard's REST API behind `serve deploy`, and `make run` runs no dashboard on 2 cores).
+    # The public `serve.run`/`run_many` give every deployment a random code version, so a
+    # redeploy would replace replicas that a declarative deploy reconfigures in place
+    # (tests/integration/test_serving.py, batching tuned at run time without a restart); and
+    # KubeRay deploys the same config through the same declarative path.
     from ray.serve._private import api as serve_api
     from ray.serve.config import gRPCOptions
     from ray.serve.schema import ServeDeploySchema
