@@ -10,6 +10,7 @@ import datetime as dt
 import enum
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +141,7 @@ class SearchQuery:
 class Hit:
     product_id: str
     score: float
-    payload: dict[str, Any]
+    payload: Mapping[str, Any]  # a dict, or the gateway's lazily read StructPayload
 
 
 @dataclass(frozen=True)

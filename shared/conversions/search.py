@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from google.protobuf import json_format
 
 from shared.api.vitrine.search.v1 import search_pb2 as pb
-from shared.types import Condition, Filter, Hit, Range, SearchQuery, SearchResult, Timing
+from shared.types import (
+    Condition,
+    Filter,
+    Hit,
+    MatchValue,
+    Range,
+    SearchQuery,
+    SearchResult,
+    Timing,
+)
 
 
 def _range_to_proto(r: Range) -> pb.Range:
@@ -45,14 +54,14 @@ def condition_from_proto(msg: pb.Condition) -> Condition:
     kind = msg.WhichOneof("match")
     if kind is None:
         raise ValueError(f"filter condition on {msg.key!r} has no match value")
-    match = {
+    readers: dict[str, Callable[[], MatchValue]] = {
         "keyword": lambda: msg.keyword,
         "integer": lambda: msg.integer,
         "boolean": lambda: msg.boolean,
         "range": lambda: _range_from_proto(msg.range),
         "any_of": lambda: tuple(msg.any_of.values),
-    }[kind]()
-    return Condition(msg.key, match)
+    }
+    return Condition(msg.key, readers[kind]())
 
 
 def filter_to_proto(flt: Filter) -> pb.Filter:

@@ -65,11 +65,11 @@ def decode(
     content_type = present.get(CONTENT_TYPE, PROTOBUF.encode())
     if not isinstance(content_type, bytes | bytearray):
         raise ValueError(f"the {CONTENT_TYPE} header is not bytes")
-    content_type = bytes(content_type).decode(errors="replace")
-    if content_type.split(";")[0].strip() == JSON:
+    media_type = bytes(content_type).decode(errors="replace")
+    if media_type.split(";")[0].strip() == JSON:
         return event_from_json(value)
-    if content_type.split(";")[0].strip() != PROTOBUF:
-        raise ValueError(f"unknown content-type {content_type!r}")
+    if media_type.split(";")[0].strip() != PROTOBUF:
+        raise ValueError(f"unknown content-type {media_type!r}")
     return event_from_bytes(value)
 
 

@@ -99,8 +99,12 @@ class Deletion(NamedTuple):
     version: int = 0
 
 
-class WriteResult(NamedTuple):
-    """What a write did: points written or deleted, and writes skipped as stale."""
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: points written or deleted, and writes skipped as stale.
+
+    A dataclass, not a NamedTuple: a tuple's `count` method would shadow the field.
+    """
 
     count: int
     stale: int = 0
@@ -253,11 +257,18 @@ def validate_fields(fields: dict[str, str]) -> dict[str, str]:
     return dict(fields)
 
 
-def hit_from_payload(payload: dict[str, Any], score: float) -> Hit:
+def _stored_payload(payload: dict[str, Any] | None) -> dict[str, Any]:
+    """An engine's payload; engines type it optional, but every read here asks for one."""
+    if payload is None:
+        raise StoreError("the engine returned a point without the payload asked for")
+    return payload
+
+
+def hit_from_payload(payload: dict[str, Any] | None, score: float) -> Hit:
     """A search hit from a stored payload (which carries the product id)."""
-    payload = dict(payload)
-    product_id = payload.pop(PRODUCT_ID_FIELD)
-    return Hit(product_id=product_id, score=float(score), payload=payload)
+    fields = dict(_stored_payload(payload))
+    product_id = fields.pop(PRODUCT_ID_FIELD)
+    return Hit(product_id=product_id, score=float(score), payload=fields)
 
 
 def payload_selector(with_payload: bool) -> bool | list[str]:
@@ -267,11 +278,17 @@ def payload_selector(with_payload: bool) -> bool | list[str]:
 
 
 def ordered_points(
-    records: Sequence[tuple[dict[str, Any], Any]], product_ids: Sequence[str], *, with_vectors: bool
+    records: Sequence[tuple[dict[str, Any] | None, Any]],
+    product_ids: Sequence[str],
+    *,
+    with_vectors: bool,
 ) -> list[StoredPoint]:
     """Engine records (payload, vector) as StoredPoints in the order of product_ids; ids with no
     record are skipped."""
-    by_id = {payload[PRODUCT_ID_FIELD]: (payload, vector) for payload, vector in records}
+    by_id = {}
+    for payload, vector in records:
+        stored = _stored_payload(payload)
+        by_id[stored[PRODUCT_ID_FIELD]] = (stored, vector)
     out = []
     for pid in product_ids:
         if pid not in by_id:

@@ -96,6 +96,7 @@ class EdgeStore(VectorStore):
             ),
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=10_000),
         )
+        self._shard: qe.EdgeShard | None = None  # None once closed
         try:
             if path.exists() and any(path.iterdir()):
                 self._shard = qe.EdgeShard.load(str(path), config)
@@ -106,15 +107,21 @@ class EdgeStore(VectorStore):
             raise StoreError(f"cannot open Qdrant Edge shard at {path}: {e}") from e
         self._ensure_indexes()
 
+    @property
+    def _open_shard(self) -> qe.EdgeShard:
+        if self._shard is None:
+            raise StoreError(f"collection {self.collection!r} is closed")
+        return self._shard
+
     def _ensure_indexes(self) -> None:
         # Payload indexes must exist before HNSW is built: Qdrant then adds per-value links
         # (payload_m) so filtered HNSW search keeps its recall.
-        existing = self._shard.info().payload_schema
+        existing = self._open_shard.info().payload_schema
         for name, kind in self._fields.items():
             if name not in existing:
-                self._shard.update(qe.UpdateOperation.create_field_index(name, _SCHEMA[kind]))
+                self._open_shard.update(qe.UpdateOperation.create_field_index(name, _SCHEMA[kind]))
         if PRODUCT_ID_FIELD not in existing:
-            self._shard.update(
+            self._open_shard.update(
                 qe.UpdateOperation.create_field_index(
                     PRODUCT_ID_FIELD, qe.PayloadSchemaType.Keyword
                 )
@@ -126,15 +133,17 @@ class EdgeStore(VectorStore):
             return
         batch = [qe.Point(pid, vec, payload) for pid, vec, payload in rows]
         with self._lock:
-            self._shard.update(qe.UpdateOperation.upsert_points(batch))
-            self._shard.flush()
+            self._open_shard.update(qe.UpdateOperation.upsert_points(batch))
+            self._open_shard.flush()
 
     def delete(self, product_ids: Sequence[str]) -> None:
         if not product_ids:
             return
         with self._lock:
-            self._shard.update(qe.UpdateOperation.delete_points([point_id(p) for p in product_ids]))
-            self._shard.flush()
+            self._open_shard.update(
+                qe.UpdateOperation.delete_points([point_id(p) for p in product_ids])
+            )
+            self._open_shard.flush()
 
     def _request(self, vector, top_k: int, filter: Filter | None, exact: bool) -> qe.QueryRequest:
         vector = self._check_vector(vector)
@@ -148,19 +157,19 @@ class EdgeStore(VectorStore):
 
     def search(self, vector, *, top_k, filter=None, exact=False):
         request = self._request(vector, top_k, filter, exact)
-        return [hit_from_payload(p.payload, p.score) for p in self._shard.query(request)]
+        return [hit_from_payload(p.payload, p.score) for p in self._open_shard.query(request)]
 
     def search_batch(self, queries):
         if not queries:
             return []
         requests = [self._request(q.vector, q.top_k, q.filter, q.exact) for q in queries]
-        found = self._shard.query_batch(qe.QueryBatchRequest(requests))
+        found = self._open_shard.query_batch(qe.QueryBatchRequest(requests))
         return [[hit_from_payload(p.payload, p.score) for p in points] for points in found]
 
     def retrieve(self, product_ids, *, with_vectors=False, with_payload=True):
         if not product_ids:
             return []
-        records = self._shard.retrieve(
+        records = self._open_shard.retrieve(
             [point_id(p) for p in product_ids],
             with_payload=payload_selector(with_payload),
             with_vector=with_vectors,
@@ -170,10 +179,10 @@ class EdgeStore(VectorStore):
         )
 
     def count(self, filter=None):
-        return self._shard.count(qe.CountRequest(exact=True, filter=edge_filter(filter)))
+        return self._open_shard.count(qe.CountRequest(exact=True, filter=edge_filter(filter)))
 
     def info(self):
-        info = self._shard.info()
+        info = self._open_shard.info()
         fields = {
             k: _SCHEMA_NAMES.get(v.data_type, str(v.data_type))
             for k, v in info.payload_schema.items()
@@ -185,12 +194,12 @@ class EdgeStore(VectorStore):
 
     def optimize(self) -> None:
         with self._lock:
-            if self._shard.optimize():
+            if self._open_shard.optimize():
                 log.info("collection %s: indexes rebuilt", self.collection)
 
     def close(self):
         with self._lock:
-            shard, self._shard = getattr(self, "_shard", None), None
+            shard, self._shard = self._shard, None
             if shard is not None:
                 shard.flush()
                 shard.close()

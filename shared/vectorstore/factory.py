@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from shared.vectorstore.base import VectorStore, collection_name
 from shared.vectorstore.versions import TOMBSTONE_SUFFIX, VersionedWrites
+
+# Opens one collection of the engine: (name, dim, indexed_fields) -> store.
+OpenCollection = Callable[[str, int, dict[str, str]], VectorStore]
 
 
 def open_store(
@@ -27,7 +31,8 @@ def open_store(
         indexed_fields: payload fields to index.
         api_key: Qdrant API key for a server.
     """
-    return _open(location, model_version, dim, indexed_fields, api_key, versioned=False)
+    open_collection = _engine(location, api_key)
+    return open_collection(collection_name(model_version), dim, indexed_fields)
 
 
 def open_versioned_store(
@@ -40,20 +45,19 @@ def open_versioned_store(
 ) -> VersionedWrites:
     """`open_store`'s collection with its tombstone collection beside it (same engine), behind
     the writer that keeps stale events out (`.store` is the collection itself)."""
-    return _open(location, model_version, dim, indexed_fields, api_key, versioned=True)
-
-
-def _open(location, model_version, dim, indexed_fields, api_key, *, versioned):
+    open_collection = _engine(location, api_key)
     collection = collection_name(model_version)
+    store = open_collection(collection, dim, indexed_fields)
+    return VersionedWrites(store, open_collection(collection + TOMBSTONE_SUFFIX, 1, {}))
+
+
+def _engine(location: str, api_key: str | None) -> OpenCollection:
+    """How to open collections at `location`; every collection shares one client."""
     if location.startswith("edge:"):
         from shared.vectorstore.edge import EdgeStore
 
         root = Path(location.removeprefix("edge:")).expanduser()
-        store = EdgeStore(root, collection, dim=dim, indexed_fields=indexed_fields)
-        if not versioned:
-            return store
-        tombstones = EdgeStore(root, collection + TOMBSTONE_SUFFIX, dim=1, indexed_fields={})
-        return VersionedWrites(store, tombstones)
+        return lambda name, dim, fields: EdgeStore(root, name, dim=dim, indexed_fields=fields)
 
     from qdrant_client import QdrantClient
 
@@ -70,9 +74,5 @@ def _open(location, model_version, dim, indexed_fields, api_key, *, versioned):
             f"vector store location {location!r}: use edge:PATH, http(s)://HOST:PORT, :memory: "
             "or local:PATH"
         )
-    store = QdrantStore(client, collection, dim=dim, indexed_fields=indexed_fields)
-    if not versioned:
-        return store
-    # The same client: local mode locks its folder to one client.
-    tombstones = QdrantStore(client, collection + TOMBSTONE_SUFFIX, dim=1, indexed_fields={})
-    return VersionedWrites(store, tombstones)
+    # One client for all: local mode locks its folder to one client.
+    return lambda name, dim, fields: QdrantStore(client, name, dim=dim, indexed_fields=fields)

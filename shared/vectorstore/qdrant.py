@@ -87,6 +87,8 @@ class QdrantStore(VectorStore):
                 vectors_config=qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE),
             )
         params = self._client.get_collection(self.collection).config.params.vectors
+        if not isinstance(params, qm.VectorParams):  # named vectors, or none
+            raise StoreError(f"collection {self.collection!r} has no single vector: {params!r}")
         if params.size != self.dim:
             raise StoreError(
                 f"collection {self.collection!r} holds {params.size}-d vectors, not {self.dim}-d"
