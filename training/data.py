@@ -60,7 +60,7 @@ def prepare_data(cfg: DataConfig, *, workdir: Path) -> PreparedData:
         ]
     if cfg.limit:
         products = products[: cfg.limit]
-    if cfg.kind == "synthetic":
+    if cfg.kind == "synthetic" and root is not None:
         held_out = {
             i for cat in fashioniq.CATEGORIES for i in fashioniq.load_split_ids(root, cat, "test")
         }

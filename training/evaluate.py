@@ -33,7 +33,7 @@ def image_embeddings(
     label: str = "gallery",
 ) -> np.ndarray:
     """[N, D] image embeddings; backbone features come from the cache when `cache_dir` is given."""
-    tower = model.image
+    tower = model.image_tower()
     if cache_dir is not None:
         feats = cached_image_features(
             tower.backbone, tower.preprocessor, products, cache_dir=cache_dir, label=label
@@ -195,11 +195,11 @@ def evaluate_fashioniq(
     for cat in fashioniq.CATEGORIES:
         gallery = fashioniq.to_products(root, cat, split, skip_missing=True)
         index = {p.id: i for i, p in enumerate(gallery)}
-        triplets = [
-            t
-            for t in fashioniq.load_fashioniq(root, cat, split)
-            if t.target in index and t.candidate in index
-        ]
+        triplets, answers = [], []
+        for t in fashioniq.load_fashioniq(root, cat, split):
+            if t.target is not None and t.target in index and t.candidate in index:
+                triplets.append(t)
+                answers.append({index[t.target]})
         if not triplets:
             continue
         images = image_embeddings(model, gallery, cache_dir=cache_dir, label=f"{cat} gallery")
@@ -207,7 +207,7 @@ def evaluate_fashioniq(
         texts = embed_texts(model, [t.query_text for t in triplets])
         queries = fuse(model, images[refs], texts)
         ranked = rank(queries, images, k=max(ks), exclude=refs)
-        per_category[cat] = retrieval_metrics(ranked, [{index[t.target]} for t in triplets], ks=ks)
+        per_category[cat] = retrieval_metrics(ranked, answers, ks=ks)
         counts[cat] = len(triplets)
     if not per_category:
         return {}

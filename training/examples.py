@@ -67,10 +67,10 @@ def _composed_pool(products: Sequence[Product]) -> ComposedPool:
     texts: list[str] = []
     text_index: dict[str, int] = {}
     references, options = [], []
-    for r, key in enumerate(keys):
-        if not key:
+    for r, ref_key in enumerate(keys):
+        if not ref_key:
             continue
-        article, colour, gender = key
+        article, colour, gender = ref_key
         opts = []
         for c2, members in sorted(by_group[(article, gender)].items()):
             if c2 != colour:

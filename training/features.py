@@ -21,7 +21,6 @@ import torch
 from shared.data.catalog import Product
 from shared.models.backbone import Backbone
 from shared.models.inference import image_features, open_image, text_features
-from shared.models.text_backbone_hf import HFTextBackbone
 from shared.models.transforms import ImagePreprocessor
 
 
@@ -121,7 +120,7 @@ def cached_image_features(
 
 
 def cached_text_features(
-    backbone: HFTextBackbone, texts: Sequence[str], *, cache_dir: Path, label: str = ""
+    backbone: Backbone, texts: Sequence[str], *, cache_dir: Path, label: str = ""
 ) -> np.ndarray:
     """Features [len(texts), feature_dim], each computed once."""
     store = FeatureStore(

@@ -94,6 +94,7 @@ class TrainModule(nn.Module):
         return self
 
     def _images(self, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        tower = self.model.image_tower()
         feats = self.inputs.image_features
         if feats is not None:
             views = (
@@ -103,24 +104,25 @@ class TrainModule(nn.Module):
             )
             x = torch.from_numpy(np.ascontiguousarray(feats[views, idx]))
             if self.inputs.image_prefix_blocks:
-                x = self.model.image.backbone.forward_suffix(
+                x = tower.backbone.forward_suffix(
                     x, train_last_blocks=self.inputs.image_prefix_blocks
                 )
-            return self.model.image.head(x)
+            return tower.head(x)
         from shared.models.inference import open_image
 
         images = [open_image(Path(self.inputs.image_paths[i])) for i in idx]
         if self.flip:
             flip = Image.Transpose.FLIP_LEFT_RIGHT
             images = [im.transpose(flip) if rng.random() < 0.5 else im for im in images]
-        return self.model.image(self.model.image.preprocessor.batch(images))
+        return tower(tower.preprocessor.batch(images))
 
     def _texts(self, idx: np.ndarray, *, modifiers: bool) -> torch.Tensor:
+        tower = self.model.text_tower()
         feats = self.inputs.modifier_features if modifiers else self.inputs.title_features
         if feats is not None:
-            return self.model.text.head(torch.from_numpy(feats[idx]))
+            return tower.head(torch.from_numpy(feats[idx]))
         source = self.inputs.examples.composed.texts if modifiers else self.inputs.examples.titles
-        return self.model.text.encode([source[i] for i in idx])
+        return tower.encode([source[i] for i in idx])
 
     def _pair_loss(
         self, queries: torch.Tensor, targets: torch.Tensor, groups: np.ndarray
@@ -147,7 +149,7 @@ class TrainModule(nn.Module):
         )
         out = {"t2i": t2i, "loss": t2i}
         if self.composed_weight > 0 and len(batch["refs"]):
-            query = self.model.fusion(
+            query = self.model.fusion_module()(
                 self._images(batch["refs"], rng), self._texts(batch["mods"], modifiers=True)
             )
             targets = batch["targets"]

@@ -45,16 +45,17 @@ def _inputs(
 ) -> TrainInputs:
     """Examples plus cached features for every frozen backbone."""
     examples = build_examples(data.train)
+    image, text = model.image_tower(), model.text_tower()
     image_feats = title_feats = modifier_feats = None
     blocks = cfg.image.train_last_blocks
-    prefix = blocks if blocks and _can_split(model.image.backbone, blocks) else 0
+    prefix = blocks if blocks and _can_split(image.backbone, blocks) else 0
     if blocks == 0 or prefix:
         views = [False, True] if cfg.optim.flip_augment else [False]
         image_feats = np.stack(
             [
                 cached_image_features(
-                    model.image.backbone,
-                    model.image.preprocessor,
+                    image.backbone,
+                    image.preprocessor,
                     data.train,
                     cache_dir=cache_dir,
                     flip=f,
@@ -66,10 +67,10 @@ def _inputs(
         )  # [views, N, F] or [views, N, C, h, w]
     if cfg.text.train_last_blocks == 0:
         title_feats = cached_text_features(
-            model.text.backbone, examples.titles, cache_dir=cache_dir, label="titles"
+            text.backbone, examples.titles, cache_dir=cache_dir, label="titles"
         )
         modifier_feats = cached_text_features(
-            model.text.backbone, examples.composed.texts, cache_dir=cache_dir, label="modifiers"
+            text.backbone, examples.composed.texts, cache_dir=cache_dir, label="modifiers"
         )
     return TrainInputs(
         examples=examples,
@@ -77,8 +78,8 @@ def _inputs(
         title_features=title_feats,
         modifier_features=modifier_feats,
         image_paths=[str(p.image) for p in data.train],
-        image_feature_dim=model.image.backbone.feature_dim,
-        text_feature_dim=model.text.backbone.feature_dim,
+        image_feature_dim=image.backbone.feature_dim,
+        text_feature_dim=text.backbone.feature_dim,
         image_prefix_blocks=prefix,
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 _REGISTRY: dict[str, type[Backbone]] = {}
@@ -42,6 +43,10 @@ class Backbone(nn.Module):
     def trainable_blocks(self) -> list[nn.Module]:
         """The backbone's blocks from input to output; the last N may be fine-tuned."""
         raise NotImplementedError
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """A text backbone's inputs for `texts` (`input_ids`, `attention_mask`, [B, T])."""
+        raise NotImplementedError(f"{type(self).__name__} takes no text")
 
     def freeze(self, *, train_last_blocks: int = 0) -> None:
         """Freezes every parameter except those of the last `train_last_blocks` blocks."""

@@ -12,7 +12,6 @@ from tqdm.auto import tqdm
 
 from shared.models.backbone import Backbone
 from shared.models.model import RetrievalModel
-from shared.models.text_backbone_hf import HFTextBackbone
 from shared.models.transforms import ImagePreprocessor, to_rgb
 
 
@@ -60,7 +59,7 @@ def image_features(
 
 @torch.inference_mode()
 def text_features(
-    backbone: HFTextBackbone, texts: Sequence[str], *, batch_size: int = 64, desc: str | None = None
+    backbone: Backbone, texts: Sequence[str], *, batch_size: int = 64, desc: str | None = None
 ) -> np.ndarray:
     """Mean-pooled backbone features of texts, [n, feature_dim] float32."""
     backbone.eval()

@@ -15,7 +15,11 @@ DEFAULT_KS = (1, 5, 10, 20, 30, 50)
 
 
 def rank(
-    queries: np.ndarray, gallery: np.ndarray, *, k: int, exclude: Sequence[int] | None = None
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    *,
+    k: int,
+    exclude: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Top-k gallery indices by cosine similarity for each query, best first.
 

@@ -50,7 +50,7 @@ class ImageTower(nn.Module):
 class TextTower(nn.Module):
     """Text backbone + projection head: texts -> embeddings [B, embed_dim]."""
 
-    def __init__(self, backbone: HFTextBackbone, heads: HeadConfig):
+    def __init__(self, backbone: Backbone, heads: HeadConfig):
         super().__init__()
         self.backbone = backbone
         self.head = ProjectionHead(
