@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ray.serve import Application
+from typing import cast
+
+from ray.serve import Application, Deployment
 
 from services.image_encoder.config import ImageEncoderSettings
 from services.image_encoder.deployment import ImageEncoder
@@ -21,7 +23,8 @@ def build_app(args: dict) -> Application:
         token = service_internal_token(s, service="image encoder")
     except ValueError as e:
         raise SettingsError(str(e)) from None
-    return ImageEncoder.bind(
+    # @serve.deployment made the class a Deployment; mypy ignores class decorators (mypy#3135).
+    return cast(Deployment, ImageEncoder).bind(
         internal_token=token,
         bundle_path=str(resolve_bundle(s.bundle_path)),
         device=s.device,

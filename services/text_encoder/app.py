@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ray.serve import Application
+from typing import cast
+
+from ray.serve import Application, Deployment
 
 from services.text_encoder.config import TextEncoderSettings
 from services.text_encoder.deployment import TextEncoder
@@ -21,7 +23,8 @@ def build_app(args: dict) -> Application:
         token = service_internal_token(s, service="text encoder")
     except ValueError as e:
         raise SettingsError(str(e)) from None
-    return TextEncoder.bind(
+    # @serve.deployment made the class a Deployment; mypy ignores class decorators (mypy#3135).
+    return cast(Deployment, TextEncoder).bind(
         internal_token=token,
         bundle_path=str(resolve_bundle(s.bundle_path)),
         device=s.device,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from services.vector_store.config import VectorStoreSettings
 from services.vector_store.deployment import VectorStore
@@ -29,7 +30,10 @@ def build_app(args: dict) -> Application:
     except ValueError as e:
         raise SettingsError(str(e)) from None
     embedded = s.store_location.startswith(("edge:", "local:", ":memory:"))
-    deployment = VectorStore.options(num_replicas=1) if embedded else VectorStore
+    # @serve.deployment made the class a Deployment; mypy ignores class decorators (mypy#3135).
+    deployment = cast(Deployment, VectorStore)
+    if embedded:
+        deployment = deployment.options(num_replicas=1)
     return deployment.bind(
         internal_token=token,
         bundle_path=str(resolve_bundle(s.bundle_path)),
