@@ -491,7 +491,7 @@ def plot(results, limits, *, kinds, clients, path: Path) -> None:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench load", description=__doc__)
-    port = os.environ.get("VITRINE_GRPC_PORT", "9000")
+    port = os.environ.get("VITRINE_GATEWAY_GRPC_PORT", "9000")
     p.add_argument("--gateway", default=f"127.0.0.1:{port}", help="the gateway's gRPC address")
     p.add_argument("--bundle", default=os.environ.get("VITRINE_BUNDLE_PATH"))
     p.add_argument("--kinds", default=",".join(KINDS))

@@ -16,39 +16,28 @@ from cli import (
     stream_commands,
     train_commands,
 )
-from operations.settings import PROCESS_SETTINGS
-from shared.settings import SettingsError, load_settings
+from operations.serve import load_config
+from operations.settings import PROCESS_SETTINGS, settings_in_force
+from shared.settings import SettingsError
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    """Validates and prints the settings each process would start with."""
+    """Validates and prints the settings each process would start with, and their sources."""
     names = [args.process] if args.process else list(PROCESS_SETTINGS)
+    serve_config = load_config()
     failed = False
     for name in names:
-        cls = PROCESS_SETTINGS[name]
         try:
-            settings = load_settings(cls)
+            rows = settings_in_force(name, serve_config=serve_config)
         except SettingsError as exc:
             print(f"[{name}] configuration error: {exc}", file=sys.stderr)
             failed = True
             continue
-        print(f"[{name}] {cls.__name__}")
-        for field, env in cls.env_names().items():
-            print(f"  {env:<36} = {getattr(settings, field)!r}")
-        if (batching := _serve_config_batching(name)) is not None:
-            print(f"  {'batching (Serve config user_config)':<36} = {batching}")
+        print(f"[{name}] {PROCESS_SETTINGS[name].__name__}")
+        width = max(len(row.name) for row in rows)
+        for row in rows:
+            print(f"  {row.name:<{width}}  {row.source:<24}  {row.value}")
     return 2 if failed else 0
-
-
-def _serve_config_batching(app_name: str) -> dict | None:
-    """The dynamic batching deploy/serve/vitrine.yaml gives an application (its one home; a
-    running replica's values: `vitrine serve status`)."""
-    from cli.serve_commands import load_config
-
-    for app in load_config()["applications"]:
-        if app["name"] == app_name:
-            return app["deployments"][0].get("user_config")
-    return None
 
 
 def _cmd_version(_: argparse.Namespace) -> int:
@@ -75,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
-        "config", help="validate and show each process's settings (VITRINE_* variables)"
+        "config",
+        help="validate and show what each process starts with: its VITRINE_* variables and "
+        "Serve config values, with their sources",
     )
     p.add_argument(
         "process", nargs="?", choices=sorted(PROCESS_SETTINGS), help="one process (default: all)"

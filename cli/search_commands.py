@@ -116,7 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--exclude", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument(
-        "--gateway", help="host:port of the gRPC gateway (default: 127.0.0.1:VITRINE_GRPC_PORT)"
+        "--gateway",
+        help="host:port of the gRPC gateway (default: 127.0.0.1:VITRINE_GATEWAY_GRPC_PORT)",
     )
     p.add_argument("--timeout", type=float, default=30, help="deadline in seconds")
     p.add_argument(

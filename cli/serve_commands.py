@@ -108,7 +108,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = serve_sub.add_parser("up", help="deploy every application of a Serve config; wait")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="Serve config YAML")
     p.add_argument("--bundle", help="model bundle directory (default: VITRINE_BUNDLE_PATH)")
-    p.add_argument("--store", help="vector store location (default: VITRINE_STORE_LOCATION)")
+    p.add_argument(
+        "--store", help="vector store location (default: VITRINE_VECTOR_STORE_STORE_LOCATION)"
+    )
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait")
     p.add_argument(
         "--proxy-grpc-port", type=int, help="port of Serve's gRPC proxies (default: the config's)"

@@ -51,14 +51,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="services up, catalog size, ingestion workers and lag, dead letters (exit 1 if "
         "anything is down, dead or stalled)",
     )
-    p.add_argument("--gateway", help="host:port of the gRPC gateway (default: VITRINE_GRPC_PORT)")
-    p.add_argument("--http", help="base URL of the gateway's HTTP API (default: VITRINE_HTTP_PORT)")
+    p.add_argument(
+        "--gateway", help="host:port of the gRPC gateway (default: VITRINE_GATEWAY_GRPC_PORT)"
+    )
+    p.add_argument(
+        "--http", help="base URL of the gateway's HTTP API (default: VITRINE_GATEWAY_HTTP_PORT)"
+    )
     p.add_argument("--no-serve", action="store_true", help="skip the Ray Serve application states")
     p.add_argument(
         "--worker-metrics",
         metavar="URL",
-        help="an ingestion worker's /metrics (default: 127.0.0.1 on VITRINE_METRICS_PORT, as "
-        "`make run` starts it); `none` when no worker is reachable from here (Kubernetes)",
+        help="an ingestion worker's /metrics (default: 127.0.0.1 on "
+        "VITRINE_INGESTION_METRICS_PORT, as `make run` starts it); `none` when no worker is "
+        "reachable from here (Kubernetes)",
     )
     p.add_argument(
         "--stall-after",

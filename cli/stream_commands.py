@@ -100,12 +100,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="JSON values instead of protobuf")
     p.add_argument("--uri", action="store_true", help="file:// image URIs instead of inline bytes")
-    p.add_argument("--topic", help="default: VITRINE_CATALOG_TOPIC")
-    p.add_argument("--bootstrap-servers", help="default: VITRINE_KAFKA_BOOTSTRAP_SERVERS")
+    p.add_argument("--topic", help="default: VITRINE_INGESTION_CATALOG_TOPIC")
+    p.add_argument("--bootstrap-servers", help="default: VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS")
     p.add_argument(
         "--wait",
         action="store_true",
-        help="then wait until the ingestion workers (VITRINE_CONSUMER_GROUP) committed it all",
+        help="then wait until the ingestion workers (VITRINE_INGESTION_CONSUMER_GROUP) committed "
+        "it all",
     )
     p.add_argument("--timeout", type=float, default=600, help="seconds --wait waits at most")
     p.set_defaults(func=_cmd_publish)

@@ -18,8 +18,8 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from operations.settings import PROCESS_SETTINGS
-from shared.settings import ENV_PREFIX, SettingsError, load_settings
+from operations.settings import PROCESS_SETTINGS, renamed_variables, variables
+from shared.settings import ENV_PREFIX, RETIRED, SettingsError, load_settings
 
 SERVE_APPS = ("image-encoder", "text-encoder", "fusion", "vector-store", "gateway")
 _HF_OFFLINE = {
@@ -33,8 +33,8 @@ _SERVE = {
 # Closed by default (issue 17): what each container must get from a required Secret, beside
 # VITRINE_ENVIRONMENT=production.
 REQUIRED_SECRETS = {
-    "ray-head": ("VITRINE_API_KEYS", "VITRINE_INTERNAL_TOKEN"),
-    "ray-worker": ("VITRINE_API_KEYS", "VITRINE_INTERNAL_TOKEN"),
+    "ray-head": ("VITRINE_GATEWAY_API_KEYS", "VITRINE_INTERNAL_TOKEN"),
+    "ray-worker": ("VITRINE_GATEWAY_API_KEYS", "VITRINE_INTERNAL_TOKEN"),
     "ingestion": ("VITRINE_INTERNAL_TOKEN",),
 }
 _QDRANT = {
@@ -141,27 +141,31 @@ def _check_container(container: dict, config_maps: dict[str, dict]) -> list[str]
         return [f"runs an unknown process: add it to CONTAINERS in {__name__}"]
     processes, third_party = CONTAINERS[container["name"]]
     env, problems = _container_env(container, config_maps)
-    classes = [PROCESS_SETTINGS[p] for p in processes]
+    known = {name for p in processes for name in variables(p)}
     for name in sorted(env):
-        if name.startswith(ENV_PREFIX):
-            field_name = name.removeprefix(ENV_PREFIX).lower()
-            if not any(field_name in cls.model_fields for cls in classes):
-                problems.append(f"{name} is not a setting of {', '.join(processes) or 'it'}")
-        elif name not in third_party:
-            problems.append(f"{name} is not read by {', '.join(processes) or 'it'}")
-    literal = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX) and v is not None}
-    for cls in classes:
-        mine = {
-            k: v
-            for k, v in literal.items()
-            if k.removeprefix(ENV_PREFIX).lower() in cls.model_fields
-        }
+        if name not in known and name not in third_party:
+            problems.append(_unknown_variable(name, processes))
+    literal = {k: v for k, v in env.items() if k in known and v is not None}
+    for process in processes:
+        mine = {k: v for k, v in literal.items() if k in variables(process)}
         with _environ(mine):
             try:
-                load_settings(cls)
+                load_settings(PROCESS_SETTINGS[process])
             except SettingsError as e:
                 problems.append(str(e).replace("\n", " "))
     return problems
+
+
+def _unknown_variable(name: str, processes: tuple[str, ...]) -> str:
+    """Why a container's variable `name` is not read by the processes it runs."""
+    if name in RETIRED:
+        return f"{name} sets nothing: {RETIRED[name]}"
+    new = [v for p, v in renamed_variables().get(name, {}).items() if p in processes]
+    if new:
+        return f"{name} is now {', '.join(new)} (one prefix per process)"
+    if name.startswith(ENV_PREFIX):
+        return f"{name} is not a setting of {', '.join(processes) or 'it'}"
+    return f"{name} is not read by {', '.join(processes) or 'it'}"
 
 
 def closed_problems(objects: list[dict]) -> list[str]:
@@ -177,8 +181,9 @@ def closed_problems(objects: list[dict]) -> list[str]:
         env, _ = _container_env(container, config_maps)
         if env.get("VITRINE_ENVIRONMENT") != "production":
             problems.append(f"{where}: VITRINE_ENVIRONMENT is not production")
-        if str(env.get("VITRINE_ALLOW_UNAUTHENTICATED", "")).lower() in ("1", "true", "yes"):
-            problems.append(f"{where}: VITRINE_ALLOW_UNAUTHENTICATED lets every caller in")
+        allow = "VITRINE_GATEWAY_ALLOW_UNAUTHENTICATED"
+        if str(env.get(allow, "")).lower() in ("1", "true", "yes"):
+            problems.append(f"{where}: {allow} lets every caller in")
         refs = {
             v["name"]: v.get("valueFrom", {}).get("secretKeyRef") for v in container.get("env", [])
         }
@@ -229,17 +234,19 @@ def kafka_problems(objects: list[dict]) -> list[str]:
         return []
     problems = []
     config_maps = _config_maps(objects)
-    defaults = PROCESS_SETTINGS["ingestion"].model_fields
+    ingestion = PROCESS_SETTINGS["ingestion"]
+    names = ingestion.env_names()
     catalog_partitions = None
     for where, _, container in _containers(objects):
         if container.get("name") != "ingestion":
             continue
         env, _ = _container_env(container, config_maps)
-        for var in ("VITRINE_CATALOG_TOPIC", "VITRINE_DLQ_TOPIC"):
-            topic = env.get(var) or defaults[var.removeprefix(ENV_PREFIX).lower()].default
+        for field_name in ("catalog_topic", "dlq_topic"):
+            var = names[field_name]
+            topic = env.get(var) or ingestion.model_fields[field_name].default
             if topic not in topics:
                 problems.append(f"{where}: {var}={topic} is not a KafkaTopic")
-            elif var == "VITRINE_CATALOG_TOPIC":
+            elif field_name == "catalog_topic":
                 catalog_partitions = topics[topic].get("partitions")
     for obj in objects:
         if obj.get("kind") == "ScaledObject" and catalog_partitions is not None:

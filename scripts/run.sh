@@ -4,7 +4,8 @@
 #      time on the built-in synthetic catalog (training/configs/demo.yaml, about a minute); with
 #      CATALOG=PATH (a products.jsonl or its folder) artifacts/bundles/catalog-NAME, trained the
 #      first time on that catalog (training/configs/catalog.yaml);
-#   2. the local Kafka-protocol broker (unless VITRINE_KAFKA_BOOTSTRAP_SERVERS names one);
+#   2. the local Kafka-protocol broker (unless VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS names
+#      one);
 #   3. a Ray head (`ray start --block`, so stopping it stops only this cluster), then every
 #      application of deploy/serve/vitrine.yaml (embedded Qdrant Edge store in artifacts/store);
 #   4. one ingestion worker; the catalog (the bundle's synthetic catalog, or CATALOG) published as
@@ -42,22 +43,22 @@ export RAY_SERVE_THROUGHPUT_OPTIMIZED="${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}"
 # ...which also buffers 1000 log records per replica; ours log little (no access log): write
 # each record at once, so `logs/serve/replica_*.log` is current.
 export RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE="${RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE:-1}"
-export VITRINE_CACHE_DIR="${VITRINE_CACHE_DIR:-$PWD/artifacts/cache}"
-export VITRINE_STORAGE_PATH="${VITRINE_STORAGE_PATH:-$PWD/artifacts/runs}"
-export VITRINE_STORE_LOCATION="${VITRINE_STORE_LOCATION:-edge:$PWD/artifacts/store}"
+export VITRINE_TRAIN_CACHE_DIR="${VITRINE_TRAIN_CACHE_DIR:-$PWD/artifacts/cache}"
+export VITRINE_TRAIN_STORAGE_PATH="${VITRINE_TRAIN_STORAGE_PATH:-$PWD/artifacts/runs}"
+export VITRINE_VECTOR_STORE_STORE_LOCATION="${VITRINE_VECTOR_STORE_STORE_LOCATION:-edge:$PWD/artifacts/store}"
 RAY_PORT="${VITRINE_RAY_PORT:-6379}"
 # Training starts a Ray of its own; every later command uses the head started below.
 unset RAY_ADDRESS
 SERVE_GRPC_PORT="${VITRINE_SERVE_GRPC_PORT:-9100}"
-export VITRINE_IMAGE_ENCODER_ADDRESS="${VITRINE_IMAGE_ENCODER_ADDRESS:-127.0.0.1:$SERVE_GRPC_PORT}"
-export VITRINE_VECTOR_STORE_ADDRESS="${VITRINE_VECTOR_STORE_ADDRESS:-127.0.0.1:$SERVE_GRPC_PORT}"
+export VITRINE_INGESTION_IMAGE_ENCODER_ADDRESS="${VITRINE_INGESTION_IMAGE_ENCODER_ADDRESS:-127.0.0.1:$SERVE_GRPC_PORT}"
+export VITRINE_INGESTION_VECTOR_STORE_ADDRESS="${VITRINE_INGESTION_VECTOR_STORE_ADDRESS:-127.0.0.1:$SERVE_GRPC_PORT}"
 VITRINE=("${SUPERVISE[@]}" exec -- .venv/bin/vitrine)
 LOGS="${VITRINE_LOG_DIR:-$PWD/artifacts/logs}"
 mkdir -p "$RAY_TMPDIR" "$LOGS"
 LOCAL_BROKER=0
-if [[ -z "${VITRINE_KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
+if [[ -z "${VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
   LOCAL_BROKER=1
-  export VITRINE_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${VITRINE_BROKER_PORT:-9092}"
+  export VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${VITRINE_BROKER_PORT:-9092}"
 fi
 die() { echo "make run: $*" >&2; exit 2; }
 PIDS=()
@@ -100,15 +101,16 @@ run_to_end() {
 "${VITRINE[@]}" config >/dev/null  # fails here, naming the variable, if a setting is bad
 # Every port this run binds, before anything starts: one line per port taken, naming its holder.
 PORTS=("Ray=$RAY_PORT" "Serve gRPC=$SERVE_GRPC_PORT" "Serve HTTP=${VITRINE_SERVE_HTTP_PORT:-8100}"
-  "gateway gRPC=${VITRINE_GRPC_PORT:-9000}" "gateway HTTP=${VITRINE_HTTP_PORT:-8000}"
-  "ingestion metrics=${VITRINE_METRICS_PORT:-9102}")
-((LOCAL_BROKER)) && PORTS+=("broker=${VITRINE_KAFKA_BOOTSTRAP_SERVERS##*:}")
+  "gateway gRPC=${VITRINE_GATEWAY_GRPC_PORT:-9000}" "gateway HTTP=${VITRINE_GATEWAY_HTTP_PORT:-8000}"
+  "ingestion metrics=${VITRINE_INGESTION_METRICS_PORT:-9102}")
+((LOCAL_BROKER)) && PORTS+=("broker=${VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS##*:}")
 if ! busy="$("${SUPERVISE[@]}" ports "${PORTS[@]}" 2>&1)"; then
   sed 's/^/make run: /' <<<"$busy" >&2
   exit 2
 fi
 
-# The catalog and the bundle trained for it.
+# The catalog and the bundle trained for it: VITRINE_BUNDLE_PATH, the one bundle every model
+# application loads (shared/settings.py, BundleSettings).
 CATALOG="${CATALOG:-}"
 if [[ -n "$CATALOG" ]]; then
   [[ -d "$CATALOG" ]] && CATALOG="$CATALOG/products.jsonl"
@@ -146,8 +148,8 @@ wait_for_log() {
 }
 
 if ((LOCAL_BROKER)); then
-  echo "==> starting the local Kafka-protocol broker on $VITRINE_KAFKA_BOOTSTRAP_SERVERS (log: $LOGS/broker.log)"
-  "${VITRINE[@]}" broker --port "${VITRINE_KAFKA_BOOTSTRAP_SERVERS##*:}" >"$LOGS/broker.log" 2>&1 &
+  echo "==> starting the local Kafka-protocol broker on $VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS (log: $LOGS/broker.log)"
+  "${VITRINE[@]}" broker --port "${VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS##*:}" >"$LOGS/broker.log" 2>&1 &
   PIDS+=($!)
   wait_for_log "Kafka-protocol broker" "$LOGS/broker.log" 30
 fi
@@ -165,7 +167,7 @@ wait_for_log "Ray runtime started" "$LOGS/ray.log" 60
 echo "==> deploying deploy/serve/vitrine.yaml"
 run_to_end "${VITRINE[@]}" serve up --proxy-grpc-port "$SERVE_GRPC_PORT" \
   --proxy-http-port "${VITRINE_SERVE_HTTP_PORT:-8100}" --proxy-http-host 127.0.0.1
-echo "==> starting an ingestion worker, restarted when it exits (log: $LOGS/ingest.log, metrics :${VITRINE_METRICS_PORT:-9102}/metrics)"
+echo "==> starting an ingestion worker, restarted when it exits (log: $LOGS/ingest.log, metrics :${VITRINE_INGESTION_METRICS_PORT:-9102}/metrics)"
 : >"$LOGS/ingest.log"
 # A worker that dies is restarted with backoff (1 s, doubling to 30 s), each restart said here
 # and in its log; after VITRINE_WORKER_RESTARTS exits in a row within 30 s of their start, the
@@ -175,7 +177,7 @@ echo "==> starting an ingestion worker, restarted when it exits (log: $LOGS/inge
 WORKER=$!
 PIDS+=($!)
 if [[ -n "$CATALOG" ]]; then
-  echo "==> publishing $CATALOG to $VITRINE_KAFKA_BOOTSTRAP_SERVERS; waiting until it is indexed"
+  echo "==> publishing $CATALOG to $VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS; waiting until it is indexed"
   "${VITRINE[@]}" publish "$CATALOG" --wait &
   FG=$!
   # Until it is indexed, or until the worker's supervisor gives up (nothing would be indexed).
@@ -185,11 +187,11 @@ if [[ -n "$CATALOG" ]]; then
   FG=
   ((status == 0)) || exit "$status"
 fi
-HTTP="http://127.0.0.1:${VITRINE_HTTP_PORT:-8000}"
+HTTP="http://127.0.0.1:${VITRINE_GATEWAY_HTTP_PORT:-8000}"
 cat <<MSG
 ==> searchable after $((SECONDS - START)) s: $CATALOG
     web page:     $HTTP/
-    gRPC search:  127.0.0.1:${VITRINE_GRPC_PORT:-9000}  (vitrine.search.v1.SearchService; reflection on)
+    gRPC search:  127.0.0.1:${VITRINE_GATEWAY_GRPC_PORT:-9000}  (vitrine.search.v1.SearchService; reflection on)
     CLI search:   .venv/bin/vitrine search "red checked shirt" --top-k 5
     HTTP search:  curl -s $HTTP/v1/search -d '{"text": "red checked shirt", "top_k": 3}'
     status:       .venv/bin/vitrine status

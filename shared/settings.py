@@ -1,20 +1,34 @@
 """Typed process settings: one `VitrineSettings` subclass per process, read once in `main()`.
 
-Every field is read from an environment variable `VITRINE_<FIELD>` (upper case). A bad value
-stops the process at start-up with a message naming the variable, via `load_settings_or_exit`.
-Library code never reads the environment: it receives plain values from the process's main.
+Each process reads its own variables, `VITRINE_<PROCESS>_<FIELD>` (its class sets
+`model_config = process_config("gateway")`), so that on one Ray cluster a variable changes one
+process. The few variables every process must agree on keep the bare prefix: SHARED_VARIABLES.
+A bad value, or a variable under its flat name of before issue 18 (`VITRINE_<FIELD>`, now
+renamed), stops the process at start-up with a message naming the variable, via
+`load_settings_or_exit`. Library code never reads the environment: it receives plain values
+from the process's main.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "VITRINE_"
+
+# Read by several processes on purpose, under these names: they must agree across a cluster.
+SHARED_VARIABLES = (
+    "VITRINE_ENVIRONMENT",
+    "VITRINE_INTERNAL_TOKEN",
+    "VITRINE_INTERNAL_TOKEN_FILE",
+    "VITRINE_BUNDLE_PATH",
+)
 
 # A field whose name holds one of these is a secret: its value is never echoed in an error.
 SECRET_WORDS = ("key", "secret", "token", "password")
@@ -23,23 +37,55 @@ _BATCHING = (
     "dynamic batching is set in one place, the `user_config` of each deployment in the Serve "
     "config (deploy/serve/vitrine.yaml); `vitrine serve status` shows what each replica runs with"
 )
-# Variables that no longer set anything: naming one is an error that says where the knob went.
-RETIRED = {"VITRINE_MAX_BATCH_SIZE": _BATCHING, "VITRINE_BATCH_WAIT_TIMEOUT_S": _BATCHING}
+_SERVE_LOG_LEVEL = (
+    "the Serve applications log at the Serve config's logging_config.log_level "
+    "(deploy/serve/vitrine.yaml); the ingestion worker and training read "
+    "VITRINE_INGESTION_LOG_LEVEL and VITRINE_TRAIN_LOG_LEVEL"
+)
+# Variables that no longer set anything under this name: naming one is an error that says where
+# the knob went.
+RETIRED = {
+    "VITRINE_MAX_BATCH_SIZE": _BATCHING,
+    "VITRINE_BATCH_WAIT_TIMEOUT_S": _BATCHING,
+    "VITRINE_LOG_LEVEL": _SERVE_LOG_LEVEL,
+}
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def process_prefix(process: str) -> str:
+    """The prefix of a process's own variables: "image-encoder" -> "VITRINE_IMAGE_ENCODER_"."""
+    return f"{ENV_PREFIX}{process.upper().replace('-', '_')}_"
+
+
+def process_config(process: str) -> SettingsConfigDict:
+    """The `model_config` of a process's settings class: it reads VITRINE_<PROCESS>_<FIELD>."""
+    return SettingsConfigDict(env_prefix=process_prefix(process))
 
 
 class VitrineSettings(BaseSettings):
     """Base of every process's settings."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=False, frozen=True)
-
-    log_level: LogLevel = "INFO"
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, case_sensitive=False, frozen=True, validate_by_name=True
+    )
 
     @classmethod
     def env_names(cls) -> dict[str, str]:
         """Maps each field to the environment variable that sets it."""
-        return {name: env_var(name) for name in cls.model_fields}
+        prefix = cls.model_config.get("env_prefix", ENV_PREFIX)
+        names = {}
+        for name, info in cls.model_fields.items():
+            shared = info.validation_alias  # the shared variable's name, for a shared field
+            names[name] = shared if isinstance(shared, str) else prefix + name.upper()
+        return names
+
+    @classmethod
+    def renamed(cls) -> dict[str, str]:
+        """Flat name of before issue 18 (`VITRINE_<FIELD>`) -> the variable that replaced it,
+        for each field not on the shared list."""
+        flat = {name: ENV_PREFIX + name.upper() for name in cls.model_fields}
+        return {flat[name]: env for name, env in cls.env_names().items() if env != flat[name]}
 
 
 Environment = Literal["development", "production"]
@@ -52,17 +98,34 @@ class InternalCallSettings(VitrineSettings):
 
     environment: Environment = Field(
         "development",
+        validation_alias="VITRINE_ENVIRONMENT",
         description="production: the gateway refuses to start without API keys (unless "
-        "VITRINE_ALLOW_UNAUTHENTICATED) and every service without an internal token.",
+        "VITRINE_GATEWAY_ALLOW_UNAUTHENTICATED) and every service without an internal token.",
     )
     internal_token: SecretStr | None = Field(
         None,
+        validation_alias="VITRINE_INTERNAL_TOKEN",
         description="The internal services' shared secret (at least 32 characters), sent by "
         "every internal caller; without it they refuse every gRPC call. A secret: from the "
         "environment or a Kubernetes Secret only.",
     )
     internal_token_file: str | None = Field(
-        None, description="A file holding the internal token (`make run` writes one, mode 0600)."
+        None,
+        validation_alias="VITRINE_INTERNAL_TOKEN_FILE",
+        description="A file holding the internal token (`make run` writes one, mode 0600).",
+    )
+
+
+class BundleSettings(InternalCallSettings):
+    """The processes that load the slot's model bundle (the encoders, fusion, the vector store):
+    one bundle for all of them, VITRINE_BUNDLE_PATH, since the collection holds the vectors its
+    image tower made and the query towers must match them."""
+
+    bundle_path: Path | None = Field(
+        None,
+        validation_alias="VITRINE_BUNDLE_PATH",
+        description="The model bundle directory of the slot; None = artifacts/bundles/default "
+        "(shared.serving.runtime.resolve_bundle).",
     )
 
 
@@ -73,35 +136,47 @@ class SettingsError(ValueError):
     """A setting has a bad value; the message names the environment variable."""
 
 
-def env_var(field_name: str) -> str:
-    return f"{ENV_PREFIX}{field_name.upper()}"
-
-
-def describe_error(exc: ValidationError) -> str:
-    """Formats a ValidationError as one line per bad variable."""
+def describe_error(exc: ValidationError, cls: type[VitrineSettings]) -> str:
+    """Formats a ValidationError of `cls` as one line per bad variable."""
+    names = cls.env_names()
     lines = []
     for err in exc.errors():
-        field = str(err["loc"][0]) if err["loc"] else "?"
+        where = str(err["loc"][0]) if err["loc"] else "?"
+        variable = names.get(where, where)  # a field's name, or the shared variable's
         value = err.get("input")
-        secret = any(word in field for word in SECRET_WORDS)
+        secret = any(word in where.lower() for word in SECRET_WORDS)
         shown = "" if isinstance(value, dict) or secret else f"={value!r}"
-        lines.append(f"  {env_var(field)}{shown}: {err['msg']}")
+        lines.append(f"  {variable}{shown}: {err['msg']}")
     return "\n".join(lines)
+
+
+def stale_variables(cls: type[VitrineSettings], environ: Iterable[str]) -> list[str]:
+    """A line for each variable in `environ` that no longer sets anything, or that `cls` now
+    reads under another name."""
+    present = {name.upper() for name in environ}
+    lines = [f"  {name}: {why}" for name, why in RETIRED.items() if name in present]
+    lines += [
+        f"  {old} is now {new} (one prefix per process: README, Configuration)"
+        for old, new in cls.renamed().items()
+        if old in present and old not in RETIRED
+    ]
+    return lines
 
 
 def load_settings(cls: type[S], **overrides: object) -> S:
     """Reads and validates `cls` from the environment (and explicit overrides).
 
     Raises:
-        SettingsError: a value is invalid; the message names each offending variable.
+        SettingsError: a value is invalid, or a retired or renamed variable is set; the
+            message names each offending variable.
     """
-    retired = [f"  {name}: {why}" for name, why in RETIRED.items() if name in os.environ]
-    if retired:
-        raise SettingsError("retired variables are set:\n" + "\n".join(retired))
+    stale = stale_variables(cls, os.environ)
+    if stale:
+        raise SettingsError("retired or renamed variables are set:\n" + "\n".join(stale))
     try:
         return cls(**overrides)
     except ValidationError as exc:
-        raise SettingsError(f"invalid {cls.__name__}:\n{describe_error(exc)}") from None
+        raise SettingsError(f"invalid {cls.__name__}:\n{describe_error(exc, cls)}") from None
 
 
 def load_settings_or_exit(cls: type[S], **overrides: object) -> S:

@@ -1,4 +1,5 @@
-"""Settings of the training process (`vitrine train`); hyper-parameters come from a config file."""
+"""Settings of the training process (`vitrine train`): VITRINE_TRAIN_* variables;
+hyper-parameters come from a config file."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.settings import VitrineSettings
+from shared.settings import LogLevel, VitrineSettings, process_config
 
 
 class TrainingSettings(VitrineSettings):
+    model_config = process_config("train")
+
+    log_level: LogLevel = "INFO"
     storage_path: Path = Field(
         Path("runs"), description="Ray Train storage (checkpoints, results)."
     )

@@ -1,19 +1,17 @@
-"""Settings of the fusion process (a Ray Serve application)."""
+"""Settings of the fusion process (a Ray Serve application): VITRINE_FUSION_* variables."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from shared.settings import InternalCallSettings
+from shared.settings import BundleSettings, process_config
 
 
-class FusionSettings(InternalCallSettings):
-    bundle_path: Path | None = Field(
-        None, description="Model bundle directory; None = the default bundle."
-    )
+class FusionSettings(BundleSettings):
+    model_config = process_config("fusion")
+
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs.")
     runtime: Literal["auto", "torch", "onnxruntime"] = Field(
         "auto",

@@ -1,13 +1,16 @@
-"""Settings of the gateway process (the public search API)."""
+"""Settings of the gateway process (the public search API): VITRINE_GATEWAY_* variables."""
 
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from shared.settings import InternalCallSettings
+from shared.serving import apps
+from shared.settings import InternalCallSettings, process_config
 
 
 class GatewaySettings(InternalCallSettings):
+    model_config = process_config("gateway")
+
     grpc_port: int = Field(9000, ge=1, le=65535, description="Port of the public gRPC API.")
     http_port: int = Field(
         8000, ge=1, le=65535, description="Port of the HTTP/JSON API and web page."
@@ -66,7 +69,9 @@ class GatewaySettings(InternalCallSettings):
         description="Coalesced calls the gateway keeps out at once to each replica of a "
         "dependency; queries that arrive meanwhile share the next call.",
     )
-    image_encoder_app: str = Field("image-encoder", description="Serve application name.")
-    text_encoder_app: str = Field("text-encoder", description="Serve application name.")
-    fusion_app: str = Field("fusion", description="Serve application name.")
-    vector_store_app: str = Field("vector-store", description="Serve application name.")
+    # The applications this gateway calls: the platform's own (shared/serving/apps.py) unless a
+    # Serve config's `args` point a second gateway elsewhere (the degraded-mode tests do).
+    image_encoder_app: str = Field(apps.IMAGE_ENCODER, description="Serve application name.")
+    text_encoder_app: str = Field(apps.TEXT_ENCODER, description="Serve application name.")
+    fusion_app: str = Field(apps.FUSION, description="Serve application name.")
+    vector_store_app: str = Field(apps.VECTOR_STORE, description="Serve application name.")

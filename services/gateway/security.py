@@ -1,7 +1,7 @@
 """Who may call the gateway, and over what: API keys with scopes, TLS and mTLS credentials.
 
-API keys come from the environment (`VITRINE_API_KEYS`) or a file (a Kubernetes Secret mounted
-as a volume); this module only parses the text it is given. One entry per line or comma:
+API keys come from the environment (`VITRINE_GATEWAY_API_KEYS`) or a file (a Kubernetes Secret
+mounted as a volume); this module only parses the text it is given. One entry per line or comma:
 
     NAME:KEY              every scope
     NAME:KEY:SCOPE+SCOPE  only these scopes (`search`, `info`)
@@ -84,7 +84,7 @@ class ApiKeys:
         Raises:
             ValueError: an entry is malformed, or the file cannot be read.
         """
-        keys = cls.parse(env_text or "", source="VITRINE_API_KEYS")
+        keys = cls.parse(env_text or "", source="VITRINE_GATEWAY_API_KEYS")
         if file:
             try:
                 text = Path(file).read_text(encoding="utf-8")
@@ -170,9 +170,13 @@ class TLSFiles:
         """Raises ValueError if the combination is incomplete (a key without a cert, mTLS
         without TLS)."""
         if bool(self.cert_file) != bool(self.key_file):
-            raise ValueError("TLS needs both VITRINE_TLS_CERT_FILE and VITRINE_TLS_KEY_FILE")
+            raise ValueError(
+                "TLS needs both VITRINE_GATEWAY_TLS_CERT_FILE and VITRINE_GATEWAY_TLS_KEY_FILE"
+            )
         if self.client_ca_file and not self.cert_file:
-            raise ValueError("mTLS (VITRINE_TLS_CLIENT_CA_FILE) needs TLS (a cert and a key)")
+            raise ValueError(
+                "mTLS (VITRINE_GATEWAY_TLS_CLIENT_CA_FILE) needs TLS (a cert and a key)"
+            )
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """gRPC server credentials read from the files.
@@ -204,7 +208,7 @@ def open_gateway_problem(
     if environment != "production" or keys_configured or allow_unauthenticated:
         return None
     return (
-        "VITRINE_ENVIRONMENT=production and no API keys (VITRINE_API_KEYS or "
-        "VITRINE_API_KEYS_FILE): refusing to serve every caller; set keys, or "
-        "VITRINE_ALLOW_UNAUTHENTICATED=true to run open on purpose"
+        "VITRINE_ENVIRONMENT=production and no API keys (VITRINE_GATEWAY_API_KEYS or "
+        "VITRINE_GATEWAY_API_KEYS_FILE): refusing to serve every caller; set keys, or "
+        "VITRINE_GATEWAY_ALLOW_UNAUTHENTICATED=true to run open on purpose"
     )

@@ -1,19 +1,18 @@
-"""Settings of the image encoder process (a Ray Serve application)."""
+"""Settings of the image encoder process (a Ray Serve application): VITRINE_IMAGE_ENCODER_*
+variables."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from shared.settings import InternalCallSettings
+from shared.settings import BundleSettings, process_config
 
 
-class ImageEncoderSettings(InternalCallSettings):
-    bundle_path: Path | None = Field(
-        None, description="Model bundle directory; None = the default bundle."
-    )
+class ImageEncoderSettings(BundleSettings):
+    model_config = process_config("image-encoder")
+
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs.")
     runtime: Literal["auto", "torch", "onnxruntime"] = Field(
         "auto",

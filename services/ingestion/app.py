@@ -44,7 +44,7 @@ def connect(settings: IngestionSettings, *, wait_s: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise SystemExit(
                     f"no Kafka broker at {settings.kafka_bootstrap_servers} after {wait_s:.0f} s "
-                    "(VITRINE_KAFKA_BOOTSTRAP_SERVERS)"
+                    "(VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS)"
                 ) from None
             log.info("waiting for the broker at %s", settings.kafka_bootstrap_servers)
             time.sleep(2)

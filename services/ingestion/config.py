@@ -1,13 +1,16 @@
-"""Settings of the ingestion worker process (a Kafka consumer)."""
+"""Settings of the ingestion worker process (a Kafka consumer): VITRINE_INGESTION_* variables."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import InternalCallSettings
+from shared.settings import InternalCallSettings, LogLevel, process_config
 
 
 class IngestionSettings(InternalCallSettings):
+    model_config = process_config("ingestion")
+
+    log_level: LogLevel = "INFO"
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", min_length=1, description="host:port[,host:port]"
     )
@@ -36,7 +39,7 @@ class IngestionSettings(InternalCallSettings):
     fetch_schemes: str = Field(
         "http,https",
         description="URI schemes image_uri may use, comma-separated (http, https, file; file "
-        "also needs VITRINE_FETCH_FILE_ROOTS).",
+        "also needs VITRINE_INGESTION_FETCH_FILE_ROOTS).",
     )
     fetch_hosts: str = Field(
         "",

@@ -2,22 +2,24 @@
 the network it runs in.
 
 What a URI must pass before a byte is read (`FetchPolicy.check`):
-- its scheme is allowed (`VITRINE_FETCH_SCHEMES`; `file` also needs `VITRINE_FETCH_FILE_ROOTS`);
-- no credentials in it; its host is allowed (`VITRINE_FETCH_HOSTS`: names, `*.suffix`, or URL
-  prefixes; empty allows any host whose address passes the next check);
+- its scheme is allowed (`VITRINE_INGESTION_FETCH_SCHEMES`; `file` also needs
+  `VITRINE_INGESTION_FETCH_FILE_ROOTS`);
+- no credentials in it; its host is allowed (`VITRINE_INGESTION_FETCH_HOSTS`: names, `*.suffix`,
+  or URL prefixes; empty allows any host whose address passes the next check);
 - every address its host resolves to is public (not loopback, private, link-local, shared,
   reserved, multicast: cloud metadata at 169.254.169.254 is link-local), unless inside
-  `VITRINE_FETCH_ALLOW_NETWORKS`; the connection is then made to that checked address itself
-  (the host name still goes in the Host header and TLS SNI), so a DNS answer that changes between
-  the check and the connection (rebinding) cannot swap it;
+  `VITRINE_INGESTION_FETCH_ALLOW_NETWORKS`; the connection is then made to that checked address
+  itself (the host name still goes in the Host header and TLS SNI), so a DNS answer that changes
+  between the check and the connection (rebinding) cannot swap it;
 - a redirect is a new URI and passes all of this again (at most `MAX_REDIRECTS`);
 - a `file://` path, with symlinks resolved, lies inside one of the roots.
 
-A fetch has a total deadline (`VITRINE_IMAGE_FETCH_TIMEOUT_S`) covering connect, redirects and
-every read, so a server trickling bytes cannot hold it longer. Failures are either the record's
-fault (`PoisonError`: refused, malformed, 404, not an image...), or may pass (`TransientError`:
-timeouts, refused connections, 429 and 5xx, truncated bodies): those are tried again with backoff
-up to `attempts` times, then dead-lettered marked transient, for `vitrine dlq replay`.
+A fetch has a total deadline (`VITRINE_INGESTION_IMAGE_FETCH_TIMEOUT_S`) covering connect,
+redirects and every read, so a server trickling bytes cannot hold it longer. Failures are either
+the record's fault (`PoisonError`: refused, malformed, 404, not an image...), or may pass
+(`TransientError`: timeouts, refused connections, 429 and 5xx, truncated bodies): those are tried
+again with backoff up to `attempts` times, then dead-lettered marked transient, for
+`vitrine dlq replay`.
 """
 
 from __future__ import annotations
@@ -109,11 +111,13 @@ class FetchPolicy:
             raise ValueError(f"unknown fetch schemes {sorted(unknown)}; known: {sorted(SCHEMES)}")
         roots = tuple(Path(r).expanduser().resolve() for r in _split(file_roots))
         if "file" in scheme_set and not roots:
-            raise ValueError("the file scheme needs at least one root (VITRINE_FETCH_FILE_ROOTS)")
+            raise ValueError(
+                "the file scheme needs at least one root (VITRINE_INGESTION_FETCH_FILE_ROOTS)"
+            )
         try:
             networks = tuple(ipaddress.ip_network(n, strict=False) for n in _split(allow_networks))
         except ValueError as e:
-            raise ValueError(f"VITRINE_FETCH_ALLOW_NETWORKS: {e}") from None
+            raise ValueError(f"VITRINE_INGESTION_FETCH_ALLOW_NETWORKS: {e}") from None
         return cls(
             schemes=scheme_set,
             hosts=tuple(h.lower() for h in _split(hosts)),
@@ -154,7 +158,8 @@ class FetchPolicy:
         if scheme not in self.schemes:
             raise PoisonError(
                 f"image_uri {uri[:200]!r}: scheme {scheme or 'none'!r} is not allowed "
-                f"(allowed: {', '.join(sorted(self.schemes)) or 'none'}; VITRINE_FETCH_SCHEMES)"
+                f"(allowed: {', '.join(sorted(self.schemes)) or 'none'}; "
+                "VITRINE_INGESTION_FETCH_SCHEMES)"
             )
         if parts.username is not None or parts.password is not None:
             raise PoisonError(f"image_uri {uri[:200]!r}: credentials in a URI are not accepted")
@@ -169,7 +174,8 @@ class FetchPolicy:
             raise PoisonError(f"image_uri {uri[:200]!r}: port 0")
         if self.hosts and not any(self._host_matches(entry, host, uri) for entry in self.hosts):
             raise PoisonError(
-                f"image_uri {uri[:200]!r}: host {host!r} is not allowed (VITRINE_FETCH_HOSTS)"
+                f"image_uri {uri[:200]!r}: host {host!r} is not allowed "
+                "(VITRINE_INGESTION_FETCH_HOSTS)"
             )
         return parts
 
@@ -213,7 +219,8 @@ class FetchPolicy:
                 return address
         raise PoisonError(
             f"host {host!r} resolves to {', '.join(addresses[:4]) or 'nothing'}: loopback, "
-            "private, link-local or reserved addresses are refused (VITRINE_FETCH_ALLOW_NETWORKS)"
+            "private, link-local or reserved addresses are refused "
+            "(VITRINE_INGESTION_FETCH_ALLOW_NETWORKS)"
         )
 
     def file_path(self, parts: urllib.parse.SplitResult) -> Path:
@@ -229,7 +236,7 @@ class FetchPolicy:
         if not any(path.is_relative_to(root) for root in self.file_roots):
             raise PoisonError(
                 f"file path {str(path)[:200]!r} is outside the allowed roots "
-                "(VITRINE_FETCH_FILE_ROOTS)"
+                "(VITRINE_INGESTION_FETCH_FILE_ROOTS)"
             )
         if not path.is_file():
             raise PoisonError(f"file path {str(path)[:200]!r} is not a regular file")

@@ -1,19 +1,17 @@
-"""Settings of the vector-store service (a Ray Serve application)."""
+"""Settings of the vector-store service (a Ray Serve application): VITRINE_VECTOR_STORE_*
+variables."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, SecretStr
 
-from shared.settings import InternalCallSettings
+from shared.settings import BundleSettings, process_config
 from shared.vectorstore.base import DEFAULT_INDEXED_FIELDS
 
 
-class VectorStoreSettings(InternalCallSettings):
-    bundle_path: Path | None = Field(
-        None, description="Model bundle whose vectors the collection holds; None = the default."
-    )
+class VectorStoreSettings(BundleSettings):
+    model_config = process_config("vector-store")
+
     store_location: str = Field(
         "edge:artifacts/store",
         description="edge:PATH (embedded Qdrant Edge), http(s)://HOST:PORT (Qdrant server), "

@@ -16,8 +16,9 @@ SERVE_NAMESPACE = "serve"
 # servers (RAY_SERVE_GRPC_MAX_MESSAGE_SIZE, whose default is 2 GiB - 1: any caller could make a
 # replica buffer that much). 64 MiB is what the ingestion worker already sends at most (its
 # channels' limit since it was written), 6 encoder calls of 8 images at the 10 MiB image limit,
-# and 8x the gateway's largest request (VITRINE_MAX_REQUEST_BYTES, 8 MiB). The largest replies
-# are far smaller: a batch search of 64 queries x top_k 100 with a 5 KB thumbnail each is 32 MB.
+# and 8x the gateway's largest request (VITRINE_GATEWAY_MAX_REQUEST_BYTES, 8 MiB). The largest
+# replies are far smaller: a batch search of 64 queries x top_k 100 with a 5 KB thumbnail each
+# is 32 MB.
 INTERNAL_MAX_MESSAGE_BYTES = 64 * 2**20
 SERVE_MESSAGE_SIZE_VARIABLE = "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"
 

@@ -26,7 +26,7 @@ class Platform:
 @dataclass(frozen=True)
 class TrainedBundle:
     path: Path
-    cache_dir: Path  # VITRINE_CACHE_DIR of the training (its synthetic catalog lies there)
+    cache_dir: Path  # VITRINE_TRAIN_CACHE_DIR of the training (its synthetic catalog lies there)
     output: str  # what `vitrine train` printed
 
 
@@ -57,8 +57,8 @@ def demo_bundle(tmp_path_factory, short_tmpdir) -> TrainedBundle:
     root = tmp_path_factory.mktemp("demo")
     env = {
         **os.environ,
-        "VITRINE_CACHE_DIR": str(root / "cache"),
-        "VITRINE_STORAGE_PATH": str(root / "runs"),
+        "VITRINE_TRAIN_CACHE_DIR": str(root / "cache"),
+        "VITRINE_TRAIN_STORAGE_PATH": str(root / "runs"),
         "RAY_TMPDIR": short_tmpdir("ray-train"),
     }
     env.pop("RAY_ADDRESS", None)  # not the session's cluster: training starts its own

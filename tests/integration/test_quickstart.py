@@ -83,8 +83,8 @@ def running(demo_bundle, tmp_path_factory, short_tmpdir):
     }
     env.update(
         VITRINE_BUNDLE_PATH=str(demo_bundle.path),
-        VITRINE_CACHE_DIR=str(demo_bundle.cache_dir),
-        VITRINE_STORE_LOCATION=f"edge:{root / 'store'}",
+        VITRINE_TRAIN_CACHE_DIR=str(demo_bundle.cache_dir),
+        VITRINE_VECTOR_STORE_STORE_LOCATION=f"edge:{root / 'store'}",
         VITRINE_LOG_DIR=str(root / "logs"),
         RAY_TMPDIR=short_tmpdir("ray-run"),
         VITRINE_RAY_PORT=str(free_port()),
@@ -267,7 +267,7 @@ def _worker(env: dict[str, str]) -> psutil.Process:
     """The ingestion worker: the process on its metrics port."""
     from operations.process import listeners
 
-    [worker] = listeners(int(env.get("VITRINE_METRICS_PORT", PUBLIC_PORTS["metrics"])))
+    [worker] = listeners(int(env.get("VITRINE_INGESTION_METRICS_PORT", PUBLIC_PORTS["metrics"])))
     return psutil.Process(worker.pid)
 
 

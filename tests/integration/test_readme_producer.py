@@ -35,7 +35,7 @@ def test_readme_producer_example_sends_a_catalog_event(tmp_path):
     script.write_text(readme_example())
     with LocalBroker() as broker:
         ensure_topics(broker.bootstrap_servers, {TOPIC: 1})
-        env = {**os.environ, "VITRINE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
+        env = {**os.environ, "VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
         proc = subprocess.run(
             [sys.executable, str(script)],
             env=env,

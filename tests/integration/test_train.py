@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_train_then_eval(demo_bundle, tmp_path):
     env = {
         **os.environ,
-        "VITRINE_CACHE_DIR": str(demo_bundle.cache_dir),
+        "VITRINE_TRAIN_CACHE_DIR": str(demo_bundle.cache_dir),
         "RAY_AUTH_MODE": "disabled",
         "HF_HUB_OFFLINE": "1",
     }

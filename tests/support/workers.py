@@ -1,5 +1,5 @@
-"""`vitrine ingest` worker processes for tests: started with VITRINE_* settings, read through
-their metrics endpoint, stopped or killed like in production."""
+"""`vitrine ingest` worker processes for tests: started with VITRINE_INGESTION_* settings, read
+through their metrics endpoint, stopped or killed like in production."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 
 from operations.ports import free_port
+from services.ingestion.config import IngestionSettings
 from shared.serving.endpoints import grpc_targets_sync
 from tests.support.internal import internal_metadata
 
@@ -21,8 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class WorkerProcess:
-    """`python -m services.ingestion.app` (or a test `module` that wraps it) with VITRINE_*
-    settings, its output in a log file."""
+    """`python -m services.ingestion.app` (or a test `module` that wraps it) with the given
+    IngestionSettings fields as its environment, its output in a log file."""
 
     def __init__(
         self,
@@ -34,8 +35,9 @@ class WorkerProcess:
     ) -> None:
         self.metrics_port = free_port()
         env = dict(os.environ)
-        env.update({f"VITRINE_{k.upper()}": str(v) for k, v in settings.items()})
-        env["VITRINE_METRICS_PORT"] = str(self.metrics_port)
+        names = IngestionSettings.env_names()
+        env.update({names[k]: str(v) for k, v in settings.items()})
+        env["VITRINE_INGESTION_METRICS_PORT"] = str(self.metrics_port)
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(

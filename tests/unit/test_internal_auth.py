@@ -139,7 +139,7 @@ def test_open_gateway_problem():
         )
         is None
     )
-    assert "VITRINE_ALLOW_UNAUTHENTICATED" in open_gateway_problem(
+    assert "VITRINE_GATEWAY_ALLOW_UNAUTHENTICATED" in open_gateway_problem(
         environment="production", keys_configured=False, allow_unauthenticated=False
     )
     for keys, allow in ((True, False), (False, True)):
@@ -151,7 +151,11 @@ def test_open_gateway_problem():
 @pytest.fixture
 def production(monkeypatch):
     _settings(monkeypatch, VITRINE_ENVIRONMENT="production")
-    for name in ("VITRINE_API_KEYS", "VITRINE_API_KEYS_FILE", "VITRINE_ALLOW_UNAUTHENTICATED"):
+    for name in (
+        "VITRINE_GATEWAY_API_KEYS",
+        "VITRINE_GATEWAY_API_KEYS_FILE",
+        "VITRINE_GATEWAY_ALLOW_UNAUTHENTICATED",
+    ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -162,17 +166,17 @@ def test_production_gateway_refuses_to_start_without_api_keys(production):
     production.setenv("VITRINE_INTERNAL_TOKEN", TOKEN)
     with pytest.raises(SettingsError, match="no API keys"):
         build_app({})
-    production.setenv("VITRINE_ALLOW_UNAUTHENTICATED", "true")
+    production.setenv("VITRINE_GATEWAY_ALLOW_UNAUTHENTICATED", "true")
     build_app({})  # open on purpose
-    production.delenv("VITRINE_ALLOW_UNAUTHENTICATED")
-    production.setenv("VITRINE_API_KEYS", "shop:" + "k" * 20)
+    production.delenv("VITRINE_GATEWAY_ALLOW_UNAUTHENTICATED")
+    production.setenv("VITRINE_GATEWAY_API_KEYS", "shop:" + "k" * 20)
     build_app({})
 
 
 def test_production_gateway_refuses_to_start_without_an_internal_token(production):
     from services.gateway.app import build_app
 
-    production.setenv("VITRINE_API_KEYS", "shop:" + "k" * 20)
+    production.setenv("VITRINE_GATEWAY_API_KEYS", "shop:" + "k" * 20)
     with pytest.raises(SettingsError, match="internal token"):
         build_app({})
 

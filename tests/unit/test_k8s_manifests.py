@@ -140,10 +140,13 @@ def test_green_slot_is_a_second_serving_slot(rendered):
         return _one(objects, "ConfigMap", ref["configMapRef"]["name"])["data"]
 
     blue_env, green_env = env(blue), env(green)
-    assert green_env["VITRINE_CONSUMER_GROUP"] != blue_env["VITRINE_CONSUMER_GROUP"]
-    assert green_env["VITRINE_IMAGE_ENCODER_ADDRESS"] == "vitrine-green-serve-svc:9100"
+    assert (
+        green_env["VITRINE_INGESTION_CONSUMER_GROUP"]
+        != blue_env["VITRINE_INGESTION_CONSUMER_GROUP"]
+    )
+    assert green_env["VITRINE_INGESTION_IMAGE_ENCODER_ADDRESS"] == "vitrine-green-serve-svc:9100"
     trigger = _one(green, "ScaledObject")["spec"]["triggers"][0]["metadata"]
-    assert trigger["consumerGroup"] == green_env["VITRINE_CONSUMER_GROUP"]
+    assert trigger["consumerGroup"] == green_env["VITRINE_INGESTION_CONSUMER_GROUP"]
     assert (
         _one(green, "ScaledObject")["spec"]["scaleTargetRef"]["name"] == "vitrine-ingestion-green"
     )
@@ -204,16 +207,31 @@ def _env_map(objects, prefix):
             "lagThreshold: 500 is not of type 'string'",
         ),
         (
-            lambda o: _env_map(o, "vitrine-ingestion-env").update(VITRINE_BATCH_SIZ="3"),
-            "VITRINE_BATCH_SIZ is not a setting of ingestion",
+            lambda o: _env_map(o, "vitrine-ingestion-env").update(VITRINE_INGESTION_BATCH_SIZ="3"),
+            "VITRINE_INGESTION_BATCH_SIZ is not a setting of ingestion",
         ),
         (
-            lambda o: _env_map(o, "vitrine-ingestion-env").update(VITRINE_BATCH_SIZE="many"),
-            "VITRINE_BATCH_SIZE='many'",
+            lambda o: _env_map(o, "vitrine-ingestion-env").update(VITRINE_BATCH_SIZE="3"),
+            "VITRINE_BATCH_SIZE is now VITRINE_INGESTION_BATCH_SIZE",
         ),
         (
-            lambda o: _env_map(o, "vitrine-serve-env").update(VITRINE_CONSUMER_GROUP="x"),
-            "VITRINE_CONSUMER_GROUP is not a setting of image-encoder",
+            lambda o: _env_map(o, "vitrine-serve-env").update(VITRINE_TORCH_THREADS="1"),
+            "VITRINE_TORCH_THREADS is now VITRINE_IMAGE_ENCODER_TORCH_THREADS, "
+            "VITRINE_TEXT_ENCODER_TORCH_THREADS, VITRINE_FUSION_TORCH_THREADS",
+        ),
+        (
+            lambda o: _env_map(o, "vitrine-serve-env").update(VITRINE_LOG_LEVEL="INFO"),
+            "VITRINE_LOG_LEVEL sets nothing: the Serve applications log at",
+        ),
+        (
+            lambda o: _env_map(o, "vitrine-ingestion-env").update(
+                VITRINE_INGESTION_BATCH_SIZE="many"
+            ),
+            "VITRINE_INGESTION_BATCH_SIZE='many'",
+        ),
+        (
+            lambda o: _env_map(o, "vitrine-serve-env").update(VITRINE_INGESTION_CONSUMER_GROUP="x"),
+            "VITRINE_INGESTION_CONSUMER_GROUP is not a setting of image-encoder",
         ),
         (
             lambda o: _env_map(o, "vitrine-serve-env").update(OMP_THREADS="1"),
@@ -270,8 +288,10 @@ def _env_map(objects, prefix):
             "maxReplicaCount 12 is more than the catalog topic's 6 partitions",
         ),
         (
-            lambda o: _env_map(o, "vitrine-ingestion-env").update(VITRINE_DLQ_TOPIC="dead"),
-            "VITRINE_DLQ_TOPIC=dead is not a KafkaTopic",
+            lambda o: _env_map(o, "vitrine-ingestion-env").update(
+                VITRINE_INGESTION_DLQ_TOPIC="dead"
+            ),
+            "VITRINE_INGESTION_DLQ_TOPIC=dead is not a KafkaTopic",
         ),
         (
             lambda o: o.append({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {}}),
@@ -282,8 +302,10 @@ def _env_map(objects, prefix):
             "container 'ray-head': VITRINE_ENVIRONMENT is not production",
         ),
         (
-            lambda o: _env_map(o, "vitrine-serve-env").update(VITRINE_ALLOW_UNAUTHENTICATED="true"),
-            "VITRINE_ALLOW_UNAUTHENTICATED lets every caller in",
+            lambda o: _env_map(o, "vitrine-serve-env").update(
+                VITRINE_GATEWAY_ALLOW_UNAUTHENTICATED="true"
+            ),
+            "VITRINE_GATEWAY_ALLOW_UNAUTHENTICATED lets every caller in",
         ),
         (
             lambda o: _container(o, "Deployment")["env"][0]["valueFrom"]["secretKeyRef"].update(
@@ -354,3 +376,14 @@ def test_rayjob_trains_with_a_config_that_exists():
     job = yaml.safe_load((K8S_DIR / "base/training/rayjob.yaml").read_text().split("\n---\n")[0])
     config = re.search(r"--config (\S+)", job["spec"]["entrypoint"]).group(1)
     assert (ROOT / Path(config).relative_to("/home/ray/vitrine")).is_file()
+
+
+def test_serves_grpc_message_limit_in_the_cluster_is_the_internal_one():
+    """Serve's gRPC servers accept as much as the internal clients send (the YAML holds the
+    number as data; shared/serving/endpoints.py is its one home)."""
+    from shared.serving.endpoints import INTERNAL_MAX_MESSAGE_BYTES
+
+    slot = yaml.safe_load((K8S_DIR / "base" / "slot" / "kustomization.yaml").read_text())
+    (serve_env,) = [g for g in slot["configMapGenerator"] if g["name"] == "vitrine-serve-env"]
+    literals = dict(item.split("=", 1) for item in serve_env["literals"])
+    assert int(literals["RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"]) == INTERNAL_MAX_MESSAGE_BYTES

@@ -77,28 +77,28 @@ def test_secret_settings_are_never_echoed(monkeypatch):
     from services.gateway.config import GatewaySettings
     from services.vector_store.config import VectorStoreSettings
 
-    monkeypatch.setenv("VITRINE_QDRANT_API_KEY", KEY)
+    monkeypatch.setenv("VITRINE_VECTOR_STORE_QDRANT_API_KEY", KEY)
     s = load_settings(VectorStoreSettings)
     assert s.qdrant_api_key.get_secret_value() == KEY
     assert KEY not in repr(s) and KEY not in str(s.model_dump())
     with pytest.raises(SettingsError) as info:
         load_settings(GatewaySettings, api_keys=123, max_top_k=0)  # not a string, bad limit
     message = str(info.value)
-    assert "VITRINE_API_KEYS:" in message and "123" not in message
-    assert "VITRINE_MAX_TOP_K=0" in message  # other values are still shown
+    assert "VITRINE_GATEWAY_API_KEYS:" in message and "123" not in message
+    assert "VITRINE_GATEWAY_MAX_TOP_K=0" in message  # other values are still shown
 
 
 def test_the_gateway_app_ships_key_digests_not_keys(monkeypatch, tmp_path):
     """What Serve stores and sends to replicas (the bound arguments) holds no key."""
     from services.gateway.app import build_app
 
-    monkeypatch.setenv("VITRINE_API_KEYS", f"shop:{KEY}:search")
+    monkeypatch.setenv("VITRINE_GATEWAY_API_KEYS", f"shop:{KEY}:search")
     app = build_app({"api_keys_file": str(tmp_path / "mounted-keys")})
     kwargs = app._bound_deployment.init_kwargs
     assert kwargs["api_keys"].names == ["shop"]
     assert kwargs["api_keys_file"] == str(tmp_path / "mounted-keys")
     assert KEY.encode() not in pickle.dumps(kwargs)
-    monkeypatch.setenv("VITRINE_API_KEYS", "shop:short")
+    monkeypatch.setenv("VITRINE_GATEWAY_API_KEYS", "shop:short")
     with pytest.raises(SettingsError, match="shorter than 16"):
         build_app({})
     with pytest.raises(SettingsError, match="needs TLS"):

@@ -10,7 +10,7 @@ from operations.ports import free_port
 
 
 def test_status_reports_what_is_down(monkeypatch, capsys):
-    monkeypatch.setenv("VITRINE_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
     gateway = f"127.0.0.1:{free_port()}"
     assert main(["status", "--no-serve", "--gateway", gateway, "--timeout", "2", "--json"]) == 1
     checks = {c["component"]: c for c in json.loads(capsys.readouterr().out)}
@@ -95,7 +95,7 @@ def test_status_reads_a_real_workers_metrics():
 
 def test_status_takes_worker_metrics_and_stall_after_options(monkeypatch, capsys):
     """The options parse; with no broker the worker is not asked (the broker check says DOWN)."""
-    monkeypatch.setenv("VITRINE_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
     url = f"http://127.0.0.1:{free_port()}/metrics"
     argv = ["status", "--no-serve", "--gateway", f"127.0.0.1:{free_port()}", "--timeout", "1"]
     assert main([*argv, "--worker-metrics", url, "--stall-after", "5"]) == 1
