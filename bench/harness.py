@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from operations.local_ray import internal_metadata, prepare_environment, start_local_ray
+
+__all__ = ["Row", "Section", "internal_metadata", "p50", "p99", "start_ray", "time_calls"]
+# Replica port blocks 50..99 (the tests use 0..49), so a benchmark beside the tests or
+# `make run` never shares a port with them.
+BENCH_PORT_SLOT = 50 + os.getpid() % 50
 
 
 @dataclass(frozen=True)
@@ -71,35 +79,8 @@ def p99(samples: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
 
 
-def internal_metadata(app_name: str) -> tuple[tuple[str, str], ...]:
-    """gRPC metadata of a call to an internal service of the benchmark's Ray: the application
-    and the internal token, one per process, set before Ray starts so the replicas get it."""
-    import os
-    import secrets
-
-    from shared.serving.auth import InternalToken
-
-    if not os.environ.get("VITRINE_INTERNAL_TOKEN_FILE"):
-        os.environ.setdefault("VITRINE_INTERNAL_TOKEN", secrets.token_urlsafe(32))
-    token = InternalToken.load(
-        env_text=os.environ.get("VITRINE_INTERNAL_TOKEN"),
-        file=os.environ.get("VITRINE_INTERNAL_TOKEN_FILE"),
-    )
-    return token.metadata(app_name)
-
-
 def start_ray() -> None:
-    """The local Ray every serving benchmark runs on: 2 CPUs, no dashboard, quiet."""
-    import os
-
-    import ray
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    internal_metadata("")  # the internal services refuse calls without the token
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=128 * 2**20,
-        logging_level="WARNING",
-        log_to_driver=False,
-    )
+    """The local Ray every serving benchmark runs on: serving like `make run` on replica ports of
+    its own, 2 CPUs, no dashboard, quiet."""
+    prepare_environment(os.environ, port_slot=BENCH_PORT_SLOT)
+    start_local_ray(num_cpus=2, log_to_driver=False)

@@ -24,8 +24,18 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from bench.harness import Row, Section, internal_metadata, p50, p99, start_ray, time_calls
-from operations.ports import free_port, private_port_ranges
+from bench.harness import (
+    BENCH_PORT_SLOT,
+    Row,
+    Section,
+    internal_metadata,
+    p50,
+    p99,
+    start_ray,
+    time_calls,
+)
+from operations.local_ray import prepare_environment
+from operations.ports import free_port
 from shared.api.vitrine.fusion.v1 import fusion_pb2_grpc
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2, image_encoder_pb2_grpc
 from shared.api.vitrine.search.v1 import search_pb2, search_pb2_grpc
@@ -45,8 +55,7 @@ from shared.vectorstore import Point, open_store
 from training.config import ExportConfig
 
 # The serving configuration `make run` uses; Serve reads it when it is first imported.
-os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
-private_port_ranges(os.environ, slot=50 + os.getpid() % 50)
+prepare_environment(os.environ, port_slot=BENCH_PORT_SLOT)
 
 CATALOG = int(os.environ.get("VITRINE_BENCH_CATALOG", 10_000))
 CALLS = int(os.environ.get("VITRINE_BENCH_CALLS", 300))

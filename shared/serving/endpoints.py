@@ -20,7 +20,6 @@ SERVE_NAMESPACE = "serve"
 # replies are far smaller: a batch search of 64 queries x top_k 100 with a 5 KB thumbnail each
 # is 32 MB.
 INTERNAL_MAX_MESSAGE_BYTES = 64 * 2**20
-SERVE_MESSAGE_SIZE_VARIABLE = "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"
 
 
 def _controller():
@@ -77,10 +76,3 @@ async def release_handles() -> None:
     from ray.serve.context import _get_global_client
 
     await _get_global_client().shutdown_cached_handles_async()
-
-
-def internal_message_limit(environ) -> None:
-    """Caps Serve's gRPC servers (direct-ingress replicas and proxies) at
-    INTERNAL_MAX_MESSAGE_BYTES unless set already. Must be set before `ray start`/`ray.init` so
-    every replica inherits it (Serve reads it at import)."""
-    environ.setdefault(SERVE_MESSAGE_SIZE_VARIABLE, str(INTERNAL_MAX_MESSAGE_BYTES))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from operations.local_ray import start_local_ray, stop_local_ray
 from operations.ports import free_port
 from tests.support.cli import run_vitrine
 from tests.support.tiny import write_catalog, write_tiny_bundle
@@ -71,20 +72,10 @@ def demo_bundle(tmp_path_factory, short_tmpdir) -> TrainedBundle:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-
-    ray.init(
-        num_cpus=2,
-        object_store_memory=128 * 2**20,
-        include_dashboard=False,
-        logging_level="WARNING",
-    )
+    """The session's Ray: 2 CPUs, set up by tests/conftest.py the way `make run` serves."""
+    start_local_ray(num_cpus=2)
     yield
-    from ray import serve
-
-    serve.shutdown()
-    ray.shutdown()
+    stop_local_ray()
 
 
 @pytest.fixture(scope="module")

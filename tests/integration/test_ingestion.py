@@ -15,6 +15,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from operations.broker import LocalBroker
+from operations.local_ray import internal_metadata
 from services.ingestion.app import grpc_processor
 from services.ingestion.config import IngestionSettings
 from services.ingestion.consumer import IngestionWorker
@@ -31,7 +32,6 @@ from shared.streaming.events import (
 )
 from shared.types import CatalogEvent, Op
 from shared.vectorstore.base import RetrieveQuery
-from tests.support.internal import internal_metadata
 from tests.support.tiny import png_bytes, write_catalog
 from tests.support.workers import (
     WorkerProcess,

@@ -21,6 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from operations.local_ray import internal_metadata
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2 as te_pb
@@ -29,7 +30,6 @@ from shared.data.catalog import load_products
 from shared.models.bundle import load_bundle
 from shared.models.inference import embed_texts, fuse
 from shared.models.transforms import decode_image
-from tests.support.internal import internal_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

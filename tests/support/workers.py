@@ -13,10 +13,10 @@ from pathlib import Path
 
 import grpc
 
+from operations.local_ray import internal_metadata
 from operations.ports import free_port
 from services.ingestion.config import IngestionSettings
 from shared.serving.endpoints import grpc_targets_sync
-from tests.support.internal import internal_metadata
 
 REPO = Path(__file__).resolve().parents[2]
 

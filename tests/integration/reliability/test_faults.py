@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from operations.broker import LocalBroker
+from operations.local_ray import internal_metadata
 from operations.ports import free_port
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
@@ -29,7 +30,6 @@ from shared.serving.endpoints import grpc_targets_sync
 from shared.streaming.events import committed_behind, ensure_topics, product_events, publish
 from tests.integration.conftest import wait_serving
 from tests.support.fuzzing import Tally, scale
-from tests.support.internal import internal_metadata
 from tests.support.tcp_relay import TcpRelay
 from tests.support.tiny import write_catalog
 from tests.support.workers import (

@@ -20,13 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from operations.local_ray import internal_metadata
 from shared.api.vitrine.fusion.v1 import fusion_pb2, fusion_pb2_grpc
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.serving.endpoints import grpc_targets_sync
 from tests.integration.conftest import wait_serving
 from tests.support.fuzzing import Tally, images, scale, text_values, truncated_images
-from tests.support.internal import internal_metadata
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,6 +22,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from operations.local_ray import internal_metadata
 from operations.ports import free_port
 from operations.serve import deploy
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2 as ie_pb
@@ -31,7 +32,6 @@ from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.serving.endpoints import grpc_targets_sync
 from tests.integration.conftest import wait_serving
 from tests.support.fuzzing import Tally, png_header
-from tests.support.internal import internal_metadata
 from tests.support.slow_client import (
     SLOW_BODY,
     SLOW_HEADERS,
