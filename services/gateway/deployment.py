@@ -79,7 +79,7 @@ def _load_keys(api_keys: ApiKeys | None, api_keys_file: str | None, *, require: 
     if require and not keys.enabled:
         raise ValueError(
             "production gateway without API keys (the key file holds none): refusing to "
-            "start open; set keys, or VITRINE_ALLOW_UNAUTHENTICATED=true"
+            "start open; set keys, or VITRINE_GATEWAY_ALLOW_UNAUTHENTICATED=true"
         )
     return keys
 
