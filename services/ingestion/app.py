@@ -15,6 +15,10 @@ from services.ingestion.processor import (
     EventLimits,
     PoisonError,
 )
+from shared.serving.auth import InternalToken, caller_internal_token
+from shared.serving.clients import ImageEncoderClient, VectorStoreClient, shared_loop
+from shared.serving.endpoints import INTERNAL_MAX_MESSAGE_BYTES
+from shared.serving.errors import RequestError
 
 log = logging.getLogger(__name__)
 
@@ -82,60 +86,37 @@ def main() -> None:
     log.info("stopped")
 
 
-def grpc_processor(settings: IngestionSettings) -> BatchProcessor:
-    """A processor calling the image encoder and the vector store over gRPC."""
-    import grpc
+def grpc_processor(
+    settings: IngestionSettings, *, token: InternalToken | None = None
+) -> BatchProcessor:
+    """The batch processor of the worker and of `vitrine index`: it calls the image encoder and
+    the vector store through their clients (shared.serving.clients) at the settings' addresses.
 
-    from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2_grpc
-    from shared.api.vitrine.store.v1 import store_pb2_grpc
-    from shared.conversions import image_encoder as image_conv
-    from shared.conversions import store as store_conv
-    from shared.serving.auth import caller_internal_token
-    from shared.serving.endpoints import INTERNAL_MAX_MESSAGE_BYTES
+    Args:
+        token: the internal token the calls carry; None: the settings'.
 
-    options = [
-        ("grpc.max_send_message_length", INTERNAL_MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", INTERNAL_MAX_MESSAGE_BYTES),
-    ]
-    encoder = image_encoder_pb2_grpc.ImageEncoderServiceStub(
-        grpc.insecure_channel(settings.image_encoder_address, options=options)
-    )
-    store = store_pb2_grpc.VectorStoreServiceStub(
-        grpc.insecure_channel(settings.vector_store_address, options=options)
-    )
-    token = caller_internal_token(settings, caller="the ingestion worker")
-    md = {"encoder": token.metadata("image-encoder"), "store": token.metadata("vector-store")}
-    timeout = settings.call_timeout_s
+    Raises:
+        ValueError: no internal token.
+        SystemExit: a bad fetch policy setting.
+    """
+    token = token or caller_internal_token(settings, caller="the ingestion worker")
+    # Synchronous calls (the processor's threads) into the async clients, on one loop thread.
+    run, timeout = shared_loop().run, settings.call_timeout_s
+    encoder = ImageEncoderClient(targets=[settings.image_encoder_address], internal_token=token)
+    store = VectorStoreClient(targets=[settings.vector_store_address], internal_token=token)
 
-    def embed(images):
+    def embed(images: list[bytes]):
         try:
-            reply = encoder.EmbedImages(
-                image_conv.request_to_proto(images), timeout=timeout, metadata=md["encoder"]
-            )
-        except grpc.RpcError as e:
-            if e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
-                raise PoisonError(e.details()) from None
-            raise
-        return image_conv.response_from_proto(reply).vectors
-
-    def upsert(points):
-        reply = store.UpsertPoints(
-            store_conv.upsert_request_to_proto(points), timeout=timeout, metadata=md["store"]
-        )
-        return store_conv.write_response_from_proto(reply)
-
-    def delete(deletions):
-        reply = store.DeletePoints(
-            store_conv.delete_request_to_proto(deletions), timeout=timeout, metadata=md["store"]
-        )
-        return store_conv.write_response_from_proto(reply)
+            return run(encoder.embed_many(images, timeout_s=timeout)).vectors
+        except RequestError as e:  # INVALID_ARGUMENT, RESOURCE_EXHAUSTED: these images' fault
+            raise PoisonError(str(e)) from None
 
     policy = fetch_policy(settings)
     log.info("image fetch policy: %s", policy.describe())
     return BatchProcessor(
         embed=embed,
-        upsert=upsert,
-        delete=delete,
+        upsert=lambda points: run(store.upsert(points, timeout_s=timeout)),
+        delete=lambda deletions: run(store.delete(deletions, timeout_s=timeout)),
         fetcher=Fetcher(policy),
         limits=EventLimits(
             max_title_chars=settings.max_title_chars,

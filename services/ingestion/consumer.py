@@ -13,6 +13,7 @@ from services.ingestion.processor import (
     BatchResult,
     with_retries,
 )
+from shared.serving.errors import DependencyError, dependency_status
 from shared.streaming.dlq import REASON_HEADER, SOURCE_HEADER, TRANSIENT_HEADER
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class IngestionWorker:
             retry=lambda write: with_retries(
                 write,
                 stop=self.stopping.is_set,
-                on_retry=lambda e: self.metrics.retries.labels(e.code().name).inc(),
+                on_retry=lambda status: self.metrics.retries.labels(status.name).inc(),
             ),
         )
         for record, reason, transient in written.rejected:
@@ -256,19 +257,18 @@ class IngestionWorker:
 
     def run(self) -> None:
         """Until `stopping` is set; the batch in hand is finished first."""
-        import grpc
-
         try:
             while not self.stopping.is_set():
                 try:
                     self.run_once()
-                except grpc.RpcError as e:
+                except (DependencyError, TimeoutError) as e:
                     if not self.stopping.is_set():
                         raise
                     # Stopped while retrying an outage: nothing of this batch was committed, so
                     # the next owner of its partitions replays it.
                     log.warning(
-                        "stopped during an outage (%s); the batch will be replayed", e.code().name
+                        "stopped during an outage (%s); the batch will be replayed",
+                        dependency_status(e).name,
                     )
                 except DeadLetterError as e:
                     log.warning(

@@ -22,6 +22,7 @@ import grpc
 
 from services.ingestion.fetching import Fetcher, FetchPolicy, PoisonError, TransientError
 from shared.models.transforms import ImageDecodeError, probe_image, thumbnail_data_uri
+from shared.serving.errors import DependencyError, dependency_status
 from shared.streaming.dlq import REASON_HEADER, TRANSIENT_HEADER
 from shared.streaming.events import decode
 from shared.types import CatalogEvent, Op
@@ -386,17 +387,19 @@ def with_retries(
     *,
     stop: Callable[[], bool],
     max_backoff_s: float = 10,
-    on_retry: Callable[[grpc.RpcError], None] = lambda _: None,
+    on_retry: Callable[[grpc.StatusCode], None] = lambda _: None,
 ):
-    """Runs fn until it succeeds, backing off while a dependency is unavailable."""
+    """Runs fn until it succeeds, backing off while a dependency is unavailable: the clients
+    (shared.serving.clients) raised DependencyError with UNAVAILABLE, or TimeoutError."""
     backoff = 0.2
     while True:
         try:
             return fn()
-        except grpc.RpcError as e:
-            if e.code() not in RETRYABLE or stop():
+        except (DependencyError, TimeoutError) as e:
+            status = dependency_status(e)
+            if status not in RETRYABLE or stop():
                 raise
-            on_retry(e)
-            log.warning("dependency unavailable (%s); retrying in %.1f s", e.code().name, backoff)
+            on_retry(status)
+            log.warning("dependency unavailable (%s); retrying in %.1f s", status.name, backoff)
             time.sleep(backoff)
             backoff = min(max_backoff_s, backoff * 2)
