@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
-from operations.indexing import index_catalog
+from operations.indexing import IndexingError, index_catalog, proxy_address
 from operations.serve import (
     DEFAULT_CONFIG,
     connect_ray,
@@ -18,6 +17,7 @@ from operations.serve import (
     load_config,
     replica_infos,
 )
+from shared.serving.apps import GATEWAY, VECTOR_STORE
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -34,7 +34,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     )
     if args.store:
         for app in config["applications"]:
-            if app["name"] == "vector-store":
+            if app["name"] == VECTOR_STORE:
                 app["args"]["store_location"] = args.store
     deploy(config, timeout_s=args.timeout)
     print("all applications RUNNING")
@@ -74,7 +74,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     report = {}
     for name, app in serve.status().applications.items():
         status = str(getattr(app.status, "value", app.status))
-        replicas = [] if name == "gateway" else replica_infos(name, token=token)
+        replicas = [] if name == GATEWAY else replica_infos(name, token=token)
         report[name] = {
             "status": status,
             "message": app.message,
@@ -93,11 +93,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    connect_ray()
-    n = index_catalog(Path(args.catalog), batch_size=args.batch_size)
-    # The handles' long-poll client logs an ERROR once their event loop has closed; the work is
-    # done and the process is about to exit.
-    logging.getLogger("ray.serve").setLevel(logging.CRITICAL)
+    from shared.settings import SettingsError
+
+    address = args.address or proxy_address(load_config(Path(args.config)))
+    try:
+        n = index_catalog(Path(args.catalog), address=address, batch_size=args.batch_size)
+    except SettingsError as e:
+        print(f"vitrine index: {e}", file=sys.stderr)
+        return 2
+    except IndexingError as e:
+        print(f"vitrine index: {e}", file=sys.stderr)
+        return 1
     print(f"indexed {n} products")
     return 0
 
@@ -133,5 +139,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_status)
     p = sub.add_parser("index", help="embed a products.jsonl catalog into the running store")
     p.add_argument("catalog", help="products.jsonl (id, image, title, attributes)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per encoder call")
+    p.add_argument(
+        "--address",
+        help="host:port of Serve's gRPC proxy (default: 127.0.0.1 and the --config's port)",
+    )
+    p.add_argument(
+        "--config", default=str(DEFAULT_CONFIG), help="Serve config YAML (its gRPC proxy port)"
+    )
     p.set_defaults(func=_cmd_index)

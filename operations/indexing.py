@@ -1,58 +1,94 @@
-"""`vitrine index`: a products.jsonl catalog embedded and written to the running platform."""
+"""`vitrine index`: a products.jsonl catalog written to the running platform by the ingestion
+worker's batch processor, without Kafka."""
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
+import os
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 
+class IndexingError(RuntimeError):
+    """Some products were refused; the others were indexed. The message names each and why."""
+
+
+def proxy_address(config: dict) -> str:
+    """host:port of Serve's gRPC proxy on this machine, at the port a Serve config gives it."""
+    return f"127.0.0.1:{config['grpc_options']['port']}"
+
+
 def index_catalog(
-    products_path: Path, *, batch_size: int = 32, thumbnail_px: int = 128, progress: bool = True
+    products_path: Path,
+    *,
+    address: str,
+    token=None,
+    batch_size: int = 32,
+    thumbnail_px: int = 128,
+    progress: bool = True,
 ) -> int:
     """Embeds a products.jsonl catalog with the running image encoder and writes it to the
-    running vector store (through Serve handles), with the payload the ingestion worker writes.
-    Returns the number of products indexed."""
-    return asyncio.run(
-        _index(products_path, batch_size=batch_size, thumbnail_px=thumbnail_px, progress=progress)
-    )
+    running vector store, through the batch processor and clients of the ingestion worker
+    (services.ingestion.app.grpc_processor): the validation, the encoder calls and the payloads
+    of a catalog published to Kafka with `vitrine publish --uri`.
 
+    Args:
+        address: host:port of Serve's gRPC proxy (proxy_address).
+        token: the InternalToken the calls carry; None: this process's
+            (operations.serve.internal_token()).
+        batch_size: images per encoder call.
+        thumbnail_px: the size of the thumbnail stored in each payload (0: none).
 
-async def _index(products_path: Path, *, batch_size: int, thumbnail_px: int, progress: bool) -> int:
-    # Handles are awaited inside an event loop: with RAY_SERVE_THROUGHPUT_OPTIMIZED their router
-    # runs on the caller's loop, and blocking `.result()` is not available.
-    from ray import serve
+    Returns:
+        The number of products indexed.
 
+    Raises:
+        IndexingError: products were refused (the rest are indexed).
+        SettingsError: no internal token, or a bad ingestion setting in the environment.
+    """
+    from operations.serve import internal_token
+    from services.ingestion.app import grpc_processor
+    from services.ingestion.config import IngestionSettings
     from shared.data.catalog import load_products
-    from shared.models.transforms import thumbnail_data_uri
-    from shared.serving.endpoints import release_handles
-    from shared.vectorstore import Point, product_payload
+    from shared.settings import load_settings
 
-    encoder = serve.get_deployment_handle("ImageEncoder", "image-encoder")
-    store = serve.get_deployment_handle("VectorStore", "vector-store")
     products = load_products(products_path)
-    try:
-        for start in tqdm(
-            range(0, len(products), batch_size), desc="indexing", unit="batch", disable=not progress
-        ):
-            chunk = products[start : start + batch_size]
-            images = [p.image.read_bytes() for p in chunk]
-            embeddings = await encoder.embed.remote(images)
-            points = [
-                Point(
-                    p.id,
-                    v,
-                    product_payload(
-                        p.title,
-                        p.attributes,
-                        image_uri=p.image.resolve().as_uri(),
-                        thumbnail=thumbnail_data_uri(data, px=thumbnail_px) if thumbnail_px else "",
-                    ),
-                )
-                for p, data, v in zip(chunk, images, embeddings.vectors, strict=True)
-            ]
-            await store.upsert.remote(points)
-    finally:
-        await release_handles()
-    return len(products)
+    settings = load_settings(
+        IngestionSettings,
+        image_encoder_address=address,
+        vector_store_address=address,
+        encode_batch=batch_size,
+        thumbnail_px=thumbnail_px,
+        # The images are read where the catalog names them, as file:// URIs (the payload
+        # keeps the URI, as it did before this went through the processor).
+        fetch_schemes="file",
+        fetch_file_roots=os.path.commonpath([str(p.image.resolve().parent) for p in products]),
+    )
+    processor = grpc_processor(settings, token=token or internal_token())
+    records = _records(products)
+    indexed, refused = 0, []
+    with tqdm(total=len(records), desc="indexing", unit="product", disable=not progress) as bar:
+        for start in range(0, len(records), settings.batch_size):
+            batch = records[start : start + settings.batch_size]
+            result = processor.process(batch)
+            indexed += result.upserted
+            refused += [(r.key.decode(), reason) for r, reason, _ in result.rejected]
+            bar.update(len(batch))
+    if refused:
+        raise IndexingError(
+            f"{len(refused)} products refused ({indexed} indexed): "
+            + "; ".join(f"{pid}: {reason}" for pid, reason in refused)
+        )
+    return indexed
+
+
+def _records(products) -> list:
+    """Each product as the Kafka record `vitrine publish --uri` writes, unversioned: `vitrine
+    index` always overwrites what the store holds, whatever the version there."""
+    from shared.streaming.events import encode, product_events
+
+    return [
+        encode(dataclasses.replace(event, event_time=None))
+        for event in product_events(products, inline_images=False)
+    ]

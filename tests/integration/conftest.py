@@ -90,7 +90,7 @@ def deploy_platform(tmp_path_factory):
     """The `platform` fixture's body: deploys, yields the Platform, deletes its applications."""
     from ray import serve
 
-    from operations.indexing import index_catalog
+    from operations.indexing import index_catalog, proxy_address
     from operations.serve import deploy, load_config
 
     root = tmp_path_factory.mktemp("platform")
@@ -110,7 +110,8 @@ def deploy_platform(tmp_path_factory):
             app["args"]["store_location"] = f"edge:{root / 'store'}"
             app["args"]["optimize_interval_s"] = 0.5
     deploy(config, timeout_s=300, progress=False)
-    index_catalog(catalog, batch_size=5, progress=False)
+    # Through the ingestion worker's processor and clients, at Serve's gRPC proxy.
+    index_catalog(catalog, address=proxy_address(config), batch_size=5, progress=False)
     yield Platform(
         gateway=f"127.0.0.1:{ports['gateway']}",
         http=f"http://127.0.0.1:{ports['http']}",
