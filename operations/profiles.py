@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from operations.serve import DEFAULT_CONFIG, ROOT
+from shared.serving.apps import FUSION, GATEWAY, IMAGE_ENCODER, TEXT_ENCODER, VECTOR_STORE
 
 K8S_DIR = ROOT / "deploy" / "k8s"
 
@@ -36,10 +37,10 @@ BATCH_POLICY = {
 
 
 AUTOSCALING: dict[str, dict] = {
-    "image-encoder": {"min_replicas": 1, "max_replicas": 6, "policy": BATCH_POLICY},
-    "text-encoder": {"min_replicas": 1, "max_replicas": 6, "policy": BATCH_POLICY},
-    "fusion": {"min_replicas": 1, "max_replicas": 2, "policy": BATCH_POLICY},
-    "vector-store": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 3},
+    IMAGE_ENCODER: {"min_replicas": 1, "max_replicas": 6, "policy": BATCH_POLICY},
+    TEXT_ENCODER: {"min_replicas": 1, "max_replicas": 6, "policy": BATCH_POLICY},
+    FUSION: {"min_replicas": 1, "max_replicas": 2, "policy": BATCH_POLICY},
+    VECTOR_STORE: {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 3},
 }
 
 
@@ -50,19 +51,19 @@ PROFILES: dict[str, dict] = {
     "cpu": {
         "gateway_replicas": 2,
         "actor_options": {
-            "image-encoder": {"num_cpus": 1},
-            "text-encoder": {"num_cpus": 1},
-            "fusion": {"num_cpus": 0.25},
-            "vector-store": {"num_cpus": 0.25},
+            IMAGE_ENCODER: {"num_cpus": 1},
+            TEXT_ENCODER: {"num_cpus": 1},
+            FUSION: {"num_cpus": 0.25},
+            VECTOR_STORE: {"num_cpus": 0.25},
         },
     },
     "gpu": {
         "gateway_replicas": 3,
         "actor_options": {
-            "image-encoder": {"num_cpus": 1, "num_gpus": 0.5},
-            "text-encoder": {"num_cpus": 1, "num_gpus": 0.25},
-            "fusion": {"num_cpus": 0.25},
-            "vector-store": {"num_cpus": 0.25},
+            IMAGE_ENCODER: {"num_cpus": 1, "num_gpus": 0.5},
+            TEXT_ENCODER: {"num_cpus": 1, "num_gpus": 0.25},
+            FUSION: {"num_cpus": 0.25},
+            VECTOR_STORE: {"num_cpus": 0.25},
         },
     },
 }
@@ -92,7 +93,7 @@ def render_serve_config(profile: str, *, source: Path = DEFAULT_CONFIG) -> str:
     for app in config["applications"]:
         (deployment,) = app["deployments"]
         options = deployment.setdefault("ray_actor_options", {})
-        if app["name"] == "gateway":
+        if app["name"] == GATEWAY:
             deployment["num_replicas"] = spec["gateway_replicas"]
             options.update({"num_cpus": 0, "resources": {GATEWAY_RESOURCE: 1}})
             continue

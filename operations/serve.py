@@ -10,6 +10,8 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
+from shared.serving.apps import BUNDLE_APPS, GATEWAY
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,9 +21,6 @@ DEFAULT_CONFIG = ROOT / "deploy" / "serve" / "vitrine.yaml"
 # Where `make run` writes the internal token (scripts/run.sh): the CLI's default, so a command in
 # another terminal finds it as it finds Ray's token.
 MAKE_RUN_TOKEN = ROOT / "artifacts" / "secrets" / "internal_token"
-
-
-BUNDLE_APPS = frozenset({"image-encoder", "text-encoder", "fusion", "vector-store"})
 
 
 def load_config(
@@ -39,7 +38,7 @@ def load_config(
     for app in config["applications"]:
         common = common_args if app["name"] in BUNDLE_APPS else None
         app["args"] = {**(common or {}), **(app.get("args") or {})}
-        if gateway_grpc_port is not None and app["name"] == "gateway":
+        if gateway_grpc_port is not None and app["name"] == GATEWAY:
             app["args"]["grpc_port"] = gateway_grpc_port
     if http_port is not None:
         config["http_options"]["port"] = http_port
@@ -165,24 +164,18 @@ def replica_infos(app_name: str, *, token=None, timeout_s: float = 5.0) -> list[
     Args:
         token: the InternalToken the call carries; None: this process's (internal_token()).
     """
-    import grpc
-
-    from shared.api.vitrine.replica.v1 import replica_pb2_grpc
-    from shared.conversions import replica as conv
+    from shared.serving.clients import ReplicaInfoClient, shared_loop
     from shared.serving.endpoints import grpc_targets_sync
 
-    metadata = (token or internal_token()).metadata(app_name)
-    found: list[tuple[str, object]] = []
-    for target in grpc_targets_sync(app_name):
-        with grpc.insecure_channel(target) as channel:
-            stub = replica_pb2_grpc.ReplicaServiceStub(channel)
-            try:
-                reply = stub.GetReplicaInfo(
-                    conv.info_request_to_proto(),
-                    timeout=timeout_s,
-                    metadata=metadata,
-                )
-                found.append((target, conv.info_from_proto(reply)))
-            except grpc.RpcError as e:
-                found.append((target, f"{e.code().name}: {e.details()}"))
-    return found
+    client = ReplicaInfoClient(
+        app_name, targets=grpc_targets_sync(app_name), internal_token=token or internal_token()
+    )
+
+    async def ask() -> list[tuple[str, object]]:
+        try:
+            return await client.info_each(timeout_s=timeout_s)
+        finally:
+            await client.close()
+
+    found = shared_loop().run(ask())
+    return [(target, str(i) if isinstance(i, Exception) else i) for target, i in found]

@@ -14,6 +14,7 @@ from shared.conversions import fusion as conv
 from shared.conversions import replica as replica_conv
 from shared.logs import serve_logger
 from shared.models import encoders
+from shared.serving.apps import FUSION_DEPLOYMENT
 from shared.serving.auth import InternalToken
 from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
@@ -30,7 +31,7 @@ from shared.types import Embeddings, FusionInput, ReplicaInfo
 log = serve_logger(__name__)
 
 
-@serve.deployment(name="Fusion")
+@serve.deployment(name=FUSION_DEPLOYMENT)
 class Fusion:
     """Fuses (image, text) embedding pairs; concurrent requests share dynamic batches."""
 

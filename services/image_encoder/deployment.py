@@ -21,6 +21,7 @@ from shared.models.transforms import (
     decode_image,
     request_pixels,
 )
+from shared.serving.apps import IMAGE_ENCODER_DEPLOYMENT
 from shared.serving.auth import InternalToken
 from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
@@ -80,7 +81,7 @@ def decode_request(images: list[bytes], limits: ImageLimits) -> list[Image.Image
     return decoded
 
 
-@serve.deployment(name="ImageEncoder")
+@serve.deployment(name=IMAGE_ENCODER_DEPLOYMENT)
 class ImageEncoder:
     """Decodes, preprocesses and embeds images; concurrent requests share dynamic batches.
 

@@ -11,6 +11,7 @@ from shared.conversions import replica as replica_conv
 from shared.conversions import text_encoder as conv
 from shared.logs import serve_logger
 from shared.models import encoders
+from shared.serving.apps import TEXT_ENCODER_DEPLOYMENT
 from shared.serving.auth import InternalToken
 from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
@@ -27,7 +28,7 @@ from shared.types import Embeddings, ReplicaInfo
 log = serve_logger(__name__)
 
 
-@serve.deployment(name="TextEncoder")
+@serve.deployment(name=TEXT_ENCODER_DEPLOYMENT)
 class TextEncoder:
     """Tokenises and embeds texts; concurrent requests share dynamic batches.
 

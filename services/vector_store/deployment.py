@@ -21,6 +21,7 @@ from shared.conversions import replica as replica_conv
 from shared.conversions import store as conv
 from shared.logs import serve_logger
 from shared.models.bundle import Manifest
+from shared.serving.apps import VECTOR_STORE_DEPLOYMENT
 from shared.serving.auth import InternalToken
 from shared.serving.errors import RequestError, grpc_method, parse
 from shared.serving.replica import replica_info
@@ -42,7 +43,7 @@ MAX_TOP_K = 1000
 MAX_BATCH_QUERIES = 1024
 
 
-@serve.deployment(name="VectorStore")
+@serve.deployment(name=VECTOR_STORE_DEPLOYMENT)
 class VectorStore:
     """Search, upsert, delete and retrieve in the collection of the configured model bundle."""
 

@@ -7,7 +7,8 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from operations.k8s_schemas import import_attr
-from operations.serve import BUNDLE_APPS, load_config
+from operations.serve import load_config
+from shared.serving.apps import BUNDLE_APPS, DEPLOYMENTS, SERVE_APPS
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +20,13 @@ def test_config_validates_against_serves_schema(config):
     schema = ServeDeploySchema.model_validate(config)
     names = [a.name for a in schema.applications]
     assert names == ["image-encoder", "text-encoder", "fusion", "vector-store", "gateway"]
+
+
+def test_the_config_holds_the_names_of_shared_serving_apps(config):
+    """The names every caller uses (shared/serving/apps.py) are the config's."""
+    assert tuple(app["name"] for app in config["applications"]) == SERVE_APPS
+    for app in config["applications"]:
+        assert [d["name"] for d in app["deployments"]] == [DEPLOYMENTS[app["name"]]]
 
 
 def test_every_import_path_and_servicer_resolves(config):
