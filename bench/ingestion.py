@@ -21,21 +21,17 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import grpc
 from tqdm.auto import tqdm
 
-from bench.harness import Row, Section, internal_metadata, p50, p99, start_ray
+from bench.harness import Row, Section, p50, p99, start_ray
 from bench.serving import _bundle, _jpeg
 from operations.broker import LocalBroker
 from operations.ports import free_port, private_port_ranges
 from services.ingestion.config import IngestionSettings
-from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2_grpc
-from shared.api.vitrine.store.v1 import store_pb2_grpc
-from shared.conversions import image_encoder as image_conv
-from shared.conversions import store as store_conv
+from shared.serving.apps import IMAGE_ENCODER, VECTOR_STORE
+from shared.serving.clients import ImageEncoderClient, VectorStoreClient, shared_loop
 from shared.streaming.events import publish
 from shared.types import CatalogEvent, Op
-from shared.vectorstore.base import RetrieveQuery
 
 os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 private_port_ranges(os.environ, slot=50 + os.getpid() % 50)
@@ -47,10 +43,6 @@ DATA = Path(
     os.environ.get("VITRINE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
 ROOT = Path(__file__).resolve().parents[1]
-METADATA = {
-    "encoder": internal_metadata("image-encoder"),
-    "store": internal_metadata("vector-store"),
-}
 
 
 def _images(n: int) -> list[bytes]:
@@ -60,24 +52,32 @@ def _images(n: int) -> list[bytes]:
     return [_jpeg(i) for i in range(n)]
 
 
-def _encoder_throughput(proxy: str, images: list[bytes], *, concurrency: int) -> float:
+def _clients(proxy: str) -> tuple[ImageEncoderClient, VectorStoreClient]:
+    """The clients the worker uses, at Serve's gRPC proxy, with this process's internal token."""
+    from operations.serve import internal_token
+
+    token = internal_token()
+    return (
+        ImageEncoderClient(targets=[proxy], internal_token=token),
+        VectorStoreClient(targets=[proxy], internal_token=token),
+    )
+
+
+def _encoder_throughput(
+    encoder: ImageEncoderClient, images: list[bytes], *, concurrency: int
+) -> float:
     """Images/s the encoder sustains fed directly: requests of ENCODE_BATCH over gRPC."""
     chunks = [images[i : i + ENCODE_BATCH] for i in range(0, len(images), ENCODE_BATCH)]
-    with grpc.insecure_channel(
-        proxy, options=[("grpc.max_send_message_length", 64 * 2**20)]
-    ) as channel:
-        stub = image_encoder_pb2_grpc.ImageEncoderServiceStub(channel)
+    run = shared_loop().run
 
-        def call(chunk: list[bytes]) -> None:
-            stub.EmbedImages(
-                image_conv.request_to_proto(chunk), timeout=300, metadata=METADATA["encoder"]
-            )
+    def call(chunk: list[bytes]) -> None:
+        run(encoder.embed_many(chunk, timeout_s=300))
 
-        call(chunks[0])  # warm-up
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(call, chunks))
-        return len(images) / (time.perf_counter() - t0)
+    call(chunks[0])  # warm-up
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(call, chunks))
+    return len(images) / (time.perf_counter() - t0)
 
 
 def _events(images: list[bytes], prefix: str):
@@ -169,30 +169,28 @@ def _backlog_throughput(broker: LocalBroker, proxy: str, images: list[bytes], ro
     return (last[UPSERTED] - first[UPSERTED]) / (last[LAST_COMMIT] - first[LAST_COMMIT])
 
 
-def _latencies(broker: LocalBroker, proxy: str, images: list[bytes]) -> list[float]:
+def _latencies(broker: LocalBroker, store: VectorStoreClient, images: list[bytes]) -> list[float]:
     """Milliseconds from publishing one event (broker ack) to its point being retrievable."""
     from kafka import KafkaProducer
 
     from shared.streaming.events import encode
 
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    run = shared_loop().run
     out = []
-    with grpc.insecure_channel(proxy) as channel:
-        store = store_pb2_grpc.VectorStoreServiceStub(channel)
-        for i, event in enumerate(tqdm(list(_events(images, "lat")), desc="latency", unit="event")):
-            record = encode(event)
-            t0 = time.perf_counter()
-            producer.send(
-                "vitrine.catalog.v1",
-                key=record.key,
-                value=record.value,
-                headers=list(record.headers),
-            ).get(timeout=30)
-            query = store_conv.retrieve_request_to_proto(RetrieveQuery((f"lat{i}",)))
-            while not store.RetrievePoints(query, timeout=30, metadata=METADATA["store"]).points:
-                time.sleep(0.002)
-            out.append((time.perf_counter() - t0) * 1000)
-            time.sleep(0.05)  # events arrive one by one, not as a backlog
+    for i, event in enumerate(tqdm(list(_events(images, "lat")), desc="latency", unit="event")):
+        record = encode(event)
+        t0 = time.perf_counter()
+        producer.send(
+            "vitrine.catalog.v1",
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers),
+        ).get(timeout=30)
+        while not run(store.retrieve([f"lat{i}"], timeout_s=30)):
+            time.sleep(0.002)
+        out.append((time.perf_counter() - t0) * 1000)
+        time.sleep(0.05)  # events arrive one by one, not as a backlog
     producer.close()
     return out
 
@@ -200,8 +198,6 @@ def _latencies(broker: LocalBroker, proxy: str, images: list[bytes]) -> list[flo
 def run() -> Section:
     import ray
     from ray import serve
-
-    from operations.serve import deploy, load_config
 
     section = Section(
         title="Streaming ingestion (Kafka -> worker -> encoder -> store)",
@@ -214,78 +210,89 @@ def run() -> Section:
         root = Path(tmp)
         bundle = _bundle(root)
         start_ray()
-        worker = None
         try:
-            proxy_port = free_port()
-            config = load_config(
-                common_args={"bundle_path": str(bundle)},
-                http_port=free_port(),
-                proxy_grpc_port=proxy_port,
-                gateway_grpc_port=free_port(),
-            )
-            config["applications"] = [
-                app
-                for app in config["applications"]
-                if app["name"] in {"image-encoder", "vector-store"}
-            ]
-            for app in config["applications"]:
-                if app["name"] == "vector-store":
-                    app["args"]["store_location"] = f"edge:{root / 'store'}"
-            deploy(config, timeout_s=600)
-            proxy = f"127.0.0.1:{proxy_port}"
+            proxy = _deploy(root, bundle)
+            encoder, store = _clients(proxy)
             with LocalBroker() as broker:
-                # Warm the path (first calls load lazily), then measure.
-                _encoder_throughput(proxy, images[: 2 * ENCODE_BATCH], concurrency=2)
-                direct = max(
-                    _encoder_throughput(proxy, images, concurrency=1),
-                    _encoder_throughput(proxy, images, concurrency=2),
-                )
-                pipeline = _backlog_throughput(broker, proxy, images, root)
-                section.rows.append(
-                    Row(
-                        "sustained ingestion throughput",
-                        "image encoder fed directly (gRPC, 32 images a request, best of 1 or 2 "
-                        "callers)",
-                        direct,
-                        pipeline,
-                        "images/s",
-                        f"one worker draining a backlog of {IMAGES} events (batches of 256, two "
-                        "encoder calls in flight, store writes and indexing included), first to "
-                        "last commit; goal >= 0.9x",
-                    )
-                )
-                worker = _Worker(broker, proxy, root / "worker.log")
-                worker.wait(lambda m: m.get("vitrine_ingest_assigned_partitions", 0) > 0)
-                lat = _latencies(broker, proxy, images[:LATENCY_EVENTS])
-                section.rows.append(
-                    Row(
-                        "publish-to-searchable latency p50",
-                        "one image's encoding (a 1-image request)",
-                        _single_image_ms(proxy, images[0]),
-                        p50(lat),
-                        "ms",
-                        f"p99 {p99(lat):.0f} ms; from the broker's ack to the point being "
-                        "retrievable, events one at a time",
-                    )
-                )
+                section.rows.append(_throughput_row(broker, proxy, encoder, images, root))
+                section.rows.append(_latency_row(broker, proxy, (encoder, store), images, root))
         finally:
-            if worker is not None:
-                worker.stop()
             serve.shutdown()
             ray.shutdown()
     return section
 
 
-def _single_image_ms(proxy: str, image: bytes) -> float:
-    with grpc.insecure_channel(proxy) as channel:
-        stub = image_encoder_pb2_grpc.ImageEncoderServiceStub(channel)
-        request = image_conv.request_to_proto([image])
-        times = []
-        for _ in range(23):
-            t0 = time.perf_counter()
-            stub.EmbedImages(request, timeout=60, metadata=METADATA["encoder"])
-            times.append((time.perf_counter() - t0) * 1000)
-        return p50(times[3:])
+def _deploy(root: Path, bundle: Path) -> str:
+    """The image-encoder and vector-store applications of deploy/serve/vitrine.yaml, deployed;
+    the address of Serve's gRPC proxy."""
+    from operations.indexing import proxy_address
+    from operations.serve import deploy, load_config
+
+    config = load_config(
+        common_args={"bundle_path": str(bundle)},
+        http_port=free_port(),
+        proxy_grpc_port=free_port(),
+        gateway_grpc_port=free_port(),
+    )
+    config["applications"] = [
+        app for app in config["applications"] if app["name"] in {IMAGE_ENCODER, VECTOR_STORE}
+    ]
+    for app in config["applications"]:
+        if app["name"] == VECTOR_STORE:
+            app["args"]["store_location"] = f"edge:{root / 'store'}"
+    deploy(config, timeout_s=600)
+    return proxy_address(config)
+
+
+def _throughput_row(
+    broker: LocalBroker, proxy: str, encoder: ImageEncoderClient, images: list[bytes], root: Path
+) -> Row:
+    # Warm the path (first calls load lazily), then measure.
+    _encoder_throughput(encoder, images[: 2 * ENCODE_BATCH], concurrency=2)
+    direct = max(
+        _encoder_throughput(encoder, images, concurrency=1),
+        _encoder_throughput(encoder, images, concurrency=2),
+    )
+    pipeline = _backlog_throughput(broker, proxy, images, root)
+    return Row(
+        "sustained ingestion throughput",
+        "image encoder fed directly (gRPC, 32 images a request, best of 1 or 2 callers)",
+        direct,
+        pipeline,
+        "images/s",
+        f"one worker draining a backlog of {IMAGES} events (batches of 256, two encoder calls "
+        "in flight, store writes and indexing included), first to last commit; goal >= 0.9x",
+    )
+
+
+def _latency_row(broker: LocalBroker, proxy: str, clients, images: list[bytes], root: Path) -> Row:
+    encoder, store = clients
+    worker = _Worker(broker, proxy, root / "worker.log")
+    try:
+        worker.wait(lambda m: m.get("vitrine_ingest_assigned_partitions", 0) > 0)
+        lat = _latencies(broker, store, images[:LATENCY_EVENTS])
+        single = _single_image_ms(encoder, images[0])
+    finally:
+        worker.stop()
+    return Row(
+        "publish-to-searchable latency p50",
+        "one image's encoding (a 1-image request)",
+        single,
+        p50(lat),
+        "ms",
+        f"p99 {p99(lat):.0f} ms; from the broker's ack to the point being retrievable, events "
+        "one at a time",
+    )
+
+
+def _single_image_ms(encoder: ImageEncoderClient, image: bytes) -> float:
+    run = shared_loop().run
+    times = []
+    for _ in range(23):
+        t0 = time.perf_counter()
+        run(encoder.embed_many([image], timeout_s=60))
+        times.append((time.perf_counter() - t0) * 1000)
+    return p50(times[3:])
 
 
 if __name__ == "__main__":
