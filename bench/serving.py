@@ -49,6 +49,7 @@ from shared.models.bundle import save_bundle
 from shared.models.encoders_onnx import export_bundle
 from shared.models.factory import build_image_backbone, build_text_backbone
 from shared.models.model import HeadConfig, RetrievalModel
+from shared.serving import apps
 from shared.serving.endpoints import release_handles
 from shared.types import Embeddings, FusionInput
 from shared.vectorstore import Point, open_store
@@ -180,7 +181,7 @@ class _PlainServer:
 async def _fill_catalog() -> None:
     from ray import serve
 
-    store = serve.get_deployment_handle("VectorStore", "vector-store")
+    store = serve.get_deployment_handle(apps.VECTOR_STORE_DEPLOYMENT, apps.VECTOR_STORE)
     vectors = np.random.default_rng(2).normal(size=(CATALOG, 256)).astype(np.float32)
     for start in tqdm(range(0, CATALOG, 1000), desc="catalog", leave=False):
         end = min(CATALOG, start + 1000)
@@ -216,28 +217,28 @@ def _hops(section: Section, plain_port: int) -> None:
             text_encoder_pb2_grpc.TextEncoderServiceStub,
             "EmbedTexts",
             text_encoder_pb2.EmbedTextsRequest(texts=[QUERY]),
-            "text-encoder",
+            apps.TEXT_ENCODER,
         ),
         (
             "fusion (1 pair)",
             fusion_pb2_grpc.FusionServiceStub,
             "Fuse",
             fusion_conv.request_to_proto(FusionInput(vec, vec)),
-            "fusion",
+            apps.FUSION,
         ),
         (
             "vector store (retrieve 1 unknown id: no compute)",
             store_pb2_grpc.VectorStoreServiceStub,
             "RetrievePoints",
             store_pb2.RetrievePointsRequest(product_ids=["no-such-product"]),
-            "vector-store",
+            apps.VECTOR_STORE,
         ),
         (
             "image encoder (1 JPEG)",
             image_encoder_pb2_grpc.ImageEncoderServiceStub,
             "EmbedImages",
             image_encoder_pb2.EmbedImagesRequest(images=[_jpeg(0)]),
-            "image-encoder",
+            apps.IMAGE_ENCODER,
         ),
     ]
     plain_channel = grpc.insecure_channel(f"127.0.0.1:{plain_port}")
@@ -338,7 +339,7 @@ def _throughput(section: Section, plain: _PlainServer) -> None:
 
     async def served() -> float:
         """p50 milliseconds for all images, each its own concurrent request."""
-        handle = serve.get_deployment_handle("ImageEncoder", "image-encoder")
+        handle = serve.get_deployment_handle(apps.IMAGE_ENCODER_DEPLOYMENT, apps.IMAGE_ENCODER)
         times = []
         for i in range(4):  # the first round warms up
             t0 = time.perf_counter()
@@ -389,9 +390,9 @@ def run() -> Section:
                 gateway_grpc_port=gateway_port,
             )
             for app in config["applications"]:
-                if app["name"] == "gateway":
+                if app["name"] == apps.GATEWAY:
                     app["args"]["http_port"] = free_port()
-                if app["name"] == "vector-store":
+                if app["name"] == apps.VECTOR_STORE:
                     app["args"]["store_location"] = f"edge:{root / 'store'}"
             deploy(config, timeout_s=600)
             from ray import serve
