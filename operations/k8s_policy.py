@@ -19,9 +19,9 @@ import os
 from collections.abc import Iterator
 
 from operations.settings import PROCESS_SETTINGS, renamed_variables, variables
+from shared.serving.apps import SERVE_APPS
 from shared.settings import ENV_PREFIX, RETIRED, SettingsError, load_settings
 
-SERVE_APPS = ("image-encoder", "text-encoder", "fusion", "vector-store", "gateway")
 _HF_OFFLINE = {
     "HF_HUB_OFFLINE": "huggingface_hub: never download",
     "TRANSFORMERS_OFFLINE": "transformers: never download",

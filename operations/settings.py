@@ -14,15 +14,16 @@ from services.image_encoder.config import ImageEncoderSettings
 from services.ingestion.config import IngestionSettings
 from services.text_encoder.config import TextEncoderSettings
 from services.vector_store.config import VectorStoreSettings
+from shared.serving.apps import FUSION, GATEWAY, IMAGE_ENCODER, TEXT_ENCODER, VECTOR_STORE
 from shared.settings import RETIRED, VitrineSettings, load_settings
 from training.config import TrainingSettings
 
 PROCESS_SETTINGS: dict[str, type[VitrineSettings]] = {
-    "image-encoder": ImageEncoderSettings,
-    "text-encoder": TextEncoderSettings,
-    "fusion": FusionSettings,
-    "gateway": GatewaySettings,
-    "vector-store": VectorStoreSettings,
+    IMAGE_ENCODER: ImageEncoderSettings,
+    TEXT_ENCODER: TextEncoderSettings,
+    FUSION: FusionSettings,
+    GATEWAY: GatewaySettings,
+    VECTOR_STORE: VectorStoreSettings,
     "ingestion": IngestionSettings,
     "train": TrainingSettings,
 }
