@@ -82,6 +82,11 @@ def _exported(bundle: Path, root: Path, name: str, *, text: str, image: str) -> 
     return copy
 
 
+def _twin(tower: str, name: str, make: Callable[[], object], *, of: str, threads: int = 1):
+    """A variant with the same weights and ops as variant `of`: no quality run of its own."""
+    return Variant(tower, name, make, threads=threads, same_numerics_as=of)
+
+
 def _variants(bundle: Path, root: Path) -> list[Variant]:
     from shared.models import encoders
     from shared.models.bundle import load_bundle
@@ -98,63 +103,38 @@ def _variants(bundle: Path, root: Path) -> list[Variant]:
     def quantized_linear(tower):
         return torch.ao.quantization.quantize_dynamic(tower, {torch.nn.Linear}, dtype=torch.qint8)
 
+    def text(transform=None):
+        return lambda: _TorchTextVariant(torch_model(), transform)
+
+    def image(**options):
+        return lambda: _TorchImageVariant(torch_model(), **options)
+
     return [
-        Variant("text", "torch fp32", lambda: _TorchTextVariant(torch_model())),
-        Variant(
-            "text",
-            "torch fp32, 2 threads",
-            lambda: _TorchTextVariant(torch_model()),
-            threads=2,
-            same_numerics_as="torch fp32",
-        ),
-        Variant(
-            "text",
-            "torch int8 dynamic (Linear)",
-            lambda: _TorchTextVariant(torch_model(), quantized_linear),
-        ),
-        Variant(
-            "text",
-            "torch.compile",
-            lambda: _TorchTextVariant(torch_model(), torch.compile),
-            same_numerics_as="torch fp32",
-        ),
+        Variant("text", "torch fp32", text()),
+        _twin("text", "torch fp32, 2 threads", text(), of="torch fp32", threads=2),
+        Variant("text", "torch int8 dynamic (Linear)", text(quantized_linear)),
+        _twin("text", "torch.compile", text(torch.compile), of="torch fp32"),
         Variant("text", "onnxruntime fp32", ort(fp32, "text", 1)),
         Variant("text", "onnxruntime int8-dynamic", ort(int8, "text", 1)),
-        Variant(
+        _twin(
             "text",
             "onnxruntime int8-dynamic, 2 threads",
             ort(int8, "text", 2),
+            of="onnxruntime int8-dynamic",
             threads=2,
-            same_numerics_as="onnxruntime int8-dynamic",
         ),
-        Variant("image", "torch fp32", lambda: _TorchImageVariant(torch_model())),
-        Variant(
-            "image",
-            "torch fp32, 2 threads",
-            lambda: _TorchImageVariant(torch_model()),
-            threads=2,
-            same_numerics_as="torch fp32",
-        ),
-        Variant(
-            "image",
-            "torch channels-last",
-            lambda: _TorchImageVariant(torch_model(), channels_last=True),
-            same_numerics_as="torch fp32",
-        ),
-        Variant(
-            "image",
-            "torch.compile",
-            lambda: _TorchImageVariant(torch_model(), compile=True),
-            same_numerics_as="torch fp32",
-        ),
+        Variant("image", "torch fp32", image()),
+        _twin("image", "torch fp32, 2 threads", image(), of="torch fp32", threads=2),
+        _twin("image", "torch channels-last", image(channels_last=True), of="torch fp32"),
+        _twin("image", "torch.compile", image(compile=True), of="torch fp32"),
         Variant("image", "onnxruntime fp32", ort(fp32, "image", 1)),
         Variant("image", "onnxruntime int8-dynamic", ort(int8, "image", 1)),
-        Variant(
+        _twin(
             "image",
             "onnxruntime fp32, 2 threads",
             ort(fp32, "image", 2),
+            of="onnxruntime fp32",
             threads=2,
-            same_numerics_as="onnxruntime fp32",
         ),
     ]
 
@@ -224,11 +204,7 @@ def _quality(variants, encoders, bundle: Path, products) -> dict[str, dict[str, 
             fusion.fuse,
             products,
         )
-        return {
-            "text_to_image_own": metrics["text_to_image_own"]["R@10"],
-            "text_to_image_attribute": metrics["text_to_image_attribute"]["R@10"],
-            "composed": metrics["composed"]["fusion"]["R@10"],
-        }
+        return _r10(metrics)
 
     base_text = texts["torch fp32"]
     for name, images in gallery.items():
@@ -309,6 +285,11 @@ def _combined(chosen, encoders, bundle: Path, products) -> dict[str, float]:
     metrics = evaluate_catalog_served(
         text, image, runtimes.load(bundle, "fusion", runtime="torch"), products, batch_size=16
     )
+    return _r10(metrics)
+
+
+def _r10(metrics: dict) -> dict[str, float]:
+    """R@10 of each query set (SETS) in catalog metrics; composed with the learned fusion."""
     return {
         "text_to_image_own": metrics["text_to_image_own"]["R@10"],
         "text_to_image_attribute": metrics["text_to_image_attribute"]["R@10"],
@@ -332,40 +313,7 @@ def _section(variants, scores, chosen, combined, args) -> Section:
         for t in ("text", "image")
     }
     ref = {t: scores[f"{t} torch fp32"] for t in ("text", "image")}
-    for v in variants:
-        unit = "texts/s" if v.tower == "text" else "images/s"
-        if v.error:
-            section.rows.append(
-                Row(
-                    f"{v.tower}: {v.name}",
-                    "torch fp32",
-                    base[v.tower],
-                    float("nan"),
-                    unit,
-                    f"not run: {v.error}",
-                )
-            )
-            continue
-        got = scores.get(f"{v.tower} {v.same_numerics_as or v.name}")
-        if got is None:
-            quality = "R@10 not measured"
-        else:
-            quality = "R@10 " + ", ".join(
-                f"{s.split('_')[-1]} {got[s]:.3f} ({got[s] - ref[v.tower][s]:+.3f})" for s in SETS
-            )
-            if v.same_numerics_as:
-                quality += f" (same numerics as {v.same_numerics_as})"
-        mark = " **chosen**" if chosen[v.tower] is v else ""
-        section.rows.append(
-            Row(
-                f"{v.tower}: {v.name}{mark}",
-                "torch fp32",
-                base[v.tower],
-                statistics.median(v.rates),
-                unit,
-                quality,
-            )
-        )
+    section.rows += [_variant_row(v, base[v.tower], ref[v.tower], scores, chosen) for v in variants]
     section.rows.append(
         Row(
             f"chosen pair: text {chosen['text'].name}, image {chosen['image'].name}",
@@ -379,6 +327,27 @@ def _section(variants, scores, chosen, combined, args) -> Section:
         )
     )
     return section
+
+
+def _variant_row(v: Variant, base: float, ref: dict, scores: dict, chosen: dict) -> Row:
+    """A variant's speed against torch fp32's (`base`), its R@10 change against `ref`."""
+    unit = "texts/s" if v.tower == "text" else "images/s"
+    if v.error:
+        return Row(
+            f"{v.tower}: {v.name}", "torch fp32", base, float("nan"), unit, f"not run: {v.error}"
+        )
+    got = scores.get(f"{v.tower} {v.same_numerics_as or v.name}")
+    if got is None:
+        quality = "R@10 not measured"
+    else:
+        quality = "R@10 " + ", ".join(
+            f"{s.split('_')[-1]} {got[s]:.3f} ({got[s] - ref[s]:+.3f})" for s in SETS
+        )
+        if v.same_numerics_as:
+            quality += f" (same numerics as {v.same_numerics_as})"
+    mark = " **chosen**" if chosen[v.tower] is v else ""
+    median = statistics.median(v.rates)
+    return Row(f"{v.tower}: {v.name}{mark}", "torch fp32", base, median, unit, quality)
 
 
 if __name__ == "__main__":
