@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -163,7 +163,7 @@ def stale_variables(cls: type[VitrineSettings], environ: Iterable[str]) -> list[
     return lines
 
 
-def load_settings(cls: type[S], **overrides: object) -> S:
+def load_settings(cls: type[S], **overrides: Any) -> S:
     """Reads and validates `cls` from the environment (and explicit overrides).
 
     Raises:
@@ -179,7 +179,7 @@ def load_settings(cls: type[S], **overrides: object) -> S:
         raise SettingsError(f"invalid {cls.__name__}:\n{describe_error(exc, cls)}") from None
 
 
-def load_settings_or_exit(cls: type[S], **overrides: object) -> S:
+def load_settings_or_exit(cls: type[S], **overrides: Any) -> S:
     """Like `load_settings`, but prints the problem and exits with status 2: for `main()`s."""
     try:
         return load_settings(cls, **overrides)
