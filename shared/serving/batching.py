@@ -20,7 +20,7 @@ import bisect
 import concurrent.futures
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -92,14 +92,15 @@ class Batcher(Generic[T, R]):
     """Runs `fn` over batches of submitted items, one batch at a time, on a thread of its own.
 
     Args:
-        fn: maps a list of items to one result per item, in order. It runs on the batcher's
-            thread, never on the event loop; an exception it raises fails every item of the batch.
+        fn: maps a list of items to one result per item, in order (a list, or an array whose
+            rows are the results). It runs on the batcher's thread, never on the event loop; an
+            exception it raises fails every item of the batch.
         config: the batch size limit and wait (`configure` changes them while running).
         name: names the thread (visible in py-spy and Ray's stack dumps).
     """
 
     def __init__(
-        self, fn: Callable[[list[T]], Sequence[R]], *, config: BatchConfig, name: str
+        self, fn: Callable[[list[T]], Collection[R]], *, config: BatchConfig, name: str
     ) -> None:
         self._fn = fn
         self.config = config
@@ -133,13 +134,14 @@ class Batcher(Generic[T, R]):
         Cancelling the caller drops its items that have not reached a batch yet.
         """
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done():
-            self._arrived = asyncio.Event()
-            self._task = loop.create_task(self._run(), name=f"batcher-{id(self)}")
+        arrived = self._arrived
+        if arrived is None or self._task is None or self._task.done():
+            arrived = self._arrived = asyncio.Event()
+            self._task = loop.create_task(self._run(arrived), name=f"batcher-{id(self)}")
         now = time.monotonic()
         entries = [_Item(item, loop.create_future(), now) for item in items]
         self._queue.extend(entries)
-        self._arrived.set()
+        arrived.set()
         return list(await asyncio.gather(*(e.future for e in entries)))
 
     def _take(self) -> list[_Item[T]]:
@@ -150,26 +152,26 @@ class Batcher(Generic[T, R]):
                 batch.append(item)
         return batch
 
-    async def _wait_for_more(self) -> None:
+    async def _wait_for_more(self, arrived: asyncio.Event) -> None:
         """Waits up to batch_wait_timeout_s for the batch to fill (no wait at 0)."""
         deadline = time.monotonic() + self.config.batch_wait_timeout_s
         while len(self._queue) < self.config.max_batch_size:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            self._arrived.clear()
+            arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), left)
+                await asyncio.wait_for(arrived.wait(), left)
             except TimeoutError:
                 return
 
-    async def _run(self) -> None:
+    async def _run(self, arrived: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         while True:
             while not self._queue:
-                self._arrived.clear()
-                await self._arrived.wait()
-            await self._wait_for_more()
+                arrived.clear()
+                await arrived.wait()
+            await self._wait_for_more(arrived)
             batch = self._take()
             if not batch:
                 continue
