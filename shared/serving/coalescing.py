@@ -122,7 +122,8 @@ class Coalescer(Generic[T, R]):
             # The channel under the call closed (clients.py drops a replica Serve no longer
             # publishes), or this task itself is being cancelled (shutdown).
             _fail(batch, DependencyError("a backing service's replica went away; retry"))
-            if asyncio.current_task().cancelling():
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
                 raise
             return
         except Exception as e:  # a dependency failure reaches every caller of the call
@@ -135,8 +136,8 @@ class Coalescer(Generic[T, R]):
 
 def _timeout(batch: list[_Pending]) -> float | None:
     """The longest time any item of the call may still wait (each caller enforces its own)."""
-    deadlines = [p.deadline for p in batch]
-    if any(d is None for d in deadlines):
+    deadlines = [p.deadline for p in batch if p.deadline is not None]
+    if len(deadlines) < len(batch):  # someone waits without a deadline
         return None
     return max(0.001, max(deadlines) - time.monotonic())
 
