@@ -50,7 +50,7 @@ class Coalescer(Generic[T, R]):
 
     def __init__(
         self,
-        send: Send,
+        send: Send[T, R],
         *,
         max_items: int,
         max_in_flight: int = 2,

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import grpc
 
 from shared.logs import serve_logger
 from shared.serving.auth import InternalToken
-from shared.serving.coalescing import Coalescer
+from shared.serving.coalescing import Coalescer, Send
 from shared.serving.endpoints import INTERNAL_MAX_MESSAGE_BYTES, grpc_targets
 from shared.serving.errors import DependencyError, LimitError, RequestError
 
 log = serve_logger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 REFRESH_S = 2.0
 CALLS_PER_TARGET = 2  # default coalesced calls out at once per replica target
@@ -83,7 +87,7 @@ class ServiceClient:
             ("grpc.max_receive_message_length", max_message_bytes),
         ]
         self._channels: dict[str, tuple[grpc.aio.Channel, object]] = {}
-        self._cycle = iter(())
+        self._cycle: Iterator[tuple[grpc.aio.Channel, object]] = iter(())
         self._refresher: asyncio.Task | None = None
         self._closing: set[asyncio.Task] = set()
         self._coalescers: list[Coalescer] = []
@@ -134,7 +138,7 @@ class ServiceClient:
         channels, self._channels, self._cycle = self._channels, {}, iter(())
         await asyncio.gather(*(channel.close() for channel, _ in channels.values()))
 
-    def coalescer(self, send, *, max_items: int, **kw) -> Coalescer:
+    def coalescer(self, send: Send[T, R], *, max_items: int, **kw: Any) -> Coalescer[T, R]:
         """A Coalescer over this service that keeps `calls_per_target` calls out per target
         (by default two: one computing, one waiting in the replica's batcher)."""
         coalescer = Coalescer(send, max_items=max_items, max_in_flight=self.calls_per_target, **kw)
@@ -156,7 +160,7 @@ class ServiceClient:
 
     async def call_each(
         self, method: str, request, *, timeout_s: float | None
-    ) -> list[tuple[str, object]]:
+    ) -> list[tuple[str, Any]]:
         """(target, reply or the exception it raised) of `method` on every target at once."""
         await self.refresh()
         targets = list(self._channels.items())
