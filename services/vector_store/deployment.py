@@ -133,8 +133,8 @@ class VectorStore:
 
     async def delete(self, deletions: Sequence[Deletion | str]) -> WriteResult:
         """Deletes the products whose delete is not stale (a bare id is unversioned)."""
-        deletions = [Deletion(d) if isinstance(d, str) else d for d in deletions]
-        result = await asyncio.to_thread(self._writes.delete, deletions)
+        versioned = [Deletion(d) if isinstance(d, str) else d for d in deletions]
+        result = await asyncio.to_thread(self._writes.delete, versioned)
         self._dirty.set()
         return result
 
