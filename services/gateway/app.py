@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ray.serve import Application
+from typing import cast
+
+from ray.serve import Application, Deployment
 
 from services.gateway.config import GatewaySettings
 from services.gateway.deployment import Gateway
@@ -33,7 +35,8 @@ def build_app(args: dict) -> Application:
         allow_unauthenticated=s.allow_unauthenticated,
     ):
         raise SettingsError(f"invalid GatewaySettings: {problem}")
-    return Gateway.bind(
+    # @serve.deployment made the class a Deployment; mypy ignores class decorators (mypy#3135).
+    return cast(Deployment, Gateway).bind(
         apps={
             "image_encoder": s.image_encoder_app,
             "text_encoder": s.text_encoder_app,

@@ -125,7 +125,9 @@ def _uvicorn_config(
 class Gateway:
     """Validates queries, fans out to the encoders, fuses, searches, and answers."""
 
-    async def __init__(
+    # Serve awaits an async constructor (a replica starts when it returns); mypy allows only
+    # `-> None` on __init__, and an async def returns a coroutine.
+    async def __init__(  # type: ignore[misc]
         self,
         *,
         apps: dict[str, str],
@@ -236,7 +238,8 @@ class Gateway:
             detail = f" ({e})" if str(e) and str(e) != "deadline exceeded" else ""
             raise TimeoutError(f"deadline exceeded: {whose} passed{detail}") from None
         except asyncio.CancelledError:
-            if asyncio.current_task().cancelling():  # this query itself was cancelled
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # this query itself was cancelled
                 raise
             # A dependency's call was cancelled under us: its channel closed because the
             # replica it went to is gone (the clients drop targets Serve no longer publishes).
@@ -291,9 +294,9 @@ class Gateway:
         if request.method == "GET" and path.endswith("/healthz"):
             # Ready when the last dependency check passed, as gRPC health says.
             ready, health = self._health.ready, self._health
-            body = {"ready": ready, "model_version": health.model_version}
+            state = {"ready": ready, "model_version": health.model_version}
             return JSONResponse(
-                body | ({} if ready else {"problem": health.problem}), 200 if ready else 503
+                state | ({} if ready else {"problem": health.problem}), 200 if ready else 503
             )
         if request.method == "GET" and path == "/v1/info":
             if denied := self._http_denied(request, "info"):
@@ -325,10 +328,10 @@ class Gateway:
         except TimeoutError as e:
             return JSONResponse({"error": str(e) or "deadline exceeded"}, 504)
         except Exception as e:
-            code, message = status_of(e)
+            code, problem = status_of(e)
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("search failed")
-            return JSONResponse({"error": message, "code": code.name}, HTTP_STATUS.get(code, 500))
+            return JSONResponse({"error": problem, "code": code.name}, HTTP_STATUS.get(code, 500))
 
     def _http_denied(self, request: Request, scope: str) -> Response | None:
         """A 401/403 answer when the request's key is missing, unknown or lacks `scope`."""

@@ -106,7 +106,7 @@ class DependencyHealth:
         return await asyncio.wait_for(self._store.info.remote(), HEALTH_INTERVAL_S)
 
     async def _watch(self) -> None:
-        last = "starting"
+        last: str | None = "starting"
         while True:
             problem = await self.check()
             if problem != last:

@@ -105,9 +105,11 @@ async def run_search(
     t_encoded = time.perf_counter()
     if text_vec is not None and reference_vec is not None:
         fused = await deps.fusion.fuse(reference_vec, text_vec, timeout_s=left())
-        vector = _vector(fused, model_version)
+        vector: np.ndarray | None = _vector(fused, model_version)
     else:
         vector = text_vec if text_vec is not None else reference_vec
+    if vector is None:  # validate() refuses a query with nothing to search by
+        raise RequestError("give a text, a reference (image or product_id), or both")
     t_fused = time.perf_counter()
     flt = None if query.filter.is_empty() else query.filter
     hits = await deps.store.search(vector, top_k=query.top_k, filter=flt, timeout_s=left())

@@ -185,6 +185,8 @@ class TLSFiles:
             ValueError: a file cannot be read.
         """
         self.check()
+        if not (self.cert_file and self.key_file):
+            raise ValueError("TLS is off: no certificate and key files are set")
         ca = _read(self.client_ca_file) if self.client_ca_file else None
         return grpc.ssl_server_credentials(
             [(_read(self.key_file), _read(self.cert_file))],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import uvicorn
@@ -51,7 +51,7 @@ def _uvicorn_tls(tls: TLSFiles) -> dict:
     """uvicorn's TLS options for the same files as the gRPC server's."""
     if not tls.enabled:
         return {}
-    options = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+    options: dict[str, Any] = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
     if tls.client_ca_file:
         options |= {"ssl_ca_certs": tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
     return options
@@ -114,8 +114,10 @@ class _SearchServicer:
         self._gateway = gateway
 
     def handler(self) -> grpc.GenericRpcHandler:
-        search = grpc.unary_unary_rpc_method_handler(
-            self.Search, response_serializer=pb.SearchResponse.SerializeToString
+        search: grpc.RpcMethodHandler[bytes, pb.SearchResponse] = (
+            grpc.unary_unary_rpc_method_handler(
+                self.Search, response_serializer=pb.SearchResponse.SerializeToString
+            )
         )
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {"Search": search})
 
