@@ -10,11 +10,8 @@ from services.ingestion.config import IngestionSettings
 from services.ingestion.consumer import IngestionWorker
 from services.ingestion.fetching import Fetcher, FetchPolicy
 from services.ingestion.metrics import IngestMetrics
-from services.ingestion.processor import (
-    BatchProcessor,
-    EventLimits,
-    PoisonError,
-)
+from services.ingestion.processor import BatchProcessor, PoisonError
+from services.ingestion.validation import EventLimits
 from shared.serving.auth import InternalToken, caller_internal_token
 from shared.serving.clients import ImageEncoderClient, VectorStoreClient, shared_loop
 from shared.serving.endpoints import INTERNAL_MAX_MESSAGE_BYTES

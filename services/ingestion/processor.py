@@ -1,16 +1,16 @@
-"""The ingestion worker: catalog events from Kafka become vectors in the store.
+"""The batch processor of the ingestion worker: catalog records become vectors in the store.
 
-One loop: poll a batch; decode and validate each record (a bad one goes to the dead-letter topic
-with its reason and original bytes); embed the images of the upserts in batches with the image
-encoder; write upserts and deletes to the vector store; commit the offsets only after the store
-acknowledged. Encoder or store outages are retried with backoff and nothing is committed
-meanwhile, so a crash at any point replays the uncommitted batch: point ids are derived from
-product ids, so a replay overwrites instead of duplicating.
+The worker (services.ingestion.consumer) runs one loop: poll a batch; decode and validate each
+record (a bad one goes to the dead-letter topic with its reason and original bytes); embed the
+images of the upserts in batches with the image encoder; write upserts and deletes to the vector
+store; commit the offsets only after the store acknowledged. Encoder or store outages are
+retried with backoff and nothing is committed meanwhile, so a crash at any point replays the
+uncommitted batch: point ids are derived from product ids, so a replay overwrites instead of
+duplicating.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,27 +21,22 @@ from functools import partial
 import grpc
 
 from services.ingestion.fetching import Fetcher, FetchPolicy, PoisonError, TransientError
+from services.ingestion.validation import EventLimits, event_version
 from shared.models.transforms import ImageDecodeError, probe_image, thumbnail_data_uri
 from shared.serving.errors import DependencyError, dependency_status
 from shared.streaming.dlq import REASON_HEADER, TRANSIENT_HEADER
 from shared.streaming.events import decode
 from shared.types import CatalogEvent, Op
-from shared.vectorstore.base import RESERVED_FIELDS
 
 log = logging.getLogger(__name__)
-
-MAX_VERSION = 2**63 - 1  # the engines store integers as int64
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 __all__ = [
     "REASON_HEADER",
     "TRANSIENT_HEADER",
     "BatchProcessor",
     "BatchResult",
-    "EventLimits",
     "PoisonError",
     "TransientError",
-    "event_version",
     "with_retries",
 ]
 
@@ -65,68 +60,6 @@ class BatchResult:
         self.deleted += other.deleted
         self.stale += other.stale
         self.rejected.extend(other.rejected)
-
-
-@dataclass(frozen=True)
-class EventLimits:
-    """Sizes a catalog event may have: a product whose title or attributes are huge would
-    weigh on every search that returns it, so it is dead-lettered instead."""
-
-    max_product_id_chars: int = 256
-    max_title_chars: int = 1000
-    max_attributes: int = 64
-    max_attribute_name_chars: int = 64
-    max_attribute_value_chars: int = 1000
-
-    def check(self, event: CatalogEvent) -> None:
-        """Raises PoisonError naming the first limit `event` breaks, or a reserved key."""
-        if len(event.product_id) > self.max_product_id_chars:
-            raise PoisonError(f"product_id is longer than {self.max_product_id_chars} characters")
-        if len(event.title) > self.max_title_chars:
-            raise PoisonError(
-                f"title has {len(event.title)} characters, more than {self.max_title_chars}"
-            )
-        if len(event.attributes) > self.max_attributes:
-            raise PoisonError(
-                f"{len(event.attributes)} attributes, more than {self.max_attributes}"
-            )
-        for name, value in event.attributes.items():
-            if name in RESERVED_FIELDS:
-                raise PoisonError(
-                    f"attribute {name!r} is reserved: the platform owns "
-                    f"{', '.join(sorted(RESERVED_FIELDS))}"
-                )
-            if not name or len(name) > self.max_attribute_name_chars:
-                raise PoisonError(
-                    f"attribute name {name[:80]!r}: 1..{self.max_attribute_name_chars} characters"
-                )
-            if len(value) > self.max_attribute_value_chars:
-                raise PoisonError(
-                    f"attribute {name!r} has {len(value)} characters, more than "
-                    f"{self.max_attribute_value_chars}"
-                )
-
-
-def event_version(event: CatalogEvent, timestamp_ms: int | None = None) -> int:
-    """The version that orders a product's events: the explicit `version`, else the event time
-    in microseconds, else the Kafka record's timestamp in microseconds, else 0 (unversioned).
-
-    Raises:
-        PoisonError: an explicit version beyond what the store keeps.
-    """
-    if event.version:
-        if event.version > MAX_VERSION:
-            raise PoisonError(f"version {event.version} is larger than {MAX_VERSION}")
-        return event.version
-    if event.event_time is not None:
-        micros = (event.event_time - _EPOCH) // dt.timedelta(microseconds=1)
-        if micros > 0:
-            return micros
-    if timestamp_ms is not None and timestamp_ms > 0:
-        # The end of the record's millisecond: a delete sent right after an upsert whose
-        # event_time fell in the same millisecond still comes after it.
-        return timestamp_ms * 1000 + 999
-    return 0
 
 
 class BatchProcessor:

@@ -2,7 +2,7 @@
 undone by a stale upsert.
 
 Every event carries a version (its explicit `version`, else its event time in microseconds, else
-its Kafka record's timestamp: `services.ingestion.processor.event_version`). The store keeps it:
+its Kafka record's timestamp: `services.ingestion.validation.event_version`). The store keeps it:
 
 - with each point, in the payload field `version`;
 - for each deleted product, in a tombstone: a point of a one-dimensional companion collection
