@@ -208,59 +208,82 @@ def export_bundle(
     out = bundle / ONNX_DIR
     out.mkdir(exist_ok=True)
     parts: dict[str, dict[str, Any]] = {}
-    checks: dict[str, tuple[Callable[[], np.ndarray], Callable[[Any], np.ndarray]]] = {}
-    text_tower, image_tower, fusion = model.text, model.image, model.fusion
+    checks: dict[str, _Check] = {}
     with torch.no_grad():
-        if text_tower is not None:
-            texts = ["a navy blue shirt for men", "red shoes", "in black", "same but striped"]
-            tokens = text_tower.backbone.tokenize(texts)
-            _export(
-                text_tower,
-                (tokens["input_ids"], tokens["attention_mask"]),
-                ["input_ids", "attention_mask"],
-                {
-                    "input_ids": {0: "batch", 1: "tokens"},
-                    "attention_mask": {0: "batch", 1: "tokens"},
-                },
-                out / "text.onnx",
-            )
-            _quantize(out / "text.onnx", text_quantization)
+        if model.text is not None:
+            checks["text"] = _export_text(model.text, out / "text.onnx", text_quantization)
             parts["text"] = {"quantization": text_quantization}
-            checks["text"] = (
-                lambda: text_tower(tokens["input_ids"], tokens["attention_mask"]).numpy(),
-                lambda encoder: encoder.encode(texts),
-            )
-        if image_tower is not None:
+        if model.image is not None:
             images = sample_images or _random_images(4)
-            pixels = image_tower.preprocessor.batch(images)
-            _export(
-                image_tower, (pixels,), ["pixels"], {"pixels": {0: "batch"}}, out / "image.onnx"
+            checks["image"] = _export_image(
+                model.image, out / "image.onnx", image_quantization, images
             )
-            _quantize(out / "image.onnx", image_quantization)
             parts["image"] = {"quantization": image_quantization}
-            checks["image"] = (
-                lambda: image_tower(pixels).numpy(),
-                lambda encoder: encoder.encode(images),
-            )
-        if fusion is not None:
-            pair = torch.nn.functional.normalize(torch.randn(2, 4, manifest.embed_dim), dim=-1)
-            _export(
-                _Fuse(fusion),
-                (pair[0], pair[1]),
-                ["image", "text"],
-                {"image": {0: "batch"}, "text": {0: "batch"}},
-                out / "fusion.onnx",
-            )
+        if model.fusion is not None:
+            checks["fusion"] = _export_fusion(model.fusion, out / "fusion.onnx", manifest.embed_dim)
             parts["fusion"] = {"quantization": "none"}
-            checks["fusion"] = (
-                lambda: fusion(pair[0], pair[1]).numpy(),
-                lambda runtime: runtime.fuse(pair[0].numpy(), pair[1].numpy()),
-            )
     for part, entry in parts.items():
         entry["file"] = f"{ONNX_DIR}/{part}.onnx"
         entry["sha256"] = _sha256(bundle / entry["file"])
     runtime = _runtime_entry(parts)
     _write_manifest(bundle, manifest, runtime)
+    _check_agreement(bundle, checks, runtime)
+    _write_manifest(bundle, manifest, runtime)
+    return runtime
+
+
+# (the torch output, the ONNX runtime's output given the loaded encoder) of one part's samples
+_Check = tuple[Callable[[], np.ndarray], Callable[[Any], np.ndarray]]
+
+
+def _export_text(tower, path: Path, quantization: str) -> _Check:
+    texts = ["a navy blue shirt for men", "red shoes", "in black", "same but striped"]
+    tokens = tower.backbone.tokenize(texts)
+    _export(
+        tower,
+        (tokens["input_ids"], tokens["attention_mask"]),
+        ["input_ids", "attention_mask"],
+        {
+            "input_ids": {0: "batch", 1: "tokens"},
+            "attention_mask": {0: "batch", 1: "tokens"},
+        },
+        path,
+    )
+    _quantize(path, quantization)
+    return (
+        lambda: tower(tokens["input_ids"], tokens["attention_mask"]).numpy(),
+        lambda encoder: encoder.encode(texts),
+    )
+
+
+def _export_image(tower, path: Path, quantization: str, images: list[Image.Image]) -> _Check:
+    pixels = tower.preprocessor.batch(images)
+    _export(tower, (pixels,), ["pixels"], {"pixels": {0: "batch"}}, path)
+    _quantize(path, quantization)
+    return (lambda: tower(pixels).numpy(), lambda encoder: encoder.encode(images))
+
+
+def _export_fusion(fusion, path: Path, dim: int) -> _Check:
+    pair = torch.nn.functional.normalize(torch.randn(2, 4, dim), dim=-1)
+    _export(
+        _Fuse(fusion),
+        (pair[0], pair[1]),
+        ["image", "text"],
+        {"image": {0: "batch"}, "text": {0: "batch"}},
+        path,
+    )
+    return (
+        lambda: fusion(pair[0], pair[1]).numpy(),
+        lambda runtime: runtime.fuse(pair[0].numpy(), pair[1].numpy()),
+    )
+
+
+def _check_agreement(bundle: Path, checks: dict[str, _Check], runtime: dict[str, Any]) -> None:
+    """Runs each exported graph on its samples against torch; records the cosine in `runtime`.
+
+    Raises:
+        BundleError: a graph disagrees with torch (cosine < 0.9).
+    """
     manifest = Manifest.read(bundle)
     loaders = {"text": OnnxTextEncoder, "image": OnnxImageEncoder, "fusion": OnnxFusion}
     for part, (reference, run) in checks.items():
@@ -271,8 +294,6 @@ def export_bundle(
         if cosine < 0.9:
             raise BundleError(f"the exported {part} graph disagrees with torch: cosine {cosine}")
         runtime["parts"][part]["min_cosine_vs_torch"] = round(cosine, 5)
-    _write_manifest(bundle, manifest, runtime)
-    return runtime
 
 
 def _runtime_entry(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
