@@ -24,8 +24,8 @@ from operations.serve import ROOT
 def _cmd_serve_config(args: argparse.Namespace) -> int:
     if args.check:
         stale = stale_serve_configs()
-        for path in stale:
-            print(f"stale: {path} (run `make k8s-serve-config`)", file=sys.stderr)
+        for name in stale:
+            print(f"stale: {name} (run `make k8s-serve-config`)", file=sys.stderr)
         return 1 if stale else 0
     for profile, path in SERVE_CONFIG_FILES.items():
         path.write_text(render_serve_config(profile))

@@ -67,7 +67,7 @@ class LocalBroker:
             raise BrokerError(held)
         url = f"tcp://127.0.0.1:{self.port}"
         out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
-        self._process = subprocess.Popen(
+        self._process = process = subprocess.Popen(
             [
                 broker_binary(),
                 "broker",
@@ -85,27 +85,27 @@ class LocalBroker:
             if self._parent_death_signal
             else None,
         )
-        self._wait_ready()
+        self._wait_ready(process)
         log.info("Kafka-protocol broker on %s", self.bootstrap_servers)
         return self
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, process: subprocess.Popen) -> None:
         from kafka import KafkaAdminClient
 
         deadline = time.monotonic() + self._timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+            if process.poll() is not None:
                 # Tansu exits with status 0 when its port is taken: say by whom.
                 held = port_in_use(self.port, "broker")
-                raise BrokerError(held or f"broker exited with status {self._process.returncode}")
+                raise BrokerError(held or f"broker exited with status {process.returncode}")
             try:
                 admin = KafkaAdminClient(
                     bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000
                 )
                 admin.list_topics()
                 admin.close()
-                if self._process.poll() is None:  # not another broker on the port, answering
+                if process.poll() is None:  # not another broker on the port, answering
                     return
             except Exception as e:  # not listening yet
                 last = e

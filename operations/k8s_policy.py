@@ -175,7 +175,7 @@ def closed_problems(objects: list[dict]) -> list[str]:
     config_maps = _config_maps(objects)
     problems = []
     for where, _, container in _containers(objects):
-        required = REQUIRED_SECRETS.get(container.get("name"), ())
+        required = REQUIRED_SECRETS.get(container.get("name", ""), ())
         if not required:
             continue
         env, _ = _container_env(container, config_maps)

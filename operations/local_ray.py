@@ -8,6 +8,7 @@ that says how.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import MutableMapping
@@ -84,7 +85,7 @@ def start_local_ray(*, num_cpus: int = 2, log_to_driver: bool = True) -> None:
         num_cpus=num_cpus,
         object_store_memory=OBJECT_STORE_BYTES,
         include_dashboard=False,
-        logging_level="WARNING",
+        logging_level=logging.WARNING,
         log_to_driver=log_to_driver,
     )
 

@@ -47,7 +47,7 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
     return True
 
 
-def parent_death_preexec(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
+def parent_death_preexec(sig: int = signal.SIGKILL) -> Callable[[], object] | None:
     """A `preexec_fn` for subprocess.Popen: the child gets `sig` when the calling *thread* ends
     (prctl(2): the signal follows the thread that forked). None where unsupported.
 
@@ -96,7 +96,7 @@ def listeners(port: int, connections: Iterable | None = None, command_of=None) -
             connections = psutil.net_connections(kind="tcp")
         except psutil.AccessDenied:  # macOS without root: the port is known busy, not by whom
             connections = []
-    found = {}
+    found: dict[int | None, Listener] = {}
     for c in connections:
         if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
             found.setdefault(c.pid, Listener(c.pid, (command_of or _command)(c.pid)))

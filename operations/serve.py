@@ -3,14 +3,19 @@ KubeRay does); joining a `make run` cluster as a driver."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from tqdm.auto import tqdm
 
 from shared.serving.apps import BUNDLE_APPS, GATEWAY
+
+if TYPE_CHECKING:
+    from shared.types import ReplicaInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +127,7 @@ def enable_ray_token_auth(environ) -> None:
         environ["RAY_AUTH_MODE"] = "token"
 
 
-def connect_ray(logging_level: str = "WARNING") -> None:
+def connect_ray(logging_level: int = logging.WARNING) -> None:
     """Joins the running cluster as a driver.
 
     Raises:
@@ -157,7 +162,9 @@ def internal_token():
         raise SettingsError(str(e)) from None
 
 
-def replica_infos(app_name: str, *, token=None, timeout_s: float = 5.0) -> list[tuple[str, object]]:
+def replica_infos(
+    app_name: str, *, token=None, timeout_s: float = 5.0
+) -> list[tuple[str, ReplicaInfo | str]]:
     """(target, ReplicaInfo or the error) for every published gRPC target of an application:
     each replica under Serve's direct ingress, else each proxy (which picks a replica).
 
@@ -171,7 +178,7 @@ def replica_infos(app_name: str, *, token=None, timeout_s: float = 5.0) -> list[
         app_name, targets=grpc_targets_sync(app_name), internal_token=token or internal_token()
     )
 
-    async def ask() -> list[tuple[str, object]]:
+    async def ask() -> list[tuple[str, ReplicaInfo | Exception]]:
         try:
             return await client.info_each(timeout_s=timeout_s)
         finally:

@@ -4,6 +4,7 @@ worker (alive, stalled or dead from its metrics and its consumer group)."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -30,7 +31,8 @@ def check_gateway(grpc_address: str, http_url: str, *, timeout_s: float) -> list
     checks = []
     with grpc.insecure_channel(grpc_address) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
+            # types-grpcio-health-checking's HealthStub omits the methods its __init__ sets.
+            reply = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
             )
             state = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
@@ -63,7 +65,7 @@ def check_serve() -> list[Check]:
     from operations.serve import connect_ray
 
     try:
-        connect_ray(logging_level="ERROR")
+        connect_ray(logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError) as e:
         return [Check("serve", False, "NO CLUSTER", str(e).splitlines()[0])]
     from ray import serve

@@ -100,7 +100,8 @@ class Supervisor:
         quick = 0
         while self._stop_at is None:
             started = time.monotonic()
-            code = self._run_child()
+            child = self._run_child()
+            code = child.returncode
             if self._stop_at is not None:
                 return 0
             ran = time.monotonic() - started
@@ -110,15 +111,17 @@ class Supervisor:
                 return 1
             delay = self.policy.delay(quick)
             self._note(
-                f"{self.name} (pid {self._child.pid}) exited with {describe_exit(code)} after "
+                f"{self.name} (pid {child.pid}) exited with {describe_exit(code)} after "
                 f"{ran:.1f} s; restart {self.starts} in {delay:.3g} s"
             )
             self._sleep(delay)
         return 0
 
-    def _run_child(self) -> int:
+    def _run_child(self) -> subprocess.Popen:
+        """Starts the child and returns it once it has exited (killed if it outlives a stop by
+        stop_timeout_s)."""
         with self._log() as out:
-            self._child = subprocess.Popen(
+            child = self._child = subprocess.Popen(
                 self.argv,
                 stdout=out,
                 stderr=subprocess.STDOUT if out is not None else None,
@@ -127,15 +130,16 @@ class Supervisor:
             )
         self.starts += 1
         if self._stop_at is not None:  # a stop that came while it was starting
-            self._child.send_signal(signal.SIGTERM)
+            child.send_signal(signal.SIGTERM)
         while True:
             try:
-                return self._child.wait(timeout=0.5)
+                child.wait(timeout=0.5)
+                return child
             except subprocess.TimeoutExpired:
-                late = self._stop_at is not None
-                if late and time.monotonic() - self._stop_at > self.policy.stop_timeout_s:
+                stop_at = self._stop_at
+                if stop_at is not None and time.monotonic() - stop_at > self.policy.stop_timeout_s:
                     self._note(f"{self.name} ignored SIGTERM; killing it")
-                    self._child.kill()
+                    child.kill()
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
