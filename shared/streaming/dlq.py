@@ -160,31 +160,39 @@ def replay(
             if transient_only and not letter.transient:
                 report.skipped += 1
             else:
-                headers = letter.original_headers() + [
-                    (REPLAYED_HEADER, f"{dlq_topic}/{letter.partition}/{letter.offset}".encode())
-                ]
-                futures.append(
-                    producer.send(
-                        catalog_topic, key=letter.key, value=letter.value, headers=headers
-                    )
-                )
+                futures.append(_resend(producer, letter, dlq_topic, catalog_topic))
                 report.replayed += 1
             if limit is not None and report.read >= limit:
                 break
         producer.flush()
         for future in futures:
             future.get(timeout=30)  # raises if the broker refused one: nothing is committed
-        if done:
-            from kafka import TopicPartition
-            from kafka.structs import OffsetAndMetadata
-
-            consumer.commit(
-                {
-                    TopicPartition(dlq_topic, p): OffsetAndMetadata(offset, "", -1)
-                    for p, offset in done.items()
-                }
-            )
+        _commit(consumer, dlq_topic, done)
         return report
     finally:
         producer.close()
         consumer.close()
+
+
+def _resend(producer, letter, dlq_topic: str, catalog_topic: str):
+    """Sends a dead letter's original record back to the catalog topic, marked as replayed from
+    its place in the dead-letter topic; returns the send's future."""
+    headers = letter.original_headers() + [
+        (REPLAYED_HEADER, f"{dlq_topic}/{letter.partition}/{letter.offset}".encode())
+    ]
+    return producer.send(catalog_topic, key=letter.key, value=letter.value, headers=headers)
+
+
+def _commit(consumer, dlq_topic: str, done: dict[int, int]) -> None:
+    """Commits the replay group's offsets: partition -> offset after the last record handled."""
+    if not done:
+        return
+    from kafka import TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    consumer.commit(
+        {
+            TopicPartition(dlq_topic, p): OffsetAndMetadata(offset, "", -1)
+            for p, offset in done.items()
+        }
+    )
