@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
 
@@ -28,7 +29,14 @@ from shared.streaming.dlq import REASON_HEADER, TRANSIENT_HEADER
 from shared.streaming.events import decode
 from shared.types import CatalogEvent, Op
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from shared.vectorstore import Deletion, Point, WriteResult
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 __all__ = [
     "REASON_HEADER",
@@ -39,6 +47,25 @@ __all__ = [
     "TransientError",
     "with_retries",
 ]
+
+
+class SourceRecord(Protocol):
+    """What `process` reads of a record: kafka-python's ConsumerRecord, or an encoded event
+    (shared.streaming.events.Record). Its `timestamp` (ms) is read when it has one."""
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def headers(self) -> Iterable[tuple[str, bytes | None]] | None: ...
+
+
+# A write's item: the event, its image (upserts) and the source the caller gave with it.
+_Item = tuple[CatalogEvent, bytes | None, Any]
+_Upsert = tuple[CatalogEvent, bytes, Any]
 
 
 @dataclass
@@ -52,8 +79,9 @@ class BatchResult:
     transient: int = 0
     reasons: list[str] = field(default_factory=list)
     # (source, reason, transient) of the records to dead-letter: poison found while validating,
-    # and valid-looking images the encoder refused one by one.
-    rejected: list[tuple[object, str, bool]] = field(default_factory=list)
+    # and valid-looking images the encoder refused one by one. The source is the caller's own
+    # record (or `write`'s sources entry), handed back as it came.
+    rejected: list[tuple[Any, str, bool]] = field(default_factory=list)
 
     def add(self, other: BatchResult) -> None:
         self.upserted += other.upserted
@@ -82,9 +110,9 @@ class BatchProcessor:
     def __init__(
         self,
         *,
-        embed: Callable[[list[bytes]], object],
-        upsert: Callable[[list], object],
-        delete: Callable[[list], object],
+        embed: Callable[[list[bytes]], np.ndarray],
+        upsert: Callable[[list[Point]], WriteResult | None],
+        delete: Callable[[list[Deletion]], WriteResult | None],
         fetcher: Fetcher | None = None,
         limits: EventLimits | None = None,
         encode_batch: int = 32,
@@ -168,7 +196,7 @@ class BatchProcessor:
 
     def process(
         self,
-        records: Sequence[object],
+        records: Sequence[SourceRecord],
         *,
         retry: Callable[[Callable[[], BatchResult]], BatchResult] = lambda fn: fn(),
     ) -> BatchResult:
@@ -194,9 +222,11 @@ class BatchProcessor:
         groups: dict[object, list[int]] = {}
         for i, r in enumerate(records):
             groups.setdefault(r.key if r.key is not None else ("record", i), []).append(i)
-        remaining, ready, sources = set(futures), [], []
+        remaining = set(futures)
+        ready: list[tuple[CatalogEvent, bytes | None]] = []
+        sources: list[SourceRecord] = []
         while groups or ready:
-            done = set()
+            done: set[Future] = set()
             if remaining:
                 timeout = self._gather_s if ready else None
                 done, remaining = wait(remaining, timeout=timeout, return_when=FIRST_COMPLETED)
@@ -218,7 +248,7 @@ class BatchProcessor:
     def write(
         self,
         events: list[tuple[CatalogEvent, bytes | None]],
-        sources: list[object] | None = None,
+        sources: Sequence[Any] | None = None,
     ) -> BatchResult:
         """Embeds and writes valid events; of a product's events in the batch, the one with the
         highest version wins (the last among equal versions).
@@ -230,7 +260,7 @@ class BatchProcessor:
         from shared.vectorstore import Deletion, Point, product_payload
 
         sources = sources if sources is not None else [None] * len(events)
-        latest: dict[str, tuple[CatalogEvent, bytes | None, object]] = {}
+        latest: dict[str, _Item] = {}
         for (event, image), source in zip(events, sources, strict=True):
             # The highest version of a product wins (the later one among equals), in the order
             # of its last occurrence: a batch may hold a product's events out of order.
@@ -238,7 +268,7 @@ class BatchProcessor:
             if current is None or event.version >= current[0].version:
                 latest.pop(event.product_id, None)
                 latest[event.product_id] = (event, image, source)
-        upserts = [item for item in latest.values() if item[0].op == Op.UPSERT]
+        upserts = [_with_image(item) for item in latest.values() if item[0].op == Op.UPSERT]
         deletes = [
             Deletion(e.product_id, e.version) for e, _, _ in latest.values() if e.op == Op.DELETE
         ]
@@ -264,10 +294,12 @@ class BatchProcessor:
             result.stale += written.stale if written is not None else 0
         return result
 
-    def _chunks(self, upserts: list) -> list[list]:
+    def _chunks(self, upserts: list[_Upsert]) -> list[list[_Upsert]]:
         """Upserts in encoder calls of at most `encode_batch` images and `encode_max_bytes`
         image bytes (the internal gRPC message limit; one image always fits)."""
-        chunks, chunk, size = [], [], 0
+        chunks: list[list[_Upsert]] = []
+        chunk: list[_Upsert] = []
+        size = 0
         for item in upserts:
             n = len(item[1])
             if chunk and (len(chunk) >= self._encode_batch or size + n > self._encode_max_bytes):
@@ -279,7 +311,9 @@ class BatchProcessor:
             chunks.append(chunk)
         return chunks
 
-    def _embed_chunk(self, chunk, *, rejected: list) -> list[tuple[CatalogEvent, object, str]]:
+    def _embed_chunk(
+        self, chunk: list[_Upsert], *, rejected: list[tuple[Any, str, bool]]
+    ) -> list[tuple[CatalogEvent, np.ndarray, str]]:
         """(event, vector, thumbnail) of each image the encoder accepted."""
         images = [img for _, img, _ in chunk]
         thumbnails = (
@@ -312,16 +346,23 @@ class BatchProcessor:
             return ""
 
 
+def _with_image(item: _Item) -> _Upsert:
+    event, image, source = item
+    if image is None:  # validate() returns every upsert's image
+        raise ValueError(f"the upsert of {event.product_id!r} came without its image")
+    return event, image, source
+
+
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 def with_retries(
-    fn: Callable[[], object],
+    fn: Callable[[], T],
     *,
     stop: Callable[[], bool],
     max_backoff_s: float = 10,
     on_retry: Callable[[grpc.StatusCode], None] = lambda _: None,
-):
+) -> T:
     """Runs fn until it succeeds, backing off while a dependency is unavailable: the clients
     (shared.serving.clients) raised DependencyError with UNAVAILABLE, or TimeoutError."""
     backoff = 0.2

@@ -60,7 +60,7 @@ def _same_vector(a: np.ndarray | None, b: np.ndarray | None) -> bool:
 
 
 def product_payload(
-    title: str, attributes: dict[str, Any], *, image_uri: str = "", thumbnail: str = ""
+    title: str, attributes: dict[str, Any], *, image_uri: str | None = "", thumbnail: str = ""
 ) -> dict[str, Any]:
     """The payload stored with a product's vector: its title and attributes (filterable), and
     where present the original image's URI and a small inline thumbnail (a data: URI) that a
