@@ -150,7 +150,7 @@ class IngestionWorker:
         progress["records"] += n_records
         elapsed = time.monotonic() - progress["at"]
         if elapsed >= PROGRESS_EVERY_S:
-            lag = sum(sample.value for sample in m.lag.collect()[0].samples)
+            lag = sum(sample.value for metric in m.lag.collect() for sample in metric.samples)
             log.info(
                 "ingested %d events in the last %.0f s (%.1f/s); lag %d",
                 progress["records"],
@@ -266,9 +266,10 @@ class IngestionWorker:
                         raise
                     # Stopped while retrying an outage: nothing of this batch was committed, so
                     # the next owner of its partitions replays it.
+                    status = dependency_status(e)
                     log.warning(
                         "stopped during an outage (%s); the batch will be replayed",
-                        dependency_status(e).name,
+                        status.name if status is not None else type(e).__name__,
                     )
                 except DeadLetterError as e:
                     log.warning(
