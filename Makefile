@@ -46,9 +46,10 @@ protos: $(STAMP) ## Regenerate shared/api from protos/ with the pinned grpcio-to
 protos-check: $(STAMP) ## Fail if shared/api differs from a fresh generation of protos/
 	@PYTHON=$(PY) scripts/check_protos.sh
 
-lint: $(STAMP) ## Run ruff over the code and check module and function sizes
+lint: $(STAMP) ## Run ruff and mypy (pyproject.toml [tool.mypy]) over the code and check module and function sizes
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) scripts/check_sizes.py
 
 format: $(STAMP) ## Reformat the code with ruff
@@ -91,5 +92,5 @@ bench: $(STAMP) ## Run the benchmarks and write docs/BENCHMARKS.md
 	$(PY) -m bench
 
 clean: ## Remove caches and build output (keeps .venv)
-	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	rm -rf .pytest_cache .ruff_cache .mypy_cache build *.egg-info
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
