@@ -7,6 +7,7 @@ tint, pattern phase and pixel noise vary with the random generator passed in.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,13 +57,13 @@ def render_garment(garment: Garment, rng: np.random.Generator, *, size: int = 96
 
 def _draw_nuisance(rng: np.random.Generator, size: int) -> _Nuisance:
     period = _pattern_period(size * _SUPERSAMPLE)
-    background = tuple(int(v) for v in rng.integers(215, 256, size=3))
+    background = _rgb(rng.integers(215, 256, size=3))
     return _Nuisance(
         scale=float(rng.uniform(0.85, 1.0)),
         dx=float(rng.uniform(-0.03, 0.03)),
         dy=float(rng.uniform(-0.03, 0.03)),
         angle=float(rng.uniform(-6.0, 6.0)),
-        background=background,  # type: ignore[arg-type]
+        background=background,
         phase=(int(rng.integers(period)), int(rng.integers(period))),
     )
 
@@ -144,12 +145,18 @@ def _pattern_tile(pattern: str, side: int) -> Image.Image:
 
 def _contrast(colour: RGB) -> RGB:
     if luma(colour) < 110:
-        return tuple(int(c + (255 - c) * 0.45) for c in colour)  # type: ignore[return-value]
+        return _rgb(c + (255 - c) * 0.45 for c in colour)
     return _shade(colour, 0.6)
 
 
 def _shade(colour: RGB, factor: float) -> RGB:
-    return tuple(int(c * factor) for c in colour)  # type: ignore[return-value]
+    return _rgb(c * factor for c in colour)
+
+
+def _rgb(channels: Iterable[float]) -> RGB:
+    """Three channel values as an RGB triple of ints (truncated)."""
+    r, g, b = (int(c) for c in channels)
+    return r, g, b
 
 
 def _add_noise(image: Image.Image, rng: np.random.Generator, *, amplitude: int) -> Image.Image:
