@@ -47,6 +47,7 @@ class Embeddings:
             and bool(np.array_equal(self.vectors, other.vectors))
         )
 
+    # Unhashable (array fields); typeshed types __hash__ as a method, so mypy rejects None.
     __hash__ = None  # type: ignore[assignment]
 
 
@@ -64,6 +65,7 @@ class FusionInput:
             and np.array_equal(self.text_vectors, other.text_vectors)
         )
 
+    # Unhashable (array fields); typeshed types __hash__ as a method, so mypy rejects None.
     __hash__ = None  # type: ignore[assignment]
 
 

@@ -28,6 +28,7 @@ class ReadDeadlineProtocol(HttpToolsProtocol):
 
     read_timeout_s: float = 30.0
 
+    # Narrower than asyncio.Protocol's BaseTransport, as in uvicorn's own signature (and ignore).
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._read_deadline: asyncio.TimerHandle | None = None
         super().connection_made(transport)
