@@ -192,8 +192,9 @@ def group_members(bootstrap: str, group: str, *, timeout_s: float) -> int | None
         bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000) + 1000
     )
     # kafka-python 3.0.12 always asks for the group's authorized operations and fails on Tansu
-    # 0.6's answer ("15 is not a valid ACLOperation"); the members are all this needs.
-    admin._process_acl_operations = lambda described: described
+    # 0.6's answer ("15 is not a valid ACLOperation"); the members are all this needs. (A private
+    # method, so its stubs do not declare it.)
+    admin._process_acl_operations = lambda described: described  # type: ignore[attr-defined]
     try:
         described = admin.describe_groups([group]).get(group) or {}
     except (KafkaError, ValueError):

@@ -21,14 +21,6 @@ log = logging.getLogger(__name__)
 LAG_ASK_EVERY_S = 10.0
 
 
-# Group-join settings measured in docs ENVIRONMENT.md (defaults waited about 23 s to join).
-GROUP_TIMING = {
-    "max_poll_interval_ms": 300_000,
-    "session_timeout_ms": 6000,
-    "heartbeat_interval_ms": 1000,
-}
-
-
 PROGRESS_EVERY_S = 10.0
 
 
@@ -77,7 +69,10 @@ class IngestionWorker:
             max_partition_fetch_bytes=settings.max_image_bytes * 2,
             fetch_max_bytes=64 * 2**20,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            **GROUP_TIMING,
+            # Group-join timing measured in docs/ENVIRONMENT.md (defaults waited ~23 s to join).
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
         )
         self._dlq = KafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
