@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import Platform, deploy_platform
+from tests.support.platform import Platform, deploy_platform
 
 
 @pytest.fixture(scope="package")

@@ -28,8 +28,8 @@ from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.serving.endpoints import grpc_targets_sync
 from shared.streaming.events import committed_behind, ensure_topics, product_events, publish
-from tests.integration.conftest import wait_serving
 from tests.support.fuzzing import Tally, scale
+from tests.support.platform import wait_serving
 from tests.support.tcp_relay import TcpRelay
 from tests.support.tiny import write_catalog
 from tests.support.workers import (

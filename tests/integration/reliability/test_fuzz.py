@@ -25,8 +25,8 @@ from shared.api.vitrine.fusion.v1 import fusion_pb2, fusion_pb2_grpc
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.serving.endpoints import grpc_targets_sync
-from tests.integration.conftest import wait_serving
 from tests.support.fuzzing import Tally, images, scale, text_values, truncated_images
+from tests.support.platform import wait_serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -30,8 +30,8 @@ from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2_grpc as ie_grp
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.serving.endpoints import grpc_targets_sync
-from tests.integration.conftest import wait_serving
 from tests.support.fuzzing import Tally, png_header
+from tests.support.platform import wait_serving
 from tests.support.slow_client import (
     SLOW_BODY,
     SLOW_HEADERS,

@@ -18,8 +18,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from operations.search import client_channel
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
-from tests.integration.conftest import add_gateways, wait_serving
 from tests.support.certs import Pki, make_pki
+from tests.support.platform import add_gateways, wait_serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
