@@ -241,7 +241,7 @@ def _deploy(root: Path, bundle: Path) -> str:
         if app["name"] == VECTOR_STORE:
             app["args"]["store_location"] = f"edge:{root / 'store'}"
     deploy(config, timeout_s=600)
-    return proxy_address(config)
+    return proxy_address()
 
 
 def _throughput_row(

@@ -95,7 +95,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_index(args: argparse.Namespace) -> int:
     from shared.settings import SettingsError
 
-    address = args.address or proxy_address(load_config(Path(args.config)))
+    if args.address is None:
+        connect_ray()  # to ask Serve where its gRPC proxy listens
+    address = args.address or proxy_address()
     try:
         n = index_catalog(Path(args.catalog), address=address, batch_size=args.batch_size)
     except SettingsError as e:
@@ -142,9 +144,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per encoder call")
     p.add_argument(
         "--address",
-        help="host:port of Serve's gRPC proxy (default: 127.0.0.1 and the --config's port)",
-    )
-    p.add_argument(
-        "--config", default=str(DEFAULT_CONFIG), help="Serve config YAML (its gRPC proxy port)"
+        help="host:port of Serve's gRPC proxy (default: 127.0.0.1 and the port the running "
+        "Serve's proxy listens on, asked of the Ray cluster)",
     )
     p.set_defaults(func=_cmd_index)

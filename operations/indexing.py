@@ -14,9 +14,12 @@ class IndexingError(RuntimeError):
     """Some products were refused; the others were indexed. The message names each and why."""
 
 
-def proxy_address(config: dict) -> str:
-    """host:port of Serve's gRPC proxy on this machine, at the port a Serve config gives it."""
-    return f"127.0.0.1:{config['grpc_options']['port']}"
+def proxy_address() -> str:
+    """host:port of Serve's gRPC proxy on this machine, at the port in force on the connected
+    Ray cluster (not necessarily the port of the last Serve config deployed there)."""
+    from shared.serving.endpoints import grpc_proxy_port_sync
+
+    return f"127.0.0.1:{grpc_proxy_port_sync()}"
 
 
 def index_catalog(

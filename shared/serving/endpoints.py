@@ -66,6 +66,15 @@ def grpc_targets_sync(app_name: str) -> list[str]:
     return _grpc_addresses(ray.get(_controller().get_target_groups.remote(app_name)), app_name)
 
 
+def grpc_proxy_port_sync() -> int:
+    """The port Serve's gRPC proxies listen on, as in force on the connected cluster: the first
+    Serve config deployed there chose it, and a later config's `grpc_options` do not move it
+    (Serve keeps a running controller's options)."""
+    import ray
+
+    return ray.get(_controller().get_grpc_config.remote()).port
+
+
 async def release_handles() -> None:
     """Shuts down the Serve handles cached by this process, on the running loop.
 

@@ -52,8 +52,9 @@ def deploy_platform(tmp_path_factory):
             app["args"]["store_location"] = f"edge:{root / 'store'}"
             app["args"]["optimize_interval_s"] = 0.5
     deploy(config, timeout_s=300, progress=False)
-    # Through the ingestion worker's processor and clients, at Serve's gRPC proxy.
-    index_catalog(catalog, address=proxy_address(config), batch_size=5, progress=False)
+    # Through the ingestion worker's processor and clients, at Serve's gRPC proxy (its port
+    # is the session's first deploy's: proxy_address asks Serve).
+    index_catalog(catalog, address=proxy_address(), batch_size=5, progress=False)
     yield Platform(
         gateway=f"127.0.0.1:{ports['gateway']}",
         http=f"http://127.0.0.1:{ports['http']}",
