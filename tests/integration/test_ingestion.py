@@ -9,19 +9,15 @@ import signal
 import subprocess
 from pathlib import Path
 
-import grpc
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from operations.broker import LocalBroker
-from operations.local_ray import internal_metadata
 from services.ingestion.app import grpc_processor
 from services.ingestion.config import IngestionSettings
 from services.ingestion.consumer import IngestionWorker
 from services.ingestion.processor import REASON_HEADER
-from shared.api.vitrine.store.v1 import store_pb2_grpc
-from shared.conversions import store as store_conv
 from shared.serving.endpoints import grpc_targets_sync
 from shared.streaming.events import (
     committed_behind,
@@ -31,13 +27,13 @@ from shared.streaming.events import (
     publish,
 )
 from shared.types import CatalogEvent, Op
-from shared.vectorstore.base import RetrieveQuery
 from tests.support.tiny import png_bytes, write_catalog
 from tests.support.workers import (
     WorkerProcess,
     dead_letters,
     present,
     store_count,
+    stored_points,
     until,
     worker_settings,
 )
@@ -132,7 +128,7 @@ def test_publish_replay_delete(worker, broker, tmp_path):
     _drain(worker, 10)
     assert store_count() == before + 10
     assert present(sorted(ids)) == ids
-    payloads = {p.product_id: p.payload for p in _retrieve(["k0", "k1"])}
+    payloads = {p.product_id: p.payload for p in stored_points(["k0", "k1"])}
     assert payloads["k0"]["title"] == "renamed shirt"
     assert payloads["k1"]["title"] == "blue shirt 1"
     assert payloads["k1"]["image_uri"].startswith("file://")  # the replay's payload
@@ -317,20 +313,9 @@ def test_a_json_event_produced_by_kcat_is_indexed(platform, tmp_path):
             finally:
                 worker.close()
     assert (upserted, dead) == (1, 0), reasons
-    [point] = _retrieve(["kcat-1"])
+    [point] = stored_points(["kcat-1"])
     assert point.payload["title"] == "a shirt sent by kcat"
     assert point.payload["baseColour"] == "Teal"
-
-
-def _retrieve(product_ids: list[str]):
-    """The store's points of `product_ids`, through its gRPC API."""
-    with grpc.insecure_channel(grpc_targets_sync("vector-store")[0]) as channel:
-        reply = store_pb2_grpc.VectorStoreServiceStub(channel).RetrievePoints(
-            store_conv.retrieve_request_to_proto(RetrieveQuery(tuple(product_ids))),
-            timeout=30,
-            metadata=internal_metadata("vector-store"),
-        )
-    return store_conv.retrieve_response_from_proto(reply)
 
 
 class _FlakyImages:
@@ -404,7 +389,7 @@ def test_a_transient_failure_is_retried_then_dead_lettered_marked_and_replayable
         assert (report.read, report.replayed) == (1, 1)
         upserted, _, dead, reasons = _drain(worker, 1)
         assert (upserted, dead) == (1, 0), reasons
-        [point] = _retrieve(["flaky-1"])
+        [point] = stored_points(["flaky-1"])
         assert point.payload["title"] == "flaky"
         # The replay's group committed: a second replay finds nothing new.
         again = replay(
@@ -435,9 +420,9 @@ def test_an_older_event_never_overwrites_a_newer_one_nor_resurrects_a_delete(wor
     for e in events:  # one at a time: each in a batch of its own
         _publish(broker, [e], topic="catalog")
         _drain(worker, 1)
-    [point] = _retrieve(["order-1"])
+    [point] = stored_points(["order-1"])
     assert point.payload["title"] == "new"
-    assert _retrieve(["order-2"]) == []
+    assert stored_points(["order-2"]) == []
 
 
 def test_two_workers_racing_over_a_rebalance_never_write_a_stale_event(platform, broker, tmp_path):
@@ -461,10 +446,10 @@ def test_two_workers_racing_over_a_rebalance_never_write_a_stale_event(platform,
         )
         for _ in range(180):
             b.run_once(timeout_ms=1000)
-            found = _retrieve(["race-1"])
+            found = stored_points(["race-1"])
             if found and found[0].payload["title"] == "v2":
                 break
-        assert _retrieve(["race-1"])[0].payload["title"] == "v2"
+        assert stored_points(["race-1"])[0].payload["title"] == "v2"
         a.proc.send_signal(signal.SIGCONT)
         until(
             lambda: a.metrics().get('vitrine_ingest_records_total{outcome="stale"}', 0) >= 1,
@@ -472,7 +457,7 @@ def test_two_workers_racing_over_a_rebalance_never_write_a_stale_event(platform,
             what="A's late write to be refused as stale",
             workers=[a],
         )
-        assert _retrieve(["race-1"])[0].payload["title"] == "v2"
+        assert stored_points(["race-1"])[0].payload["title"] == "v2"
     finally:
         if a.proc.poll() is None:
             a.proc.send_signal(signal.SIGCONT)

@@ -271,22 +271,21 @@ def test_concurrent_calls_share_batches_in_the_replica(platform):
     made one batch per call under this load; shared/serving/batching.py)."""
     import asyncio
 
-    from operations.serve import replica_infos
+    from operations.serve import internal_token, replica_infos
+    from shared.serving.clients import TextEncoderClient
     from shared.serving.endpoints import grpc_targets_sync
 
     (target,) = grpc_targets_sync("text-encoder")
 
     async def burst(n: int) -> None:
-        async with grpc.aio.insecure_channel(target) as channel:
-            stub = te_grpc.TextEncoderServiceStub(channel)
-            md = internal_metadata("text-encoder")
+        client = TextEncoderClient(targets=[target], internal_token=internal_token())
+        try:
             replies = await asyncio.gather(
-                *(
-                    stub.EmbedTexts(te_pb.EmbedTextsRequest(texts=[f"shirt {i}"]), metadata=md)
-                    for i in range(n)
-                )
+                *(client.embed_many([f"shirt {i}"], timeout_s=60) for i in range(n))
             )
-            assert all(r.embeddings.count == 1 for r in replies)
+        finally:
+            await client.close()
+        assert all(len(r.vectors) == 1 for r in replies)
 
     def counts() -> tuple[int, int]:
         ((_, info),) = replica_infos("text-encoder")

@@ -11,11 +11,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-import grpc
-
-from operations.local_ray import internal_metadata
 from operations.ports import free_port
 from services.ingestion.config import IngestionSettings
+from shared.serving.apps import IMAGE_ENCODER, VECTOR_STORE, VECTOR_STORE_DEPLOYMENT
 from shared.serving.endpoints import grpc_targets_sync
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,8 +95,8 @@ def worker_settings(broker, topic: str, group: str, **extra) -> dict:
         "dlq_topic": f"{topic}.dlq",
         "consumer_group": group,
         "catalog_partitions": 4,
-        "image_encoder_address": grpc_targets_sync("image-encoder")[0],
-        "vector_store_address": grpc_targets_sync("vector-store")[0],
+        "image_encoder_address": grpc_targets_sync(IMAGE_ENCODER)[0],
+        "vector_store_address": grpc_targets_sync(VECTOR_STORE)[0],
         **extra,
     }
 
@@ -112,7 +110,8 @@ def store_count() -> int:
     from shared.serving.endpoints import release_handles
 
     async def count() -> int:
-        n = await serve.get_deployment_handle("VectorStore", "vector-store").count.remote()
+        store = serve.get_deployment_handle(VECTOR_STORE_DEPLOYMENT, VECTOR_STORE)
+        n = await store.count.remote()
         await release_handles()
         return n
 
@@ -120,31 +119,35 @@ def store_count() -> int:
 
 
 def present(product_ids: list[str]) -> set[str]:
-    """The ids of `product_ids` the store holds (through its gRPC API, 500 at a time)."""
+    """The ids of `product_ids` the store holds (stored_points)."""
     return set(payloads(product_ids))
 
 
-def payloads(product_ids: list[str]) -> dict[str, dict]:
-    """Product id -> stored payload of the `product_ids` the store holds (through its gRPC
-    API, 500 at a time)."""
-    from shared.api.vitrine.store.v1 import store_pb2_grpc
-    from shared.conversions import store as store_conv
-    from shared.vectorstore.base import RetrieveQuery
+def stored_points(product_ids: list[str]) -> list:
+    """The store's points of `product_ids` (those it holds, without vectors), through its client
+    at its published targets, 500 at a time."""
+    from operations.serve import internal_token
+    from shared.serving.clients import VectorStoreClient, shared_loop
 
-    found = {}
-    with grpc.insecure_channel(grpc_targets_sync("vector-store")[0]) as ch:
-        stub = store_pb2_grpc.VectorStoreServiceStub(ch)
-        for start in range(0, len(product_ids), 500):
-            query = RetrieveQuery(tuple(product_ids[start : start + 500]), with_vectors=False)
-            reply = stub.RetrievePoints(
-                store_conv.retrieve_request_to_proto(query),
-                timeout=60,
-                metadata=internal_metadata("vector-store"),
-            )
-            found.update(
-                {p.product_id: p.payload for p in store_conv.retrieve_response_from_proto(reply)}
-            )
-    return found
+    client = VectorStoreClient(
+        targets=grpc_targets_sync(VECTOR_STORE), internal_token=internal_token()
+    )
+
+    async def read() -> list:
+        try:
+            found = []
+            for start in range(0, len(product_ids), 500):
+                found += await client.retrieve(product_ids[start : start + 500], timeout_s=60)
+            return found
+        finally:
+            await client.close()
+
+    return shared_loop().run(read())
+
+
+def payloads(product_ids: list[str]) -> dict[str, dict]:
+    """Product id -> stored payload of the `product_ids` the store holds (stored_points)."""
+    return {p.product_id: p.payload for p in stored_points(product_ids)}
 
 
 def dead_letters(bootstrap_servers: str, topic: str, *, idle_s: float = 3.0) -> list:

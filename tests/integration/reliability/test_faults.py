@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 from operations.broker import LocalBroker
-from operations.local_ray import internal_metadata
 from operations.ports import free_port
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
@@ -35,6 +34,7 @@ from tests.support.tiny import write_catalog
 from tests.support.workers import (
     WorkerProcess,
     dead_letters,
+    payloads,
     present,
     store_count,
     until,
@@ -107,21 +107,6 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(platform, broker,
     assert dead_letters(broker.bootstrap_servers, f"{topic}.dlq") == []
 
 
-def _payloads(product_ids: list[str]) -> dict[str, dict]:
-    """product id -> stored payload, through the store's gRPC API."""
-    from shared.api.vitrine.store.v1 import store_pb2_grpc
-    from shared.conversions import store as store_conv
-    from shared.vectorstore.base import RetrieveQuery
-
-    with grpc.insecure_channel(grpc_targets_sync("vector-store")[0]) as channel:
-        reply = store_pb2_grpc.VectorStoreServiceStub(channel).RetrievePoints(
-            store_conv.retrieve_request_to_proto(RetrieveQuery(tuple(product_ids))),
-            timeout=60,
-            metadata=internal_metadata("vector-store"),
-        )
-    return {p.product_id: p.payload for p in store_conv.retrieve_response_from_proto(reply)}
-
-
 def test_sigkill_between_store_write_and_commit_replays_exactly(platform, broker, tmp_path):
     """A worker held inside its first offset commit (tests/support/worker_held_at_commit.py)
     has written its batch to the store and committed nothing; it is SIGKILLed there. A fresh
@@ -169,7 +154,7 @@ def test_sigkill_between_store_write_and_commit_replays_exactly(platform, broker
         p["id"]: {"title": p["title"], "baseColour": p["baseColour"], "year": str(p["year"])}
         for p in map(json.loads, catalog.read_text().splitlines())
     }
-    stored = _payloads(ids)
+    stored = payloads(ids)
     got = {pid: {k: stored[pid].get(k) for k in ("title", "baseColour", "year")} for pid in stored}
     assert got == expected
     assert dead_letters(broker.bootstrap_servers, f"{topic}.dlq") == []
