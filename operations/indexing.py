@@ -52,22 +52,10 @@ def index_catalog(
     """
     from operations.serve import internal_token
     from services.ingestion.app import grpc_processor
-    from services.ingestion.config import IngestionSettings
     from shared.data.catalog import load_products
-    from shared.settings import load_settings
 
     products = load_products(products_path)
-    settings = load_settings(
-        IngestionSettings,
-        image_encoder_address=address,
-        vector_store_address=address,
-        encode_batch=batch_size,
-        thumbnail_px=thumbnail_px,
-        # The images are read where the catalog names them, as file:// URIs (the payload
-        # keeps the URI, as it did before this went through the processor).
-        fetch_schemes="file",
-        fetch_file_roots=os.path.commonpath([str(p.image.resolve().parent) for p in products]),
-    )
+    settings = _settings(products, address, encode_batch=batch_size, thumbnail_px=thumbnail_px)
     processor = grpc_processor(settings, token=token or internal_token())
     records = _records(products)
     indexed, refused = 0, []
@@ -84,6 +72,24 @@ def index_catalog(
             + "; ".join(f"{pid}: {reason}" for pid, reason in refused)
         )
     return indexed
+
+
+def _settings(products, address: str, **overrides):
+    """The worker's settings (those in the environment, and `overrides`) for indexing
+    `products` at `address`."""
+    from services.ingestion.config import IngestionSettings
+    from shared.settings import load_settings
+
+    return load_settings(
+        IngestionSettings,
+        image_encoder_address=address,
+        vector_store_address=address,
+        # The images are read where the catalog names them, as file:// URIs (the payload
+        # keeps the URI, as `vitrine index` always wrote it).
+        fetch_schemes="file",
+        fetch_file_roots=os.path.commonpath([str(p.image.resolve().parent) for p in products]),
+        **overrides,
+    )
 
 
 def _records(products) -> list:

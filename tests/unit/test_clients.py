@@ -157,8 +157,28 @@ def test_the_worker_retries_an_outage_and_stops_on_a_refusal():
             raise outcome
         return outcome
 
-    assert with_retries(write, stop=lambda: False, on_retry=retried.append) == "written"
+    written = with_retries(write, stop=lambda: False, max_backoff_s=0.01, on_retry=retried.append)
+    assert written == "written"
     assert retried == [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED]
     refused = DependencyError("no token", status=grpc.StatusCode.UNAUTHENTICATED)
     with pytest.raises(DependencyError):
         with_retries(lambda: (_ for _ in ()).throw(refused), stop=lambda: False)
+
+
+def test_vitrine_index_writes_through_the_workers_processor(services, tmp_path):
+    """`vitrine index` writes the worker's payload (title, attributes, the image's file URI, a
+    thumbnail), and names the products refused after writing the rest."""
+    from operations.indexing import IndexingError, index_catalog
+    from tests.support.tiny import write_catalog
+
+    address, _, store = services
+    catalog = write_catalog(tmp_path / "catalog", n=3, prefix="ix")
+    (tmp_path / "catalog" / "ix2.png").write_bytes(REFUSED)  # not an image: refused
+    with pytest.raises(IndexingError, match=r"1 products refused \(2 indexed\): ix2: image"):
+        index_catalog(catalog, address=address, token=TOKEN, batch_size=2, progress=False)
+    stored = store.points["ix0"]
+    assert stored.version == 0  # unversioned: an index overwrites whatever the store holds
+    assert stored.payload["title"].endswith("shirt 0") and "baseColour" in stored.payload
+    assert stored.payload["image_uri"] == (tmp_path / "catalog" / "ix0.png").as_uri()
+    assert stored.payload["thumbnail"].startswith("data:image/")
+    assert "ix2" not in store.points
