@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.harness import Row, Section, p50, p99
 from bench.load_generator import KINDS, LoadResult, collect_workload, run_load
 from bench.load_limit import LimitSpec, measure_limits
+from shared.serving import apps
 
 CLIENTS = (1, 8, 32, 64)
 
@@ -49,13 +50,8 @@ def served_config() -> Served:
 
     async def ask() -> list[dict]:
         infos = [
-            await serve.get_deployment_handle(d, a).info.remote()
-            for d, a in (
-                ("TextEncoder", "text-encoder"),
-                ("ImageEncoder", "image-encoder"),
-                ("Fusion", "fusion"),
-                ("VectorStore", "vector-store"),
-            )
+            await serve.get_deployment_handle(apps.DEPLOYMENTS[app], app).info.remote()
+            for app in (apps.TEXT_ENCODER, apps.IMAGE_ENCODER, apps.FUSION, apps.VECTOR_STORE)
         ]
         await release_handles()
         return infos
