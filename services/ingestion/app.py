@@ -8,7 +8,8 @@ import time
 
 from services.ingestion.config import IngestionSettings
 from services.ingestion.consumer import IngestionWorker
-from services.ingestion.fetching import Fetcher, FetchPolicy
+from services.ingestion.fetch_policy import FetchPolicy
+from services.ingestion.fetching import Fetcher
 from services.ingestion.metrics import IngestMetrics
 from services.ingestion.processor import BatchProcessor, PoisonError
 from services.ingestion.validation import EventLimits

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
 
-from services.ingestion.fetching import Fetcher, FetchPolicy, PoisonError, TransientError
+from services.ingestion.fetch_policy import FetchPolicy, PoisonError, TransientError
+from services.ingestion.fetching import Fetcher
 from services.ingestion.validation import EventLimits, event_version
 from shared.models.transforms import ImageDecodeError, probe_image, thumbnail_data_uri
 from shared.serving.errors import DependencyError, dependency_status

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from services.ingestion.fetching import PoisonError
+from services.ingestion.fetch_policy import PoisonError
 from shared.types import CatalogEvent
 from shared.vectorstore.base import RESERVED_FIELDS
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.ingestion.fetching import Fetcher, FetchPolicy
+from services.ingestion.fetch_policy import FetchPolicy
+from services.ingestion.fetching import Fetcher
 from services.ingestion.processor import BatchProcessor, PoisonError
 from shared.streaming.events import encode
 from shared.types import CatalogEvent, Op
