@@ -4,85 +4,29 @@ host holds back nobody else, a transient failure is retried and then marked for 
 
 from __future__ import annotations
 
-import http.server
-import socket
 import threading
-import time
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from services.ingestion.fetching import Fetcher, FetchPolicy, PoisonError, TransientError
+from services.ingestion.fetch_policy import FetchPolicy, PoisonError, TransientError
+from services.ingestion.fetching import Fetcher
 from services.ingestion.processor import BatchProcessor
 from shared.streaming.events import encode
 from shared.types import CatalogEvent, Op
+from tests.support.hostile_http import HostileHttpServer
 from tests.support.tiny import png_bytes
 
 LOOPBACK = "127.0.0.1/32"
-IMAGE = png_bytes(7)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Routes: /img, /status/N, /redirect?to=URI, /loop (to itself), /slow (until released), /trickle, /short."""
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        server = self.server
-        server.hits.append((self.path, self.headers.get("Host")))
-        path, _, query = self.path.partition("?")
-        if path == "/img":
-            self._send(200, IMAGE)
-        elif path.startswith("/status/"):
-            self._send(int(path.rsplit("/", 1)[1]), b"no")
-        elif path in ("/redirect", "/loop"):
-            self.send_response(302)
-            self.send_header("Location", query.removeprefix("to=") if query else "/loop")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        elif path == "/slow":
-            server.release.wait(30)
-            self._send(200, IMAGE)
-        elif path == "/trickle":
-            self.send_response(200)
-            self.send_header("Content-Length", "100000")
-            self.end_headers()
-            for _ in range(600):
-                try:
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(0.05)
-        elif path == "/short":
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(IMAGE) + 50))
-            self.end_headers()
-            self.wfile.write(IMAGE)
-            self.close_connection = True
-        else:
-            self._send(404, b"no")
-
-    def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+IMAGE = png_bytes(7)  # what /img/7.png serves
 
 
 @pytest.fixture
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.hits, httpd.release = [], threading.Event()
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.release.set()
-    httpd.shutdown()
-    httpd.server_close()
+    server = HostileHttpServer(slow_s=30)  # /slow answers once a test releases it
+    yield server
+    server.close()
 
 
 def _loopback_fetcher(**kw) -> Fetcher:
@@ -92,9 +36,9 @@ def _loopback_fetcher(**kw) -> Fetcher:
 
 def test_a_loopback_url_is_refused_by_default(server):
     with pytest.raises(PoisonError, match="loopback, private"):
-        Fetcher(FetchPolicy()).fetch(f"{server.url}/img")
+        Fetcher(FetchPolicy()).fetch(f"{server.url}/img/7.png")
     assert server.hits == []  # refused before any connection
-    assert _loopback_fetcher().fetch(f"{server.url}/img") == IMAGE  # allowed explicitly
+    assert _loopback_fetcher().fetch(f"{server.url}/img/7.png") == IMAGE  # allowed explicitly
 
 
 @pytest.mark.parametrize(
@@ -137,19 +81,19 @@ def test_the_host_is_checked_on_its_resolved_address_and_connected_to_it(server)
         calls.append(host)
         return next(answers)
 
-    port = server.server_address[1]
+    port = server.port
     policy = FetchPolicy.parse(allow_networks=LOOPBACK, resolve=rebinding)
-    assert Fetcher(policy).fetch(f"http://images.test:{port}/img") == IMAGE
+    assert Fetcher(policy).fetch(f"http://images.test:{port}/img/7.png") == IMAGE
     assert calls == ["images.test"]
-    assert server.hits == [("/img", f"images.test:{port}")]
+    assert server.hits == [("/img/7.png", f"images.test:{port}")]
     evil = FetchPolicy.parse(resolve=lambda h, p: ["127.0.0.1"])
     with pytest.raises(PoisonError, match="resolves to 127.0.0.1"):
-        Fetcher(evil).fetch(f"http://evil.test:{port}/img")
+        Fetcher(evil).fetch(f"http://evil.test:{port}/img/7.png")
 
 
 def test_a_redirect_is_checked_again(server):
     fetcher = _loopback_fetcher()
-    assert fetcher.fetch(f"{server.url}/redirect?to=/img") == IMAGE
+    assert fetcher.fetch(f"{server.url}/redirect?to=/img/7.png") == IMAGE
     with pytest.raises(PoisonError, match="169.254.169.254"):
         fetcher.fetch(f"{server.url}/redirect?to=http://169.254.169.254/latest/meta-data/")
     with pytest.raises(PoisonError, match="scheme 'file' is not allowed"):
@@ -177,14 +121,14 @@ def test_file_uris_only_inside_the_roots(tmp_path):
 
 
 def test_hosts_and_prefixes_restrict_where_images_come_from(server):
-    port = server.server_address[1]
+    port = server.port
     pinned = {"resolve": lambda h, p: ["127.0.0.1"]}
     allowed = _loopback_fetcher(hosts=f"*.cdn.test, http://other.test:{port}/ok/", **pinned)
-    assert allowed.fetch(f"http://img.cdn.test:{port}/img") == IMAGE
+    assert allowed.fetch(f"http://img.cdn.test:{port}/img/7.png") == IMAGE
     with pytest.raises(PoisonError, match="not allowed"):
-        allowed.fetch(f"http://cdn.evil.test:{port}/img")
+        allowed.fetch(f"http://cdn.evil.test:{port}/img/7.png")
     with pytest.raises(PoisonError, match="not allowed"):
-        allowed.fetch(f"http://other.test:{port}/img")
+        allowed.fetch(f"http://other.test:{port}/img/7.png")
 
 
 @pytest.mark.parametrize(
@@ -228,36 +172,15 @@ def test_transient_failures_are_retried_then_marked(server):
     assert len(server.hits) == 1  # a 404 is final
     with pytest.raises(TransientError, match="truncated"):
         fetcher.fetch(f"{server.url}/short")
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()
     with pytest.raises(TransientError, match="ConnectionRefused"):
-        fetcher.fetch(f"http://127.0.0.1:{port}/x")
+        fetcher.fetch(f"http://127.0.0.1:{server.closed_port}/x")
 
 
-def test_a_truncated_chunked_response_and_a_non_http_service_do_not_crash():
-    def serve_once(reply: bytes) -> int:
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4)
-
-        def run() -> None:
-            for _ in range(4):
-                conn, _ = listener.accept()
-                conn.recv(4096)
-                conn.sendall(reply)
-                conn.close()
-
-        threading.Thread(target=run, daemon=True).start()
-        return listener.getsockname()[1]
-
-    chunked = serve_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100\r\n" + b"x" * 9)
+def test_a_truncated_chunked_response_and_a_non_http_service_do_not_crash(server):
     with pytest.raises(TransientError, match="truncated"):
-        _loopback_fetcher(attempts=1).fetch(f"http://127.0.0.1:{chunked}/img")
-    ssh = serve_once(b"SSH-2.0-OpenSSH_9.6\r\n")
+        _loopback_fetcher(attempts=1).fetch(f"{server.url}/cut")
     with pytest.raises(PoisonError, match="BadStatusLine|RemoteDisconnected"):
-        _loopback_fetcher(attempts=1).fetch(f"http://127.0.0.1:{ssh}/img")
+        _loopback_fetcher(attempts=1).fetch(f"http://127.0.0.1:{server.other_port}/img")
 
 
 # The processor: concurrent validation, writes as records become ready.
@@ -289,7 +212,7 @@ def test_a_slow_host_does_not_stall_the_rest_of_its_batch(server):
         writes.append(([p.product_id for p in points], server.release.is_set()))
         server.release.set()  # only now may the slow server answer
 
-    records = [_rec(CatalogEvent("slow", Op.UPSERT, image_uri=f"{server.url}/slow"), 0)] + [
+    records = [_rec(CatalogEvent("slow", Op.UPSERT, image_uri=f"{server.url}/slow/7.png"), 0)] + [
         _rec(CatalogEvent(f"fast-{i}", Op.UPSERT, image_bytes=png_bytes(i)), i + 1)
         for i in range(5)
     ]
@@ -308,7 +231,7 @@ def test_events_of_one_key_wait_for_each_other_and_the_last_wins(server):
         server.release.set()
 
     records = [
-        _rec(CatalogEvent("p", Op.UPSERT, image_uri=f"{server.url}/slow", title="v1"), 0),
+        _rec(CatalogEvent("p", Op.UPSERT, image_uri=f"{server.url}/slow/7.png", title="v1"), 0),
         _rec(CatalogEvent("q", Op.UPSERT, image_bytes=png_bytes(2), title="q"), 1),
         _rec(CatalogEvent("p", Op.UPSERT, image_bytes=png_bytes(3), title="v2"), 2),
     ]

@@ -18,10 +18,6 @@ draws 5,000 cases, more than 5,000 records).
 from __future__ import annotations
 
 import datetime as dt
-import http.server
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -35,6 +31,7 @@ from shared.streaming.events import CONTENT_TYPE, committed_behind, ensure_topic
 from shared.types import CatalogEvent, Op
 from shared.vectorstore.base import RESERVED_FIELDS
 from tests.support.fuzzing import Tally, images, png_bomb, scale
+from tests.support.hostile_http import HostileHttpServer
 from tests.support.tiny import png_bytes
 from tests.support.workers import (
     WorkerProcess,
@@ -49,109 +46,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PB, JS = (CONTENT_TYPE, b"application/x-protobuf"), (CONTENT_TYPE, b"application/json")
 ATTEMPTS = 2
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-
-
-class FeedServer:
-    """Loopback HTTP: /img/N.png, /slow/N.png, /redirect?to=URI, /loop, /status/N, /trickle,
-    /short (truncated), /cut (truncated chunks), /notimage, /huge (announces 1 GB); and a port
-    that speaks something else than HTTP, and one where nothing listens."""
-
-    def __init__(self) -> None:
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                owner.handle(self)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.other = socket.socket()
-        self.other.bind(("127.0.0.1", 0))
-        self.other.listen(64)
-        self.other_port = self.other.getsockname()[1]
-        threading.Thread(target=self._not_http, daemon=True).start()
-        closed = socket.socket()
-        closed.bind(("127.0.0.1", 0))
-        self.closed_port = closed.getsockname()[1]
-        closed.close()
-
-    def _not_http(self) -> None:
-        while True:
-            try:
-                conn, _ = self.other.accept()
-            except OSError:
-                return
-            try:
-                conn.settimeout(5)
-                conn.recv(4096)  # the request first: closing on it unread would be a reset
-                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
-            except OSError:
-                pass
-            conn.close()
-
-    @staticmethod
-    def handle(h) -> None:
-        path, _, query = h.path.partition("?")
-
-        def send(status: int, body: bytes, **headers) -> None:
-            h.send_response(status)
-            h.send_header("Content-Length", headers.pop("length", str(len(body))))
-            for k, v in headers.items():
-                h.send_header(k, v)
-            h.end_headers()
-            h.wfile.write(body)
-
-        if path.startswith(("/img/", "/slow/")):
-            if path.startswith("/slow/"):
-                time.sleep(0.3)
-            send(200, png_bytes(int(path.rsplit("/", 1)[1].split(".")[0]) % 1000))
-        elif path == "/redirect":
-            send(302, b"", Location=query.removeprefix("to="))
-        elif path == "/loop":
-            send(302, b"", Location="/loop")
-        elif path.startswith("/status/"):
-            send(int(path.rsplit("/", 1)[1]), b"no")
-        elif path == "/trickle":
-            h.send_response(200)
-            h.send_header("Content-Length", "100000")
-            h.end_headers()
-            for _ in range(200):
-                try:
-                    h.wfile.write(b"x")
-                    h.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(0.05)
-        elif path == "/short":
-            body = png_bytes(3)
-            send(200, body, length=str(len(body) + 100))
-            h.close_connection = True
-        elif path == "/cut":
-            h.send_response(200)
-            h.send_header("Transfer-Encoding", "chunked")
-            h.end_headers()
-            h.wfile.write(b"400\r\n" + b"x" * 10)
-            h.close_connection = True
-        elif path == "/notimage":
-            send(200, b"<html>hello</html>", **{"Content-Type": "text/html"})
-        elif path == "/huge":
-            send(200, b"x" * 10, length=str(2**30))
-            h.close_connection = True
-        else:
-            send(404, b"no")
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.other.close()
 
 
 @dataclass
@@ -195,7 +89,7 @@ _odd_headers = st.lists(
 ).map(lambda hs: [(k, v) for k, v in hs if k.lower() != CONTENT_TYPE])
 
 
-def _cases(server: FeedServer, pid: str) -> st.SearchStrategy[Case]:
+def _cases(server: HostileHttpServer, pid: str) -> st.SearchStrategy[Case]:
     img = f"{server.url}/img/{abs(hash(pid)) % 1000}.png"
     refused_uris = [
         "ftp://example.com/x.png",
@@ -377,7 +271,7 @@ def _produce(bootstrap_servers: str, cases: list[Case]) -> list[tuple[Case, tupl
 
 def test_hostile_feeds_end_indexed_deleted_or_dead_lettered(platform, tmp_path):
     n_cases = scale("feed_events", 300)  # each case is one or more records
-    server = FeedServer()
+    server = HostileHttpServer()
     cases: list[Case] = []
 
     @settings(
