@@ -30,6 +30,7 @@ from shared.data.catalog import load_products
 from shared.models.bundle import load_bundle
 from shared.models.inference import embed_texts, fuse
 from shared.models.transforms import decode_image
+from tests.support.http_api import request_json
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -204,24 +205,15 @@ def test_health_and_reflection(platform):
         assert "vitrine.search.v1.SearchService" in names
 
 
-def _post(url: str, body: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 def test_http_json_search(platform, ref):
-    status, body = _post(
+    status, body, _ = request_json(
         f"{platform.http}/v1/search", json.dumps({"text": "red shirt", "top_k": 3}).encode()
     )
     assert status == 200, body
     assert [h["product_id"] for h in body["hits"]] == ref.ranking(ref.text("red shirt"))[:3]
-    status, body = _post(f"{platform.http}/v1/search", b"{not json")
+    status, body, _ = request_json(f"{platform.http}/v1/search", b"{not json")
     assert status == 400 and "bad request body" in body["error"]
-    status, body = _post(f"{platform.http}/v1/search", json.dumps({"top_k": 3}).encode())
+    status, body, _ = request_json(f"{platform.http}/v1/search", json.dumps({"top_k": 3}).encode())
     assert status == 400 and "give a text" in body["error"]
 
 
@@ -236,7 +228,7 @@ def test_http_info_page_and_thumbnails(platform):
         assert response.headers["content-type"].startswith("text/html")
         page = response.read().decode()
     assert 'id="search-form"' in page and "/v1/search" in page
-    status, body = _post(
+    status, body, _ = request_json(
         f"{platform.http}/v1/search", json.dumps({"text": "red shirt", "top_k": 1}).encode()
     )
     assert status == 200 and body["hits"][0]["payload"]["thumbnail"].startswith(

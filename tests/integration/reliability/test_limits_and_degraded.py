@@ -15,8 +15,6 @@ import os
 import shutil
 import signal
 import time
-import urllib.error
-import urllib.request
 
 import grpc
 import pytest
@@ -31,6 +29,7 @@ from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.serving.endpoints import grpc_targets_sync
 from tests.support.fuzzing import Tally, png_header
+from tests.support.http_api import request_json
 from tests.support.platform import wait_serving
 from tests.support.slow_client import (
     SLOW_BODY,
@@ -121,13 +120,9 @@ def _health(address: str, service: str = "") -> str:
 
 
 def _http(url: str, body: dict | None = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    """(status, JSON answer) of the HTTP API, for a caller that allows 60 s."""
+    status, answer, _ = request_json(url, body, timeout_s=60)
+    return status, answer
 
 
 def _search(address: str, request: pb.SearchRequest) -> tuple[str, str]:

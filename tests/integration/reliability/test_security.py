@@ -5,9 +5,6 @@ one with TLS and API keys, one with mTLS. Certificates come from a throwaway CA 
 from __future__ import annotations
 
 import json
-import ssl
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -19,6 +16,7 @@ from operations.search import client_channel
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from tests.support.certs import Pki, make_pki
+from tests.support.http_api import request_json
 from tests.support.platform import add_gateways, wait_serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -121,34 +119,24 @@ def test_mtls_needs_a_client_certificate_from_the_configured_ca(gateways, pki):
             assert _code(lambda: _search(channel, None))[0] == grpc.StatusCode.UNAVAILABLE
 
 
-def _https(url: str, ca: Path, body: bytes | None = None, headers=None) -> tuple[int, dict, dict]:
-    context = ssl.create_default_context(cafile=str(ca))
-    request = urllib.request.Request(
-        url, body, {"content-type": "application/json", **(headers or {})}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30, context=context) as r:
-            return r.status, json.loads(r.read()), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read()), dict(e.headers)
-
-
 def test_http_api_over_tls_with_keys_and_a_body_limit(gateways, pki):
     base = f"https://{gateways['gateway-tls'][1]}"
     query = json.dumps({"text": "red shirt", "top_k": 2}).encode()
-    status, body, headers = _https(f"{base}/v1/search", pki.ca, query)
+    status, body, headers = request_json(f"{base}/v1/search", query, ca=pki.ca)
     assert (status, body["code"]) == (401, "UNAUTHENTICATED")
     assert headers.get("www-authenticate") == "Bearer"
-    status, body, _ = _https(f"{base}/v1/search", pki.ca, query, {"x-api-key": INFO_KEY})
+    status, body, _ = request_json(
+        f"{base}/v1/search", query, headers={"x-api-key": INFO_KEY}, ca=pki.ca
+    )
     assert (status, body["code"]) == (403, "PERMISSION_DENIED")
     bearer = {"authorization": f"Bearer {SEARCH_KEY}"}
-    status, body, _ = _https(f"{base}/v1/search", pki.ca, query, bearer)
+    status, body, _ = request_json(f"{base}/v1/search", query, headers=bearer, ca=pki.ca)
     assert status == 200 and len(body["hits"]) == 2
-    status, body, _ = _https(f"{base}/v1/info", pki.ca, None, {"x-api-key": INFO_KEY})
+    status, body, _ = request_json(f"{base}/v1/info", headers={"x-api-key": INFO_KEY}, ca=pki.ca)
     assert status == 200 and body["catalog"]["points"] > 0
-    assert _https(f"{base}/healthz", pki.ca)[0] == 200  # open, for probes
+    assert request_json(f"{base}/healthz", ca=pki.ca).status == 200  # open, for probes
     huge = json.dumps({"text": "x" * (9 * 2**20)}).encode()  # over the 8 MiB default
-    status, body, _ = _https(f"{base}/v1/search", pki.ca, huge, bearer)
+    status, body, _ = request_json(f"{base}/v1/search", huge, headers=bearer, ca=pki.ca)
     assert (status, body["code"]) == (413, "RESOURCE_EXHAUSTED")
 
 
