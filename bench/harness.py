@@ -8,9 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from operations.local_ray import internal_metadata, prepare_environment, start_local_ray
+from operations.local_ray import prepare_environment, start_local_ray
 
-__all__ = ["Row", "Section", "internal_metadata", "p50", "p99", "start_ray", "time_calls"]
 # Replica port blocks 50..99 (the tests use 0..49), so a benchmark beside the tests or
 # `make run` never shares a port with them.
 BENCH_PORT_SLOT = 50 + os.getpid() % 50

@@ -26,14 +26,13 @@ from bench.harness import (
     BENCH_PORT_SLOT,
     Row,
     Section,
-    internal_metadata,
     p50,
     p99,
     start_ray,
     time_calls,
 )
 from bench.plain_server import PlainServer, start_plain_server
-from operations.local_ray import prepare_environment, stop_local_ray
+from operations.local_ray import internal_metadata, prepare_environment, stop_local_ray
 from operations.ports import free_port
 from shared.api.vitrine.fusion.v1 import fusion_pb2_grpc
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2, image_encoder_pb2_grpc
