@@ -129,6 +129,24 @@ class BundleSettings(InternalCallSettings):
     )
 
 
+class ModelSettings(BundleSettings):
+    """The processes that run a model of the bundle (the encoders and fusion): where and how."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs.")
+    runtime: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto",
+        description="Inference runtime; auto = the graphs the bundle was exported for on a CPU "
+        "(onnxruntime when it has them), else torch.",
+    )
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Torch intra-op threads per replica; 0 = its CPU budget "
+        "(ray_actor_options.num_cpus rounded, at least 1).",
+    )
+
+
 S = TypeVar("S", bound=VitrineSettings)
 
 

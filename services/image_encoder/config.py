@@ -3,30 +3,15 @@ variables."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from shared.settings import BundleSettings, process_config
+from shared.settings import ModelSettings, process_config
 
 
-class ImageEncoderSettings(BundleSettings):
+class ImageEncoderSettings(ModelSettings):
     model_config = process_config("image-encoder")
 
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs.")
-    runtime: Literal["auto", "torch", "onnxruntime"] = Field(
-        "auto",
-        description="Inference runtime; auto = the graphs the bundle was exported for on a CPU "
-        "(onnxruntime when it has them), else torch.",
-    )
     max_images: int = Field(64, ge=1, description="Most images in one request.")
-    torch_threads: int = Field(
-        0,
-        ge=0,
-        le=256,
-        description="Torch intra-op threads per replica; 0 = its CPU budget "
-        "(ray_actor_options.num_cpus rounded, at least 1).",
-    )
     max_image_bytes: int = Field(10 * 2**20, ge=1024, description="Largest encoded image accepted.")
     max_image_pixels: int = Field(
         40_000_000, ge=1, description="Largest decoded image (width*height)."

@@ -3,28 +3,13 @@ variables."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from shared.settings import BundleSettings, process_config
+from shared.settings import ModelSettings, process_config
 
 
-class TextEncoderSettings(BundleSettings):
+class TextEncoderSettings(ModelSettings):
     model_config = process_config("text-encoder")
 
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs.")
-    runtime: Literal["auto", "torch", "onnxruntime"] = Field(
-        "auto",
-        description="Inference runtime; auto = the graphs the bundle was exported for on a CPU "
-        "(onnxruntime when it has them), else torch.",
-    )
     max_texts: int = Field(256, ge=1, description="Most texts in one request.")
-    torch_threads: int = Field(
-        0,
-        ge=0,
-        le=256,
-        description="Torch intra-op threads per replica; 0 = its CPU budget "
-        "(ray_actor_options.num_cpus rounded, at least 1).",
-    )
     max_text_chars: int = Field(1000, ge=1, description="Longest text accepted, in characters.")
