@@ -151,15 +151,12 @@ def internal_token():
         SettingsError: a bad setting, or none.
     """
     from shared.serving.auth import caller_internal_token
-    from shared.settings import InternalCallSettings, SettingsError, load_settings
+    from shared.settings import InternalCallSettings, load_settings
 
     settings = load_settings(InternalCallSettings)
     if not (settings.internal_token or settings.internal_token_file) and MAKE_RUN_TOKEN.is_file():
         settings = load_settings(InternalCallSettings, internal_token_file=str(MAKE_RUN_TOKEN))
-    try:
-        return caller_internal_token(settings, caller="the CLI")
-    except ValueError as e:
-        raise SettingsError(str(e)) from None
+    return caller_internal_token(settings, caller="the CLI")
 
 
 def replica_infos(

@@ -10,7 +10,7 @@ from services.image_encoder.config import ImageEncoderSettings
 from services.image_encoder.deployment import ImageEncoder
 from shared.serving.auth import service_internal_token
 from shared.serving.runtime import resolve_bundle
-from shared.settings import SettingsError, load_settings
+from shared.settings import load_settings
 
 
 def build_app(args: dict) -> Application:
@@ -19,10 +19,7 @@ def build_app(args: dict) -> Application:
     Dynamic batching is the deployment's `user_config` in the Serve config, and nowhere else.
     """
     s = load_settings(ImageEncoderSettings, **args)
-    try:
-        token = service_internal_token(s, service="image encoder")
-    except ValueError as e:
-        raise SettingsError(str(e)) from None
+    token = service_internal_token(s, service="image encoder")
     # @serve.deployment made the class a Deployment; mypy ignores class decorators (mypy#3135).
     return cast(Deployment, ImageEncoder).bind(
         internal_token=token,

@@ -11,7 +11,7 @@ from services.vector_store.config import VectorStoreSettings
 from services.vector_store.deployment import VectorStore
 from shared.serving.auth import service_internal_token
 from shared.serving.runtime import resolve_bundle
-from shared.settings import SettingsError, load_settings
+from shared.settings import load_settings
 
 
 def _absolute(location: str) -> str:
@@ -25,10 +25,7 @@ def _absolute(location: str) -> str:
 def build_app(args: dict) -> Application:
     """The vector-store application; `args` (from the Serve config) override VITRINE_* settings."""
     s = load_settings(VectorStoreSettings, **args)
-    try:
-        token = service_internal_token(s, service="vector store")
-    except ValueError as e:
-        raise SettingsError(str(e)) from None
+    token = service_internal_token(s, service="vector store")
     embedded = s.store_location.startswith(("edge:", "local:", ":memory:"))
     # @serve.deployment made the class a Deployment; mypy ignores class decorators (mypy#3135).
     deployment = cast(Deployment, VectorStore)

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 
 from shared.serving.errors import RequestError
+from shared.settings import SettingsError
 
 
 class UnauthenticatedError(RequestError):
@@ -109,12 +110,16 @@ def internal_token_of(settings) -> InternalToken | None:
     """The InternalToken of a process's settings (`internal_token`, `internal_token_file`).
 
     Raises:
-        ValueError: as InternalToken.load.
+        SettingsError: as InternalToken.load, naming the setting's problem.
     """
     secret = settings.internal_token
-    return InternalToken.load(
-        env_text=secret.get_secret_value() if secret else None, file=settings.internal_token_file
-    )
+    try:
+        return InternalToken.load(
+            env_text=secret.get_secret_value() if secret else None,
+            file=settings.internal_token_file,
+        )
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
 
 
 def service_internal_token(settings, *, service: str) -> InternalToken | None:
@@ -122,11 +127,11 @@ def service_internal_token(settings, *, service: str) -> InternalToken | None:
     call; in production it refuses to start.
 
     Raises:
-        ValueError: a bad token setting, or none in production.
+        SettingsError: a bad token setting, or none in production.
     """
     token = internal_token_of(settings)
     if token is None and settings.environment == "production":
-        raise ValueError(
+        raise SettingsError(
             f"{service}: VITRINE_ENVIRONMENT=production needs an internal token "
             "(VITRINE_INTERNAL_TOKEN or VITRINE_INTERNAL_TOKEN_FILE, from a Secret)"
         )
@@ -138,11 +143,11 @@ def caller_internal_token(settings, *, caller: str) -> InternalToken:
     every internal service refuses calls without it.
 
     Raises:
-        ValueError: a bad token setting, or none.
+        SettingsError: a bad token setting, or none.
     """
     token = internal_token_of(settings)
     if token is None:
-        raise ValueError(
+        raise SettingsError(
             f"{caller} needs the internal token the internal services check: set "
             "VITRINE_INTERNAL_TOKEN or VITRINE_INTERNAL_TOKEN_FILE (`make run` writes "
             "artifacts/secrets/internal_token)"
