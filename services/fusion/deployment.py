@@ -9,30 +9,27 @@ import numpy as np
 from ray import serve
 
 from shared.api.vitrine.fusion.v1 import fusion_pb2 as pb
-from shared.api.vitrine.replica.v1 import replica_pb2 as replica_pb
 from shared.conversions import fusion as conv
-from shared.conversions import replica as replica_conv
 from shared.logs import serve_logger
 from shared.models import encoders
 from shared.serving.apps import FUSION_DEPLOYMENT
 from shared.serving.auth import InternalToken
-from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
-from shared.serving.replica import replica_info
+from shared.serving.replica import BatchedModelReplica
 from shared.serving.runtime import (
     describe_runtime,
     resolve_bundle,
     resolve_device,
     set_torch_threads,
 )
-from shared.types import Embeddings, FusionInput, ReplicaInfo
+from shared.types import Embeddings, FusionInput
 
 log = serve_logger(__name__)
 
 
 @serve.deployment(name=FUSION_DEPLOYMENT)
-class Fusion:
+class Fusion(BatchedModelReplica):
     """Fuses (image, text) embedding pairs; concurrent requests share dynamic batches."""
 
     def __init__(
@@ -49,10 +46,10 @@ class Fusion:
         self._threads = set_torch_threads(torch_threads)
         bundle = resolve_bundle(bundle_path)
         self._device = resolve_device(device)
-        self._fusion = encoders.load(
+        self._model = encoders.load(
             bundle, "fusion", runtime=runtime, threads=self._threads, device=self._device
         )
-        self.model_version, self.dim = self._fusion.model_version, self._fusion.dim
+        self.model_version, self.dim = self._model.model_version, self._model.dim
         # Its limits come from the Serve config's user_config (reconfigure).
         self._batcher = Batcher(self._forward_pairs, config=BatchConfig(), name="fusion-batch")
         self._max_rows = max_rows
@@ -60,41 +57,9 @@ class Fusion:
             "fusion: bundle %s (%s), %s on %s",
             self.model_version,
             bundle,
-            describe_runtime(self._fusion),
+            describe_runtime(self._model),
             self._device,
         )
-
-    def reconfigure(self, user_config: dict) -> None:
-        self._batcher.configure(BatchConfig(**user_config))
-        log.info("dynamic batching: %s", self._batcher.config)
-
-    def _replica_info(self) -> ReplicaInfo:
-        return replica_info(
-            model_version=self.model_version,
-            dim=self.dim,
-            runtime=describe_runtime(self._fusion),
-            threads=self._threads,
-            batcher=self._batcher,
-        )
-
-    def info(self) -> dict:
-        """Model version, dimension, and the batching and threads in force, with batch stats."""
-        return {
-            "model_version": self.model_version,
-            "dim": self.dim,
-            "batching": self._batcher.config.model_dump(),
-            "batch_stats": self._batcher.stats.to_dict(),
-            "torch_threads": self._threads,
-            "runtime": describe_runtime(self._fusion),
-        }
-
-    def record_autoscaling_stats(self) -> dict[str, float]:
-        """For the autoscaling policy of the Kubernetes profiles (shared.serving.autoscaling)."""
-        return batcher_stats(self._batcher)
-
-    @grpc_method
-    async def GetReplicaInfo(self, request: replica_pb.GetReplicaInfoRequest):  # noqa: N802
-        return replica_conv.info_to_proto(self._replica_info())
 
     def _check(self, pair: FusionInput) -> None:
         image, text = pair.image_vectors, pair.text_vectors
@@ -118,7 +83,7 @@ class Fusion:
         return self._forward(image, text)
 
     def _forward(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
-        return self._fusion.fuse(image, text)  # [b, dim]
+        return self._model.fuse(image, text)  # [b, dim]
 
     async def fuse(self, pair: FusionInput) -> Embeddings:
         """Query embeddings [n, dim] for n (image, text) embedding pairs.

@@ -10,9 +10,7 @@ from PIL import Image
 from ray import serve
 
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2 as pb
-from shared.api.vitrine.replica.v1 import replica_pb2 as replica_pb
 from shared.conversions import image_encoder as conv
-from shared.conversions import replica as replica_conv
 from shared.logs import serve_logger
 from shared.models import encoders
 from shared.models.transforms import (
@@ -23,17 +21,16 @@ from shared.models.transforms import (
 )
 from shared.serving.apps import IMAGE_ENCODER_DEPLOYMENT
 from shared.serving.auth import InternalToken
-from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
-from shared.serving.replica import replica_info
+from shared.serving.replica import BatchedModelReplica
 from shared.serving.runtime import (
     describe_runtime,
     resolve_bundle,
     resolve_device,
     set_torch_threads,
 )
-from shared.types import Embeddings, ReplicaInfo
+from shared.types import Embeddings
 
 log = serve_logger(__name__)
 
@@ -82,7 +79,7 @@ def decode_request(images: list[bytes], limits: ImageLimits) -> list[Image.Image
 
 
 @serve.deployment(name=IMAGE_ENCODER_DEPLOYMENT)
-class ImageEncoder:
+class ImageEncoder(BatchedModelReplica):
     """Decodes, preprocesses and embeds images; concurrent requests share dynamic batches.
 
     gRPC callers (the gateway, the ingestion worker) use `EmbedImages`
@@ -107,10 +104,10 @@ class ImageEncoder:
         self._threads = set_torch_threads(torch_threads)
         bundle = resolve_bundle(bundle_path)
         self._device = resolve_device(device)
-        self._encoder = encoders.load(
+        self._model = encoders.load(
             bundle, "image", runtime=runtime, threads=self._threads, device=self._device
         )
-        self.model_version, self.dim = self._encoder.model_version, self._encoder.dim
+        self.model_version, self.dim = self._model.model_version, self._model.dim
         # Its limits come from the Serve config's user_config (reconfigure).
         self._batcher = Batcher(self._forward, config=BatchConfig(), name="image-batch")
         self._limits = ImageLimits(
@@ -120,49 +117,17 @@ class ImageEncoder:
             "image encoder: bundle %s (%s), %s on %s, %d threads",
             self.model_version,
             bundle,
-            describe_runtime(self._encoder),
+            describe_runtime(self._model),
             self._device,
             self._threads,
         )
-
-    def reconfigure(self, user_config: dict) -> None:
-        self._batcher.configure(BatchConfig(**user_config))
-        log.info("dynamic batching: %s", self._batcher.config)
-
-    def _replica_info(self) -> ReplicaInfo:
-        return replica_info(
-            model_version=self.model_version,
-            dim=self.dim,
-            runtime=describe_runtime(self._encoder),
-            threads=self._threads,
-            batcher=self._batcher,
-        )
-
-    def info(self) -> dict:
-        """Model version, dimension, and the batching and threads in force, with batch stats."""
-        return {
-            "model_version": self.model_version,
-            "dim": self.dim,
-            "batching": self._batcher.config.model_dump(),
-            "batch_stats": self._batcher.stats.to_dict(),
-            "torch_threads": self._threads,
-            "runtime": describe_runtime(self._encoder),
-        }
-
-    def record_autoscaling_stats(self) -> dict[str, float]:
-        """For the autoscaling policy of the Kubernetes profiles (shared.serving.autoscaling)."""
-        return batcher_stats(self._batcher)
-
-    @grpc_method
-    async def GetReplicaInfo(self, request: replica_pb.GetReplicaInfoRequest):  # noqa: N802
-        return replica_conv.info_to_proto(self._replica_info())
 
     def _decode(self, images: list[bytes]) -> list[Image.Image]:
         return decode_request(images, self._limits)
 
     def _forward(self, images: list[Image.Image]) -> np.ndarray:
         """Runs on the batcher's thread: [len(images), dim]."""
-        return self._encoder.encode(images)
+        return self._model.encode(images)
 
     async def embed(self, images: list[bytes]) -> Embeddings:
         """Embeddings [len(images), dim] of encoded images.

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from shared.serving.batching import Batcher
-from shared.serving.runtime import cpu_budget
+from typing import Any
+
+from shared.api.vitrine.replica.v1 import replica_pb2 as replica_pb
+from shared.conversions import replica as replica_conv
+from shared.logs import serve_logger
+from shared.serving.autoscaling import batcher_stats
+from shared.serving.batching import BatchConfig, Batcher
+from shared.serving.errors import grpc_method
+from shared.serving.runtime import cpu_budget, describe_runtime
 from shared.types import BatchingInfo, ReplicaInfo
+
+log = serve_logger(__name__)
 
 
 def _identity() -> tuple[str, str]:
@@ -50,3 +59,51 @@ def replica_info(
         cpu_budget=cpu_budget() or 0.0,
         batching=batching_info(batcher) if batcher is not None else None,
     )
+
+
+class BatchedModelReplica:
+    """What every batched model replica (the encoders, fusion) shares: its batching tuned from the
+    Serve config's `user_config` at run time, and what it reports about itself (`info` through a
+    handle, `GetReplicaInfo` over gRPC, batcher stats for autoscaling).
+
+    A subclass sets `model_version`, `dim`, `_model` (the loaded encoder or fusion module),
+    `_threads` and `_batcher` in its constructor.
+    """
+
+    model_version: str
+    dim: int
+    _model: Any
+    _threads: int
+    _batcher: Batcher
+
+    def reconfigure(self, user_config: dict) -> None:
+        self._batcher.configure(BatchConfig(**user_config))
+        log.info("dynamic batching: %s", self._batcher.config)
+
+    def _replica_info(self) -> ReplicaInfo:
+        return replica_info(
+            model_version=self.model_version,
+            dim=self.dim,
+            runtime=describe_runtime(self._model),
+            threads=self._threads,
+            batcher=self._batcher,
+        )
+
+    def info(self) -> dict:
+        """Model version, dimension, and the batching and threads in force, with batch stats."""
+        return {
+            "model_version": self.model_version,
+            "dim": self.dim,
+            "batching": self._batcher.config.model_dump(),
+            "batch_stats": self._batcher.stats.to_dict(),
+            "torch_threads": self._threads,
+            "runtime": describe_runtime(self._model),
+        }
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """For the autoscaling policy of the Kubernetes profiles (shared.serving.autoscaling)."""
+        return batcher_stats(self._batcher)
+
+    @grpc_method
+    async def GetReplicaInfo(self, request: replica_pb.GetReplicaInfoRequest):  # noqa: N802
+        return replica_conv.info_to_proto(self._replica_info())
