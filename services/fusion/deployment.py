@@ -11,18 +11,10 @@ from ray import serve
 from shared.api.vitrine.fusion.v1 import fusion_pb2 as pb
 from shared.conversions import fusion as conv
 from shared.logs import serve_logger
-from shared.models import encoders
 from shared.serving.apps import FUSION_DEPLOYMENT
 from shared.serving.auth import InternalToken
-from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
 from shared.serving.replica import BatchedModelReplica
-from shared.serving.runtime import (
-    describe_runtime,
-    resolve_bundle,
-    resolve_device,
-    set_torch_threads,
-)
 from shared.types import Embeddings, FusionInput
 
 log = serve_logger(__name__)
@@ -43,23 +35,15 @@ class Fusion(BatchedModelReplica):
         runtime: str = "auto",
     ) -> None:
         self._internal_token = internal_token  # checked by every grpc_method
-        self._threads = set_torch_threads(torch_threads)
-        bundle = resolve_bundle(bundle_path)
-        self._device = resolve_device(device)
-        self._model = encoders.load(
-            bundle, "fusion", runtime=runtime, threads=self._threads, device=self._device
+        self._start(
+            "fusion",
+            bundle_path=bundle_path,
+            device=device,
+            runtime=runtime,
+            torch_threads=torch_threads,
+            forward=self._forward_pairs,
         )
-        self.model_version, self.dim = self._model.model_version, self._model.dim
-        # Its limits come from the Serve config's user_config (reconfigure).
-        self._batcher = Batcher(self._forward_pairs, config=BatchConfig(), name="fusion-batch")
         self._max_rows = max_rows
-        log.info(
-            "fusion: bundle %s (%s), %s on %s",
-            self.model_version,
-            bundle,
-            describe_runtime(self._model),
-            self._device,
-        )
 
     def _check(self, pair: FusionInput) -> None:
         image, text = pair.image_vectors, pair.text_vectors

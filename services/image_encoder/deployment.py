@@ -12,7 +12,6 @@ from ray import serve
 from shared.api.vitrine.image_encoder.v1 import image_encoder_pb2 as pb
 from shared.conversions import image_encoder as conv
 from shared.logs import serve_logger
-from shared.models import encoders
 from shared.models.transforms import (
     ImageDecodeError,
     PixelBudgetError,
@@ -21,15 +20,8 @@ from shared.models.transforms import (
 )
 from shared.serving.apps import IMAGE_ENCODER_DEPLOYMENT
 from shared.serving.auth import InternalToken
-from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
 from shared.serving.replica import BatchedModelReplica
-from shared.serving.runtime import (
-    describe_runtime,
-    resolve_bundle,
-    resolve_device,
-    set_torch_threads,
-)
 from shared.types import Embeddings
 
 log = serve_logger(__name__)
@@ -101,25 +93,16 @@ class ImageEncoder(BatchedModelReplica):
         max_request_pixels: int = MAX_REQUEST_PIXELS,
     ) -> None:
         self._internal_token = internal_token  # checked by every grpc_method
-        self._threads = set_torch_threads(torch_threads)
-        bundle = resolve_bundle(bundle_path)
-        self._device = resolve_device(device)
-        self._model = encoders.load(
-            bundle, "image", runtime=runtime, threads=self._threads, device=self._device
+        self._start(
+            "image",
+            bundle_path=bundle_path,
+            device=device,
+            runtime=runtime,
+            torch_threads=torch_threads,
+            forward=self._forward,
         )
-        self.model_version, self.dim = self._model.model_version, self._model.dim
-        # Its limits come from the Serve config's user_config (reconfigure).
-        self._batcher = Batcher(self._forward, config=BatchConfig(), name="image-batch")
         self._limits = ImageLimits(
             max_images, max_image_bytes, max_image_pixels, max_request_pixels
-        )
-        log.info(
-            "image encoder: bundle %s (%s), %s on %s, %d threads",
-            self.model_version,
-            bundle,
-            describe_runtime(self._model),
-            self._device,
-            self._threads,
         )
 
     def _decode(self, images: list[bytes]) -> list[Image.Image]:

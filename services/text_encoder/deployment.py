@@ -8,18 +8,10 @@ from ray import serve
 from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2 as pb
 from shared.conversions import text_encoder as conv
 from shared.logs import serve_logger
-from shared.models import encoders
 from shared.serving.apps import TEXT_ENCODER_DEPLOYMENT
 from shared.serving.auth import InternalToken
-from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
 from shared.serving.replica import BatchedModelReplica
-from shared.serving.runtime import (
-    describe_runtime,
-    resolve_bundle,
-    resolve_device,
-    set_torch_threads,
-)
 from shared.types import Embeddings
 
 log = serve_logger(__name__)
@@ -45,24 +37,15 @@ class TextEncoder(BatchedModelReplica):
         runtime: str = "auto",
     ) -> None:
         self._internal_token = internal_token  # checked by every grpc_method
-        self._threads = set_torch_threads(torch_threads)
-        bundle = resolve_bundle(bundle_path)
-        self._device = resolve_device(device)
-        self._model = encoders.load(
-            bundle, "text", runtime=runtime, threads=self._threads, device=self._device
+        self._start(
+            "text",
+            bundle_path=bundle_path,
+            device=device,
+            runtime=runtime,
+            torch_threads=torch_threads,
+            forward=self._forward,
         )
-        self.model_version, self.dim = self._model.model_version, self._model.dim
-        # Its limits come from the Serve config's user_config (reconfigure).
-        self._batcher = Batcher(self._forward, config=BatchConfig(), name="text-batch")
         self._max_texts, self._max_chars = max_texts, max_text_chars
-        log.info(
-            "text encoder: bundle %s (%s), %s on %s, %d threads",
-            self.model_version,
-            bundle,
-            describe_runtime(self._model),
-            self._device,
-            self._threads,
-        )
 
     def _check(self, texts: list[str]) -> None:
         if not texts:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from shared.api.vitrine.replica.v1 import replica_pb2 as replica_pb
 from shared.conversions import replica as replica_conv
 from shared.logs import serve_logger
+from shared.models import encoders
 from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import grpc_method
-from shared.serving.runtime import cpu_budget, describe_runtime
+from shared.serving.runtime import (
+    cpu_budget,
+    describe_runtime,
+    resolve_bundle,
+    resolve_device,
+    set_torch_threads,
+)
 from shared.types import BatchingInfo, ReplicaInfo
 
 log = serve_logger(__name__)
@@ -75,6 +83,37 @@ class BatchedModelReplica:
     _model: Any
     _threads: int
     _batcher: Batcher
+
+    def _start(
+        self,
+        part: str,
+        *,
+        bundle_path: str,
+        device: str,
+        runtime: str,
+        torch_threads: int,
+        forward: Callable[[list], Any],
+    ) -> None:
+        """Loads `part` ("image", "text", "fusion") of the bundle with its threads and device,
+        and a batcher around `forward` (its limits come later, from the Serve config's
+        user_config through `reconfigure`)."""
+        self._threads = set_torch_threads(torch_threads)
+        bundle = resolve_bundle(bundle_path)
+        device = resolve_device(device)
+        self._model = encoders.load(
+            bundle, part, runtime=runtime, threads=self._threads, device=device
+        )
+        self.model_version, self.dim = self._model.model_version, self._model.dim
+        self._batcher = Batcher(forward, config=BatchConfig(), name=f"{part}-batch")
+        log.info(
+            "%s: bundle %s (%s), %s on %s, %d threads",
+            part,
+            self.model_version,
+            bundle,
+            describe_runtime(self._model),
+            device,
+            self._threads,
+        )
 
     def reconfigure(self, user_config: dict) -> None:
         self._batcher.configure(BatchConfig(**user_config))
