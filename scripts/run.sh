@@ -31,7 +31,7 @@ export RAY_AUTH_MODE=token RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 HF_HUB_OFFLINE=1
 new_secret() { [[ -s "$1" ]] || (umask 077 && mkdir -p "$(dirname "$1")" && .venv/bin/python -c \
   'import secrets; print(secrets.token_urlsafe(32), end="")' >"$1") && chmod 600 "$1"; }
 new_secret "${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}"
-# The internal services' token (shared/serving/security.py), sent by the gateway, the worker
+# The internal services' token (shared/serving/auth.py), sent by the gateway, the worker
 # and the CLI; Serve's gRPC messages capped at INTERNAL_MAX_MESSAGE_BYTES (shared/serving/endpoints.py).
 [[ -n "${VITRINE_INTERNAL_TOKEN:-}" ]] || export VITRINE_INTERNAL_TOKEN_FILE="${VITRINE_INTERNAL_TOKEN_FILE:-$PWD/artifacts/secrets/internal_token}"
 [[ -z "${VITRINE_INTERNAL_TOKEN_FILE:-}" ]] || new_secret "$VITRINE_INTERNAL_TOKEN_FILE"
