@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 
 # Where Ray Serve hands out direct-ingress replica ports (HTTP from 30000, gRPC from 40000, and
-# the private blocks of shared.serving.endpoints.private_port_ranges up to 51000). A port the
+# the private blocks of private_port_ranges below up to 51000). A port the
 # kernel calls free now may be given to a replica a second later, and replicas bind with
 # SO_REUSEPORT: a gateway or broker on such a port would share it with a replica, and the kernel
 # would hand some connections to the wrong server.
