@@ -26,15 +26,13 @@ from tqdm.auto import tqdm
 from bench.harness import Row, Section, p50, p99, start_ray
 from bench.serving import _bundle, _jpeg
 from operations.broker import LocalBroker
-from operations.ports import free_port, private_port_ranges
+from operations.local_ray import stop_local_ray
+from operations.ports import free_port
 from services.ingestion.config import IngestionSettings
 from shared.serving.apps import IMAGE_ENCODER, VECTOR_STORE
 from shared.serving.clients import ImageEncoderClient, VectorStoreClient, shared_loop
 from shared.streaming.events import publish
 from shared.types import CatalogEvent, Op
-
-os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
-private_port_ranges(os.environ, slot=50 + os.getpid() % 50)
 
 IMAGES = int(os.environ.get("VITRINE_BENCH_INGEST_IMAGES", 1536))
 LATENCY_EVENTS = int(os.environ.get("VITRINE_BENCH_INGEST_LATENCY_EVENTS", 100))
@@ -196,8 +194,6 @@ def _latencies(broker: LocalBroker, store: VectorStoreClient, images: list[bytes
 
 
 def run() -> Section:
-    import ray
-    from ray import serve
 
     section = Section(
         title="Streaming ingestion (Kafka -> worker -> encoder -> store)",
@@ -217,8 +213,7 @@ def run() -> Section:
                 section.rows.append(_throughput_row(broker, proxy, encoder, images, root))
                 section.rows.append(_latency_row(broker, proxy, (encoder, store), images, root))
         finally:
-            serve.shutdown()
-            ray.shutdown()
+            stop_local_ray()
     return section
 
 
