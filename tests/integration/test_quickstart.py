@@ -218,6 +218,12 @@ def test_web_page_in_headless_chromium(running):
             )
             error = b.script("return document.getElementById('error').textContent;")
             assert not error, error
+            # Thumbnails are lazy <img>s: naturalWidth is 0 until the first one has decoded,
+            # which a busy machine may not have done when the hits appear.
+            b.wait_for(
+                "[...document.querySelectorAll('#results .hit img')].slice(0, 1)"
+                ".every(i => i.complete)"
+            )
             return b.script(
                 "return [...document.querySelectorAll('#results .hit')].map(h => ({"
                 "id: h.dataset.productId, title: h.querySelector('.title').textContent, "
