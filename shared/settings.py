@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError
+from pydantic.json_schema import JsonDict
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "VITRINE_"
@@ -85,7 +86,21 @@ class VitrineSettings(BaseSettings):
         """Flat name of before issue 18 (`VITRINE_<FIELD>`) -> the variable that replaced it,
         for each field not on the shared list."""
         flat = {name: ENV_PREFIX + name.upper() for name in cls.model_fields}
-        return {flat[name]: env for name, env in cls.env_names().items() if env != flat[name]}
+        return {
+            flat[name]: env
+            for name, env in cls.env_names().items()
+            if env != flat[name] and not _added_since_prefixes(cls.model_fields[name])
+        }
+
+
+# Marks a field added after the per-process prefixes (it never had a flat name to rename):
+# Field(..., json_schema_extra=SINCE_PREFIXES).
+SINCE_PREFIXES: JsonDict = {"since_prefixes": True}
+
+
+def _added_since_prefixes(info) -> bool:
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("since_prefixes"))
 
 
 Environment = Literal["development", "production"]

@@ -128,6 +128,15 @@ def filter_problem(flt: Filter) -> str | None:
     return None
 
 
+class SearchMode(enum.Enum):
+    """How a query's words are matched: by the text embedding (dense), by BM25 over titles
+    (lexical), or both fused by Reciprocal Rank Fusion (hybrid)."""
+
+    DENSE = "dense"
+    LEXICAL = "lexical"
+    HYBRID = "hybrid"
+
+
 @dataclass(frozen=True)
 class SearchQuery:
     """A search: text, a reference (image bytes or product id), or both (composed)."""
@@ -137,6 +146,12 @@ class SearchQuery:
     product_id: str | None = None
     top_k: int = 0
     filter: Filter = field(default_factory=Filter)
+    # None: the gateway's default mode. Lexical and hybrid need text.
+    mode: SearchMode | None = None
+    rrf_k: int = 0  # 0: the default (shared.vectorstore.lexical.DEFAULT_RRF_K)
+    offset: int = 0  # hits to skip (paging); a page token sets it too
+    page_token: str = ""  # from a previous answer's next_page_token
+    score_threshold: float | None = None  # hits scoring below are left out
 
 
 @dataclass(frozen=True)
@@ -161,6 +176,8 @@ class SearchResult:
     hits: tuple[Hit, ...]
     model_version: str
     timing: Timing = field(default_factory=Timing)
+    next_page_token: str = ""  # empty on the last page
+    mode: SearchMode | None = None  # the mode the query ran in
 
 
 class Op(enum.Enum):

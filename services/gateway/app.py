@@ -51,6 +51,8 @@ def build_app(args: dict) -> Application:
             max_text_chars=s.max_text_chars,
             max_image_bytes=s.max_image_bytes,
             max_query_pixels=s.max_query_pixels,
+            max_depth=s.max_depth,
+            default_mode=s.default_mode,
         ),
         request_timeout_s=s.request_timeout_s,
         max_request_bytes=s.max_request_bytes,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 
 from shared.serving import apps
-from shared.settings import InternalCallSettings, process_config
+from shared.settings import SINCE_PREFIXES, InternalCallSettings, process_config
+from shared.types import SearchMode
 
 
 class GatewaySettings(InternalCallSettings):
@@ -17,6 +18,20 @@ class GatewaySettings(InternalCallSettings):
     )
     default_top_k: int = Field(10, ge=1, description="Hits returned when a request sets no top_k.")
     max_top_k: int = Field(100, ge=1, description="Largest top_k accepted.")
+    max_depth: int = Field(
+        1000,
+        ge=1,
+        le=10_000,
+        description="Deepest hit a page may reach (offset + top_k); deeper pages are refused.",
+        json_schema_extra=SINCE_PREFIXES,
+    )
+    default_mode: SearchMode = Field(
+        SearchMode.DENSE,
+        description="How a text query that names no mode is matched: dense (the text "
+        "embedding), lexical (BM25 over titles) or hybrid (both, fused by RRF). A query "
+        "without text is always dense.",
+        json_schema_extra=SINCE_PREFIXES,
+    )
     max_request_bytes: int = Field(8 * 2**20, ge=1024, description="Largest request accepted.")
     request_timeout_s: float = Field(10.0, gt=0, description="Deadline when the caller sets none.")
     max_text_chars: int = Field(1000, ge=1, description="Longest query text accepted.")

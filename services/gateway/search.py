@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from services.gateway import paging
 from shared.models.transforms import ImageDecodeError, PixelBudgetError, request_pixels
 from shared.serving.errors import DependencyError, LimitError, NotFoundError, RequestError
-from shared.types import Filter, SearchQuery, SearchResult, Timing, filter_problem
+from shared.types import Filter, SearchMode, SearchQuery, SearchResult, Timing, filter_problem
+from shared.vectorstore.base import PointQuery
+from shared.vectorstore.lexical import DEFAULT_RRF_K
+
+MAX_RRF_K = 10_000
 
 
 @dataclass(frozen=True)
@@ -21,10 +28,15 @@ class Limits:
     max_image_bytes: int
     max_filter_conditions: int = 32
     max_query_pixels: int = 40_000_000
+    # Deepest hit a page may reach (offset + top_k): deep pages cost the engine as much as one
+    # long answer.
+    max_depth: int = 1000
+    # The mode of a text query that names none (a query without text is always dense).
+    default_mode: SearchMode = SearchMode.DENSE
 
 
 def validate(query: SearchQuery, limits: Limits) -> SearchQuery:
-    """The query with its top_k resolved.
+    """The query with its top_k, mode, RRF k and offset (from a page token) resolved.
 
     Raises:
         RequestError / LimitError: what is wrong, in words for the caller.
@@ -48,7 +60,43 @@ def validate(query: SearchQuery, limits: Limits) -> SearchQuery:
         raise LimitError(f"top_k {query.top_k} is more than the limit of {limits.max_top_k}")
     _validate_filter(query.filter, limits)
     top_k = query.top_k or limits.default_top_k
-    return SearchQuery(query.text, query.image, query.product_id, top_k, query.filter)
+    resolved = dataclasses.replace(
+        query, top_k=top_k, mode=_mode(query, limits), rrf_k=query.rrf_k or DEFAULT_RRF_K
+    )
+    # A page token holds the fingerprint of the resolved query (paging.encode gets it).
+    return dataclasses.replace(resolved, offset=_offset(resolved, top_k, limits), page_token="")
+
+
+def _mode(query: SearchQuery, limits: Limits) -> SearchMode:
+    has_text = bool(query.text.strip())
+    has_reference = query.image is not None or query.product_id is not None
+    if query.mode is SearchMode.LEXICAL and (has_reference or not has_text):
+        raise RequestError("lexical mode matches words only: give a text and no reference")
+    if query.mode is SearchMode.HYBRID and not has_text:
+        raise RequestError("hybrid mode needs a text to match by words")
+    if query.rrf_k > MAX_RRF_K:
+        raise RequestError(f"rrf_k {query.rrf_k} is more than {MAX_RRF_K}")
+    if query.score_threshold is not None and not math.isfinite(query.score_threshold):
+        raise RequestError("score_threshold is not a finite number")
+    if query.mode is not None:
+        return query.mode
+    if not has_text:
+        return SearchMode.DENSE
+    if has_reference and limits.default_mode is SearchMode.LEXICAL:
+        return SearchMode.DENSE  # a reference is matched by its embedding
+    return limits.default_mode
+
+
+def _offset(query: SearchQuery, top_k: int, limits: Limits) -> int:
+    if query.page_token and query.offset:
+        raise RequestError("give offset or page_token, not both")
+    offset = paging.decode(query.page_token, query) if query.page_token else query.offset
+    if offset + top_k > limits.max_depth:
+        raise LimitError(
+            f"offset {offset} + top_k {top_k} reaches past hit {limits.max_depth}, the deepest "
+            "page served (max_depth); narrow the query with a filter instead"
+        )
+    return offset
 
 
 def _check_pixels(image: bytes, limits: Limits) -> None:
@@ -93,14 +141,15 @@ async def run_search(
 
     t0 = time.perf_counter()
     calls = []
-    if query.text.strip():
+    embed_text = bool(query.text.strip()) and query.mode is not SearchMode.LEXICAL
+    if embed_text:
         calls.append(deps.text.embed(query.text, timeout_s=left()))
     if query.image is not None:
         calls.append(deps.image.embed(query.image, timeout_s=left()))
     elif query.product_id is not None:
         calls.append(deps.store.vector_of(query.product_id, timeout_s=left()))
     results = list(await asyncio.gather(*calls))
-    text_vec = _vector(results.pop(0), model_version) if query.text.strip() else None
+    text_vec = _vector(results.pop(0), model_version) if embed_text else None
     reference_vec = _reference_vector(results.pop(0), query, model_version) if results else None
     t_encoded = time.perf_counter()
     if text_vec is not None and reference_vec is not None:
@@ -108,11 +157,11 @@ async def run_search(
         vector: np.ndarray | None = _vector(fused, model_version)
     else:
         vector = text_vec if text_vec is not None else reference_vec
-    if vector is None:  # validate() refuses a query with nothing to search by
+    if vector is None and query.mode is not SearchMode.LEXICAL:
+        # validate() refuses a query with nothing to search by
         raise RequestError("give a text, a reference (image or product_id), or both")
     t_fused = time.perf_counter()
-    flt = None if query.filter.is_empty() else query.filter
-    hits = await deps.store.search(vector, top_k=query.top_k, filter=flt, timeout_s=left())
+    hits = await deps.store.search(_point_query(query, vector), timeout_s=left())
     t_done = time.perf_counter()
     timing = Timing(
         encode_ms=(t_encoded - t0) * 1000,
@@ -120,7 +169,23 @@ async def run_search(
         search_ms=(t_done - t_fused) * 1000,
         total_ms=(t_done - t0) * 1000,
     )
-    return SearchResult(tuple(hits), model_version, timing)
+    full = len(hits) == query.top_k
+    next_token = paging.encode(query.offset + query.top_k, query) if full else ""
+    return SearchResult(tuple(hits), model_version, timing, next_token, query.mode)
+
+
+def _point_query(query: SearchQuery, vector: np.ndarray | None) -> PointQuery:
+    mode = query.mode or SearchMode.DENSE
+    return PointQuery(
+        vector,
+        query.top_k,
+        None if query.filter.is_empty() else query.filter,
+        text=query.text if mode is not SearchMode.DENSE else "",
+        mode=mode,
+        rrf_k=query.rrf_k,
+        offset=query.offset,
+        score_threshold=query.score_threshold,
+    )
 
 
 def _vector(embeddings, model_version: str) -> np.ndarray:

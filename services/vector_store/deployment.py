@@ -8,6 +8,7 @@ location the same deployment is a thin, stateless client and may scale out.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from dataclasses import asdict
 
@@ -40,6 +41,8 @@ from shared.vectorstore.base import PointQuery
 log = serve_logger(__name__)
 
 MAX_TOP_K = 1000
+MAX_DEPTH = 10_000  # offset + top_k
+MAX_TEXT_CHARS = 10_000
 MAX_BATCH_QUERIES = 1024
 
 
@@ -155,10 +158,7 @@ class VectorStore:
     async def SearchPoints(self, request: pb.SearchPointsRequest):  # noqa: N802
         query = parse(conv.search_request_from_proto, request)
         _check_query(query)
-        hits = await self.search(
-            query.vector, top_k=query.top_k, filter=query.filter, exact=query.exact
-        )
-        return conv.search_response_to_proto(hits)
+        return conv.search_response_to_proto((await self.search_batch([query]))[0])
 
     @grpc_method
     async def SearchPointsBatch(self, request: pb.SearchPointsBatchRequest):  # noqa: N802
@@ -206,5 +206,11 @@ class VectorStore:
 def _check_query(query: PointQuery) -> None:
     if not 1 <= query.top_k <= MAX_TOP_K:
         raise RequestError(f"top_k must be 1..{MAX_TOP_K}, got {query.top_k}")
+    if query.offset + query.top_k > MAX_DEPTH:
+        raise RequestError(f"offset + top_k must be at most {MAX_DEPTH}")
+    if len(query.text) > MAX_TEXT_CHARS:
+        raise RequestError(f"text has more than {MAX_TEXT_CHARS} characters")
+    if query.score_threshold is not None and not math.isfinite(query.score_threshold):
+        raise RequestError("score_threshold is not a finite number")
     if query.filter is not None and (problem := filter_problem(query.filter)):
         raise RequestError(problem)

@@ -14,10 +14,32 @@ from shared.types import (
     Hit,
     MatchValue,
     Range,
+    SearchMode,
     SearchQuery,
     SearchResult,
     Timing,
 )
+
+_MODES: dict[SearchMode, Any] = {
+    SearchMode.DENSE: pb.SEARCH_MODE_DENSE,
+    SearchMode.LEXICAL: pb.SEARCH_MODE_LEXICAL,
+    SearchMode.HYBRID: pb.SEARCH_MODE_HYBRID,
+}
+_MODES_BACK: dict[int, SearchMode] = {v: k for k, v in _MODES.items()}
+
+
+def mode_to_proto(mode: SearchMode | None) -> Any:
+    return pb.SEARCH_MODE_UNSPECIFIED if mode is None else _MODES[mode]
+
+
+def mode_from_proto(value: int) -> SearchMode | None:
+    """None for SEARCH_MODE_UNSPECIFIED. Raises ValueError for a value this version does not
+    know (a newer client's)."""
+    if value == pb.SEARCH_MODE_UNSPECIFIED:
+        return None
+    if value not in _MODES_BACK:
+        raise ValueError(f"unknown search mode {value}")
+    return _MODES_BACK[value]
 
 
 def _range_to_proto(r: Range) -> pb.Range:
@@ -79,18 +101,28 @@ def filter_from_proto(msg: pb.Filter) -> Filter:
 
 
 def request_to_proto(query: SearchQuery) -> pb.SearchRequest:
-    msg = pb.SearchRequest(text=query.text, top_k=query.top_k)
+    msg = pb.SearchRequest(
+        text=query.text,
+        top_k=query.top_k,
+        mode=mode_to_proto(query.mode),
+        rrf_k=query.rrf_k,
+        offset=query.offset,
+        page_token=query.page_token,
+    )
     if query.image is not None:
         msg.image = query.image
     elif query.product_id is not None:
         msg.product_id = query.product_id
     if not query.filter.is_empty():
         msg.filter.CopyFrom(filter_to_proto(query.filter))
+    if query.score_threshold is not None:
+        msg.score_threshold = query.score_threshold
     return msg
 
 
 def request_from_proto(msg: pb.SearchRequest) -> SearchQuery:
-    """Raises ValueError for a malformed filter; semantic checks are the gateway's."""
+    """Raises ValueError for a malformed filter or an unknown mode; semantic checks are the
+    gateway's."""
     reference = msg.WhichOneof("reference")
     return SearchQuery(
         text=msg.text,
@@ -98,6 +130,11 @@ def request_from_proto(msg: pb.SearchRequest) -> SearchQuery:
         product_id=msg.product_id if reference == "product_id" else None,
         top_k=msg.top_k,
         filter=filter_from_proto(msg.filter),
+        mode=mode_from_proto(msg.mode),
+        rrf_k=msg.rrf_k,
+        offset=msg.offset,
+        page_token=msg.page_token,
+        score_threshold=msg.score_threshold if msg.HasField("score_threshold") else None,
     )
 
 
@@ -163,6 +200,8 @@ def response_to_proto(result: SearchResult) -> pb.SearchResponse:
         timing=pb.Timing(
             encode_ms=t.encode_ms, fuse_ms=t.fuse_ms, search_ms=t.search_ms, total_ms=t.total_ms
         ),
+        next_page_token=result.next_page_token,
+        mode=mode_to_proto(result.mode),
     )
 
 
@@ -172,4 +211,6 @@ def response_from_proto(msg: pb.SearchResponse) -> SearchResult:
         hits=tuple(hit_from_proto(h) for h in msg.hits),
         model_version=msg.model_version,
         timing=Timing(t.encode_ms, t.fuse_ms, t.search_ms, t.total_ms),
+        next_page_token=msg.next_page_token,
+        mode=mode_from_proto(msg.mode),
     )

@@ -18,9 +18,11 @@ from shared.conversions.search import (
     filter_to_proto,
     hit_from_proto,
     hit_to_proto,
+    mode_from_proto,
+    mode_to_proto,
     whole_numbers,
 )
-from shared.types import Hit
+from shared.types import Hit, SearchMode
 from shared.vectorstore.base import (
     Deletion,
     Point,
@@ -29,6 +31,7 @@ from shared.vectorstore.base import (
     StoredPoint,
     WriteResult,
 )
+from shared.vectorstore.lexical import DEFAULT_RRF_K
 
 _F32_LE = np.dtype("<f4")
 
@@ -57,19 +60,41 @@ def _point_to_proto(
 
 def search_request_to_proto(query: PointQuery) -> pb.SearchPointsRequest:
     msg = pb.SearchPointsRequest(
-        vector=_vector_bytes(query.vector), top_k=query.top_k, exact=query.exact
+        vector=_vector_bytes(query.vector),
+        top_k=query.top_k,
+        exact=query.exact,
+        text=query.text,
+        mode=mode_to_proto(query.mode),
+        rrf_k=query.rrf_k,
+        offset=query.offset,
     )
     if query.filter is not None:
         msg.filter.CopyFrom(filter_to_proto(query.filter))
+    if query.score_threshold is not None:
+        msg.score_threshold = query.score_threshold
     return msg
 
 
 def search_request_from_proto(msg: pb.SearchPointsRequest) -> PointQuery:
-    """Raises ValueError for a malformed vector or filter."""
+    """Raises ValueError for a malformed vector, filter or mode."""
     flt = filter_from_proto(msg.filter) if msg.HasField("filter") else None
     if flt is not None and flt.is_empty():
         flt = None
-    return PointQuery(_vector(msg.vector, name="vector"), msg.top_k, flt, msg.exact)
+    mode = mode_from_proto(msg.mode) or SearchMode.DENSE
+    vector = (
+        _vector(msg.vector, name="vector") if msg.vector or mode is not SearchMode.LEXICAL else None
+    )
+    return PointQuery(
+        vector,
+        msg.top_k,
+        flt,
+        msg.exact,
+        text=msg.text,
+        mode=mode,
+        rrf_k=msg.rrf_k or DEFAULT_RRF_K,
+        offset=msg.offset,
+        score_threshold=msg.score_threshold if msg.HasField("score_threshold") else None,
+    )
 
 
 def search_response_to_proto(hits: Sequence[Hit]) -> pb.SearchPointsResponse:

@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from shared.types import Filter, Hit
+from shared.types import Filter, Hit, SearchMode
+from shared.vectorstore.lexical import DEFAULT_RRF_K
 
 # Point ids are UUIDv5 of the product id in this namespace: a replayed event overwrites its
 # point instead of adding a second one, on every backend and every process.
@@ -126,21 +127,46 @@ class StoredPoint:
         )
 
 
+# Candidates each branch of a hybrid query passes to the fusion (at least offset + top_k).
+HYBRID_CANDIDATES = 100
+
+
 @dataclass(frozen=True, eq=False)
 class PointQuery:
-    """A nearest-neighbour query against the store."""
+    """A query against the store: nearest neighbours of `vector` (dense), BM25 over titles of
+    `text` (lexical), or both fused by Reciprocal Rank Fusion with constant `rrf_k` (hybrid).
 
-    vector: np.ndarray  # [dim] float32
+    Hits `offset`..`offset + top_k` of the ranking are returned, those scoring below
+    `score_threshold` left out (the mode's score: cosine, BM25 or RRF).
+    """
+
+    vector: np.ndarray | None  # [dim] float32; None only for a lexical query
     top_k: int
     filter: Filter | None = None
     exact: bool = False
+    text: str = ""
+    mode: SearchMode = SearchMode.DENSE
+    rrf_k: int = DEFAULT_RRF_K
+    offset: int = 0
+    score_threshold: float | None = None
+
+    def _key(self) -> tuple:
+        return (
+            self.top_k, self.filter, self.exact, self.text, self.mode, self.rrf_k, self.offset,
+            self.score_threshold,
+        )  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, PointQuery)
-            and (self.top_k, self.filter, self.exact) == (other.top_k, other.filter, other.exact)
+            and self._key() == other._key()
             and _same_vector(self.vector, other.vector)
         )
+
+    @property
+    def candidates(self) -> int:
+        """How many hits each branch of a hybrid query ranks."""
+        return max(HYBRID_CANDIDATES, self.offset + self.top_k)
 
 
 @dataclass(frozen=True)
@@ -157,6 +183,9 @@ class StoreInfo:
     points: int
     indexed_vectors: int
     indexed_fields: dict[str, str]
+    # Whether titles are indexed for lexical and hybrid search (collections created before
+    # the lexical index have none until they are rebuilt).
+    lexical: bool = True
 
 
 class VectorStore(abc.ABC):
@@ -177,7 +206,6 @@ class VectorStore(abc.ABC):
     def delete(self, product_ids: Sequence[str]) -> None:
         """Deletes points; unknown ids are ignored."""
 
-    @abc.abstractmethod
     def search(
         self,
         vector: np.ndarray,
@@ -187,12 +215,20 @@ class VectorStore(abc.ABC):
         exact: bool = False,
     ) -> list[Hit]:
         """The top_k points by cosine similarity to vector [dim], best first."""
+        return self.query(PointQuery(vector, top_k, filter, exact))
 
+    def query(self, query: PointQuery) -> list[Hit]:
+        """The hits of one query (any mode), best first.
+
+        Raises:
+            StoreError: a vector that does not fit, or a lexical query on a collection
+                without the lexical index.
+        """
+        return self.search_batch([query])[0]
+
+    @abc.abstractmethod
     def search_batch(self, queries: Sequence[PointQuery]) -> list[list[Hit]]:
-        """`search` for each query, in order; backends plan the batch as one where they can."""
-        return [
-            self.search(q.vector, top_k=q.top_k, filter=q.filter, exact=q.exact) for q in queries
-        ]
+        """`query` for each query, in order, planned by the engine as one batch."""
 
     @abc.abstractmethod
     def retrieve(
@@ -236,6 +272,25 @@ class VectorStore(abc.ABC):
                 payload[VERSION_FIELD] = p.version
             rows.append((point_id(p.product_id), vector.tolist(), payload))
         return rows
+
+    def _check_query(self, query: PointQuery, *, lexical: bool) -> np.ndarray | None:
+        """The query's vector, checked; None for a lexical query.
+
+        Raises:
+            StoreError: the vector does not fit, a dense or hybrid query has none, or a
+                lexical or hybrid query meets a collection without the lexical index.
+        """
+        if query.mode is not SearchMode.DENSE and not lexical:
+            raise StoreError(
+                f"collection {self.collection!r} has no lexical index (it was created before "
+                f"titles were indexed): {query.mode.value} search needs it; re-index the catalog "
+                "into a new collection"
+            )
+        if query.mode is SearchMode.LEXICAL:
+            return None
+        if query.vector is None:
+            raise StoreError(f"a {query.mode.value} query needs a vector")
+        return self._check_vector(query.vector)
 
     def __enter__(self) -> VectorStore:
         return self
@@ -288,6 +343,8 @@ def ordered_points(
     by_id = {}
     for payload, vector in records:
         stored = _stored_payload(payload)
+        if isinstance(vector, dict):  # named vectors: the dense one is unnamed
+            vector = vector.get("")
         by_id[stored[PRODUCT_ID_FIELD]] = (stored, vector)
     out = []
     for pid in product_ids:

@@ -11,12 +11,15 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import qdrant_edge as qe
 
-from shared.types import Condition, Filter, Range
+from shared.types import Condition, Filter, Range, SearchMode
+from shared.vectorstore import lexical
 from shared.vectorstore.base import (
     PRODUCT_ID_FIELD,
+    PointQuery,
     StoreError,
     StoreInfo,
     VectorStore,
@@ -64,6 +67,39 @@ def edge_filter(f: Filter | None) -> qe.Filter | None:
     )
 
 
+lexical_name = lexical.LEXICAL_VECTOR
+
+
+def _config(dim: int, *, lexical: bool) -> qe.EdgeConfig:
+    sparse = {lexical_name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+    return qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+        sparse_vectors=sparse if lexical else None,
+        hnsw_config=qe.HnswIndexConfig(
+            m=16, ef_construct=128, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+        ),
+        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=10_000),
+    )
+
+
+def _open_shard(path: Path, dim: int) -> tuple[qe.EdgeShard, bool]:
+    """The shard at `path` (created when missing) and whether it has the lexical index: a
+    shard written before titles were indexed opens without it (lexical queries are refused)."""
+    try:
+        if not (path.exists() and any(path.iterdir())):
+            path.mkdir(parents=True, exist_ok=True)
+            return qe.EdgeShard.create(str(path), _config(dim, lexical=True)), True
+        try:
+            return qe.EdgeShard.load(str(path), _config(dim, lexical=True)), True
+        except Exception as e:  # the engine raises plain Exceptions with its message
+            if "incompatible" not in str(e).lower():
+                raise
+            log.warning("%s has no lexical index (created before it); dense search only", path)
+            return qe.EdgeShard.load(str(path), _config(dim, lexical=False)), False
+    except Exception as e:
+        raise StoreError(f"cannot open Qdrant Edge shard at {path}: {e}") from e
+
+
 class EdgeStore(VectorStore):
     """A collection in a Qdrant Edge shard folder `root/collection`.
 
@@ -88,23 +124,8 @@ class EdgeStore(VectorStore):
         self._fields = validate_fields(indexed_fields)
         self._hnsw_ef = hnsw_ef
         self._lock = threading.Lock()  # serialises writes and optimize against each other
-        path = Path(root) / collection
-        config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
-            hnsw_config=qe.HnswIndexConfig(
-                m=16, ef_construct=128, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
-            ),
-            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=10_000),
-        )
         self._shard: qe.EdgeShard | None = None  # None once closed
-        try:
-            if path.exists() and any(path.iterdir()):
-                self._shard = qe.EdgeShard.load(str(path), config)
-            else:
-                path.mkdir(parents=True, exist_ok=True)
-                self._shard = qe.EdgeShard.create(str(path), config)
-        except Exception as e:  # the engine raises plain Exceptions with its message
-            raise StoreError(f"cannot open Qdrant Edge shard at {path}: {e}") from e
+        self._shard, self.lexical = _open_shard(Path(root) / collection, dim)
         self._ensure_indexes()
 
     @property
@@ -131,10 +152,15 @@ class EdgeStore(VectorStore):
         rows = self._check_points(points)
         if not rows:
             return
-        batch = [qe.Point(pid, vec, payload) for pid, vec, payload in rows]
+        batch = [qe.Point(pid, self._vectors(vec, payload), payload) for pid, vec, payload in rows]
         with self._lock:
             self._open_shard.update(qe.UpdateOperation.upsert_points(batch))
             self._open_shard.flush()
+
+    def _vectors(self, vector: list[float], payload: dict):
+        if not self.lexical:
+            return vector
+        return {"": vector, lexical_name: qe.SparseVector(*lexical.document_vector(payload))}
 
     def delete(self, product_ids: Sequence[str]) -> None:
         if not product_ids:
@@ -145,26 +171,45 @@ class EdgeStore(VectorStore):
             )
             self._open_shard.flush()
 
-    def _request(self, vector, top_k: int, filter: Filter | None, exact: bool) -> qe.QueryRequest:
-        vector = self._check_vector(vector)
+    def _request(self, q: PointQuery) -> qe.QueryRequest | None:
+        """The engine's request for `q`; None when it cannot match anything (a lexical query
+        with no indexable word)."""
+        vector = self._check_query(q, lexical=self.lexical)
+        words = lexical.query_vector(q.text) if q.mode is not SearchMode.DENSE else ([], [])
+        flt = edge_filter(q.filter)
+        params = qe.SearchParams(hnsw_ef=max(self._hnsw_ef, q.offset + q.top_k), exact=q.exact)
+        dense = qe.Query.Nearest(vector.tolist()) if vector is not None else None
+        sparse = qe.Query.Nearest(qe.SparseVector(*words), using=lexical_name) if words[0] else None
+        # The stub types a fusion as qe.Fusion, whose Rrf is a nested class.
+        query: Any = dense or sparse
+        prefetches = None
+        if dense is not None and sparse is not None:  # hybrid
+            prefetches = [
+                qe.Prefetch(limit=q.candidates, query=branch, filter=flt, params=params)
+                for branch in (dense, sparse)
+            ]
+            query = qe.Fusion.Rrf(k=q.rrf_k)
+        if query is None:
+            return None
         return qe.QueryRequest(
-            limit=top_k,
-            query=qe.Query.Nearest(vector.tolist()),
-            filter=edge_filter(filter),
+            limit=q.top_k,
+            offset=q.offset or None,
+            query=query,
+            prefetches=prefetches,
+            filter=flt,
             with_payload=True,
-            params=qe.SearchParams(hnsw_ef=max(self._hnsw_ef, top_k), exact=exact),
+            score_threshold=q.score_threshold,
+            params=None if prefetches else params,
         )
 
-    def search(self, vector, *, top_k, filter=None, exact=False):
-        request = self._request(vector, top_k, filter, exact)
-        return [hit_from_payload(p.payload, p.score) for p in self._open_shard.query(request)]
-
     def search_batch(self, queries):
-        if not queries:
-            return []
-        requests = [self._request(q.vector, q.top_k, q.filter, q.exact) for q in queries]
-        found = self._open_shard.query_batch(qe.QueryBatchRequest(requests))
-        return [[hit_from_payload(p.payload, p.score) for p in points] for points in found]
+        requests = [self._request(q) for q in queries]
+        asked = [r for r in requests if r is not None]
+        found = iter(self._open_shard.query_batch(qe.QueryBatchRequest(asked)) if asked else [])
+        return [
+            [hit_from_payload(p.payload, p.score) for p in next(found)] if r is not None else []
+            for r in requests
+        ]
 
     def retrieve(self, product_ids, *, with_vectors=False, with_payload=True):
         if not product_ids:
@@ -189,7 +234,12 @@ class EdgeStore(VectorStore):
             if k != PRODUCT_ID_FIELD
         }
         return StoreInfo(
-            self.collection, self.dim, info.points_count, info.indexed_vectors_count, fields
+            self.collection,
+            self.dim,
+            info.points_count,
+            info.indexed_vectors_count,
+            fields,
+            self.lexical,
         )
 
     def optimize(self) -> None:

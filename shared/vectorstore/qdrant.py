@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from shared.types import Condition, Filter, Range
+from shared.types import Condition, Filter, Range, SearchMode
+from shared.vectorstore import lexical
 from shared.vectorstore.base import (
     PRODUCT_ID_FIELD,
+    PointQuery,
     StoreError,
     StoreInfo,
     VectorStore,
@@ -85,8 +87,14 @@ class QdrantStore(VectorStore):
             self._client.create_collection(
                 self.collection,
                 vectors_config=qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE),
+                sparse_vectors_config={
+                    lexical.LEXICAL_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)
+                },
             )
-        params = self._client.get_collection(self.collection).config.params.vectors
+        config = self._client.get_collection(self.collection).config.params
+        # A collection created before titles were indexed has no sparse vector: dense only.
+        self.lexical = lexical.LEXICAL_VECTOR in (config.sparse_vectors or {})
+        params = config.vectors
         if not isinstance(params, qm.VectorParams):  # named vectors, or none
             raise StoreError(f"collection {self.collection!r} has no single vector: {params!r}")
         if params.size != self.dim:
@@ -103,9 +111,18 @@ class QdrantStore(VectorStore):
         if rows:
             self._client.upsert(
                 self.collection,
-                [qm.PointStruct(id=pid, vector=vec, payload=payload) for pid, vec, payload in rows],
+                [
+                    qm.PointStruct(id=pid, vector=self._vectors(vec, payload), payload=payload)
+                    for pid, vec, payload in rows
+                ],
                 wait=True,
             )
+
+    def _vectors(self, vector: list[float], payload: dict):
+        if not self.lexical:
+            return vector
+        indices, values = lexical.document_vector(payload)
+        return {"": vector, lexical.LEXICAL_VECTOR: qm.SparseVector(indices=indices, values=values)}
 
     def delete(self, product_ids: Sequence[str]) -> None:
         if product_ids:
@@ -115,38 +132,59 @@ class QdrantStore(VectorStore):
                 wait=True,
             )
 
-    def _params(self, top_k: int, exact: bool) -> qm.SearchParams | None:
+    def _params(self, limit: int, exact: bool) -> qm.SearchParams | None:
         if self._local:
             return None
-        return qm.SearchParams(hnsw_ef=max(self._hnsw_ef, top_k), exact=exact)
+        return qm.SearchParams(hnsw_ef=max(self._hnsw_ef, limit), exact=exact)
 
-    def search(self, vector, *, top_k, filter=None, exact=False):
-        vector = self._check_vector(vector)
-        response = self._client.query_points(
-            self.collection,
-            query=vector.tolist(),
-            limit=top_k,
-            query_filter=qdrant_filter(filter),
-            with_payload=True,
-            search_params=self._params(top_k, exact),
+    def _request(self, q: PointQuery) -> qm.QueryRequest | None:
+        """The engine's request for `q`; None when it cannot match anything (a lexical query
+        with no indexable word)."""
+        vector = self._check_query(q, lexical=self.lexical)
+        indices, values = (
+            lexical.query_vector(q.text) if q.mode is not SearchMode.DENSE else ([], [])
         )
-        return [hit_from_payload(p.payload, p.score) for p in response.points]
+        flt = qdrant_filter(q.filter)
+        params = self._params(q.offset + q.top_k, q.exact)
+        sparse = qm.SparseVector(indices=indices, values=values) if indices else None
+        query: qm.RrfQuery | qm.SparseVector | list[float] | None = None
+        prefetch, using = None, None
+        if vector is not None and sparse is not None:  # hybrid
+            prefetch = [
+                qm.Prefetch(query=vector.tolist(), limit=q.candidates, filter=flt, params=params),
+                qm.Prefetch(
+                    query=sparse, using=lexical.LEXICAL_VECTOR, limit=q.candidates, filter=flt
+                ),
+            ]
+            query = qm.RrfQuery(rrf=qm.Rrf(k=q.rrf_k))
+        elif vector is not None:
+            query = vector.tolist()
+        elif sparse is not None:
+            query, using = sparse, lexical.LEXICAL_VECTOR
+        else:
+            return None
+        return qm.QueryRequest(
+            query=query,
+            using=using,
+            prefetch=prefetch,
+            limit=q.top_k,
+            offset=q.offset or None,
+            filter=flt,
+            with_payload=True,
+            score_threshold=q.score_threshold,
+            params=None if prefetch else params,
+        )
 
     def search_batch(self, queries):
-        if not queries:
-            return []
-        requests = [
-            qm.QueryRequest(
-                query=self._check_vector(q.vector).tolist(),
-                limit=q.top_k,
-                filter=qdrant_filter(q.filter),
-                with_payload=True,
-                params=self._params(q.top_k, q.exact),
-            )
-            for q in queries
+        requests = [self._request(q) for q in queries]
+        asked = [r for r in requests if r is not None]
+        found = iter(self._client.query_batch_points(self.collection, asked) if asked else [])
+        return [
+            [hit_from_payload(p.payload, p.score) for p in next(found).points]
+            if r is not None
+            else []
+            for r in requests
         ]
-        responses = self._client.query_batch_points(self.collection, requests)
-        return [[hit_from_payload(p.payload, p.score) for p in r.points] for r in responses]
 
     def retrieve(self, product_ids, *, with_vectors=False, with_payload=True):
         if not product_ids:
@@ -179,6 +217,7 @@ class QdrantStore(VectorStore):
             info.points_count or 0,
             info.indexed_vectors_count or 0,
             fields,
+            self.lexical,
         )
 
     def close(self):

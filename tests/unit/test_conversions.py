@@ -28,6 +28,7 @@ from shared.types import (
     Op,
     Range,
     ReplicaInfo,
+    SearchMode,
     SearchQuery,
     SearchResult,
     Timing,
@@ -69,12 +70,22 @@ SAMPLES: dict[type, list] = {
     ROUND_TRIPS[6].message: [
         SearchQuery(text="in black", image=b"img", top_k=5, filter=FILTER),
         SearchQuery(text="", product_id="p-42", top_k=10),
+        SearchQuery(
+            text="navy shirt",
+            mode=SearchMode.HYBRID,
+            rrf_k=20,
+            offset=10,
+            page_token="abc",
+            score_threshold=0.25,
+        ),
     ],
     ROUND_TRIPS[7].message: [
         SearchResult(
             hits=(Hit("p-1", 0.5, {"title": "Blue shirt", "price": 12.5, "tags": ["a", "b"]}),),
             model_version="bundle-1",
             timing=Timing(1.0, 2.0, 3.0, 6.5),
+            next_page_token="tok",
+            mode=SearchMode.LEXICAL,
         )
     ],
     ROUND_TRIPS[8].message: [
@@ -92,6 +103,8 @@ SAMPLES: dict[type, list] = {
     ROUND_TRIPS[9].message: [
         PointQuery(_vectors(1, 8)[0], 10, FILTER, exact=True),
         PointQuery(_vectors(1, 8)[0], 3),
+        PointQuery(None, 5, text="navy shirt", mode=SearchMode.LEXICAL, score_threshold=1.5),
+        PointQuery(_vectors(1, 8)[0], 5, text="shirt", mode=SearchMode.HYBRID, rrf_k=10, offset=20),
     ],
     ROUND_TRIPS[10].message: [[Hit("p-1", 0.5, {"title": "Blue shirt", "year": 2020})]],
     ROUND_TRIPS[11].message: [

@@ -41,7 +41,7 @@ def test_editing_a_proto_without_regenerating_fails_the_check(tmp_path):
     _copy_tree(tmp_path)
     proto = tmp_path / "protos" / "vitrine" / "search" / "v1" / "search.proto"
     proto.write_text(
-        proto.read_text().replace("Timing timing = 3;", "Timing timing = 3;\n  string cursor = 4;")
+        proto.read_text().replace("Timing timing = 3;", "Timing timing = 3;\n  string cursor = 99;")
     )
     proc = _check(tmp_path)
     assert proc.returncode != 0

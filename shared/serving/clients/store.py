@@ -8,7 +8,7 @@ from shared.api.vitrine.store.v1 import store_pb2_grpc
 from shared.conversions import store as store_conv
 from shared.serving.apps import VECTOR_STORE
 from shared.serving.clients.base import ServiceClient
-from shared.types import Filter, Hit
+from shared.types import Hit
 from shared.vectorstore.base import (
     Deletion,
     Point,
@@ -34,11 +34,9 @@ class VectorStoreClient(ServiceClient):
         reply = await self.call("SearchPointsBatch", request, timeout_s=timeout_s)
         return store_conv.search_batch_response_from_proto(reply)
 
-    async def search(
-        self, vector, *, top_k: int, filter: Filter | None, timeout_s: float | None = None
-    ) -> list[Hit]:
-        """The top_k hits, in a call shared with concurrent queries."""
-        return await self._searches.call(PointQuery(vector, top_k, filter), timeout_s=timeout_s)
+    async def search(self, query: PointQuery, *, timeout_s: float | None = None) -> list[Hit]:
+        """The query's hits, in a call shared with concurrent queries."""
+        return await self._searches.call(query, timeout_s=timeout_s)
 
     async def _retrieve_many(
         self, product_ids: list[str], timeout_s: float | None

@@ -21,16 +21,26 @@ class Point(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., vector: _Optional[bytes] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class SearchPointsRequest(_message.Message):
-    __slots__ = ("vector", "top_k", "filter", "exact")
+    __slots__ = ("vector", "top_k", "filter", "exact", "text", "mode", "rrf_k", "offset", "score_threshold")
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    RRF_K_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     vector: bytes
     top_k: int
     filter: _search_pb2.Filter
     exact: bool
-    def __init__(self, vector: _Optional[bytes] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_search_pb2.Filter, _Mapping]] = ..., exact: _Optional[bool] = ...) -> None: ...
+    text: str
+    mode: _search_pb2.SearchMode
+    rrf_k: int
+    offset: int
+    score_threshold: float
+    def __init__(self, vector: _Optional[bytes] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_search_pb2.Filter, _Mapping]] = ..., exact: _Optional[bool] = ..., text: _Optional[str] = ..., mode: _Optional[_Union[_search_pb2.SearchMode, str]] = ..., rrf_k: _Optional[int] = ..., offset: _Optional[int] = ..., score_threshold: _Optional[float] = ...) -> None: ...
 
 class SearchPointsResponse(_message.Message):
     __slots__ = ("hits",)
