@@ -9,6 +9,7 @@ from pathlib import Path
 
 from shared.logs import setup_logging
 from shared.settings import load_settings_or_exit
+from shared.vectorstore.lexical import DEFAULT_RRF_K
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -83,6 +84,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 text, image, fusion, products, max_queries=args.max_queries
             )
         metrics.update(found)
+        if args.search_modes:
+            from training.search_modes import evaluate_search_modes
+
+            metrics["search_modes"] = evaluate_search_modes(
+                model, products, cache_dir=settings.cache_dir, rrf_k=args.rrf_k
+            )
     if args.fashioniq:
         metrics["fashioniq"] = evaluate_fashioniq(
             model, args.fashioniq, split=args.fashioniq_split, cache_dir=settings.cache_dir
@@ -157,6 +164,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="model",
         help="model: the torch modules with the feature cache (training's evaluation); auto, "
         "torch, onnxruntime: through that inference runtime, every image decoded, as served",
+    )
+    p.add_argument(
+        "--search-modes",
+        action="store_true",
+        help="also measure dense, lexical (BM25 over titles) and hybrid search on queries "
+        "written from the attributes, in the real engine",
+    )
+    p.add_argument(
+        "--rrf-k",
+        type=int,
+        default=DEFAULT_RRF_K,
+        help="hybrid search's RRF k (default %(default)s)",
     )
     p.add_argument("--fashioniq", type=Path, help="a FashionIQ-layout folder (with images)")
     p.add_argument("--fashioniq-split", default="val")

@@ -13,6 +13,9 @@ ROW_TITLES = {
     "composed/sum": "composed: sum fusion",
     "composed/image_only": "composed: image only",
     "composed/text_only": "composed: text only",
+    "search_modes/dense": "shopper words: dense",
+    "search_modes/lexical": "shopper words: lexical (BM25, titles)",
+    "search_modes/hybrid": "shopper words: hybrid (RRF)",
 }
 
 
@@ -21,6 +24,9 @@ def flat_rows(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     rows = {k: v for k, v in metrics.items() if k in ROW_TITLES}
     for method, values in metrics.get("composed", {}).items():
         rows[f"composed/{method}"] = values
+    for mode, values in metrics.get("search_modes", {}).items():
+        if f"search_modes/{mode}" in ROW_TITLES:
+            rows[f"search_modes/{mode}"] = values
     return rows
 
 

@@ -31,8 +31,8 @@ class Limits:
     # Deepest hit a page may reach (offset + top_k): deep pages cost the engine as much as one
     # long answer.
     max_depth: int = 1000
-    # The mode of a text query that names none (a query without text is always dense).
-    default_mode: SearchMode = SearchMode.DENSE
+    # The mode of a text-only query that names none (image and composed queries: dense).
+    default_mode: SearchMode = SearchMode.HYBRID
 
 
 def validate(query: SearchQuery, limits: Limits) -> SearchQuery:
@@ -80,10 +80,8 @@ def _mode(query: SearchQuery, limits: Limits) -> SearchMode:
         raise RequestError("score_threshold is not a finite number")
     if query.mode is not None:
         return query.mode
-    if not has_text:
-        return SearchMode.DENSE
-    if has_reference and limits.default_mode is SearchMode.LEXICAL:
-        return SearchMode.DENSE  # a reference is matched by its embedding
+    if not has_text or has_reference:
+        return SearchMode.DENSE  # the default mode is for text-only queries
     return limits.default_mode
 
 

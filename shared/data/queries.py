@@ -1,12 +1,14 @@
 """Evaluation and training queries built from any catalog with titles and attributes.
 
-Three query sets over a list of products (the gallery):
+Query sets over a list of products (the gallery):
 - text->image, own image: the title is the query; the product itself is the single target.
 - text->image, attribute relevance: the title is the query; every product with the same
   articleType, baseColour and gender is relevant.
 - composed attribute manipulation: a reference product r plus the text "in <colour>"; relevant
   are the other products with r's articleType and gender and the new colour; r is left out of
   the gallery for its query.
+- shopper words, attribute relevance: "men navy blue shirts", written from the attributes of
+  each (gender, articleType, baseColour) group; the group is relevant (`attribute_written`).
 """
 
 from __future__ import annotations
@@ -102,3 +104,33 @@ def composed_colour_change(
         if len(queries) == max_queries:
             break
     return queries
+
+
+@dataclass(frozen=True)
+class WordsQuery:
+    """A query typed the way shoppers type, not a product's title; `relevant` are gallery
+    indices."""
+
+    text: str
+    relevant: frozenset[int]
+
+
+def shopper_text(gender: str, colour: str, article_type: str) -> str:
+    """ "men navy blue shirts": gender, colour and article type, lower case, as typed."""
+    return f"{gender} {colour} {article_type}".lower()
+
+
+def attribute_written(products: Sequence[Product], *, min_group: int = 2) -> list[WordsQuery]:
+    """One query per (gender, articleType, baseColour) group of at least `min_group` products,
+    written from the attributes ("men navy blue shirts"); relevant = the group. Never a title,
+    so a lexical index cannot match a query to its own product."""
+    groups: dict[tuple[str, ...], set[int]] = defaultdict(set)
+    for i, p in enumerate(products):
+        key = _key(p, *ATTRIBUTE_KEYS)
+        if key:
+            groups[key].add(i)
+    return [
+        WordsQuery(shopper_text(gender, colour, article), frozenset(members))
+        for (article, colour, gender), members in sorted(groups.items())
+        if len(members) >= min_group
+    ]

@@ -21,7 +21,10 @@ import qdrant_edge as qe
 
 LEXICAL_VECTOR = "title"  # the sparse vector's name in a collection
 LEXICAL_FIELD = "title"  # the payload field it indexes
-DEFAULT_RRF_K = 60  # Reciprocal Rank Fusion's k (the constant of Cormack et al., 2009)
+# Reciprocal Rank Fusion's k. Cormack et al. (2009) used 60; on shopper-worded queries over the
+# Myntra products the bundle trained on, k 5-20 gave hybrid R@10 0.890-0.895 and k 60 0.877
+# (docs/QUALITY.md, "Search modes"), so the default is 10.
+DEFAULT_RRF_K = 10
 # Myntra titles have about 6 tokens after stop words (2,438 products); BM25's length
 # normalisation is relative to this.
 AVG_TITLE_TOKENS = 6.0

@@ -18,15 +18,17 @@ from shared.types import Condition, Embeddings, Filter, Hit, SearchMode, SearchQ
 LIMITS = Limits(default_top_k=10, max_top_k=50, max_text_chars=100, max_image_bytes=100)
 
 
-def test_mode_defaults_to_the_gateways_for_text_and_to_dense_without_text():
-    assert validate(SearchQuery(text="navy shirt"), LIMITS).mode is SearchMode.DENSE
-    hybrid = dataclasses.replace(LIMITS, default_mode=SearchMode.HYBRID)
-    assert validate(SearchQuery(text="navy shirt"), hybrid).mode is SearchMode.HYBRID
-    assert validate(SearchQuery(product_id="p1"), hybrid).mode is SearchMode.DENSE
-    assert validate(SearchQuery(text="in black", product_id="p1"), hybrid).mode is SearchMode.HYBRID
+def test_mode_defaults_to_the_gateways_for_text_only_queries_and_to_dense_otherwise():
+    assert validate(SearchQuery(text="navy shirt"), LIMITS).mode is SearchMode.HYBRID
     lexical = dataclasses.replace(LIMITS, default_mode=SearchMode.LEXICAL)
-    assert validate(SearchQuery(text="in black", product_id="p1"), lexical).mode is SearchMode.DENSE
-    assert validate(SearchQuery(text="x", mode=SearchMode.LEXICAL), LIMITS).rrf_k == 60
+    assert validate(SearchQuery(text="navy shirt"), lexical).mode is SearchMode.LEXICAL
+    for limits in (LIMITS, lexical):
+        assert validate(SearchQuery(product_id="p1"), limits).mode is SearchMode.DENSE
+        composed = SearchQuery(text="in black", product_id="p1")
+        assert validate(composed, limits).mode is SearchMode.DENSE
+    composed = SearchQuery(text="in black", product_id="p1", mode=SearchMode.HYBRID)
+    assert validate(composed, LIMITS).mode is SearchMode.HYBRID
+    assert validate(SearchQuery(text="x", mode=SearchMode.LEXICAL), LIMITS).rrf_k == 10
 
 
 @pytest.mark.parametrize(
@@ -117,7 +119,7 @@ def test_hybrid_queries_send_the_embedding_and_the_words():
 
 
 def test_dense_queries_send_no_words():
-    _, calls = _run(SearchQuery(text="navy shirt", top_k=3))
+    _, calls = _run(SearchQuery(text="navy shirt", mode=SearchMode.DENSE, top_k=3))
     assert calls[1][1].text == "" and calls[1][1].mode is SearchMode.DENSE
 
 
