@@ -59,9 +59,12 @@ def search_mode_metrics(
         "rrf_k": rrf_k,
         "lexical_fields": ["title"],
     }
-    with tempfile.TemporaryDirectory(prefix="vitrine-modes-") as root, open_store(
-        f"edge:{Path(root)}", model_version="eval", dim=images.shape[1], indexed_fields={}
-    ) as store:
+    with (
+        tempfile.TemporaryDirectory(prefix="vitrine-modes-") as root,
+        open_store(
+            f"edge:{Path(root)}", model_version="eval", dim=images.shape[1], indexed_fields={}
+        ) as store,
+    ):
         store.upsert(
             [Point(pid, images[i], {"title": products[i].title}) for i, pid in enumerate(ids)]
         )
