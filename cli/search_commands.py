@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from operations.search import client_channel
-from shared.types import Condition, Filter, Range, SearchQuery
+from shared.types import Condition, Filter, Range, SearchMode, SearchQuery
 
 
 def parse_condition(text: str) -> Condition:
@@ -47,19 +47,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from shared.settings import load_settings_or_exit
 
     try:
-        flt = Filter(
-            must=tuple(parse_condition(c) for c in args.filter),
-            must_not=tuple(parse_condition(c) for c in args.exclude),
-        )
-        image = Path(args.image).read_bytes() if args.image else None
+        query = _query(args)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not (args.text or image or args.product):
-        print("error: give a text, --image PATH or --product ID", file=sys.stderr)
-        return 2
     address = args.gateway or f"127.0.0.1:{load_settings_or_exit(GatewaySettings).grpc_port}"
-    query = SearchQuery(args.text or "", image, args.product, args.top_k, flt)
     try:
         channel = client_channel(address, ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
     except (ValueError, OSError) as e:
@@ -74,7 +66,34 @@ def _cmd_search(args: argparse.Namespace) -> int:
         except grpc.RpcError as e:
             print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
             return 1
-    result = conv.response_from_proto(reply)
+    _print_result(conv.response_from_proto(reply), args)
+    return 0
+
+
+def _query(args: argparse.Namespace) -> SearchQuery:
+    """Raises ValueError (a bad filter, nothing to search by) or OSError (an unreadable image)."""
+    flt = Filter(
+        must=tuple(parse_condition(c) for c in args.filter),
+        must_not=tuple(parse_condition(c) for c in args.exclude),
+    )
+    image = Path(args.image).read_bytes() if args.image else None
+    if not (args.text or image or args.product):
+        raise ValueError("give a text, --image PATH or --product ID")
+    return SearchQuery(
+        args.text or "",
+        image,
+        args.product,
+        args.top_k,
+        flt,
+        mode=SearchMode(args.mode) if args.mode else None,
+        rrf_k=args.rrf_k,
+        offset=args.offset,
+        page_token=args.page_token or "",
+        score_threshold=args.min_score,
+    )
+
+
+def _print_result(result, args: argparse.Namespace) -> None:
     if args.json:
         dropped = set() if args.with_thumbnails else {"thumbnail"}
         hits = [
@@ -85,8 +104,18 @@ def _cmd_search(args: argparse.Namespace) -> int:
             }
             for h in result.hits
         ]
-        print(json.dumps({"hits": hits, "model_version": result.model_version}, indent=2))
-        return 0
+        print(
+            json.dumps(
+                {
+                    "hits": hits,
+                    "model_version": result.model_version,
+                    "mode": result.mode.value if result.mode else None,
+                    "next_page_token": result.next_page_token,
+                },
+                indent=2,
+            )
+        )
+        return
     print(f"{'#':>3}  {'score':>6}  {'product':<24} title")
     for rank, hit in enumerate(result.hits, 1):
         title = str(hit.payload.get("title", ""))
@@ -94,9 +123,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
     t = result.timing
     print(
         f"{len(result.hits)} hits in {t.total_ms:.0f} ms (encode {t.encode_ms:.0f}, fuse "
-        f"{t.fuse_ms:.0f}, search {t.search_ms:.0f}); model {result.model_version}"
+        f"{t.fuse_ms:.0f}, search {t.search_ms:.0f}); {_mode_name(result.mode)}; model "
+        f"{result.model_version}"
     )
-    return 0
+    if result.next_page_token:
+        print(f"next page: --page-token {result.next_page_token}")
+
+
+def _mode_name(mode: SearchMode | None) -> str:
+    return f"{mode.value} mode" if mode else "mode not reported"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -115,6 +150,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep hits whose payload matches: key=value, key=a,b (any of), key=LOW..HIGH",
     )
     p.add_argument("--exclude", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--mode",
+        choices=[m.value for m in SearchMode],
+        help="match the words by the text embedding (dense), BM25 over titles (lexical) or "
+        "both fused (hybrid); default: the gateway's (hybrid for text-only queries)",
+    )
+    p.add_argument("--rrf-k", type=int, default=0, help="hybrid's RRF k (0: the gateway's)")
+    p.add_argument("--offset", type=int, default=0, help="hits to skip")
+    p.add_argument("--page-token", help="the next page of an earlier search (it prints one)")
+    p.add_argument(
+        "--min-score", type=float, help="leave out hits scoring below this (the mode's score)"
+    )
     p.add_argument(
         "--gateway",
         help="host:port of the gRPC gateway (default: 127.0.0.1:VITRINE_GATEWAY_GRPC_PORT)",

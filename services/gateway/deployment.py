@@ -315,7 +315,7 @@ class Gateway:
             return denied
         try:
             body = await _read_body(request, self._max_request_bytes)
-            message = json_format.Parse(body or b"{}", pb.SearchRequest())
+            message = json_format.ParseDict(_search_json(body), pb.SearchRequest())
             query = parse(conv.request_from_proto, message)
             result = await self.search(query)
             return JSONResponse(
@@ -362,6 +362,23 @@ class Gateway:
             self._http.should_exit = True
         if hasattr(self, "_server"):
             self._server.stop(grace=None)
+
+
+def _search_json(body: bytes) -> dict:
+    """The JSON form of SearchRequest, with `"mode": "hybrid"` accepted for
+    `"SEARCH_MODE_HYBRID"` (the JSON mapping wants the enum value's full name).
+
+    Raises:
+        json.JSONDecodeError, UnicodeDecodeError, json_format.ParseError: not a JSON object.
+    """
+    data = json.loads(body or b"{}")
+    if not isinstance(data, dict):
+        raise json_format.ParseError("expected a JSON object")
+    if isinstance(data.get("mode"), str):
+        mode = data["mode"]
+        if mode.lower() in ("dense", "lexical", "hybrid"):
+            data = {**data, "mode": f"SEARCH_MODE_{mode.upper()}"}
+    return data
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

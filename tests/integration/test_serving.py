@@ -84,8 +84,11 @@ def _ids(response: pb.SearchResponse) -> list[str]:
 
 
 def test_text_search_returns_the_models_top_product(stub, ref):
-    response = stub.Search(pb.SearchRequest(text="red shirt", top_k=5), timeout=30)
+    response = stub.Search(
+        pb.SearchRequest(text="red shirt", top_k=5, mode=pb.SEARCH_MODE_DENSE), timeout=30
+    )
     assert _ids(response) == ref.ranking(ref.text("red shirt"))[:5]
+    assert response.mode == pb.SEARCH_MODE_DENSE
     assert response.model_version
     assert response.timing.total_ms > 0
     top = response.hits[0]
@@ -207,7 +210,8 @@ def test_health_and_reflection(platform):
 
 def test_http_json_search(platform, ref):
     status, body, _ = request_json(
-        f"{platform.http}/v1/search", json.dumps({"text": "red shirt", "top_k": 3}).encode()
+        f"{platform.http}/v1/search",
+        json.dumps({"text": "red shirt", "top_k": 3, "mode": "dense"}).encode(),
     )
     assert status == 200, body
     assert [h["product_id"] for h in body["hits"]] == ref.ranking(ref.text("red shirt"))[:3]
@@ -431,7 +435,113 @@ def test_vitrine_search_command(platform, capsys):
     blue = {
         f"p{i}" for i in range(12) if i % 3 == 1
     }  # tests/support/tiny.py colours cycle Red, Blue, Black
-    shown = {line.split()[2] for line in table.splitlines()[1:-1]}
+    shown = {line.split()[2] for line in table.splitlines() if line.split()[0].isdigit()}
     assert shown and shown <= blue
     assert main(["search", "x", "--gateway", platform.gateway, "--filter", "oops"]) == 2
     assert "expected key=value" in capsys.readouterr().err
+    args = ["search", "red shirt", "--gateway", platform.gateway, "--top-k", "2", "--json"]
+    assert main([*args, "--mode", "dense"]) == 0
+    first = json_module.loads(capsys.readouterr().out)
+    assert first["mode"] == "dense" and first["next_page_token"]
+    assert main([*args, "--mode", "dense", "--page-token", first["next_page_token"]]) == 0
+    second = json_module.loads(capsys.readouterr().out)
+    assert not {h["product_id"] for h in first["hits"]} & {h["product_id"] for h in second["hits"]}
+    assert main([*args, "--mode", "lexical"]) == 0
+    assert json_module.loads(capsys.readouterr().out)["mode"] == "lexical"
+
+
+def _search(stub, **fields) -> pb.SearchResponse:
+    return stub.Search(pb.SearchRequest(**fields), timeout=30)
+
+
+def test_text_queries_run_hybrid_by_default(stub):
+    response = _search(stub, text="red shirt", top_k=5)
+    assert response.mode == pb.SEARCH_MODE_HYBRID
+    assert _search(stub, product_id="p3", top_k=3).mode == pb.SEARCH_MODE_DENSE
+
+
+def test_lexical_search_matches_title_words_without_the_encoder(stub, ref):
+    response = _search(stub, text="striped shirt", top_k=12, mode=pb.SEARCH_MODE_LEXICAL)
+    titles = {p.id: p.title.lower() for p in ref.products}
+    sharing = {pid for pid, t in titles.items() if {"striped", "shirt"} & set(t.split())}
+    assert set(_ids(response)) == sharing  # every title with a query word, and no other
+    assert response.timing.encode_ms < response.timing.total_ms
+    best = titles[response.hits[0].product_id]
+    assert "striped" in best and "shirt" in best
+
+
+def test_hybrid_is_the_rrf_of_the_dense_and_lexical_rankings_served(stub):
+    words, k = "blue dress", 10
+    dense = _ids(_search(stub, text=words, top_k=12, mode=pb.SEARCH_MODE_DENSE))
+    lexical = _ids(_search(stub, text=words, top_k=12, mode=pb.SEARCH_MODE_LEXICAL))
+    hybrid = _search(stub, text=words, top_k=5, mode=pb.SEARCH_MODE_HYBRID, rrf_k=k)
+    expected: dict[str, float] = {}
+    for ranking in (dense, lexical):
+        for rank, pid in enumerate(ranking):
+            expected[pid] = expected.get(pid, 0.0) + 1 / (k + rank)
+    for hit in hybrid.hits:
+        assert hit.score == pytest.approx(expected[hit.product_id], rel=1e-4)
+    assert [h.score for h in hybrid.hits] == pytest.approx(
+        sorted(expected.values(), reverse=True)[:5], rel=1e-4
+    )
+
+
+def test_page_tokens_walk_one_ranking(stub, ref):
+    whole = _ids(_search(stub, text="red shirt", top_k=9, mode=pb.SEARCH_MODE_DENSE))
+    pages, token = [], ""
+    for _ in range(3):
+        page = _search(stub, text="red shirt", top_k=3, mode=pb.SEARCH_MODE_DENSE, page_token=token)
+        pages += _ids(page)
+        token = page.next_page_token
+    assert pages == whole == ref.ranking(ref.text("red shirt"))[:9]
+    last = _search(stub, text="red shirt", top_k=5, mode=pb.SEARCH_MODE_DENSE, offset=10)
+    assert _ids(last) == ref.ranking(ref.text("red shirt"))[10:12] and not last.next_page_token
+    with pytest.raises(grpc.RpcError) as e:
+        _search(stub, text="blue shirt", top_k=3, mode=pb.SEARCH_MODE_DENSE, page_token=token)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "another query" in e.value.details()
+
+
+def test_score_threshold_cuts_the_served_ranking(stub):
+    full = _search(stub, text="red shirt", top_k=12, mode=pb.SEARCH_MODE_DENSE)
+    cut = (full.hits[3].score + full.hits[4].score) / 2
+    kept = _search(stub, text="red shirt", top_k=12, mode=pb.SEARCH_MODE_DENSE, score_threshold=cut)
+    assert _ids(kept) == _ids(full)[:4]
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"product_id": "p1", "text": "in black", "mode": pb.SEARCH_MODE_LEXICAL}, "no reference"),
+        ({"text": "x", "offset": 995, "top_k": 10}, "deepest page"),
+        ({"text": "x", "page_token": "garbage"}, "not a token"),
+    ],
+)
+def test_bad_search_options_get_invalid_argument_or_resource_exhausted(stub, fields, words):
+    with pytest.raises(grpc.RpcError) as e:
+        _search(stub, **fields)
+    assert e.value.code() in (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    )
+    assert words in e.value.details()
+
+
+def test_http_search_options_and_pages(platform):
+    url = f"{platform.http}/v1/search"
+    status, first, _ = request_json(
+        url, json.dumps({"text": "red shirt", "top_k": 4, "mode": "lexical"}).encode()
+    )
+    assert status == 200 and first["mode"] == "SEARCH_MODE_LEXICAL", first
+    pages = []
+    for _ in range(2):  # dense: no two products score alike, so pages never overlap
+        query = {"text": "red shirt", "top_k": 4, "mode": "SEARCH_MODE_DENSE"}
+        if pages:
+            query["page_token"] = pages[-1]["next_page_token"]
+        status, body, _ = request_json(url, json.dumps(query).encode())
+        assert status == 200, body
+        pages.append(body)
+    first_ids, second_ids = ([h["product_id"] for h in p["hits"]] for p in pages)
+    assert len(set(first_ids + second_ids)) == 8
+    status, body, _ = request_json(url, json.dumps({"text": "x", "mode": "fuzzy"}).encode())
+    assert status == 400 and "mode" in body["error"]
