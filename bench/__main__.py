@@ -13,7 +13,7 @@ from pathlib import Path
 BENCHMARKS = ["conversions", "encoders", "vectorstore", "serving", "ingestion"]
 # Run only when named: they drive a platform that is already running (`make run`), and take the
 # options after the name (`python -m bench load --seconds 5`).
-ON_RUNNING_PLATFORM = ["load"]
+ON_RUNNING_PLATFORM = ["load", "modes"]
 # Run only when named: they read ../shared/data and a bundle trained on it.
 ON_TEAM_DATA = ["runtimes"]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"

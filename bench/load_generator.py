@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 KINDS = ("text", "image", "product", "composed")
+# Text queries in each search mode (`bench modes`); "text" above is the dense one.
+MODE_KINDS = ("dense", "lexical", "hybrid")
 PHRASES = (
     "blue striped shirt",
     "black running shoes for men",
@@ -61,8 +63,11 @@ def _request(kind: str, n: int, workload: Workload, rng: random.Random):
     from shared.api.vitrine.search.v1 import search_pb2
 
     text = f"{rng.choice(PHRASES)} {n}"
-    if kind == "text":
-        return search_pb2.SearchRequest(text=text, top_k=10)
+    if kind == "text":  # dense: the in-process limit of `bench load` encodes text
+        return search_pb2.SearchRequest(text=text, top_k=10, mode=search_pb2.SEARCH_MODE_DENSE)
+    if kind in MODE_KINDS:
+        mode = search_pb2.SearchMode.Value(f"SEARCH_MODE_{kind.upper()}")
+        return search_pb2.SearchRequest(text=text, top_k=10, mode=mode)
     if kind == "image":
         return search_pb2.SearchRequest(image=rng.choice(workload.images), top_k=10)
     product = rng.choice(workload.product_ids)

@@ -234,7 +234,29 @@ def test_web_page_in_headless_chromium(running):
         hits = search("red checked shirt")
         assert _is_red_checked_shirt(hits[0]["title"]), hits[:3]
         assert hits[0]["score"].startswith("score 0.") and hits[0]["img"] > 0  # thumbnail shown
+        assert "hybrid" in b.script("return document.getElementById('status').textContent;")
         b.screenshot(SCREENSHOTS / "web-text-search.png")
+
+        # Paging: the next page continues the ranking, and the address holds the offset.
+        b.script("document.getElementById('top-k').value = '10';")
+        first = search("shirt")
+        assert len(first) == 10 and b.script("return !document.getElementById('next').disabled;")
+        b.script("document.getElementById('results').replaceChildren();")
+        b.click(b.find("#next"))
+        b.wait_for("document.querySelectorAll('#results .hit').length > 0")
+        second = b.script(
+            "return [...document.querySelectorAll('#results .hit')].map(h => h.dataset.productId);"
+        )
+        assert second and not set(second) & {h["id"] for h in first}
+        assert "offset=10" in b.script("return location.search;")
+
+        # A shared address restores the search (text, mode, page size) and runs it.
+        b.get(running.url.rstrip("/") + "/?q=red+checked+shirt&mode=lexical&k=10")
+        b.wait_for("document.querySelectorAll('#results .hit').length > 0")
+        assert b.script("return document.getElementById('mode').value;") == "lexical"
+        assert b.script("return document.getElementById('q').value;") == "red checked shirt"
+        assert "lexical" in b.script("return document.getElementById('status').textContent;")
+        b.script("document.getElementById('mode').value = '';")
 
         # A filter: only black products.
         b.click(b.find("#add-filter"))

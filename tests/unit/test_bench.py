@@ -73,3 +73,22 @@ def test_the_default_runtime_is_fast_within_the_quality_rule():
     assert _pick(variants, scores, "image").name == "onnxruntime fp32"
     scores["image onnxruntime fp32"] = {**base, "composed": 0.585}  # now out of the rule
     assert _pick(variants, scores, "image").name == "onnxruntime int8-dynamic"
+
+
+def test_modes_report_is_each_modes_median_against_dense_at_the_same_concurrency():
+    from bench.modes import build_section as modes_section
+
+    def runs(latencies: list[float]) -> list[LoadResult]:
+        return [_result(1, 50, ms) for ms in latencies]
+
+    results = {
+        ("dense", 1): runs([10.0, 12.0, 30.0]),
+        ("lexical", 1): runs([5.0, 6.0, 7.0]),
+        ("hybrid", 1): runs([11.0, 15.0, 13.0]),
+    }
+    rows = {r.name: r for r in modes_section(results, clients=(1,), seconds=10).rows}
+    lexical = rows["lexical p50, 1 client"]
+    assert (lexical.value, lexical.baseline_value) == (6.0, 12.0)
+    assert lexical.ratio == pytest.approx(0.5) and lexical.note == "0 errors"
+    assert rows["hybrid p50, 1 client"].ratio == pytest.approx(13.0 / 12.0)
+    assert rows["hybrid throughput, 1 client"].ratio == pytest.approx(1.0)
