@@ -152,6 +152,29 @@ class SearchQuery:
     offset: int = 0  # hits to skip (paging); a page token sets it too
     page_token: str = ""  # from a previous answer's next_page_token
     score_threshold: float | None = None  # hits scoring below are left out
+    # Refinements over the top candidates (see vitrine.search.v1.SearchRequest).
+    facets: tuple[str, ...] = ()
+    group_by: str = ""
+    group_size: int = 0  # 0: one per group
+    adaptive_cutoff: bool = False
+    diversity: float = 0.0  # MMR; 0 is off
+    # More / less like these products, and words the hits should not look like.
+    positive_ids: tuple[str, ...] = ()
+    negative_ids: tuple[str, ...] = ()
+    negative_text: str = ""
+
+    @property
+    def refines(self) -> bool:
+        """Whether the answer is computed over the top candidates (facets, groups, cut-off)."""
+        return bool(self.facets or self.group_by or self.adaptive_cutoff)
+
+
+@dataclass(frozen=True)
+class Facet:
+    """Counts of one payload field's values among a query's top candidates."""
+
+    field: str
+    values: tuple[tuple[str, int], ...]  # (value, count), most frequent first
 
 
 @dataclass(frozen=True)
@@ -178,6 +201,8 @@ class SearchResult:
     timing: Timing = field(default_factory=Timing)
     next_page_token: str = ""  # empty on the last page
     mode: SearchMode | None = None  # the mode the query ran in
+    facets: tuple[Facet, ...] = ()
+    candidates: int = 0  # top candidates that facets, groups and the cut-off looked at
 
 
 class Op(enum.Enum):

@@ -8,8 +8,8 @@ from ray.serve import Application, Deployment
 
 from services.gateway.config import GatewaySettings
 from services.gateway.deployment import Gateway
-from services.gateway.search import Limits
 from services.gateway.security import ApiKeys, TLSFiles, open_gateway_problem
+from services.gateway.validation import Limits
 from shared.serving.auth import caller_internal_token
 from shared.settings import SettingsError, load_settings
 
@@ -53,6 +53,7 @@ def build_app(args: dict) -> Application:
             max_query_pixels=s.max_query_pixels,
             max_depth=s.max_depth,
             default_mode=s.default_mode,
+            candidates=s.facet_candidates,
         ),
         request_timeout_s=s.request_timeout_s,
         max_request_bytes=s.max_request_bytes,

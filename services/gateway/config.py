@@ -25,6 +25,14 @@ class GatewaySettings(InternalCallSettings):
         description="Deepest hit a page may reach (offset + top_k); deeper pages are refused.",
         json_schema_extra=SINCE_PREFIXES,
     )
+    facet_candidates: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="Top hits of a query that facets, group_by and the adaptive cut-off look at "
+        "(more costs the store and the gateway more per such query).",
+        json_schema_extra=SINCE_PREFIXES,
+    )
     default_mode: SearchMode = Field(
         SearchMode.HYBRID,
         description="How a text-only query that names no mode is matched: dense (the text "

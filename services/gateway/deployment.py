@@ -24,13 +24,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from ray import serve
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from services.gateway.health import DependencyHealth
-from services.gateway.http import server_limits
-from services.gateway.search import Dependencies, Limits, run_search, validate
+from services.gateway.http import read_body, search_json, server_limits
+from services.gateway.search import Dependencies, run_search
 from services.gateway.security import ApiKeys, TLSFiles
 from services.gateway.servers import (
     SERVICE_NAME,
@@ -40,6 +40,7 @@ from services.gateway.servers import (
     _unwrap,
     _uvicorn_tls,
 )
+from services.gateway.validation import Limits, validate
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.conversions import search as conv
 from shared.logs import serve_logger
@@ -54,7 +55,6 @@ from shared.serving.clients import (
 from shared.serving.errors import (
     HTTP_STATUS,
     DependencyError,
-    LimitError,
     RequestError,
     parse,
     status_of,
@@ -225,7 +225,11 @@ class Gateway:
         try:
             return await asyncio.wait_for(
                 run_search(
-                    query, self._deps, model_version=self._health.model_version, deadline=deadline
+                    query,
+                    self._deps,
+                    model_version=self._health.model_version,
+                    deadline=deadline,
+                    candidates=self._limits.candidates,
                 ),
                 timeout,
             )
@@ -314,8 +318,8 @@ class Gateway:
         if denied := self._http_denied(request, "search"):
             return denied
         try:
-            body = await _read_body(request, self._max_request_bytes)
-            message = json_format.ParseDict(_search_json(body), pb.SearchRequest())
+            body = await read_body(request, self._max_request_bytes)
+            message = json_format.ParseDict(search_json(body), pb.SearchRequest())
             query = parse(conv.request_from_proto, message)
             result = await self.search(query)
             return JSONResponse(
@@ -362,36 +366,3 @@ class Gateway:
             self._http.should_exit = True
         if hasattr(self, "_server"):
             self._server.stop(grace=None)
-
-
-def _search_json(body: bytes) -> dict:
-    """The JSON form of SearchRequest, with `"mode": "hybrid"` accepted for
-    `"SEARCH_MODE_HYBRID"` (the JSON mapping wants the enum value's full name).
-
-    Raises:
-        json.JSONDecodeError, UnicodeDecodeError, json_format.ParseError: not a JSON object.
-    """
-    data = json.loads(body or b"{}")
-    if not isinstance(data, dict):
-        raise json_format.ParseError("expected a JSON object")
-    if isinstance(data.get("mode"), str):
-        mode = data["mode"]
-        if mode.lower() in ("dense", "lexical", "hybrid"):
-            data = {**data, "mode": f"SEARCH_MODE_{mode.upper()}"}
-    return data
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (LimitError) past `limit` bytes without reading the rest."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise LimitError(f"request body of {declared} bytes exceeds the limit of {limit}")
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise LimitError(f"request body exceeds the limit of {limit} bytes")
-    except ClientDisconnect:  # the read deadline (http.py) closed it, or the client left
-        raise RequestError("the connection closed before the whole body arrived") from None
-    return bytes(body)

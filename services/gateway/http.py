@@ -1,4 +1,5 @@
-"""The limits of the gateway's HTTP server (uvicorn) that uvicorn does not have itself.
+"""The gateway's HTTP side: the limits of its server (uvicorn) that uvicorn does not have itself,
+and reading a request body and its JSON.
 
 uvicorn 0.54 bounds only the idle time between requests (`timeout_keep_alive`): a client that
 sends its request a byte every few seconds (slowloris) keeps the connection, its buffers and
@@ -11,10 +12,14 @@ uvicorn's `limit_concurrency`: a request arriving while the cap is reached is an
 from __future__ import annotations
 
 import asyncio
+import json
 
+from google.protobuf import json_format
+from starlette.requests import ClientDisconnect, Request
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shared.logs import serve_logger
+from shared.serving.errors import LimitError, RequestError
 
 log = serve_logger(__name__)
 
@@ -75,3 +80,36 @@ def server_limits(*, read_timeout_s: float, max_connections: int) -> dict:
     # limit_concurrency (uvicorn/protocols/http/httptools_impl.py, on_headers_complete): + 1 so
     # that `max_connections` connections are served.
     return {"http": protocol, "limit_concurrency": max_connections + 1}
+
+
+def search_json(body: bytes) -> dict:
+    """The JSON form of SearchRequest, with `"mode": "hybrid"` accepted for
+    `"SEARCH_MODE_HYBRID"` (the JSON mapping wants the enum value's full name).
+
+    Raises:
+        json.JSONDecodeError, UnicodeDecodeError, json_format.ParseError: not a JSON object.
+    """
+    data = json.loads(body or b"{}")
+    if not isinstance(data, dict):
+        raise json_format.ParseError("expected a JSON object")
+    if isinstance(data.get("mode"), str):
+        mode = data["mode"]
+        if mode.lower() in ("dense", "lexical", "hybrid"):
+            data = {**data, "mode": f"SEARCH_MODE_{mode.upper()}"}
+    return data
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (LimitError) past `limit` bytes without reading the rest."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise LimitError(f"request body of {declared} bytes exceeds the limit of {limit}")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise LimitError(f"request body exceeds the limit of {limit} bytes")
+    except ClientDisconnect:  # the read deadline (http.py) closed it, or the client left
+        raise RequestError("the connection closed before the whole body arrived") from None
+    return bytes(body)

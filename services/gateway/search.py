@@ -1,121 +1,26 @@
-"""The search pipeline: validate, encode in parallel, fuse, search. No gRPC or HTTP here."""
+"""The search pipeline: encode in parallel, fuse, search, refine over the top candidates. No
+gRPC or HTTP here; queries arrive validated (services.gateway.validation)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from services.gateway import paging
-from shared.models.transforms import ImageDecodeError, PixelBudgetError, request_pixels
-from shared.serving.errors import DependencyError, LimitError, NotFoundError, RequestError
-from shared.types import Filter, SearchMode, SearchQuery, SearchResult, Timing, filter_problem
-from shared.vectorstore.base import PointQuery
-from shared.vectorstore.lexical import DEFAULT_RRF_K
-
-MAX_RRF_K = 10_000
-
-
-@dataclass(frozen=True)
-class Limits:
-    default_top_k: int
-    max_top_k: int
-    max_text_chars: int
-    max_image_bytes: int
-    max_filter_conditions: int = 32
-    max_query_pixels: int = 40_000_000
-    # Deepest hit a page may reach (offset + top_k): deep pages cost the engine as much as one
-    # long answer.
-    max_depth: int = 1000
-    # The mode of a text-only query that names none (image and composed queries: dense).
-    default_mode: SearchMode = SearchMode.HYBRID
-
-
-def validate(query: SearchQuery, limits: Limits) -> SearchQuery:
-    """The query with its top_k, mode, RRF k and offset (from a page token) resolved.
-
-    Raises:
-        RequestError / LimitError: what is wrong, in words for the caller.
-    """
-    has_reference = query.image is not None or query.product_id is not None
-    if not query.text.strip() and not has_reference:
-        raise RequestError("give a text, a reference (image or product_id), or both")
-    if query.image is not None and not query.image:
-        raise RequestError("image is empty")
-    if query.product_id is not None and not query.product_id.strip():
-        raise RequestError("product_id is empty")
-    if len(query.text) > limits.max_text_chars:
-        raise LimitError(
-            f"text has {len(query.text)} characters, more than {limits.max_text_chars}"
-        )
-    if query.image is not None and len(query.image) > limits.max_image_bytes:
-        raise LimitError(f"image is {len(query.image)} bytes, more than {limits.max_image_bytes}")
-    if query.image is not None:
-        _check_pixels(query.image, limits)
-    if query.top_k > limits.max_top_k:
-        raise LimitError(f"top_k {query.top_k} is more than the limit of {limits.max_top_k}")
-    _validate_filter(query.filter, limits)
-    top_k = query.top_k or limits.default_top_k
-    resolved = dataclasses.replace(
-        query, top_k=top_k, mode=_mode(query, limits), rrf_k=query.rrf_k or DEFAULT_RRF_K
-    )
-    # A page token holds the fingerprint of the resolved query (paging.encode gets it).
-    return dataclasses.replace(resolved, offset=_offset(resolved, top_k, limits), page_token="")
-
-
-def _mode(query: SearchQuery, limits: Limits) -> SearchMode:
-    has_text = bool(query.text.strip())
-    has_reference = query.image is not None or query.product_id is not None
-    if query.mode is SearchMode.LEXICAL and (has_reference or not has_text):
-        raise RequestError("lexical mode matches words only: give a text and no reference")
-    if query.mode is SearchMode.HYBRID and not has_text:
-        raise RequestError("hybrid mode needs a text to match by words")
-    if query.rrf_k > MAX_RRF_K:
-        raise RequestError(f"rrf_k {query.rrf_k} is more than {MAX_RRF_K}")
-    if query.score_threshold is not None and not math.isfinite(query.score_threshold):
-        raise RequestError("score_threshold is not a finite number")
-    if query.mode is not None:
-        return query.mode
-    if not has_text or has_reference:
-        return SearchMode.DENSE  # the default mode is for text-only queries
-    return limits.default_mode
-
-
-def _offset(query: SearchQuery, top_k: int, limits: Limits) -> int:
-    if query.page_token and query.offset:
-        raise RequestError("give offset or page_token, not both")
-    offset = paging.decode(query.page_token, query) if query.page_token else query.offset
-    if offset + top_k > limits.max_depth:
-        raise LimitError(
-            f"offset {offset} + top_k {top_k} reaches past hit {limits.max_depth}, the deepest "
-            "page served (max_depth); narrow the query with a filter instead"
-        )
-    return offset
-
-
-def _check_pixels(image: bytes, limits: Limits) -> None:
-    """The reference image's pixels, from its header, against the query's budget: refused here,
-    it never travels to the encoder, let alone gets decoded there."""
-    try:
-        request_pixels([image], budget=limits.max_query_pixels, max_bytes=limits.max_image_bytes)
-    except PixelBudgetError as e:
-        raise LimitError(str(e)) from None
-    except ImageDecodeError as e:
-        raise RequestError(str(e)) from None
-
-
-def _validate_filter(flt: Filter, limits: Limits) -> None:
-    conditions = flt.must + flt.must_not
-    if len(conditions) > limits.max_filter_conditions:
-        raise LimitError(
-            f"filter has {len(conditions)} conditions, more than {limits.max_filter_conditions}"
-        )
-    if problem := filter_problem(flt):
-        raise RequestError(problem)
+from services.gateway import paging, refine
+from shared.serving.errors import DependencyError, NotFoundError, RequestError
+from shared.types import (
+    Condition,
+    Filter,
+    SearchMode,
+    SearchQuery,
+    SearchResult,
+    Timing,
+)
+from shared.vectorstore.base import PRODUCT_ID_FIELD, PointQuery
 
 
 class Dependencies:
@@ -125,11 +30,26 @@ class Dependencies:
         self.image, self.text, self.fusion, self.store = image, text, fusion, store
 
 
+@dataclass
+class _Vectors:
+    """What the encoders and the store gave a query: its search vector and its examples."""
+
+    vector: np.ndarray | None
+    positives: tuple[np.ndarray, ...]
+    negatives: tuple[np.ndarray, ...]
+
+
 async def run_search(
-    query: SearchQuery, deps: Dependencies, *, model_version: str, deadline: float
+    query: SearchQuery,
+    deps: Dependencies,
+    *,
+    model_version: str,
+    deadline: float,
+    candidates: int = 200,
 ) -> SearchResult:
     """Runs a validated query before `deadline` (time.monotonic()). Encoders run in parallel;
-    fusion only for composed queries. Each downstream call gets the time that is left."""
+    fusion only for composed queries. Each downstream call gets the time that is left. Facets,
+    groups and the adaptive cut-off are computed over the top `candidates` hits."""
 
     def left() -> float:
         remaining = deadline - time.monotonic()
@@ -138,15 +58,62 @@ async def run_search(
         return remaining
 
     t0 = time.perf_counter()
-    calls = []
+    vectors, t_encoded = await _encode(query, deps, model_version, left)
+    t_fused = time.perf_counter()
+    asked = _point_query(query, vectors)
+    facets: tuple = ()
+    pool: list = []
+    if query.refines:
+        depth = max(candidates, query.offset + query.top_k)
+        pool = await deps.store.search(
+            dataclasses.replace(asked, top_k=depth, offset=0), timeout_s=left()
+        )
+        facets = refine.facets(pool, query.facets)
+        ranked = pool
+        if query.group_by:
+            ranked = refine.grouped(ranked, query.group_by, query.group_size or 1)
+        if query.adaptive_cutoff:
+            ranked = refine.cut_at_gap(ranked)
+        hits = ranked[query.offset : query.offset + query.top_k]
+        more = len(ranked) > query.offset + query.top_k
+    else:
+        hits = await deps.store.search(asked, timeout_s=left())
+        more = len(hits) == query.top_k
+    t_done = time.perf_counter()
+    timing = Timing(
+        encode_ms=(t_encoded - t0) * 1000,
+        fuse_ms=(t_fused - t_encoded) * 1000,
+        search_ms=(t_done - t_fused) * 1000,
+        total_ms=(t_done - t0) * 1000,
+    )
+    next_token = paging.encode(query.offset + query.top_k, query) if more else ""
+    return SearchResult(
+        tuple(hits), model_version, timing, next_token, query.mode, facets, len(pool)
+    )
+
+
+async def _encode(
+    query: SearchQuery, deps: Dependencies, model_version: str, left
+) -> tuple[_Vectors, float]:
+    """The query's vectors, and when encoding ended (fusion, if any, comes after it)."""
     embed_text = bool(query.text.strip()) and query.mode is not SearchMode.LEXICAL
+    negative_text = bool(query.negative_text.strip())
+    examples = [*query.positive_ids, *query.negative_ids]
+    calls = []
     if embed_text:
         calls.append(deps.text.embed(query.text, timeout_s=left()))
     if query.image is not None:
         calls.append(deps.image.embed(query.image, timeout_s=left()))
     elif query.product_id is not None:
         calls.append(deps.store.vector_of(query.product_id, timeout_s=left()))
+    calls += [deps.store.vector_of(pid, timeout_s=left()) for pid in examples]
+    if negative_text:
+        calls.append(deps.text.embed(query.negative_text, timeout_s=left()))
     results = list(await asyncio.gather(*calls))
+    unwanted = _vector(results.pop(), model_version) if negative_text else None
+    own = len(results) - len(examples)  # the text's and the reference's, before the examples
+    found = [_example(p, pid) for p, pid in zip(results[own:], examples, strict=True)]
+    results = results[:own]
     text_vec = _vector(results.pop(0), model_version) if embed_text else None
     reference_vec = _reference_vector(results.pop(0), query, model_version) if results else None
     t_encoded = time.perf_counter()
@@ -155,34 +122,39 @@ async def run_search(
         vector: np.ndarray | None = _vector(fused, model_version)
     else:
         vector = text_vec if text_vec is not None else reference_vec
-    if vector is None and query.mode is not SearchMode.LEXICAL:
+    positives = tuple(found[: len(query.positive_ids)])
+    negatives = tuple(found[len(query.positive_ids) :]) + (
+        (unwanted,) if unwanted is not None else ()
+    )
+    if vector is None and not positives and query.mode is not SearchMode.LEXICAL:
         # validate() refuses a query with nothing to search by
         raise RequestError("give a text, a reference (image or product_id), or both")
-    t_fused = time.perf_counter()
-    hits = await deps.store.search(_point_query(query, vector), timeout_s=left())
-    t_done = time.perf_counter()
-    timing = Timing(
-        encode_ms=(t_encoded - t0) * 1000,
-        fuse_ms=(t_fused - t_encoded) * 1000,
-        search_ms=(t_done - t_fused) * 1000,
-        total_ms=(t_done - t0) * 1000,
-    )
-    full = len(hits) == query.top_k
-    next_token = paging.encode(query.offset + query.top_k, query) if full else ""
-    return SearchResult(tuple(hits), model_version, timing, next_token, query.mode)
+    return _Vectors(vector, positives, negatives), t_encoded
 
 
-def _point_query(query: SearchQuery, vector: np.ndarray | None) -> PointQuery:
+def _example(point, product_id: str) -> np.ndarray:
+    if point is None:
+        raise NotFoundError(f"example product {product_id!r} is not in the catalog")
+    return point.vector
+
+
+def _point_query(query: SearchQuery, vectors: _Vectors) -> PointQuery:
     mode = query.mode or SearchMode.DENSE
+    flt = query.filter
+    if examples := (*query.positive_ids, *query.negative_ids):  # never answer an example
+        flt = Filter(flt.must, (*flt.must_not, Condition(PRODUCT_ID_FIELD, tuple(examples))))
     return PointQuery(
-        vector,
+        vectors.vector,
         query.top_k,
-        None if query.filter.is_empty() else query.filter,
+        None if flt.is_empty() else flt,
         text=query.text if mode is not SearchMode.DENSE else "",
         mode=mode,
         rrf_k=query.rrf_k,
         offset=query.offset,
         score_threshold=query.score_threshold,
+        diversity=query.diversity,
+        positives=vectors.positives,
+        negatives=vectors.negatives,
     )
 
 

@@ -10,6 +10,7 @@ from google.protobuf import json_format
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.types import (
     Condition,
+    Facet,
     Filter,
     Hit,
     MatchValue,
@@ -117,6 +118,12 @@ def request_to_proto(query: SearchQuery) -> pb.SearchRequest:
         msg.filter.CopyFrom(filter_to_proto(query.filter))
     if query.score_threshold is not None:
         msg.score_threshold = query.score_threshold
+    msg.facets.extend(query.facets)
+    msg.group_by, msg.group_size = query.group_by, query.group_size
+    msg.adaptive_cutoff, msg.diversity = query.adaptive_cutoff, query.diversity
+    msg.positive_ids.extend(query.positive_ids)
+    msg.negative_ids.extend(query.negative_ids)
+    msg.negative_text = query.negative_text
     return msg
 
 
@@ -135,6 +142,14 @@ def request_from_proto(msg: pb.SearchRequest) -> SearchQuery:
         offset=msg.offset,
         page_token=msg.page_token,
         score_threshold=msg.score_threshold if msg.HasField("score_threshold") else None,
+        facets=tuple(msg.facets),
+        group_by=msg.group_by,
+        group_size=msg.group_size,
+        adaptive_cutoff=msg.adaptive_cutoff,
+        diversity=msg.diversity,
+        positive_ids=tuple(msg.positive_ids),
+        negative_ids=tuple(msg.negative_ids),
+        negative_text=msg.negative_text,
     )
 
 
@@ -202,6 +217,11 @@ def response_to_proto(result: SearchResult) -> pb.SearchResponse:
         ),
         next_page_token=result.next_page_token,
         mode=mode_to_proto(result.mode),
+        facets=[
+            pb.Facet(field=f.field, values=[pb.FacetValue(value=v, count=n) for v, n in f.values])
+            for f in result.facets
+        ],
+        candidates=result.candidates,
     )
 
 
@@ -213,4 +233,8 @@ def response_from_proto(msg: pb.SearchResponse) -> SearchResult:
         timing=Timing(t.encode_ms, t.fuse_ms, t.search_ms, t.total_ms),
         next_page_token=msg.next_page_token,
         mode=mode_from_proto(msg.mode),
+        facets=tuple(
+            Facet(f.field, tuple((v.value, v.count) for v in f.values)) for f in msg.facets
+        ),
+        candidates=msg.candidates,
     )

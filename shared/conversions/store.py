@@ -67,6 +67,9 @@ def search_request_to_proto(query: PointQuery) -> pb.SearchPointsRequest:
         mode=mode_to_proto(query.mode),
         rrf_k=query.rrf_k,
         offset=query.offset,
+        diversity=query.diversity,
+        positives=[_vector_bytes(v) for v in query.positives],
+        negatives=[_vector_bytes(v) for v in query.negatives],
     )
     if query.filter is not None:
         msg.filter.CopyFrom(filter_to_proto(query.filter))
@@ -81,9 +84,8 @@ def search_request_from_proto(msg: pb.SearchPointsRequest) -> PointQuery:
     if flt is not None and flt.is_empty():
         flt = None
     mode = mode_from_proto(msg.mode) or SearchMode.DENSE
-    vector = (
-        _vector(msg.vector, name="vector") if msg.vector or mode is not SearchMode.LEXICAL else None
-    )
+    # No vector: a lexical query, or one by example vectors only (the store checks which).
+    vector = _vector(msg.vector, name="vector") if msg.vector else None
     return PointQuery(
         vector,
         msg.top_k,
@@ -94,6 +96,9 @@ def search_request_from_proto(msg: pb.SearchPointsRequest) -> PointQuery:
         rrf_k=msg.rrf_k or DEFAULT_RRF_K,
         offset=msg.offset,
         score_threshold=msg.score_threshold if msg.HasField("score_threshold") else None,
+        diversity=msg.diversity,
+        positives=tuple(_vector(v, name="positive") for v in msg.positives),
+        negatives=tuple(_vector(v, name="negative") for v in msg.negatives),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from shared.types import Filter, Hit, SearchMode
-from shared.vectorstore.lexical import DEFAULT_RRF_K
+from shared.vectorstore.query import TIE_SLACK, PointQuery, same_vector
 
 # Point ids are UUIDv5 of the product id in this namespace: a replayed event overwrites its
 # point instead of adding a second one, on every backend and every process.
@@ -54,12 +55,6 @@ def point_id(product_id: str) -> str:
     return str(uuid.uuid5(POINT_ID_NAMESPACE, product_id))
 
 
-def _same_vector(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a.shape == b.shape and bool(np.array_equal(a, b))
-
-
 def product_payload(
     title: str, attributes: dict[str, Any], *, image_uri: str | None = "", thumbnail: str = ""
 ) -> dict[str, Any]:
@@ -89,7 +84,7 @@ class Point:
             isinstance(other, Point)
             and (self.product_id, self.payload, self.version)
             == (other.product_id, other.payload, other.version)
-            and _same_vector(self.vector, other.vector)
+            and same_vector(self.vector, other.vector)
         )
 
 
@@ -123,50 +118,8 @@ class StoredPoint:
         return (
             isinstance(other, StoredPoint)
             and (self.product_id, self.payload) == (other.product_id, other.payload)
-            and _same_vector(self.vector, other.vector)
+            and same_vector(self.vector, other.vector)
         )
-
-
-# Candidates each branch of a hybrid query passes to the fusion (at least offset + top_k).
-HYBRID_CANDIDATES = 100
-
-
-@dataclass(frozen=True, eq=False)
-class PointQuery:
-    """A query against the store: nearest neighbours of `vector` (dense), BM25 over titles of
-    `text` (lexical), or both fused by Reciprocal Rank Fusion with constant `rrf_k` (hybrid).
-
-    Hits `offset`..`offset + top_k` of the ranking are returned, those scoring below
-    `score_threshold` left out (the mode's score: cosine, BM25 or RRF).
-    """
-
-    vector: np.ndarray | None  # [dim] float32; None only for a lexical query
-    top_k: int
-    filter: Filter | None = None
-    exact: bool = False
-    text: str = ""
-    mode: SearchMode = SearchMode.DENSE
-    rrf_k: int = DEFAULT_RRF_K
-    offset: int = 0
-    score_threshold: float | None = None
-
-    def _key(self) -> tuple:
-        return (
-            self.top_k, self.filter, self.exact, self.text, self.mode, self.rrf_k, self.offset,
-            self.score_threshold,
-        )  # fmt: skip
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, PointQuery)
-            and self._key() == other._key()
-            and _same_vector(self.vector, other.vector)
-        )
-
-    @property
-    def candidates(self) -> int:
-        """How many hits each branch of a hybrid query ranks."""
-        return max(HYBRID_CANDIDATES, self.offset + self.top_k)
 
 
 @dataclass(frozen=True)
@@ -226,9 +179,46 @@ class VectorStore(abc.ABC):
         """
         return self.search_batch([query])[0]
 
-    @abc.abstractmethod
     def search_batch(self, queries: Sequence[PointQuery]) -> list[list[Hit]]:
-        """`query` for each query, in order, planned by the engine as one batch."""
+        """`query` for each query, in order, planned by the engine as one batch.
+
+        Lexical and hybrid rankings are full of equal scores (titles alike under BM25, and RRF
+        gives the same score to every product at the same ranks), and an engine returns equal
+        scores in no fixed order, so one page could repeat a product of the page before. For
+        those modes the engine ranks the top offset + top_k + TIE_SLACK by product id only; the
+        ranking is ordered by (score, product id) and sliced here, and the page's payloads
+        read in one retrieve: the same query pages through one fixed order.
+        """
+        # (MMR's order is its own, not the scores': a diversified query keeps it.)
+        stable = [q.mode is not SearchMode.DENSE and not q.diversity for q in queries]
+        asked = [
+            dataclasses.replace(q, top_k=q.offset + q.top_k + TIE_SLACK, offset=0) if s else q
+            for q, s in zip(queries, stable, strict=True)
+        ]
+        found = self._query_batch(asked, ids_only=stable)
+        pages = [
+            sorted(hits, key=lambda h: (-h.score, h.product_id))[q.offset : q.offset + q.top_k]
+            if s
+            else hits
+            for q, s, hits in zip(queries, stable, found, strict=True)
+        ]
+        wanted = [h.product_id for page, s in zip(pages, stable, strict=True) if s for h in page]
+        if not wanted:
+            return pages
+        payloads = {p.product_id: p.payload for p in self.retrieve(list(dict.fromkeys(wanted)))}
+        return [
+            [Hit(h.product_id, h.score, payloads.get(h.product_id, {})) for h in page]
+            if s
+            else page
+            for page, s in zip(pages, stable, strict=True)
+        ]
+
+    @abc.abstractmethod
+    def _query_batch(
+        self, queries: Sequence[PointQuery], *, ids_only: Sequence[bool]
+    ) -> list[list[Hit]]:
+        """The engine's answers to `queries`, in order, in one batch; with `ids_only` a hit's
+        payload is left empty (only the product id is read)."""
 
     @abc.abstractmethod
     def retrieve(
@@ -286,9 +276,18 @@ class VectorStore(abc.ABC):
                 f"titles were indexed): {query.mode.value} search needs it; re-index the catalog "
                 "into a new collection"
             )
+        examples = query.positives + query.negatives
         if query.mode is SearchMode.LEXICAL:
+            if examples or query.diversity:
+                raise StoreError("a lexical query takes no example vectors and no diversity")
             return None
+        for example in examples:
+            self._check_vector(example)
+        if query.negatives and query.vector is None and not query.positives:
+            raise StoreError("negative examples need a vector or a positive example")
         if query.vector is None:
+            if query.positives:
+                return None
             raise StoreError(f"a {query.mode.value} query needs a vector")
         return self._check_vector(query.vector)
 

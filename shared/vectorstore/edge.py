@@ -100,6 +100,15 @@ def _open_shard(path: Path, dim: int) -> tuple[qe.EdgeShard, bool]:
         raise StoreError(f"cannot open Qdrant Edge shard at {path}: {e}") from e
 
 
+def _dense_query(q: PointQuery, vector) -> qe.Query | None:
+    """Nearest to the vector, or, with examples, near a positive and far from the negatives."""
+    if not (q.positives or q.negatives):
+        return qe.Query.Nearest(vector.tolist()) if vector is not None else None
+    positives = [v.tolist() for v in ((vector,) if vector is not None else ()) + q.positives]
+    examples = qe.RecommendQuery(positives=positives, negatives=[v.tolist() for v in q.negatives])
+    return qe.Query.RecommendBestScore(examples)
+
+
 class EdgeStore(VectorStore):
     """A collection in a Qdrant Edge shard folder `root/collection`.
 
@@ -171,14 +180,14 @@ class EdgeStore(VectorStore):
             )
             self._open_shard.flush()
 
-    def _request(self, q: PointQuery) -> qe.QueryRequest | None:
+    def _request(self, q: PointQuery, *, ids_only: bool = False) -> qe.QueryRequest | None:
         """The engine's request for `q`; None when it cannot match anything (a lexical query
         with no indexable word)."""
         vector = self._check_query(q, lexical=self.lexical)
         words = lexical.query_vector(q.text) if q.mode is not SearchMode.DENSE else ([], [])
         flt = edge_filter(q.filter)
         params = qe.SearchParams(hnsw_ef=max(self._hnsw_ef, q.offset + q.top_k), exact=q.exact)
-        dense = qe.Query.Nearest(vector.tolist()) if vector is not None else None
+        dense = _dense_query(q, vector)
         sparse = qe.Query.Nearest(qe.SparseVector(*words), using=lexical_name) if words[0] else None
         # The stub types a fusion as qe.Fusion, whose Rrf is a nested class.
         query: Any = dense or sparse
@@ -191,19 +200,26 @@ class EdgeStore(VectorStore):
             query = qe.Fusion.Rrf(k=q.rrf_k)
         if query is None:
             return None
+        if q.diversity and (mmr := q.mmr_vector) is not None:
+            # Maximal Marginal Relevance over the ranking's top candidates.
+            inner = qe.Prefetch(
+                limit=q.candidates, query=query, prefetches=prefetches, filter=flt, params=params
+            )
+            query = qe.Mmr(mmr.tolist(), 1.0 - q.diversity, q.candidates)
+            prefetches = [inner]
         return qe.QueryRequest(
             limit=q.top_k,
             offset=q.offset or None,
             query=query,
             prefetches=prefetches,
             filter=flt,
-            with_payload=True,
+            with_payload=payload_selector(not ids_only),
             score_threshold=q.score_threshold,
             params=None if prefetches else params,
         )
 
-    def search_batch(self, queries):
-        requests = [self._request(q) for q in queries]
+    def _query_batch(self, queries, *, ids_only):
+        requests = [self._request(q, ids_only=i) for q, i in zip(queries, ids_only, strict=True)]
         asked = [r for r in requests if r is not None]
         found = iter(self._open_shard.query_batch(qe.QueryBatchRequest(asked)) if asked else [])
         return [

@@ -4,6 +4,7 @@ pure-Python local mode (`:memory:` or a folder) for small tests."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
@@ -47,6 +48,20 @@ def qdrant_filter(f: Filter | None) -> qm.Filter | None:
     return qm.Filter(
         must=[_condition(c) for c in f.must] or None,
         must_not=[_condition(c) for c in f.must_not] or None,
+    )
+
+
+def _dense_query(q: PointQuery, vector) -> Any:
+    """Nearest to the vector, or, with examples, near a positive and far from the negatives."""
+    if not (q.positives or q.negatives):
+        return vector.tolist() if vector is not None else None
+    positives = [v.tolist() for v in ((vector,) if vector is not None else ()) + q.positives]
+    return qm.RecommendQuery(
+        recommend=qm.RecommendInput(
+            positive=positives,
+            negative=[v.tolist() for v in q.negatives],
+            strategy=qm.RecommendStrategy.BEST_SCORE,
+        )
     )
 
 
@@ -137,7 +152,7 @@ class QdrantStore(VectorStore):
             return None
         return qm.SearchParams(hnsw_ef=max(self._hnsw_ef, limit), exact=exact)
 
-    def _request(self, q: PointQuery) -> qm.QueryRequest | None:
+    def _request(self, q: PointQuery, *, ids_only: bool = False) -> qm.QueryRequest | None:
         """The engine's request for `q`; None when it cannot match anything (a lexical query
         with no indexable word)."""
         vector = self._check_query(q, lexical=self.lexical)
@@ -147,22 +162,34 @@ class QdrantStore(VectorStore):
         flt = qdrant_filter(q.filter)
         params = self._params(q.offset + q.top_k, q.exact)
         sparse = qm.SparseVector(indices=indices, values=values) if indices else None
-        query: qm.RrfQuery | qm.SparseVector | list[float] | None = None
-        prefetch, using = None, None
-        if vector is not None and sparse is not None:  # hybrid
+        dense = _dense_query(q, vector)
+        query: Any = None
+        prefetch: Any = None
+        using = None
+        if dense is not None and sparse is not None:  # hybrid
             prefetch = [
-                qm.Prefetch(query=vector.tolist(), limit=q.candidates, filter=flt, params=params),
+                qm.Prefetch(query=dense, limit=q.candidates, filter=flt, params=params),
                 qm.Prefetch(
                     query=sparse, using=lexical.LEXICAL_VECTOR, limit=q.candidates, filter=flt
                 ),
             ]
             query = qm.RrfQuery(rrf=qm.Rrf(k=q.rrf_k))
-        elif vector is not None:
-            query = vector.tolist()
+        elif dense is not None:
+            query = dense
         elif sparse is not None:
             query, using = sparse, lexical.LEXICAL_VECTOR
         else:
             return None
+        if q.diversity and (mmr := q.mmr_vector) is not None:
+            # Maximal Marginal Relevance over the ranking's top candidates.
+            prefetch = qm.Prefetch(
+                query=query, using=using, prefetch=prefetch, limit=q.candidates, filter=flt
+            )
+            query = qm.NearestQuery(
+                nearest=mmr.tolist(),
+                mmr=qm.Mmr(diversity=q.diversity, candidates_limit=q.candidates),
+            )
+            using = None
         return qm.QueryRequest(
             query=query,
             using=using,
@@ -170,13 +197,13 @@ class QdrantStore(VectorStore):
             limit=q.top_k,
             offset=q.offset or None,
             filter=flt,
-            with_payload=True,
+            with_payload=payload_selector(not ids_only),
             score_threshold=q.score_threshold,
             params=None if prefetch else params,
         )
 
-    def search_batch(self, queries):
-        requests = [self._request(q) for q in queries]
+    def _query_batch(self, queries, *, ids_only):
+        requests = [self._request(q, ids_only=i) for q, i in zip(queries, ids_only, strict=True)]
         asked = [r for r in requests if r is not None]
         found = iter(self._client.query_batch_points(self.collection, asked) if asked else [])
         return [

@@ -22,6 +22,7 @@ from shared.types import (
     CatalogEvent,
     Condition,
     Embeddings,
+    Facet,
     Filter,
     FusionInput,
     Hit,
@@ -77,6 +78,14 @@ SAMPLES: dict[type, list] = {
             offset=10,
             page_token="abc",
             score_threshold=0.25,
+            facets=("articleType", "baseColour"),
+            group_by="styleId",
+            group_size=2,
+            adaptive_cutoff=True,
+            diversity=0.5,
+            positive_ids=("p-1",),
+            negative_ids=("p-2", "p-3"),
+            negative_text="striped",
         ),
     ],
     ROUND_TRIPS[7].message: [
@@ -86,6 +95,8 @@ SAMPLES: dict[type, list] = {
             timing=Timing(1.0, 2.0, 3.0, 6.5),
             next_page_token="tok",
             mode=SearchMode.LEXICAL,
+            facets=(Facet("articleType", (("Shirts", 14), ("Tshirts", 6))), Facet("year", ())),
+            candidates=200,
         )
     ],
     ROUND_TRIPS[8].message: [
@@ -105,6 +116,13 @@ SAMPLES: dict[type, list] = {
         PointQuery(_vectors(1, 8)[0], 3),
         PointQuery(None, 5, text="navy shirt", mode=SearchMode.LEXICAL, score_threshold=1.5),
         PointQuery(_vectors(1, 8)[0], 5, text="shirt", mode=SearchMode.HYBRID, rrf_k=10, offset=20),
+        PointQuery(
+            None,
+            5,
+            diversity=0.25,
+            positives=tuple(_vectors(2, 8)),
+            negatives=(_vectors(1, 8)[0],),
+        ),
     ],
     ROUND_TRIPS[10].message: [[Hit("p-1", 0.5, {"title": "Blue shirt", "year": 2020})]],
     ROUND_TRIPS[11].message: [

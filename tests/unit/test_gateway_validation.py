@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from services.gateway.search import Limits, validate
+from services.gateway.validation import Limits, validate
 from shared.serving.errors import (
     DependencyError,
     LimitError,

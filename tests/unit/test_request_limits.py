@@ -13,7 +13,7 @@ import uvicorn
 
 from operations.ports import free_port
 from services.gateway.http import server_limits
-from services.gateway.search import Limits, validate
+from services.gateway.validation import Limits, validate
 from services.image_encoder import deployment as image_deployment
 from services.image_encoder.deployment import ImageLimits, decode_request
 from shared.models.transforms import ImageDecodeError, PixelBudgetError, request_pixels

@@ -3,6 +3,7 @@ same assertions on both real Qdrant engines (Edge, and qdrant-client's local mod
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -231,3 +232,65 @@ def test_a_collection_without_the_lexical_index_still_searches_dense(tmp_path, o
             store.query(_lexical("shirt"))
         with pytest.raises(StoreError, match="no lexical index"):
             store.query(PointQuery(points[0].vector, 3, text="shirt", mode=SearchMode.HYBRID))
+
+
+def test_equal_scores_page_in_product_id_order(store):
+    """Many titles alike: BM25 ties them, and pages still walk one fixed order."""
+    rng = np.random.default_rng(3)
+    store.upsert(
+        [
+            Point(f"p{i:02d}", rng.normal(size=DIM).astype(np.float32), {"title": "navy shirt"})
+            for i in range(30)
+        ]
+    )
+    pages = [_ids(store.query(_lexical("navy", top_k=7, offset=o))) for o in (0, 7, 14, 21, 28)]
+    assert sum(pages, []) == [f"p{i:02d}" for i in range(30)]
+    hits = store.query(_lexical("navy", top_k=3))
+    assert all(h.payload == {"title": "navy shirt"} for h in hits)
+
+
+def _colours(store, query: PointQuery) -> int:
+    return len({h.payload["baseColour"] for h in store.query(query)})
+
+
+def test_diversity_spreads_the_top_hits(store):
+    """MMR: at 0 the plain ranking; raised, the top 5 span more colours (clusters here)."""
+    rng = np.random.default_rng(7)
+    centres = {c: rng.normal(size=DIM) for c in ("Red", "Blue", "Black", "White")}
+    points = [
+        Point(
+            f"{c}-{i}",
+            (centres[c] + 0.05 * rng.normal(size=DIM)).astype(np.float32),
+            {"title": f"{c} shirt", "baseColour": c},
+        )
+        for c in centres
+        for i in range(10)
+    ]
+    store.upsert(points)
+    vector = (centres["Red"] + 0.3 * centres["Blue"]).astype(np.float32)
+    plain = PointQuery(vector, 5, exact=True)
+    assert _ids(store.query(dataclasses.replace(plain, diversity=0.0))) == _ids(store.query(plain))
+    assert _colours(store, plain) == 1
+    assert _colours(store, dataclasses.replace(plain, diversity=0.9)) >= 3
+    hybrid = PointQuery(vector, 5, exact=True, text="shirt", mode=SearchMode.HYBRID)
+    assert _colours(store, dataclasses.replace(hybrid, diversity=0.9)) > _colours(store, hybrid)
+
+
+def test_examples_pull_towards_positives_and_away_from_negatives(store):
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=DIM), rng.normal(size=DIM)
+    points = [
+        Point(f"a{i}", (a + 0.2 * rng.normal(size=DIM)).astype(np.float32), {"k": "a"})
+        for i in range(10)
+    ] + [
+        Point(f"b{i}", (b + 0.2 * rng.normal(size=DIM)).astype(np.float32), {"k": "b"})
+        for i in range(10)
+    ]
+    store.upsert(points)
+    between = ((a + b) / 2).astype(np.float32)
+    towards_a = store.query(PointQuery(None, 5, exact=True, positives=(points[0].vector,)))
+    assert {h.payload["k"] for h in towards_a} == {"a"}
+    away_from_a = store.query(PointQuery(between, 5, exact=True, negatives=(points[0].vector,)))
+    assert {h.payload["k"] for h in away_from_a} == {"b"}
+    with pytest.raises(StoreError, match="lexical"):
+        store.query(_lexical("x", positives=(points[0].vector,)))

@@ -10,8 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from services.gateway import paging
-from services.gateway.search import Dependencies, Limits, run_search, validate
+from services.gateway import paging, refine
+from services.gateway.search import Dependencies, run_search
+from services.gateway.validation import Limits, validate
 from shared.serving.errors import LimitError, RequestError
 from shared.types import Condition, Embeddings, Filter, Hit, SearchMode, SearchQuery
 
@@ -131,3 +132,126 @@ def test_next_page_token_follows_full_pages_only():
     assert calls[-1][1].offset == 4 and calls[-1][1].score_threshold == pytest.approx(0.1)
     last, _ = _run(query, hits=3)  # a short page is the last
     assert last.next_page_token == ""
+
+
+def _hits(*scores_and_payloads) -> list[Hit]:
+    return [Hit(f"p{i}", s, p) for i, (s, p) in enumerate(scores_and_payloads)]
+
+
+def test_facets_count_values_over_the_candidates():
+    hits = _hits(
+        (0.9, {"articleType": "Shirts", "year": 2020, "tags": ["a", "b"]}),
+        (0.8, {"articleType": "Shirts", "year": 2021.0, "tags": ["a"]}),
+        (0.7, {"articleType": "Tshirts", "sale": True}),
+        (0.6, {}),
+    )
+    found = {
+        f.field: f.values
+        for f in refine.facets(hits, ["articleType", "year", "tags", "sale", "none"])
+    }
+    assert found["articleType"] == (("Shirts", 2), ("Tshirts", 1))
+    assert found["year"] == (("2020", 1), ("2021", 1))
+    assert found["tags"] == (("a", 2), ("b", 1))
+    assert found["sale"] == (("true", 1),) and found["none"] == ()
+
+
+def test_grouping_keeps_the_best_per_value_in_order():
+    hits = _hits(
+        (0.9, {"style": "s1"}), (0.8, {"style": "s1"}), (0.7, {"style": "s2"}),
+        (0.6, {}), (0.5, {"style": "s1"}), (0.4, {}),
+    )  # fmt: skip
+    assert [h.product_id for h in refine.grouped(hits, "style", 1)] == ["p0", "p2", "p3", "p5"]
+    assert [h.product_id for h in refine.grouped(hits, "style", 2)] == [
+        "p0",
+        "p1",
+        "p2",
+        "p3",
+        "p5",
+    ]
+
+
+def test_adaptive_cutoff_ends_at_a_standout_gap_only():
+    steep = _hits((0.9, {}), (0.88, {}), (0.86, {}), (0.4, {}), (0.39, {}), (0.38, {}))
+    assert [h.product_id for h in refine.cut_at_gap(steep)] == ["p0", "p1", "p2"]
+    smooth = _hits(*((1.0 - 0.05 * i, {}) for i in range(8)))
+    assert len(refine.cut_at_gap(smooth)) == 8
+
+
+@pytest.mark.parametrize(
+    ("query", "error", "words"),
+    [
+        (SearchQuery(text="x", facets=("a",) * 2), RequestError, "twice"),
+        (SearchQuery(text="x", facets=tuple(f"f{i}" for i in range(9))), LimitError, "facet"),
+        (SearchQuery(text="x", facets=("a b",)), RequestError, "not a payload field"),
+        (SearchQuery(text="x", group_size=2), RequestError, "needs group_by"),
+        (SearchQuery(text="x", group_by="s", group_size=101), LimitError, "group_size"),
+        (SearchQuery(text="x", diversity=1.5), RequestError, "between 0 and 1"),
+        (SearchQuery(text="x", diversity=0.5, adaptive_cutoff=True), RequestError, "one or"),
+        (SearchQuery(negative_ids=("p1",)), RequestError, "give a text"),
+        (SearchQuery(text="x", positive_ids=("",)), RequestError, "empty"),
+        (
+            SearchQuery(text="x", positive_ids=tuple(f"p{i}" for i in range(33))),
+            LimitError,
+            "example",
+        ),
+        (
+            SearchQuery(text="x", mode=SearchMode.LEXICAL, negative_text="striped"),
+            RequestError,
+            "embedding",
+        ),
+    ],
+)
+def test_bad_refinements_and_examples_are_refused(query, error, words):
+    with pytest.raises(error, match=words):
+        validate(query, LIMITS)
+
+
+class _Examples(_Recorder):
+    """Also holds stored vectors for example products."""
+
+    async def vector_of(self, product_id, *, timeout_s=None):
+        from shared.vectorstore import StoredPoint
+
+        self.calls.append(("vector_of", product_id))
+        if product_id == "gone":
+            return None
+        return StoredPoint(product_id, {}, np.full(4, float(product_id[1:]), np.float32))
+
+
+def _run_examples(query: SearchQuery):
+    fake = _Examples(50)
+    deps = Dependencies(image=fake, text=fake, fusion=fake, store=fake)
+    return asyncio.run(
+        run_search(validate(query, LIMITS), deps, model_version="m1", deadline=time.monotonic() + 5)
+    ), fake.calls
+
+
+def test_examples_become_positive_and_negative_vectors_and_are_never_answered():
+    query = SearchQuery(
+        text="shirt", mode=SearchMode.DENSE, positive_ids=("p2",), negative_ids=("p3", "p4"),
+        negative_text="striped", top_k=5,
+    )  # fmt: skip
+    _, calls = _run_examples(query)
+    asked = next(c[1] for c in calls if c[0] == "search")
+    assert [v[0] for v in asked.positives] == [2.0]
+    assert [v[0] for v in asked.negatives] == [3.0, 4.0, 1.0]  # the ids, then the words
+    (excluded,) = asked.filter.must_not
+    assert (excluded.key, excluded.match) == ("product_id", ("p2", "p3", "p4"))
+    only_examples, _ = _run_examples(SearchQuery(positive_ids=("p7",), top_k=3))
+    assert only_examples.mode is SearchMode.DENSE
+
+
+def test_an_unknown_example_is_not_found():
+    from shared.serving.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="gone"):
+        _run_examples(SearchQuery(text="x", positive_ids=("gone",)))
+
+
+def test_refined_queries_page_over_the_candidates():
+    query = SearchQuery(text="x", top_k=3, facets=("k",), group_by="g", mode=SearchMode.DENSE)
+    result, calls = _run(query)
+    asked = next(c[1] for c in calls if c[0] == "search")
+    assert (asked.top_k, asked.offset) == (200, 0) and result.candidates == 50
+    assert [f.field for f in result.facets] == ["k"] and len(result.hits) == 3
+    assert result.next_page_token

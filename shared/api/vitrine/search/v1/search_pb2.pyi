@@ -62,7 +62,7 @@ class Filter(_message.Message):
     def __init__(self, must: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., must_not: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("text", "image", "product_id", "top_k", "filter", "mode", "rrf_k", "offset", "page_token", "score_threshold")
+    __slots__ = ("text", "image", "product_id", "top_k", "filter", "mode", "rrf_k", "offset", "page_token", "score_threshold", "facets", "group_by", "group_size", "adaptive_cutoff", "diversity", "positive_ids", "negative_ids", "negative_text")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,14 @@ class SearchRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FACETS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ADAPTIVE_CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_IDS_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_IDS_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_TEXT_FIELD_NUMBER: _ClassVar[int]
     text: str
     image: bytes
     product_id: str
@@ -83,7 +91,31 @@ class SearchRequest(_message.Message):
     offset: int
     page_token: str
     score_threshold: float
-    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., product_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., rrf_k: _Optional[int] = ..., offset: _Optional[int] = ..., page_token: _Optional[str] = ..., score_threshold: _Optional[float] = ...) -> None: ...
+    facets: _containers.RepeatedScalarFieldContainer[str]
+    group_by: str
+    group_size: int
+    adaptive_cutoff: bool
+    diversity: float
+    positive_ids: _containers.RepeatedScalarFieldContainer[str]
+    negative_ids: _containers.RepeatedScalarFieldContainer[str]
+    negative_text: str
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., product_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., rrf_k: _Optional[int] = ..., offset: _Optional[int] = ..., page_token: _Optional[str] = ..., score_threshold: _Optional[float] = ..., facets: _Optional[_Iterable[str]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., adaptive_cutoff: _Optional[bool] = ..., diversity: _Optional[float] = ..., positive_ids: _Optional[_Iterable[str]] = ..., negative_ids: _Optional[_Iterable[str]] = ..., negative_text: _Optional[str] = ...) -> None: ...
+
+class Facet(_message.Message):
+    __slots__ = ("field", "values")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    values: _containers.RepeatedCompositeFieldContainer[FacetValue]
+    def __init__(self, field: _Optional[str] = ..., values: _Optional[_Iterable[_Union[FacetValue, _Mapping]]] = ...) -> None: ...
+
+class FacetValue(_message.Message):
+    __slots__ = ("value", "count")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    count: int
+    def __init__(self, value: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("product_id", "score", "payload")
@@ -108,15 +140,19 @@ class Timing(_message.Message):
     def __init__(self, encode_ms: _Optional[float] = ..., fuse_ms: _Optional[float] = ..., search_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "model_version", "timing", "next_page_token", "mode")
+    __slots__ = ("hits", "model_version", "timing", "next_page_token", "mode", "facets", "candidates")
     HITS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    FACETS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     model_version: str
     timing: Timing
     next_page_token: str
     mode: SearchMode
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., next_page_token: _Optional[str] = ..., mode: _Optional[_Union[SearchMode, str]] = ...) -> None: ...
+    facets: _containers.RepeatedCompositeFieldContainer[Facet]
+    candidates: int
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., next_page_token: _Optional[str] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., facets: _Optional[_Iterable[_Union[Facet, _Mapping]]] = ..., candidates: _Optional[int] = ...) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from shared.api.vitrine.search.v1 import search_pb2 as vitrine_dot_search_dot_v1_dot_search__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvitrine/store/v1/store.proto\x12\x10vitrine.store.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1evitrine/search/v1/search.proto\"f\n\x05Point\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07version\x18\x04 \x01(\x04\"\xfa\x01\n\x13SearchPointsRequest\x12\x0e\n\x06vector\x18\x01 \x01(\x0c\x12\r\n\x05top_k\x18\x02 \x01(\r\x12)\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x19.vitrine.search.v1.Filter\x12\r\n\x05\x65xact\x18\x04 \x01(\x08\x12\x0c\n\x04text\x18\x05 \x01(\t\x12+\n\x04mode\x18\x06 \x01(\x0e\x32\x1d.vitrine.search.v1.SearchMode\x12\r\n\x05rrf_k\x18\x07 \x01(\r\x12\x0e\n\x06offset\x18\x08 \x01(\r\x12\x1c\n\x0fscore_threshold\x18\t \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_score_threshold\"<\n\x14SearchPointsResponse\x12$\n\x04hits\x18\x01 \x03(\x0b\x32\x16.vitrine.search.v1.Hit\"R\n\x18SearchPointsBatchRequest\x12\x36\n\x07queries\x18\x01 \x03(\x0b\x32%.vitrine.store.v1.SearchPointsRequest\"T\n\x19SearchPointsBatchResponse\x12\x37\n\x07results\x18\x01 \x03(\x0b\x32&.vitrine.store.v1.SearchPointsResponse\"[\n\x15RetrievePointsRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x02 \x01(\x08\x12\x17\n\x0fwithout_payload\x18\x03 \x01(\x08\"A\n\x16RetrievePointsResponse\x12\'\n\x06points\x18\x01 \x03(\x0b\x32\x17.vitrine.store.v1.Point\">\n\x13UpsertPointsRequest\x12\'\n\x06points\x18\x01 \x03(\x0b\x32\x17.vitrine.store.v1.Point\"<\n\x13\x44\x65letePointsRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12\x10\n\x08versions\x18\x02 \x03(\x04\"-\n\rWriteResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\r\n\x05stale\x18\x02 \x01(\r2\xf6\x03\n\x12VectorStoreService\x12]\n\x0cSearchPoints\x12%.vitrine.store.v1.SearchPointsRequest\x1a&.vitrine.store.v1.SearchPointsResponse\x12l\n\x11SearchPointsBatch\x12*.vitrine.store.v1.SearchPointsBatchRequest\x1a+.vitrine.store.v1.SearchPointsBatchResponse\x12\x63\n\x0eRetrievePoints\x12\'.vitrine.store.v1.RetrievePointsRequest\x1a(.vitrine.store.v1.RetrievePointsResponse\x12V\n\x0cUpsertPoints\x12%.vitrine.store.v1.UpsertPointsRequest\x1a\x1f.vitrine.store.v1.WriteResponse\x12V\n\x0c\x44\x65letePoints\x12%.vitrine.store.v1.DeletePointsRequest\x1a\x1f.vitrine.store.v1.WriteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvitrine/store/v1/store.proto\x12\x10vitrine.store.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1evitrine/search/v1/search.proto\"f\n\x05Point\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07version\x18\x04 \x01(\x04\"\xb3\x02\n\x13SearchPointsRequest\x12\x0e\n\x06vector\x18\x01 \x01(\x0c\x12\r\n\x05top_k\x18\x02 \x01(\r\x12)\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x19.vitrine.search.v1.Filter\x12\r\n\x05\x65xact\x18\x04 \x01(\x08\x12\x0c\n\x04text\x18\x05 \x01(\t\x12+\n\x04mode\x18\x06 \x01(\x0e\x32\x1d.vitrine.search.v1.SearchMode\x12\r\n\x05rrf_k\x18\x07 \x01(\r\x12\x0e\n\x06offset\x18\x08 \x01(\r\x12\x1c\n\x0fscore_threshold\x18\t \x01(\x02H\x00\x88\x01\x01\x12\x11\n\tdiversity\x18\n \x01(\x02\x12\x11\n\tpositives\x18\x0b \x03(\x0c\x12\x11\n\tnegatives\x18\x0c \x03(\x0c\x42\x12\n\x10_score_threshold\"<\n\x14SearchPointsResponse\x12$\n\x04hits\x18\x01 \x03(\x0b\x32\x16.vitrine.search.v1.Hit\"R\n\x18SearchPointsBatchRequest\x12\x36\n\x07queries\x18\x01 \x03(\x0b\x32%.vitrine.store.v1.SearchPointsRequest\"T\n\x19SearchPointsBatchResponse\x12\x37\n\x07results\x18\x01 \x03(\x0b\x32&.vitrine.store.v1.SearchPointsResponse\"[\n\x15RetrievePointsRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x02 \x01(\x08\x12\x17\n\x0fwithout_payload\x18\x03 \x01(\x08\"A\n\x16RetrievePointsResponse\x12\'\n\x06points\x18\x01 \x03(\x0b\x32\x17.vitrine.store.v1.Point\">\n\x13UpsertPointsRequest\x12\'\n\x06points\x18\x01 \x03(\x0b\x32\x17.vitrine.store.v1.Point\"<\n\x13\x44\x65letePointsRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12\x10\n\x08versions\x18\x02 \x03(\x04\"-\n\rWriteResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\r\n\x05stale\x18\x02 \x01(\r2\xf6\x03\n\x12VectorStoreService\x12]\n\x0cSearchPoints\x12%.vitrine.store.v1.SearchPointsRequest\x1a&.vitrine.store.v1.SearchPointsResponse\x12l\n\x11SearchPointsBatch\x12*.vitrine.store.v1.SearchPointsBatchRequest\x1a+.vitrine.store.v1.SearchPointsBatchResponse\x12\x63\n\x0eRetrievePoints\x12\'.vitrine.store.v1.RetrievePointsRequest\x1a(.vitrine.store.v1.RetrievePointsResponse\x12V\n\x0cUpsertPoints\x12%.vitrine.store.v1.UpsertPointsRequest\x1a\x1f.vitrine.store.v1.WriteResponse\x12V\n\x0c\x44\x65letePoints\x12%.vitrine.store.v1.DeletePointsRequest\x1a\x1f.vitrine.store.v1.WriteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,23 +36,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POINT']._serialized_start=112
   _globals['_POINT']._serialized_end=214
   _globals['_SEARCHPOINTSREQUEST']._serialized_start=217
-  _globals['_SEARCHPOINTSREQUEST']._serialized_end=467
-  _globals['_SEARCHPOINTSRESPONSE']._serialized_start=469
-  _globals['_SEARCHPOINTSRESPONSE']._serialized_end=529
-  _globals['_SEARCHPOINTSBATCHREQUEST']._serialized_start=531
-  _globals['_SEARCHPOINTSBATCHREQUEST']._serialized_end=613
-  _globals['_SEARCHPOINTSBATCHRESPONSE']._serialized_start=615
-  _globals['_SEARCHPOINTSBATCHRESPONSE']._serialized_end=699
-  _globals['_RETRIEVEPOINTSREQUEST']._serialized_start=701
-  _globals['_RETRIEVEPOINTSREQUEST']._serialized_end=792
-  _globals['_RETRIEVEPOINTSRESPONSE']._serialized_start=794
-  _globals['_RETRIEVEPOINTSRESPONSE']._serialized_end=859
-  _globals['_UPSERTPOINTSREQUEST']._serialized_start=861
-  _globals['_UPSERTPOINTSREQUEST']._serialized_end=923
-  _globals['_DELETEPOINTSREQUEST']._serialized_start=925
-  _globals['_DELETEPOINTSREQUEST']._serialized_end=985
-  _globals['_WRITERESPONSE']._serialized_start=987
-  _globals['_WRITERESPONSE']._serialized_end=1032
-  _globals['_VECTORSTORESERVICE']._serialized_start=1035
-  _globals['_VECTORSTORESERVICE']._serialized_end=1537
+  _globals['_SEARCHPOINTSREQUEST']._serialized_end=524
+  _globals['_SEARCHPOINTSRESPONSE']._serialized_start=526
+  _globals['_SEARCHPOINTSRESPONSE']._serialized_end=586
+  _globals['_SEARCHPOINTSBATCHREQUEST']._serialized_start=588
+  _globals['_SEARCHPOINTSBATCHREQUEST']._serialized_end=670
+  _globals['_SEARCHPOINTSBATCHRESPONSE']._serialized_start=672
+  _globals['_SEARCHPOINTSBATCHRESPONSE']._serialized_end=756
+  _globals['_RETRIEVEPOINTSREQUEST']._serialized_start=758
+  _globals['_RETRIEVEPOINTSREQUEST']._serialized_end=849
+  _globals['_RETRIEVEPOINTSRESPONSE']._serialized_start=851
+  _globals['_RETRIEVEPOINTSRESPONSE']._serialized_end=916
+  _globals['_UPSERTPOINTSREQUEST']._serialized_start=918
+  _globals['_UPSERTPOINTSREQUEST']._serialized_end=980
+  _globals['_DELETEPOINTSREQUEST']._serialized_start=982
+  _globals['_DELETEPOINTSREQUEST']._serialized_end=1042
+  _globals['_WRITERESPONSE']._serialized_start=1044
+  _globals['_WRITERESPONSE']._serialized_end=1089
+  _globals['_VECTORSTORESERVICE']._serialized_start=1092
+  _globals['_VECTORSTORESERVICE']._serialized_end=1594
 # @@protoc_insertion_point(module_scope)

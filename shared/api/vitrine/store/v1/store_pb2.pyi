@@ -21,7 +21,7 @@ class Point(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., vector: _Optional[bytes] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class SearchPointsRequest(_message.Message):
-    __slots__ = ("vector", "top_k", "filter", "exact", "text", "mode", "rrf_k", "offset", "score_threshold")
+    __slots__ = ("vector", "top_k", "filter", "exact", "text", "mode", "rrf_k", "offset", "score_threshold", "diversity", "positives", "negatives")
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,9 @@ class SearchPointsRequest(_message.Message):
     RRF_K_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    POSITIVES_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVES_FIELD_NUMBER: _ClassVar[int]
     vector: bytes
     top_k: int
     filter: _search_pb2.Filter
@@ -40,7 +43,10 @@ class SearchPointsRequest(_message.Message):
     rrf_k: int
     offset: int
     score_threshold: float
-    def __init__(self, vector: _Optional[bytes] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_search_pb2.Filter, _Mapping]] = ..., exact: _Optional[bool] = ..., text: _Optional[str] = ..., mode: _Optional[_Union[_search_pb2.SearchMode, str]] = ..., rrf_k: _Optional[int] = ..., offset: _Optional[int] = ..., score_threshold: _Optional[float] = ...) -> None: ...
+    diversity: float
+    positives: _containers.RepeatedScalarFieldContainer[bytes]
+    negatives: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, vector: _Optional[bytes] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_search_pb2.Filter, _Mapping]] = ..., exact: _Optional[bool] = ..., text: _Optional[str] = ..., mode: _Optional[_Union[_search_pb2.SearchMode, str]] = ..., rrf_k: _Optional[int] = ..., offset: _Optional[int] = ..., score_threshold: _Optional[float] = ..., diversity: _Optional[float] = ..., positives: _Optional[_Iterable[bytes]] = ..., negatives: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class SearchPointsResponse(_message.Message):
     __slots__ = ("hits",)
