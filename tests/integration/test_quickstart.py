@@ -250,6 +250,42 @@ def test_web_page_in_headless_chromium(running):
         assert second and not set(second) & {h["id"] for h in first}
         assert "offset=10" in b.script("return location.search;")
 
+        # Facets: counts over the top candidates; a click filters by the value.
+        b.get(running.url)
+        b.wait_for("document.getElementById('meta').textContent.includes('products')")
+        hits = search("shirt")
+        facets = b.script(
+            "return [...document.querySelectorAll('#facets .facet')].map(f => ({"
+            "field: f.dataset.field, value: f.dataset.value, "
+            "count: Number(f.querySelector('.count').textContent)}));"
+        )
+        colours = [f for f in facets if f["field"] == "baseColour"]
+        assert colours and all(f["count"] > 0 for f in colours), facets
+        b.script("document.getElementById('results').replaceChildren();")
+        b.script(
+            "[...document.querySelectorAll('#facets .facet')]"
+            ".find(f => f.dataset.field === 'baseColour').click();"
+        )
+        b.wait_for("document.querySelectorAll('#results .hit').length > 0")
+        by_id = {p["id"]: p for p in products}
+        shown = b.script(
+            "return [...document.querySelectorAll('#results .hit')].map(h => h.dataset.productId);"
+        )
+        assert all(by_id[pid]["baseColour"] == colours[0]["value"] for pid in shown), shown
+        b.click(b.find("#filters .filter button"))  # remove the facet's filter
+
+        # More like this: the product becomes an example, and is not among the results.
+        hits = search("shirt")
+        liked = hits[0]["id"]
+        b.script("document.getElementById('results').replaceChildren();")
+        b.click(b.find("#results .hit .more"))
+        b.wait_for("document.querySelectorAll('#results .hit').length > 0")
+        shown = b.script(
+            "return [...document.querySelectorAll('#results .hit')].map(h => h.dataset.productId);"
+        )
+        assert liked not in shown and f"more={liked}" in b.script("return location.search;")
+        assert liked in b.script("return document.getElementById('examples').textContent;")
+
         # A shared address restores the search (text, mode, page size) and runs it.
         b.get(running.url.rstrip("/") + "/?q=red+checked+shirt&mode=lexical&k=10")
         b.wait_for("document.querySelectorAll('#results .hit').length > 0")

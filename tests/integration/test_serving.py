@@ -472,19 +472,22 @@ def test_lexical_search_matches_title_words_without_the_encoder(stub, ref):
 
 
 def test_hybrid_is_the_rrf_of_the_dense_and_lexical_rankings_served(stub):
+    """The tiny catalog's titles tie under BM25 ("blue shirt 1", "blue shirt 4", ...), and the
+    engine fuses its own order of a tie: a product's lexical rank may be any of its tie's."""
     words, k = "blue dress", 10
     dense = _ids(_search(stub, text=words, top_k=12, mode=pb.SEARCH_MODE_DENSE))
-    lexical = _ids(_search(stub, text=words, top_k=12, mode=pb.SEARCH_MODE_LEXICAL))
-    hybrid = _search(stub, text=words, top_k=5, mode=pb.SEARCH_MODE_HYBRID, rrf_k=k)
-    expected: dict[str, float] = {}
-    for ranking in (dense, lexical):
-        for rank, pid in enumerate(ranking):
-            expected[pid] = expected.get(pid, 0.0) + 1 / (k + rank)
+    lexical = _search(stub, text=words, top_k=12, mode=pb.SEARCH_MODE_LEXICAL).hits
+    hybrid = _search(stub, text=words, top_k=12, mode=pb.SEARCH_MODE_HYBRID, rrf_k=k)
+    tie_ranks = {
+        h.product_id: [r for r, o in enumerate(lexical) if o.score == pytest.approx(h.score)]
+        for h in lexical
+    }
     for hit in hybrid.hits:
-        assert hit.score == pytest.approx(expected[hit.product_id], rel=1e-4)
-    assert [h.score for h in hybrid.hits] == pytest.approx(
-        sorted(expected.values(), reverse=True)[:5], rel=1e-4
-    )
+        base = 1 / (k + dense.index(hit.product_id))
+        possible = [base + 1 / (k + r) for r in tie_ranks.get(hit.product_id, [])] or [base]
+        assert any(hit.score == pytest.approx(p, rel=1e-4) for p in possible), (hit, possible)
+    assert len(hybrid.hits) == 12
+    assert all(a.score >= b.score for a, b in zip(hybrid.hits, hybrid.hits[1:], strict=False))
 
 
 def test_page_tokens_walk_one_ranking(stub, ref):
@@ -546,3 +549,61 @@ def test_http_search_options_and_pages(platform):
     assert len(set(first_ids + second_ids)) == 8
     status, body, _ = request_json(url, json.dumps({"text": "x", "mode": "fuzzy"}).encode())
     assert status == 400 and "mode" in body["error"]
+
+
+def test_facets_count_the_top_candidates_and_group_by_keeps_one_per_value(stub, ref):
+    response = _search(
+        stub, text="red shirt", top_k=5, facets=["baseColour", "year"], mode=pb.SEARCH_MODE_DENSE
+    )
+    assert response.candidates == 12  # the whole tiny catalog is within the 200 candidates
+    colours = {v.value: v.count for v in response.facets[0].values}
+    assert response.facets[0].field == "baseColour" and colours == {"Red": 4, "Blue": 4, "Black": 4}
+    assert len(response.facets[1].values) == 12
+    assert _ids(response) == ref.ranking(ref.text("red shirt"))[:5]  # the page is unchanged
+    grouped = _search(
+        stub, text="red shirt", top_k=5, group_by="baseColour", mode=pb.SEARCH_MODE_DENSE
+    )
+    assert len(grouped.hits) == 3 and not grouped.next_page_token
+    assert {h.payload["baseColour"] for h in grouped.hits} == {"Red", "Blue", "Black"}
+    first_of_each = []
+    for pid in ref.ranking(ref.text("red shirt")):
+        colour = next(p.attributes["baseColour"] for p in ref.products if p.id == pid)
+        if colour not in {c for _, c in first_of_each}:
+            first_of_each.append((pid, colour))
+    assert _ids(grouped) == [pid for pid, _ in first_of_each]
+
+
+def test_more_and_less_like_these_products(stub, ref):
+    like = _search(stub, positive_ids=["p4"], top_k=3)
+    assert "p4" not in _ids(like)  # the example itself is never an answer
+    expected = [pid for pid in ref.ranking(ref.vectors[4]) if pid != "p4"][:3]
+    assert _ids(like) == expected
+    unlike = _search(stub, product_id="p4", negative_ids=["p5"], top_k=11)
+    assert "p5" not in _ids(unlike)
+    with pytest.raises(grpc.RpcError) as e:
+        _search(stub, text="shirt", positive_ids=["nope"])
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND and "nope" in e.value.details()
+    worded = _search(stub, text="shirt", negative_text="red", top_k=5, mode=pb.SEARCH_MODE_DENSE)
+    assert len(worded.hits) == 5
+
+
+def test_diversity_reorders_the_dense_ranking(stub, ref):
+    plain = _search(stub, text="red shirt", top_k=6, mode=pb.SEARCH_MODE_DENSE)
+    same = _search(stub, text="red shirt", top_k=6, mode=pb.SEARCH_MODE_DENSE, diversity=0.0)
+    assert _ids(same) == _ids(plain)
+    diverse = _search(stub, text="red shirt", top_k=6, mode=pb.SEARCH_MODE_DENSE, diversity=1.0)
+    assert _ids(diverse)[0] == _ids(plain)[0] and _ids(diverse) != _ids(plain)
+
+
+def test_http_facets_and_examples(platform):
+    status, body, _ = request_json(
+        f"{platform.http}/v1/search",
+        json.dumps(
+            {"text": "shirt", "top_k": 2, "facets": ["baseColour"], "negative_ids": ["p1"],
+             "group_by": "baseColour"}
+        ).encode(),
+    )  # fmt: skip
+    assert status == 200, body
+    assert body["facets"][0]["field"] == "baseColour" and int(body["candidates"]) == 11
+    assert sum(int(v["count"]) for v in body["facets"][0]["values"]) == 11
+    assert len({h["payload"]["baseColour"] for h in body["hits"]}) == 2
