@@ -45,6 +45,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_metrics(args: argparse.Namespace, model, products, cache_dir) -> dict:
+    """--search-modes and --search-options, run in the real engine."""
+    found: dict = {}
+    if args.search_modes:
+        from training.search_modes import evaluate_search_modes
+
+        found["search_modes"] = evaluate_search_modes(
+            model, products, cache_dir=cache_dir, rrf_k=args.rrf_k
+        )
+    if args.search_options:
+        from training.search_options import evaluate_search_options
+
+        found["search_options"] = evaluate_search_options(model, products, cache_dir=cache_dir)
+    return found
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from shared.data.catalog import load_products, split_products
     from shared.models.bundle import BundleError, load_bundle
@@ -84,12 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 text, image, fusion, products, max_queries=args.max_queries
             )
         metrics.update(found)
-        if args.search_modes:
-            from training.search_modes import evaluate_search_modes
-
-            metrics["search_modes"] = evaluate_search_modes(
-                model, products, cache_dir=settings.cache_dir, rrf_k=args.rrf_k
-            )
+        metrics.update(_search_metrics(args, model, products, settings.cache_dir))
     if args.fashioniq:
         metrics["fashioniq"] = evaluate_fashioniq(
             model, args.fashioniq, split=args.fashioniq_split, cache_dir=settings.cache_dir
@@ -194,6 +205,12 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also measure dense, lexical (BM25 over titles) and hybrid search on queries "
         "written from the attributes, in the real engine",
+    )
+    p.add_argument(
+        "--search-options",
+        action="store_true",
+        help="also measure negative examples and words, MMR diversity and the composed text "
+        "weight, in the real engine (JSON in --out)",
     )
     p.add_argument(
         "--rrf-k",

@@ -162,6 +162,8 @@ class SearchQuery:
     positive_ids: tuple[str, ...] = ()
     negative_ids: tuple[str, ...] = ()
     negative_text: str = ""
+    # Composed queries: a weighted sum instead of the learned fusion (None: the fusion).
+    text_weight: float | None = None
 
     @property
     def refines(self) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.gateway import paging, refine
+from shared.models.weighting import away_from, weighted_sum
 from shared.serving.errors import DependencyError, NotFoundError, RequestError
 from shared.types import (
     Condition,
@@ -117,15 +118,19 @@ async def _encode(
     text_vec = _vector(results.pop(0), model_version) if embed_text else None
     reference_vec = _reference_vector(results.pop(0), query, model_version) if results else None
     t_encoded = time.perf_counter()
-    if text_vec is not None and reference_vec is not None:
+    if text_vec is not None and reference_vec is not None and query.text_weight is not None:
+        vector: np.ndarray | None = weighted_sum(reference_vec, text_vec, query.text_weight)
+    elif text_vec is not None and reference_vec is not None:
         fused = await deps.fusion.fuse(reference_vec, text_vec, timeout_s=left())
-        vector: np.ndarray | None = _vector(fused, model_version)
+        vector = _vector(fused, model_version)
     else:
         vector = text_vec if text_vec is not None else reference_vec
     positives = tuple(found[: len(query.positive_ids)])
-    negatives = tuple(found[len(query.positive_ids) :]) + (
-        (unwanted,) if unwanted is not None else ()
-    )
+    negatives = tuple(found[len(query.positive_ids) :])
+    if unwanted is not None and vector is not None:
+        vector = away_from(vector, unwanted)  # words: the query moves away from them
+    elif unwanted is not None:
+        negatives += (unwanted,)  # no query vector to move: a negative example
     if vector is None and not positives and query.mode is not SearchMode.LEXICAL:
         # validate() refuses a query with nothing to search by
         raise RequestError("give a text, a reference (image or product_id), or both")

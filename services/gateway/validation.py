@@ -158,6 +158,12 @@ def _check_examples(query: SearchQuery, limits: Limits) -> None:
         raise RequestError("an example product id is empty")
     if len(query.negative_text) > limits.max_text_chars:
         raise LimitError(f"negative_text is longer than {limits.max_text_chars} characters")
+    if query.text_weight is not None:
+        has_reference = query.image is not None or query.product_id is not None
+        if not (math.isfinite(query.text_weight) and 0.0 <= query.text_weight <= 1.0):
+            raise RequestError("text_weight must be between 0 and 1")
+        if not (has_reference and query.text.strip()):
+            raise RequestError("text_weight weighs a composed query: give a reference and a text")
     if query.mode is SearchMode.LEXICAL and (
         examples or query.negative_text.strip() or query.diversity
     ):

@@ -124,6 +124,8 @@ def request_to_proto(query: SearchQuery) -> pb.SearchRequest:
     msg.positive_ids.extend(query.positive_ids)
     msg.negative_ids.extend(query.negative_ids)
     msg.negative_text = query.negative_text
+    if query.text_weight is not None:
+        msg.text_weight = query.text_weight
     return msg
 
 
@@ -150,6 +152,7 @@ def request_from_proto(msg: pb.SearchRequest) -> SearchQuery:
         positive_ids=tuple(msg.positive_ids),
         negative_ids=tuple(msg.negative_ids),
         negative_text=msg.negative_text,
+        text_weight=msg.text_weight if msg.HasField("text_weight") else None,
     )
 
 

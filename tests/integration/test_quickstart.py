@@ -277,9 +277,13 @@ def test_web_page_in_headless_chromium(running):
         # More like this: the product becomes an example, and is not among the results.
         hits = search("shirt")
         liked = hits[0]["id"]
-        b.script("document.getElementById('results').replaceChildren();")
         b.click(b.find("#results .hit .more"))
-        b.wait_for("document.querySelectorAll('#results .hit').length > 0")
+        b.wait_for(
+            f"document.getElementById('examples').textContent.includes('{liked}')"
+            " && document.querySelectorAll('#results .hit').length > 0"
+            f" && ![...document.querySelectorAll('#results .hit')]"
+            f".some(h => h.dataset.productId === '{liked}')"
+        )
         shown = b.script(
             "return [...document.querySelectorAll('#results .hit')].map(h => h.dataset.productId);"
         )

@@ -86,6 +86,7 @@ SAMPLES: dict[type, list] = {
             positive_ids=("p-1",),
             negative_ids=("p-2", "p-3"),
             negative_text="striped",
+            text_weight=0.75,
         ),
     ],
     ROUND_TRIPS[7].message: [

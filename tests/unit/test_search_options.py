@@ -234,7 +234,8 @@ def test_examples_become_positive_and_negative_vectors_and_are_never_answered():
     _, calls = _run_examples(query)
     asked = next(c[1] for c in calls if c[0] == "search")
     assert [v[0] for v in asked.positives] == [2.0]
-    assert [v[0] for v in asked.negatives] == [3.0, 4.0, 1.0]  # the ids, then the words
+    assert [v[0] for v in asked.negatives] == [3.0, 4.0]  # the example products
+    assert asked.vector == pytest.approx(np.full(4, 0.5))  # moved away from the words (ones)
     (excluded,) = asked.filter.must_not
     assert (excluded.key, excluded.match) == ("product_id", ("p2", "p3", "p4"))
     only_examples, _ = _run_examples(SearchQuery(positive_ids=("p7",), top_k=3))
@@ -255,3 +256,16 @@ def test_refined_queries_page_over_the_candidates():
     assert (asked.top_k, asked.offset) == (200, 0) and result.candidates == 50
     assert [f.field for f in result.facets] == ["k"] and len(result.hits) == 3
     assert result.next_page_token
+
+
+def test_a_text_weight_replaces_the_learned_fusion_with_a_weighted_sum():
+    from shared.models.weighting import weighted_sum
+
+    image, text = np.array([1.0, 0.0], np.float32), np.array([0.0, 1.0], np.float32)
+    assert weighted_sum(image, text, 0.0) == pytest.approx(image)
+    assert weighted_sum(image, text, 1.0) == pytest.approx(text)
+    assert weighted_sum(image, text, 0.5) == pytest.approx(np.array([1, 1]) / np.sqrt(2))
+    with pytest.raises(RequestError, match="composed"):
+        validate(SearchQuery(text="in black", text_weight=0.5), LIMITS)
+    with pytest.raises(RequestError, match="between 0 and 1"):
+        validate(SearchQuery(text="in black", product_id="p", text_weight=2.0), LIMITS)

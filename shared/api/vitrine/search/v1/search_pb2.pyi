@@ -62,7 +62,7 @@ class Filter(_message.Message):
     def __init__(self, must: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., must_not: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("text", "image", "product_id", "top_k", "filter", "mode", "rrf_k", "offset", "page_token", "score_threshold", "facets", "group_by", "group_size", "adaptive_cutoff", "diversity", "positive_ids", "negative_ids", "negative_text")
+    __slots__ = ("text", "image", "product_id", "top_k", "filter", "mode", "rrf_k", "offset", "page_token", "score_threshold", "facets", "group_by", "group_size", "adaptive_cutoff", "diversity", "positive_ids", "negative_ids", "negative_text", "text_weight")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,7 @@ class SearchRequest(_message.Message):
     POSITIVE_IDS_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_IDS_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_TEXT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     text: str
     image: bytes
     product_id: str
@@ -99,7 +100,8 @@ class SearchRequest(_message.Message):
     positive_ids: _containers.RepeatedScalarFieldContainer[str]
     negative_ids: _containers.RepeatedScalarFieldContainer[str]
     negative_text: str
-    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., product_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., rrf_k: _Optional[int] = ..., offset: _Optional[int] = ..., page_token: _Optional[str] = ..., score_threshold: _Optional[float] = ..., facets: _Optional[_Iterable[str]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., adaptive_cutoff: _Optional[bool] = ..., diversity: _Optional[float] = ..., positive_ids: _Optional[_Iterable[str]] = ..., negative_ids: _Optional[_Iterable[str]] = ..., negative_text: _Optional[str] = ...) -> None: ...
+    text_weight: float
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., product_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., rrf_k: _Optional[int] = ..., offset: _Optional[int] = ..., page_token: _Optional[str] = ..., score_threshold: _Optional[float] = ..., facets: _Optional[_Iterable[str]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., adaptive_cutoff: _Optional[bool] = ..., diversity: _Optional[float] = ..., positive_ids: _Optional[_Iterable[str]] = ..., negative_ids: _Optional[_Iterable[str]] = ..., negative_text: _Optional[str] = ..., text_weight: _Optional[float] = ...) -> None: ...
 
 class Facet(_message.Message):
     __slots__ = ("field", "values")
