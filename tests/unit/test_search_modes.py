@@ -294,3 +294,42 @@ def test_examples_pull_towards_positives_and_away_from_negatives(store):
     assert {h.payload["k"] for h in away_from_a} == {"b"}
     with pytest.raises(StoreError, match="lexical"):
         store.query(_lexical("x", positives=(points[0].vector,)))
+
+
+@pytest.mark.parametrize("mode", list(SearchMode))
+def test_a_page_is_the_slice_of_the_ranking_as_it_stands_when_asked(store, mode):
+    """What a page token promises under a live feed: each page is offset..offset+top_k of the
+    ranking at the time that page is asked for. A product written between two pages shifts the
+    positions after it (here one lands at the top, so the first page's last hit comes again)."""
+    points = _catalog()
+    store.upsert(points)
+    query = PointQuery(points[4].vector, 4, exact=True, text="men shirt", mode=mode)
+    first = _ids(store.query(query))
+    newcomer = Point(
+        "new-1", points[4].vector, {"title": "Men Shirt", "gender": "Men"}
+    )  # as near as can be, and holding both words
+    store.upsert([newcomer])
+    second = _ids(store.query(dataclasses.replace(query, offset=4)))
+    now = _ids(store.query(dataclasses.replace(query, top_k=8)))
+    assert second == now[4:8]
+    assert now[0] == "new-1" and now[1:4] == first[:3] and second[0] == first[3]
+
+
+def test_facets_and_groups_agree_on_both_engines(tmp_path):
+    from services.gateway import refine
+
+    points = _catalog()
+    answers = []
+    for location in (f"edge:{tmp_path}", ":memory:"):
+        with open_store(location, model_version="m1", dim=DIM, indexed_fields={}) as s:
+            s.upsert(points)
+            pool = s.query(PointQuery(points[0].vector, 40, exact=True, mode=SearchMode.DENSE))
+            answers.append(
+                (
+                    refine.facets(pool, ["gender"]),
+                    _ids(refine.grouped(pool, "gender", 2)),
+                    _ids(refine.cut_at_gap(pool)),
+                )
+            )
+    assert answers[0] == answers[1]
+    assert answers[0][0][0].values == (("Men", 20), ("Women", 20))
