@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 import uvicorn
-from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from ray import serve
@@ -29,7 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from services.gateway.health import DependencyHealth
-from services.gateway.http import read_body, search_json, server_limits
+from services.gateway.http import search_endpoint, server_limits
 from services.gateway.search import Dependencies, run_search
 from services.gateway.security import ApiKeys, TLSFiles
 from services.gateway.servers import (
@@ -41,8 +40,6 @@ from services.gateway.servers import (
     _uvicorn_tls,
 )
 from services.gateway.validation import Limits, validate
-from shared.api.vitrine.search.v1 import search_pb2 as pb
-from shared.conversions import search as conv
 from shared.logs import serve_logger
 from shared.serving.apps import GATEWAY_DEPLOYMENT
 from shared.serving.auth import InternalToken
@@ -55,9 +52,8 @@ from shared.serving.clients import (
 from shared.serving.errors import (
     HTTP_STATUS,
     DependencyError,
+    LimitError,
     RequestError,
-    parse,
-    status_of,
 )
 from shared.types import SearchQuery, SearchResult
 
@@ -65,7 +61,8 @@ log = serve_logger(__name__)
 
 SEARCH_PAGE = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
 GRPC_THREADS = 64  # gRPC calls handled at once; each waits on the event loop for its query
-LOOP_GRACE_S = 2.0  # how much longer than the deadline a server thread waits for the loop
+LOOP_GRACE_S = 2.0
+MAX_BATCH_QUERIES = 64  # queries in one SearchBatch call  # how much longer than the deadline a server thread waits for the loop
 
 
 def _load_keys(api_keys: ApiKeys | None, api_keys_file: str | None, *, require: bool) -> ApiKeys:
@@ -253,20 +250,43 @@ class Gateway:
         except Exception as e:
             raise _unwrap(e) from None
 
+    async def search_many(
+        self, queries: Sequence[SearchQuery], *, timeout_s: float | None = None
+    ) -> list[SearchResult]:
+        """Several queries answered together, in order: their encodes and store searches share
+        the clients' batched calls. All are checked before any runs.
+
+        Raises:
+            RequestError naming the first bad query (none is answered); as `search`.
+        """
+        if len(queries) > MAX_BATCH_QUERIES:
+            raise LimitError(f"{len(queries)} queries in one call, more than {MAX_BATCH_QUERIES}")
+        for i, query in enumerate(queries):
+            try:
+                validate(query, self._limits)
+            except RequestError as e:
+                raise type(e)(f"query {i}: {e}") from None
+        runs = [self.search(q, timeout_s=timeout_s) for q in queries]
+        return list(await asyncio.gather(*runs))
+
     def search_from_thread(
-        self, query: SearchQuery, *, timeout_s: float | None = None
-    ) -> SearchResult:
-        """`search` run on the replica's event loop, for a caller on another thread (the gRPC
-        server's): waits for it a little past the deadline the gateway itself enforces.
+        self, query: SearchQuery | Sequence[SearchQuery], *, timeout_s: float | None = None
+    ):
+        """`search` (or `search_many` for a sequence) run on the replica's event loop, for a
+        caller on another thread (the gRPC server's): waits for it a little past the deadline
+        the gateway itself enforces.
 
         Raises:
             as `search`; TimeoutError when the event loop gives no answer in that time.
         """
         limit = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
         wait_s = limit + LOOP_GRACE_S
-        future = asyncio.run_coroutine_threadsafe(
-            self.search(query, timeout_s=timeout_s), self._loop
+        work = (
+            self.search(query, timeout_s=timeout_s)
+            if isinstance(query, SearchQuery)
+            else self.search_many(query, timeout_s=timeout_s)
         )
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)
         try:
             return future.result(timeout=wait_s)
         except TimeoutError as e:  # concurrent.futures.TimeoutError is TimeoutError (3.11)
@@ -290,8 +310,8 @@ class Gateway:
         }
 
     async def __call__(self, request: Request) -> Response:
-        """HTTP: the search page on GET /; POST /v1/search with SearchRequest's JSON form;
-        GET /v1/info; GET /healthz."""
+        """HTTP: the search page on GET /; POST /v1/search with SearchRequest's JSON form (and
+        /v1/search/batch with SearchBatchRequest's); GET /v1/info; GET /healthz."""
         path = request.url.path.rstrip("/")
         if request.method == "GET" and path in ("", "/index.html"):
             return HTMLResponse(SEARCH_PAGE)
@@ -310,32 +330,18 @@ class Gateway:
             except Exception as e:
                 problem = f"the vector store is not answering: {type(e).__name__}: {e}"
                 return JSONResponse({"error": problem, "code": "UNAVAILABLE"}, 503)
-        if request.method != "POST" or not path.endswith("/v1/search"):
+        batch = path.endswith("/v1/search/batch")
+        if request.method != "POST" or not (batch or path.endswith("/v1/search")):
             return JSONResponse(
-                {"error": "use GET / (search page), POST /v1/search, GET /v1/info or GET /healthz"},
+                {
+                    "error": "use GET / (search page), POST /v1/search, POST /v1/search/batch, "
+                    "GET /v1/info or GET /healthz"
+                },
                 404,
             )
         if denied := self._http_denied(request, "search"):
             return denied
-        try:
-            body = await read_body(request, self._max_request_bytes)
-            message = json_format.ParseDict(search_json(body), pb.SearchRequest())
-            query = parse(conv.request_from_proto, message)
-            result = await self.search(query)
-            return JSONResponse(
-                json_format.MessageToDict(
-                    conv.response_to_proto(result), preserving_proto_field_name=True
-                )
-            )
-        except (json_format.ParseError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            return JSONResponse({"error": f"bad request body: {e}"}, 400)
-        except TimeoutError as e:
-            return JSONResponse({"error": str(e) or "deadline exceeded"}, 504)
-        except Exception as e:
-            code, problem = status_of(e)
-            if code == grpc.StatusCode.INTERNAL:
-                log.exception("search failed")
-            return JSONResponse({"error": problem, "code": code.name}, HTTP_STATUS.get(code, 500))
+        return await search_endpoint(request, self, self._max_request_bytes, batch=batch)
 
     def _http_denied(self, request: Request, scope: str) -> Response | None:
         """A 401/403 answer when the request's key is missing, unknown or lacks `scope`."""

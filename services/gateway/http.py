@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
+import grpc
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from shared.api.vitrine.search.v1 import search_pb2 as pb
+from shared.conversions import search as conv
 from shared.logs import serve_logger
-from shared.serving.errors import LimitError, RequestError
+from shared.serving.errors import HTTP_STATUS, LimitError, RequestError, parse, status_of
 
 log = serve_logger(__name__)
 
@@ -82,21 +88,57 @@ def server_limits(*, read_timeout_s: float, max_connections: int) -> dict:
     return {"http": protocol, "limit_concurrency": max_connections + 1}
 
 
-def search_json(body: bytes) -> dict:
-    """The JSON form of SearchRequest, with `"mode": "hybrid"` accepted for
-    `"SEARCH_MODE_HYBRID"` (the JSON mapping wants the enum value's full name).
+def _short_mode(data: Any) -> Any:
+    """`"mode": "hybrid"` accepted for `"SEARCH_MODE_HYBRID"` (the JSON mapping wants the enum
+    value's full name)."""
+    if isinstance(data, dict) and isinstance(data.get("mode"), str):
+        mode = data["mode"]
+        if mode.lower() in ("dense", "lexical", "hybrid"):
+            return {**data, "mode": f"SEARCH_MODE_{mode.upper()}"}
+    return data
+
+
+def search_message(body: bytes, *, batch: bool):
+    """The SearchRequest (or, with `batch`, SearchBatchRequest) in a JSON body.
 
     Raises:
-        json.JSONDecodeError, UnicodeDecodeError, json_format.ParseError: not a JSON object.
+        json.JSONDecodeError, UnicodeDecodeError, json_format.ParseError: not such a message.
     """
     data = json.loads(body or b"{}")
     if not isinstance(data, dict):
         raise json_format.ParseError("expected a JSON object")
-    if isinstance(data.get("mode"), str):
-        mode = data["mode"]
-        if mode.lower() in ("dense", "lexical", "hybrid"):
-            data = {**data, "mode": f"SEARCH_MODE_{mode.upper()}"}
-    return data
+    if not batch:
+        return json_format.ParseDict(_short_mode(data), pb.SearchRequest())
+    requests = data.get("requests")
+    if not isinstance(requests, list):
+        raise json_format.ParseError('expected {"requests": [SearchRequest, ...]}')
+    return json_format.ParseDict(
+        {**data, "requests": [_short_mode(r) for r in requests]}, pb.SearchBatchRequest()
+    )
+
+
+async def search_endpoint(request: Request, gateway, max_bytes: int, *, batch: bool) -> Response:
+    """POST /v1/search (SearchRequest's JSON form) or /v1/search/batch: the answer's JSON, or
+    {"error", "code"} with the HTTP status of the gRPC code."""
+    try:
+        message = search_message(await read_body(request, max_bytes), batch=batch)
+        reply: Message
+        if batch:
+            queries = parse(conv.batch_request_from_proto, message)
+            reply = conv.batch_response_to_proto(await gateway.search_many(queries))
+        else:
+            query = parse(conv.request_from_proto, message)
+            reply = conv.response_to_proto(await gateway.search(query))
+        return JSONResponse(json_format.MessageToDict(reply, preserving_proto_field_name=True))
+    except (json_format.ParseError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        return JSONResponse({"error": f"bad request body: {e}"}, 400)
+    except TimeoutError as e:
+        return JSONResponse({"error": str(e) or "deadline exceeded"}, 504)
+    except Exception as e:
+        code, problem = status_of(e)
+        if code == grpc.StatusCode.INTERNAL:
+            log.exception("search failed")
+        return JSONResponse({"error": problem, "code": code.name}, HTTP_STATUS.get(code, 500))
 
 
 async def read_body(request: Request, limit: int) -> bytes:

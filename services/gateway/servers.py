@@ -106,6 +106,17 @@ class _HTTPServer(uvicorn.Server):
         yield
 
 
+def _queries(request):
+    """The query of a SearchRequest, or the queries of a SearchBatchRequest (naming the bad one).
+
+    Raises:
+        RequestError: a malformed request.
+    """
+    if isinstance(request, pb.SearchRequest):
+        return parse(conv.request_from_proto, request)
+    return parse(conv.batch_request_from_proto, request)
+
+
 class _SearchServicer:
     """SearchService over raw request bytes: grpcio answers a request its deserializer cannot
     parse with INTERNAL, so the servicer parses it and answers INVALID_ARGUMENT instead."""
@@ -119,7 +130,14 @@ class _SearchServicer:
                 self.Search, response_serializer=pb.SearchResponse.SerializeToString
             )
         )
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, {"Search": search})
+        batch: grpc.RpcMethodHandler[bytes, pb.SearchBatchResponse] = (
+            grpc.unary_unary_rpc_method_handler(
+                self.SearchBatch, response_serializer=pb.SearchBatchResponse.SerializeToString
+            )
+        )
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME, {"Search": search, "SearchBatch": batch}
+        )
 
     def Search(self, raw: bytes, context: grpc.ServicerContext):  # noqa: N802
         """Runs on a server thread; the query runs on the replica's event loop
@@ -135,11 +153,26 @@ class _SearchServicer:
             context.abort(answer, message)
         return answer
 
+    def SearchBatch(self, raw: bytes, context: grpc.ServicerContext):  # noqa: N802
+        try:
+            request = pb.SearchBatchRequest.FromString(raw)
+        except DecodeError as e:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a SearchBatchRequest: {e}"
+            )
+        answer, message = self._answer(request, context)
+        if isinstance(answer, grpc.StatusCode):
+            context.abort(answer, message)
+        return answer
+
     def _answer(self, request, context) -> tuple:
         """(response, None), or (status code, message)."""
         try:
-            query = parse(conv.request_from_proto, request)
-            result = self._gateway.search_from_thread(query, timeout_s=context.time_remaining())
+            result = self._gateway.search_from_thread(
+                _queries(request), timeout_s=context.time_remaining()
+            )
+            if isinstance(result, list):
+                return conv.batch_response_to_proto(result), None
             return conv.response_to_proto(result), None
         except TimeoutError as e:
             return grpc.StatusCode.DEADLINE_EXCEEDED, str(e)

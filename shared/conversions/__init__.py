@@ -102,5 +102,15 @@ ROUND_TRIPS: tuple[RoundTrip, ...] = tuple(
             replica.info_request_from_proto,
         ),
         (replica.pb.GetReplicaInfoResponse, replica.info_to_proto, replica.info_from_proto),
+        (
+            search.pb.SearchBatchRequest,
+            search.batch_request_to_proto,
+            search.batch_request_from_proto,
+        ),
+        (
+            search.pb.SearchBatchResponse,
+            search.batch_response_to_proto,
+            search.batch_response_from_proto,
+        ),
     )
 )

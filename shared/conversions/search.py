@@ -241,3 +241,26 @@ def response_from_proto(msg: pb.SearchResponse) -> SearchResult:
         ),
         candidates=msg.candidates,
     )
+
+
+def batch_response_to_proto(results) -> pb.SearchBatchResponse:
+    return pb.SearchBatchResponse(responses=[response_to_proto(r) for r in results])
+
+
+def batch_response_from_proto(msg: pb.SearchBatchResponse) -> list[SearchResult]:
+    return [response_from_proto(r) for r in msg.responses]
+
+
+def batch_request_to_proto(queries) -> pb.SearchBatchRequest:
+    return pb.SearchBatchRequest(requests=[request_to_proto(q) for q in queries])
+
+
+def batch_request_from_proto(msg: pb.SearchBatchRequest) -> list[SearchQuery]:
+    """Raises ValueError naming the first malformed request."""
+    queries = []
+    for i, one in enumerate(msg.requests):
+        try:
+            queries.append(request_from_proto(one))
+        except ValueError as e:
+            raise ValueError(f"query {i}: {e}") from None
+    return queries

@@ -607,3 +607,31 @@ def test_http_facets_and_examples(platform):
     assert body["facets"][0]["field"] == "baseColour" and int(body["candidates"]) == 11
     assert sum(int(v["count"]) for v in body["facets"][0]["values"]) == 11
     assert len({h["payload"]["baseColour"] for h in body["hits"]}) == 2
+
+
+def test_search_batch_answers_each_query_in_order(stub, ref):
+    requests = [
+        pb.SearchRequest(text="red shirt", top_k=3, mode=pb.SEARCH_MODE_DENSE),
+        pb.SearchRequest(product_id="p7", top_k=2),
+        pb.SearchRequest(text="blue", top_k=4, mode=pb.SEARCH_MODE_LEXICAL),
+    ]
+    reply = stub.SearchBatch(pb.SearchBatchRequest(requests=requests), timeout=30)
+    assert [_ids(r) for r in reply.responses] == [
+        _ids(stub.Search(q, timeout=30)) for q in requests
+    ]
+    assert _ids(reply.responses[0]) == ref.ranking(ref.text("red shirt"))[:3]
+    bad = [*requests, pb.SearchRequest(top_k=3)]
+    with pytest.raises(grpc.RpcError) as e:
+        stub.SearchBatch(pb.SearchBatchRequest(requests=bad), timeout=30)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "query 3" in e.value.details()
+
+
+def test_http_search_batch(platform):
+    url = f"{platform.http}/v1/search/batch"
+    body = {"requests": [{"text": "red shirt", "top_k": 2, "mode": "dense"}, {"product_id": "p2"}]}
+    status, answer, _ = request_json(url, json.dumps(body).encode())
+    assert status == 200, answer
+    assert [len(r["hits"]) for r in answer["responses"]] == [2, 10]
+    status, answer, _ = request_json(url, json.dumps({"requests": {}}).encode())
+    assert status == 400 and "requests" in answer["error"]

@@ -161,6 +161,15 @@ SAMPLES: dict[type, list] = {
         ),
         ReplicaInfo("vector-store", "def", "bundle-1", 256, "qdrant-edge", 0, 0.2),
     ],
+    ROUND_TRIPS[20].message: [
+        [SearchQuery(text="navy shirt", top_k=3), SearchQuery(product_id="p-1", text="in black")]
+    ],
+    ROUND_TRIPS[21].message: [
+        [
+            SearchResult(hits=(Hit("p-1", 0.5, {"title": "x"}),), model_version="b"),
+            SearchResult(hits=(), model_version="b", mode=SearchMode.HYBRID),
+        ]
+    ],
 }
 
 

@@ -158,3 +158,15 @@ class SearchResponse(_message.Message):
     facets: _containers.RepeatedCompositeFieldContainer[Facet]
     candidates: int
     def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., next_page_token: _Optional[str] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., facets: _Optional[_Iterable[_Union[Facet, _Mapping]]] = ..., candidates: _Optional[int] = ...) -> None: ...
+
+class SearchBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SearchRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[SearchRequest, _Mapping]]] = ...) -> None: ...
+
+class SearchBatchResponse(_message.Message):
+    __slots__ = ("responses",)
+    RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    responses: _containers.RepeatedCompositeFieldContainer[SearchResponse]
+    def __init__(self, responses: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ...) -> None: ...

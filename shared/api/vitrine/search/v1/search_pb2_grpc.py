@@ -39,6 +39,11 @@ class SearchServiceStub:
                 request_serializer=vitrine_dot_search_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
                 response_deserializer=vitrine_dot_search_dot_v1_dot_search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchBatch = channel.unary_unary(
+                '/vitrine.search.v1.SearchService/SearchBatch',
+                request_serializer=vitrine_dot_search_dot_v1_dot_search__pb2.SearchBatchRequest.SerializeToString,
+                response_deserializer=vitrine_dot_search_dot_v1_dot_search__pb2.SearchBatchResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -53,6 +58,14 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchBatch(self, request, context):
+        """Several searches in one call, their encodes and store searches batched together. One bad
+        request fails the call with INVALID_ARGUMENT (or RESOURCE_EXHAUSTED) naming its index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +73,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=vitrine_dot_search_dot_v1_dot_search__pb2.SearchRequest.FromString,
                     response_serializer=vitrine_dot_search_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
+            ),
+            'SearchBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchBatch,
+                    request_deserializer=vitrine_dot_search_dot_v1_dot_search__pb2.SearchBatchRequest.FromString,
+                    response_serializer=vitrine_dot_search_dot_v1_dot_search__pb2.SearchBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +107,33 @@ class SearchService:
             '/vitrine.search.v1.SearchService/Search',
             vitrine_dot_search_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
             vitrine_dot_search_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vitrine.search.v1.SearchService/SearchBatch',
+            vitrine_dot_search_dot_v1_dot_search__pb2.SearchBatchRequest.SerializeToString,
+            vitrine_dot_search_dot_v1_dot_search__pb2.SearchBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
