@@ -210,6 +210,7 @@ class SearchResult:
 class Op(enum.Enum):
     UPSERT = "upsert"
     DELETE = "delete"
+    UPDATE = "update"  # title and attributes only: no image, no re-embedding
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -351,10 +352,13 @@ class Gateway:
             self._keys.authorize(request.headers.items(), scope)
         except RequestError as e:
             log.info("denied %s %s: %s", request.method, request.url.path, e)
+            wait_s = getattr(e, "retry_after_s", None)
             return JSONResponse(
                 {"error": str(e), "code": e.code.name},
-                HTTP_STATUS[e.code],
-                headers={"www-authenticate": "Bearer"},
+                429 if wait_s else HTTP_STATUS[e.code],
+                headers={"retry-after": str(math.ceil(wait_s))}
+                if wait_s
+                else {"www-authenticate": "Bearer"},
             )
         return None
 

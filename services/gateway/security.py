@@ -3,8 +3,9 @@
 API keys come from the environment (`VITRINE_GATEWAY_API_KEYS`) or a file (a Kubernetes Secret
 mounted as a volume); this module only parses the text it is given. One entry per line or comma:
 
-    NAME:KEY              every scope
-    NAME:KEY:SCOPE+SCOPE  only these scopes (`search`, `info`)
+    NAME:KEY                   every scope
+    NAME:KEY:SCOPE+SCOPE       only these scopes (`search`, `info`)
+    NAME:KEY:SCOPE+SCOPE:RATE  and at most RATE requests (`50/s`, `600/min`; per replica)
 
 Only SHA-256 digests of the keys are kept, and no message or repr ever includes a key: errors
 name the entry by its position and the client by NAME.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import grpc
 
+from services.gateway.ratelimit import RateLimiter, parse_rate
 from shared.serving.auth import UnauthenticatedError, _digest
 from shared.serving.errors import RequestError
 
@@ -40,6 +42,7 @@ class Principal:
 
     name: str
     scopes: frozenset[str]
+    rate_per_s: float | None = None  # None: no limit
 
 
 class ApiKeys:
@@ -47,6 +50,7 @@ class ApiKeys:
 
     def __init__(self, principals: dict[bytes, Principal] | None = None) -> None:
         self._by_digest = dict(principals or {})
+        self._limiter = RateLimiter()
 
     @classmethod
     def parse(cls, text: str, *, source: str) -> ApiKeys:
@@ -59,10 +63,17 @@ class ApiKeys:
         entries = [e.strip() for line in text.splitlines() for e in line.split(",")]
         for i, entry in enumerate((e for e in entries if e and not e.startswith("#")), 1):
             parts = entry.split(":")
-            if len(parts) not in (2, 3) or not parts[0].strip() or not parts[1]:
-                raise ValueError(f"{source}: entry {i} is not NAME:KEY or NAME:KEY:SCOPE+SCOPE")
+            if len(parts) not in (2, 3, 4) or not parts[0].strip() or not parts[1]:
+                raise ValueError(
+                    f"{source}: entry {i} is not NAME:KEY, NAME:KEY:SCOPE+SCOPE or "
+                    "NAME:KEY:SCOPE+SCOPE:RATE"
+                )
             name, key = parts[0].strip(), parts[1]
-            scopes = frozenset(parts[2].split("+")) if len(parts) == 3 else SCOPES
+            scopes = frozenset(parts[2].split("+")) if len(parts) >= 3 else SCOPES
+            try:
+                rate = parse_rate(parts[3]) if len(parts) == 4 else None
+            except ValueError as e:
+                raise ValueError(f"{source}: entry {i} ({name}): {e}") from None
             if unknown := scopes - SCOPES:
                 raise ValueError(
                     f"{source}: entry {i} ({name}) has unknown scopes {sorted(unknown)}; "
@@ -74,7 +85,7 @@ class ApiKeys:
                 )
             if _digest(key) in principals:
                 raise ValueError(f"{source}: entry {i} ({name}) repeats another entry's key")
-            principals[_digest(key)] = Principal(name, scopes)
+            principals[_digest(key)] = Principal(name, scopes, rate)
         return cls(principals)
 
     @classmethod
@@ -119,6 +130,7 @@ class ApiKeys:
         Raises:
             UnauthenticatedError: no key, or an unknown one.
             PermissionDeniedError: the key lacks `scope`.
+            RateLimitedError: the key is over its rate (the request is not counted).
         """
         key = _presented_key(headers)
         if key is None:
@@ -136,6 +148,8 @@ class ApiKeys:
             raise UnauthenticatedError("invalid API key")
         if scope is not None and scope not in found.scopes:
             raise PermissionDeniedError(f"API key {found.name!r} lacks the scope {scope!r}")
+        if found.rate_per_s is not None:
+            self._limiter.take(found.name, found.rate_per_s)
         return found
 
 

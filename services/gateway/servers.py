@@ -4,6 +4,7 @@ HTTP, both in front of a `Gateway`."""
 from __future__ import annotations
 
 import contextlib
+import math
 import ssl
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
 # The scope each gRPC method needs; a method not listed (reflection) needs any valid key.
-METHOD_SCOPES = {f"/{SERVICE_NAME}/Search": "search"}
+METHOD_SCOPES = {f"/{SERVICE_NAME}/Search": "search", f"/{SERVICE_NAME}/SearchBatch": "search"}
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -74,14 +75,23 @@ class _AuthInterceptor(grpc.ServerInterceptor):
             )
         except RequestError as e:
             log.info("denied %s: %s", details.method, e)
-            return _refusal(handler, e.code, str(e))
+            wait_s = getattr(e, "retry_after_s", None)
+            trailers = (("retry-after-ms", str(math.ceil(wait_s * 1000))),) if wait_s else ()
+            return _refusal(handler, e.code, str(e), trailers)
         return handler
 
 
-def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str):
-    """A handler of the same shape as `handler` that aborts with `code`."""
+def _refusal(
+    handler: grpc.RpcMethodHandler,
+    code: grpc.StatusCode,
+    message: str,
+    trailers: tuple[tuple[str, str], ...] = (),
+):
+    """A handler of the same shape as `handler` that aborts with `code` (and `trailers`)."""
 
     def refuse(request_or_iterator, context: grpc.ServicerContext):
+        if trailers:
+            context.set_trailing_metadata(trailers)
         context.abort(code, message)
 
     kind = (handler.request_streaming, handler.response_streaming)

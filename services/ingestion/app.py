@@ -115,6 +115,7 @@ def grpc_processor(
         embed=embed,
         upsert=lambda points: run(store.upsert(points, timeout_s=timeout)),
         delete=lambda deletions: run(store.delete(deletions, timeout_s=timeout)),
+        update=lambda updates: run(store.update(updates, timeout_s=timeout)),
         fetcher=Fetcher(policy),
         limits=EventLimits(
             max_title_chars=settings.max_title_chars,

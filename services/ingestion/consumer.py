@@ -8,11 +8,8 @@ import time
 
 from services.ingestion.config import IngestionSettings
 from services.ingestion.metrics import IngestMetrics
-from services.ingestion.processor import (
-    BatchProcessor,
-    BatchResult,
-    with_retries,
-)
+from services.ingestion.processor import BatchProcessor, BatchResult
+from services.ingestion.retries import with_retries
 from shared.serving.errors import DependencyError, dependency_status
 from shared.streaming.dlq import REASON_HEADER, SOURCE_HEADER, TRANSIENT_HEADER
 
@@ -107,6 +104,7 @@ class IngestionWorker:
         self._confirm_dead_letters()  # durable before their offsets are committed
         self._commit()
         result.upserted, result.deleted = written.upserted, written.deleted
+        result.updated = written.updated
         result.stale = written.stale
         self._count(result, len(records), time.perf_counter() - started)
         return result
@@ -129,6 +127,7 @@ class IngestionWorker:
         m = self.metrics
         m.records.labels("upserted").inc(result.upserted)
         m.records.labels("deleted").inc(result.deleted)
+        m.records.labels("updated").inc(result.updated)
         m.records.labels("dead_lettered").inc(result.dead_lettered)
         m.records.labels("stale").inc(result.stale)
         m.records.labels("transient").inc(result.transient)

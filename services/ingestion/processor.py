@@ -12,20 +12,16 @@ duplicating.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
-
-import grpc
+from typing import TYPE_CHECKING, Any, Protocol
 
 from services.ingestion.fetch_policy import FetchPolicy, PoisonError, TransientError
 from services.ingestion.fetching import Fetcher
 from services.ingestion.validation import EventLimits, event_version
 from shared.models.transforms import ImageDecodeError, probe_image, thumbnail_data_uri
-from shared.serving.errors import DependencyError, dependency_status
 from shared.streaming.dlq import REASON_HEADER, TRANSIENT_HEADER
 from shared.streaming.events import decode
 from shared.types import CatalogEvent, Op
@@ -34,10 +30,10 @@ if TYPE_CHECKING:
     import numpy as np
 
     from shared.vectorstore import Deletion, Point, WriteResult
+    from shared.vectorstore.versions import PayloadUpdate
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 __all__ = [
     "REASON_HEADER",
@@ -46,7 +42,6 @@ __all__ = [
     "BatchResult",
     "PoisonError",
     "TransientError",
-    "with_retries",
 ]
 
 
@@ -73,6 +68,7 @@ _Upsert = tuple[CatalogEvent, bytes, Any]
 class BatchResult:
     upserted: int = 0
     deleted: int = 0
+    updated: int = 0  # title/attribute changes applied without re-embedding
     dead_lettered: int = 0
     # Writes the store skipped because it holds a newer version of the product.
     stale: int = 0
@@ -87,6 +83,7 @@ class BatchResult:
     def add(self, other: BatchResult) -> None:
         self.upserted += other.upserted
         self.deleted += other.deleted
+        self.updated += other.updated
         self.stale += other.stale
         self.rejected.extend(other.rejected)
 
@@ -98,6 +95,7 @@ class BatchProcessor:
         embed: encoded images -> vectors [n, dim] (the image encoder).
         upsert: points -> WriteResult (or None), durable when it returns (the vector store).
         delete: deletions -> WriteResult (or None).
+        update: payload updates -> WriteResult (or None); None refuses update events.
         fetcher: fetches image URIs under the fetch policy.
         limits: sizes an event may have.
         encode_batch, encode_concurrency: images per encoder call, calls in flight.
@@ -114,6 +112,7 @@ class BatchProcessor:
         embed: Callable[[list[bytes]], np.ndarray],
         upsert: Callable[[list[Point]], WriteResult | None],
         delete: Callable[[list[Deletion]], WriteResult | None],
+        update: Callable[[list[PayloadUpdate]], WriteResult | None] | None = None,
         fetcher: Fetcher | None = None,
         limits: EventLimits | None = None,
         encode_batch: int = 32,
@@ -124,6 +123,7 @@ class BatchProcessor:
         encode_max_bytes: int = 48 * 2**20,
     ) -> None:
         self._embed, self._upsert, self._delete = embed, upsert, delete
+        self._update = update
         self._fetcher = fetcher or Fetcher(FetchPolicy())
         self._max_bytes = self._fetcher.policy.max_bytes
         self._limits = limits or EventLimits()
@@ -180,6 +180,14 @@ class BatchProcessor:
         self._limits.check(event)
         event = replace(event, version=event_version(event, timestamp_ms))
         if event.op == Op.DELETE:
+            return event, None
+        if event.op == Op.UPDATE:
+            if event.image_bytes or event.image_uri:
+                raise PoisonError("an update changes title and attributes only; send an upsert")
+            if not (event.title or event.attributes):
+                raise PoisonError("an update with no title and no attributes changes nothing")
+            if self._update is None:
+                raise PoisonError("this writer takes no update events")
             return event, None
         if event.image_bytes:
             image = event.image_bytes
@@ -262,7 +270,10 @@ class BatchProcessor:
 
         sources = sources if sources is not None else [None] * len(events)
         latest: dict[str, _Item] = {}
+        updates = [e for e, _ in events if e.op == Op.UPDATE]
         for (event, image), source in zip(events, sources, strict=True):
+            if event.op == Op.UPDATE:  # applied after the batch's upserts, if not stale
+                continue
             # The highest version of a product wins (the later one among equals), in the order
             # of its last occurrence: a batch may hold a product's events out of order.
             current = latest.get(event.product_id)
@@ -292,6 +303,10 @@ class BatchProcessor:
         if deletes:
             written = self._delete(deletes)
             result.deleted += written.count if written is not None else len(deletes)
+            result.stale += written.stale if written is not None else 0
+        if updates and self._update is not None:
+            written = self._update([_payload_update(e) for e in updates])
+            result.updated += written.count if written is not None else len(updates)
             result.stale += written.stale if written is not None else 0
         return result
 
@@ -347,34 +362,14 @@ class BatchProcessor:
             return ""
 
 
+def _payload_update(event: CatalogEvent) -> PayloadUpdate:
+    from shared.vectorstore.versions import PayloadUpdate
+
+    return PayloadUpdate(event.product_id, event.title or None, event.attributes, event.version)
+
+
 def _with_image(item: _Item) -> _Upsert:
     event, image, source = item
     if image is None:  # validate() returns every upsert's image
         raise ValueError(f"the upsert of {event.product_id!r} came without its image")
     return event, image, source
-
-
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
-
-
-def with_retries(
-    fn: Callable[[], T],
-    *,
-    stop: Callable[[], bool],
-    max_backoff_s: float = 10,
-    on_retry: Callable[[grpc.StatusCode], None] = lambda _: None,
-) -> T:
-    """Runs fn until it succeeds, backing off while a dependency is unavailable: the clients
-    (shared.serving.clients) raised DependencyError with UNAVAILABLE, or TimeoutError."""
-    backoff = 0.2
-    while True:
-        try:
-            return fn()
-        except (DependencyError, TimeoutError) as e:
-            status = dependency_status(e)
-            if status not in RETRYABLE or stop():
-                raise
-            on_retry(status)
-            log.warning("dependency unavailable (%s); retrying in %.1f s", status.name, backoff)
-            time.sleep(backoff)
-            backoff = min(max_backoff_s, backoff * 2)

@@ -37,6 +37,7 @@ from shared.vectorstore import (
     open_versioned_store,
 )
 from shared.vectorstore.base import PointQuery
+from shared.vectorstore.versions import PayloadUpdate
 
 log = serve_logger(__name__)
 
@@ -190,6 +191,22 @@ class VectorStore:
         except StoreError as e:
             raise RequestError(str(e)) from None
         return conv.write_response_to_proto(result)
+
+    async def update(self, updates: Sequence[PayloadUpdate]) -> WriteResult:
+        """Title and attribute changes without re-embedding (`VersionedWrites.update`)."""
+        result = await asyncio.to_thread(self._writes.update, updates)
+        self._dirty.set()
+        return result
+
+    @grpc_method
+    async def UpdatePayloads(self, request: pb.UpdatePayloadsRequest):  # noqa: N802
+        updates = conv.update_request_from_proto(request)
+        if any(not u.product_id for u in updates):
+            raise RequestError("an empty product id")
+        try:
+            return conv.write_response_to_proto(await self.update(updates))
+        except StoreError as e:
+            raise RequestError(str(e)) from None
 
     @grpc_method
     async def DeletePoints(self, request: pb.DeletePointsRequest):  # noqa: N802

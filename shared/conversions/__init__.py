@@ -103,6 +103,11 @@ ROUND_TRIPS: tuple[RoundTrip, ...] = tuple(
         ),
         (replica.pb.GetReplicaInfoResponse, replica.info_to_proto, replica.info_from_proto),
         (
+            store.pb.UpdatePayloadsRequest,
+            store.update_request_to_proto,
+            store.update_request_from_proto,
+        ),
+        (
             search.pb.SearchBatchRequest,
             search.batch_request_to_proto,
             search.batch_request_from_proto,

@@ -9,7 +9,7 @@ from google.protobuf import json_format
 from shared.api.vitrine.catalog.v1 import catalog_pb2 as pb
 from shared.types import CatalogEvent, Op
 
-_OP_TO_PROTO = {Op.UPSERT: pb.OP_UPSERT, Op.DELETE: pb.OP_DELETE}
+_OP_TO_PROTO = {Op.UPSERT: pb.OP_UPSERT, Op.DELETE: pb.OP_DELETE, Op.UPDATE: pb.OP_UPDATE}
 _OP_FROM_PROTO = {v: k for k, v in _OP_TO_PROTO.items()}
 
 

@@ -32,6 +32,7 @@ from shared.vectorstore.base import (
     WriteResult,
 )
 from shared.vectorstore.lexical import DEFAULT_RRF_K
+from shared.vectorstore.versions import PayloadUpdate
 
 _F32_LE = np.dtype("<f4")
 
@@ -199,6 +200,28 @@ def delete_request_from_proto(msg: pb.DeletePointsRequest) -> tuple[Deletion, ..
         )
     versions = msg.versions or [0] * len(msg.product_ids)
     return tuple(Deletion(pid, v) for pid, v in zip(msg.product_ids, versions, strict=True))
+
+
+def update_request_to_proto(updates: Sequence[PayloadUpdate]) -> pb.UpdatePayloadsRequest:
+    msg = pb.UpdatePayloadsRequest()
+    for u in updates:
+        one = msg.updates.add(product_id=u.product_id, version=u.version)
+        if u.title is not None:
+            one.title = u.title
+        one.attributes.update(u.attributes)
+    return msg
+
+
+def update_request_from_proto(msg: pb.UpdatePayloadsRequest) -> tuple[PayloadUpdate, ...]:
+    return tuple(
+        PayloadUpdate(
+            u.product_id,
+            u.title if u.HasField("title") else None,
+            dict(u.attributes),
+            u.version,
+        )
+        for u in msg.updates
+    )
 
 
 def write_response_to_proto(result: WriteResult) -> pb.WriteResponse:

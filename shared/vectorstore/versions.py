@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,9 +42,24 @@ TOMBSTONE_SUFFIX = "-tombstones"
 _TOMBSTONE_VECTOR = np.ones(1, dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class PayloadUpdate:
+    """A stored product's new title (None keeps it) and attributes (merged over the stored
+    ones); the vector and the platform's fields (image, thumbnail) stay."""
+
+    product_id: str
+    title: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    version: int = 0  # 0 is unversioned (always applied)
+
+
 def _version(payload: dict) -> int:
     value = payload.get(VERSION_FIELD, 0)
     return int(value) if isinstance(value, int | float) else 0
+
+
+def _by_version(update: PayloadUpdate) -> int:
+    return update.version
 
 
 class VersionedWrites:
@@ -108,6 +124,36 @@ class VersionedWrites:
             ]
             self.tombstones.upsert(marks)
         return WriteResult(len(applied), len(deletions) - len(applied))
+
+    def update(self, updates: Sequence[PayloadUpdate]) -> WriteResult:
+        """Applies payload updates in version order, each only when not stale: a product the
+        store does not hold, or holds at a newer version (or deleted later), skips it. The
+        point is written again with its stored vector (the lexical index follows the title)."""
+        with self._lock:
+            ids = list(dict.fromkeys(u.product_id for u in updates))
+            stored = {p.product_id: p for p in self.store.retrieve(ids, with_vectors=True)}
+            dead = {p.product_id: _version(p.payload) for p in self.tombstones.retrieve(ids)}
+            points, applied = [], 0
+            for pid in ids:
+                point = stored.get(pid)
+                if point is None or point.vector is None:
+                    continue
+                payload = dict(point.payload)
+                version = _version(payload)
+                changed = False
+                for u in sorted((u for u in updates if u.product_id == pid), key=_by_version):
+                    if u.version and u.version < max(version, dead.get(pid, 0)):
+                        continue
+                    if u.title is not None:
+                        payload["title"] = u.title
+                    payload.update(u.attributes)
+                    version = u.version or version
+                    applied, changed = applied + 1, True
+                if changed:
+                    payload.pop(VERSION_FIELD, None)
+                    points.append(Point(pid, point.vector, payload, version=version))
+            self.store.upsert(points)
+        return WriteResult(applied, len(updates) - applied)
 
     def close(self) -> None:
         """Closes both collections (and their engines)."""

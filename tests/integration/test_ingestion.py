@@ -9,6 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -95,16 +96,17 @@ def _committed(broker, group: str, published) -> bool:
 
 def _drain(worker, expected_records: int):
     """Runs the worker until it has handled `expected_records` records."""
-    seen = upserted = deleted = dead = stale = 0
+    seen = upserted = deleted = dead = stale = updated = 0
     reasons = []
     for _ in range(60):
         result = worker.run_once(timeout_ms=1000)
         upserted += result.upserted
         deleted += result.deleted
+        updated += result.updated
         dead += result.dead_lettered
         stale += result.stale  # skipped by the store: it holds a newer version
         reasons += result.reasons
-        seen = upserted + deleted + dead + stale
+        seen = upserted + deleted + dead + stale + updated
         if seen >= expected_records:
             break
     return upserted, deleted, dead, reasons
@@ -472,3 +474,27 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "?"
+
+
+def test_an_update_event_changes_the_payload_without_re_embedding(worker, broker):
+    """OP_UPDATE: title and attributes change, the vector stays, nothing is fetched or encoded;
+    an update of a product the store does not hold is skipped."""
+    t = _now()
+    upsert = CatalogEvent(
+        "upd-1", Op.UPSERT, image_bytes=png_bytes(7), title="red shirt",
+        attributes={"price": "10"}, event_time=t - dt.timedelta(minutes=1),
+    )  # fmt: skip
+    _publish(broker, [upsert], topic="catalog")
+    _drain(worker, 1)
+    [before] = stored_points(["upd-1"], with_vectors=True)
+    update = CatalogEvent(
+        "upd-1", Op.UPDATE, title="navy polo", attributes={"price": "8"}, event_time=t
+    )
+    ghost = CatalogEvent("upd-ghost", Op.UPDATE, title="nobody", event_time=t)
+    _publish(broker, [update, ghost], topic="catalog")
+    _drain(worker, 2)
+    [after] = stored_points(["upd-1"], with_vectors=True)
+    assert after.payload["title"] == "navy polo" and after.payload["price"] == "8"
+    assert after.payload["thumbnail"] == before.payload["thumbnail"]  # the image's fields stay
+    np.testing.assert_array_equal(after.vector, before.vector)
+    assert stored_points(["upd-ghost"]) == []

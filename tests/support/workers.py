@@ -123,9 +123,9 @@ def present(product_ids: list[str]) -> set[str]:
     return set(payloads(product_ids))
 
 
-def stored_points(product_ids: list[str]) -> list:
-    """The store's points of `product_ids` (those it holds, without vectors), through its client
-    at its published targets, 500 at a time."""
+def stored_points(product_ids: list[str], *, with_vectors: bool = False) -> list:
+    """The store's points of `product_ids` (those it holds; vectors when asked), through its
+    client at its published targets, 500 at a time."""
     from operations.serve import internal_token
     from shared.serving.clients import VectorStoreClient, shared_loop
 
@@ -137,7 +137,9 @@ def stored_points(product_ids: list[str]) -> list:
         try:
             found = []
             for start in range(0, len(product_ids), 500):
-                found += await client.retrieve(product_ids[start : start + 500], timeout_s=60)
+                found += await client.retrieve(
+                    product_ids[start : start + 500], with_vectors=with_vectors, timeout_s=60
+                )
             return found
         finally:
             await client.close()

@@ -147,7 +147,7 @@ def test_the_workers_processor_dead_letters_what_the_encoder_refuses(services):
 
 
 def test_the_worker_retries_an_outage_and_stops_on_a_refusal():
-    from services.ingestion.processor import with_retries
+    from services.ingestion.retries import with_retries
 
     retried, outcomes = [], [DependencyError("down"), TimeoutError("slow"), "written"]
 

@@ -42,6 +42,7 @@ from shared.vectorstore.base import (
     StoredPoint,
     WriteResult,
 )
+from shared.vectorstore.versions import PayloadUpdate
 
 RNG = np.random.default_rng(0)
 
@@ -111,6 +112,7 @@ SAMPLES: dict[type, list] = {
             version=42,
         ),
         CatalogEvent(product_id="p-2", op=Op.DELETE, image_uri="file:///tmp/x.jpg"),
+        CatalogEvent(product_id="p-3", op=Op.UPDATE, title="Renamed", attributes={"a": "b"}),
     ],
     ROUND_TRIPS[9].message: [
         PointQuery(_vectors(1, 8)[0], 10, FILTER, exact=True),
@@ -162,9 +164,15 @@ SAMPLES: dict[type, list] = {
         ReplicaInfo("vector-store", "def", "bundle-1", 256, "qdrant-edge", 0, 0.2),
     ],
     ROUND_TRIPS[20].message: [
-        [SearchQuery(text="navy shirt", top_k=3), SearchQuery(product_id="p-1", text="in black")]
+        (
+            PayloadUpdate("p-1", "New title", {"price": "9.99", "stock": "0"}, version=5),
+            PayloadUpdate("p-2", None, {}, 0),
+        )
     ],
     ROUND_TRIPS[21].message: [
+        [SearchQuery(text="navy shirt", top_k=3), SearchQuery(product_id="p-1", text="in black")]
+    ],
+    ROUND_TRIPS[22].message: [
         [
             SearchResult(hits=(Hit("p-1", 0.5, {"title": "x"}),), model_version="b"),
             SearchResult(hits=(), model_version="b", mode=SearchMode.HYBRID),

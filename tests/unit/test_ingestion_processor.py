@@ -15,7 +15,7 @@ from tests.support.tiny import png_bytes
 
 class Recorder:
     def __init__(self) -> None:
-        self.embedded, self.upserted, self.deleted = [], [], []
+        self.embedded, self.upserted, self.deleted, self.updated = [], [], [], []
 
     def processor(self, **kw) -> BatchProcessor:
         def embed(images):
@@ -26,6 +26,7 @@ class Recorder:
             embed=embed,
             upsert=self.upserted.extend,
             delete=lambda ds: self.deleted.extend(d.product_id for d in ds),
+            update=self.updated.extend,
             fetcher=Fetcher(kw.get("policy", FetchPolicy(timeout_s=5, attempts=1))),
             encode_batch=kw.get("encode_batch", 32),
             encode_concurrency=kw.get("encode_concurrency", 1),
@@ -346,3 +347,38 @@ def test_stopping_with_unacknowledged_dead_letters_commits_nothing(monkeypatch):
     worker._dead_letter(_poison_record(1), "bad", BatchResult())
     with pytest.raises(DeadLetterError, match="unacknowledged"):
         worker._confirm_dead_letters()
+
+
+def test_an_update_changes_the_payload_without_an_image_or_the_encoder():
+    rec = Recorder()
+    p = rec.processor()
+    upsert = CatalogEvent("a", Op.UPSERT, image_bytes=png_bytes(1), title="red", version=1)
+    update = CatalogEvent("a", Op.UPDATE, title="", attributes={"price": "9"}, version=2)
+    result = p.write([p.validate(*_record(e)) for e in (upsert, update)])
+    assert rec.embedded == [1]  # the upsert's image only
+    assert [pt.product_id for pt in rec.upserted] == ["a"]
+    (changed,) = rec.updated
+    assert (changed.product_id, changed.title, changed.attributes, changed.version) == (
+        "a",
+        None,
+        {"price": "9"},
+        2,
+    )
+    assert (result.upserted, result.updated) == (1, 1)
+    alone = rec.processor()
+    alone.write([alone.validate(*_record(CatalogEvent("b", Op.UPDATE, title="renamed")))])
+    assert rec.embedded == [1] and rec.updated[-1].title == "renamed"
+
+
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [
+        (CatalogEvent("a", Op.UPDATE, image_bytes=b"x", title="t"), "send an upsert"),
+        (CatalogEvent("a", Op.UPDATE), "changes nothing"),
+        (CatalogEvent("a", Op.UPDATE, attributes={"thumbnail": "x"}), "reserved"),
+    ],
+)
+def test_bad_updates_are_poison(event, words):
+    p = Recorder().processor()
+    with pytest.raises(PoisonError, match=words):
+        p.validate(*_record(event))

@@ -103,3 +103,31 @@ def test_the_gateway_app_ships_key_digests_not_keys(monkeypatch, tmp_path):
         build_app({})
     with pytest.raises(SettingsError, match="needs TLS"):
         build_app({"tls_client_ca_file": "ca.pem", "api_keys": None})
+
+
+def test_a_key_with_a_rate_is_refused_past_it_with_the_time_to_wait():
+    from services.gateway.ratelimit import RateLimitedError, RateLimiter, parse_rate
+
+    assert parse_rate("50/s") == 50 and parse_rate("600/min") == 10 and parse_rate("1.5/s") == 1.5
+    for bad in ("50", "0/s", "5/h", "-1/s"):
+        with pytest.raises(ValueError):
+            parse_rate(bad)
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    for _ in range(2):  # a burst of one second's worth
+        limiter.take("shop", 2.0)
+    with pytest.raises(RateLimitedError, match="over its rate of 2 requests/s") as info:
+        limiter.take("shop", 2.0)
+    assert info.value.retry_after_s == pytest.approx(0.5)
+    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    limiter.take("other", 2.0)  # buckets are per key
+    now[0] = 0.5
+    limiter.take("shop", 2.0)
+    keys = ApiKeys.parse(f"shop:{KEY}:search:1/min,ops:{OTHER}", source="t")
+    keys.authorize([("x-api-key", KEY)], "search")
+    with pytest.raises(RateLimitedError):
+        keys.authorize([("x-api-key", KEY)], "search")
+    for _ in range(5):
+        keys.authorize([("x-api-key", OTHER)], "search")  # no rate: no limit
+    with pytest.raises(ValueError, match=r"entry 1 \(shop\): rate '9/h'"):
+        ApiKeys.parse(f"shop:{KEY}:search:9/h", source="t")

@@ -94,3 +94,51 @@ def test_within_one_call_the_highest_version_of_a_product_wins(writes):
     result = writes.upsert([_point("p", 30, "v30"), _point("q", 1, "q1"), _point("p", 25, "v25")])
     assert _title(writes, "p") == "v30"
     assert (result.count, result.stale) == (2, 1)
+
+
+def test_a_payload_update_changes_title_and_attributes_and_keeps_the_vector(writes):
+    from shared.types import SearchMode
+    from shared.vectorstore.base import PointQuery
+    from shared.vectorstore.versions import PayloadUpdate
+
+    point = Point("p1", np.ones(DIM, np.float32), {"title": "red shirt", "price": "10"}, version=5)
+    writes.upsert([point])
+    result = writes.update([PayloadUpdate("p1", "navy polo", {"price": "8", "stock": "0"}, 6)])
+    assert (result.count, result.stale) == (1, 0)
+    (got,) = writes.store.retrieve(["p1"], with_vectors=True)
+    assert got.payload == {"title": "navy polo", "price": "8", "stock": "0", VERSION_FIELD: 6}
+    np.testing.assert_allclose(got.vector, np.ones(DIM) / np.sqrt(DIM), rtol=1e-5)
+    # The lexical index follows the new title.
+    words = writes.store.query(PointQuery(None, 5, text="polo", mode=SearchMode.LEXICAL))
+    assert [h.product_id for h in words] == ["p1"]
+    assert writes.store.query(PointQuery(None, 5, text="red", mode=SearchMode.LEXICAL)) == []
+
+
+def test_stale_or_unknown_payload_updates_are_skipped(writes):
+    from shared.vectorstore.versions import PayloadUpdate
+
+    writes.upsert([_point("p1", 10, "new")])
+    result = writes.update(
+        [PayloadUpdate("p1", "older", {}, 9), PayloadUpdate("ghost", "x", {}, 50)]
+    )
+    assert (result.count, result.stale) == (0, 2)
+    assert _title(writes, "p1") == "new" and _title(writes, "ghost") is None
+    writes.delete([Deletion("p1", 20)])
+    writes.update([PayloadUpdate("p1", "after delete", {}, 15)])
+    assert _title(writes, "p1") is None  # an update never brings a product back
+
+
+def test_payload_updates_apply_in_version_order(writes):
+    from shared.vectorstore.versions import PayloadUpdate
+
+    writes.upsert([_point("p1", 1, "first")])
+    result = writes.update(
+        [
+            PayloadUpdate("p1", None, {"colour": "navy"}, 3),
+            PayloadUpdate("p1", "second", {"colour": "red", "size": "M"}, 2),
+        ]
+    )
+    assert result.count == 2
+    (got,) = writes.store.retrieve(["p1"])
+    assert got.payload["title"] == "second" and got.payload["colour"] == "navy"
+    assert got.payload["size"] == "M" and got.payload[VERSION_FIELD] == 3

@@ -17,6 +17,7 @@ from shared.vectorstore.base import (
     StoredPoint,
     WriteResult,
 )
+from shared.vectorstore.versions import PayloadUpdate
 
 
 class VectorStoreClient(ServiceClient):
@@ -74,6 +75,15 @@ class VectorStoreClient(ServiceClient):
         when it returns."""
         request = store_conv.upsert_request_to_proto(points)
         reply = await self.call("UpsertPoints", request, timeout_s=timeout_s)
+        return store_conv.write_response_from_proto(reply)
+
+    async def update(
+        self, updates: Sequence[PayloadUpdate], *, timeout_s: float | None = None
+    ) -> WriteResult:
+        """Title and attribute changes without re-embedding (a product the store does not hold,
+        or holds at a newer version, is skipped as stale)."""
+        request = store_conv.update_request_to_proto(updates)
+        reply = await self.call("UpdatePayloads", request, timeout_s=timeout_s)
         return store_conv.write_response_from_proto(reply)
 
     async def delete(

@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SEARCH_KEY = "shopper-key-0123456789abcdef"
 INFO_KEY = "ops-key-fedcba9876543210"
 UNKNOWN_KEY = "not-a-configured-key-000000"
+LIMITED_KEY = "limited-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,10 @@ def pki(tmp_path_factory) -> Pki:
 @pytest.fixture(scope="module")
 def gateways(platform, pki, tmp_path_factory) -> dict[str, tuple[str, str]]:
     keys = tmp_path_factory.mktemp("secrets") / "api-keys"
-    keys.write_text(f"# name:key:scopes\nshopper:{SEARCH_KEY}:search\nops:{INFO_KEY}:info\n")
+    keys.write_text(
+        f"# name:key:scopes[:rate]\nshopper:{SEARCH_KEY}:search\nops:{INFO_KEY}:info\n"
+        f"limited:{LIMITED_KEY}:search:1/min\n"
+    )
     tls = {"tls_cert_file": str(pki.server_cert), "tls_key_file": str(pki.server_key)}
     addresses = add_gateways(
         platform,
@@ -168,3 +172,31 @@ def test_keys_never_reach_the_logs(gateways, pki):
         for key in (SEARCH_KEY, INFO_KEY, UNKNOWN_KEY):
             assert key.encode() not in text, f"{key} found in {path}"
     assert list((logs / "serve").glob("replica_gateway-tls_*"))  # the scan saw the gateway's log
+
+
+def test_a_key_over_its_rate_gets_resource_exhausted_with_a_retry_hint(gateways, pki):
+    address, http = gateways["gateway-tls"]
+    with client_channel(address, ca=str(pki.ca), **_NO_CERT) as channel:
+        assert len(_search(channel, LIMITED_KEY).hits) == 3
+        with pytest.raises(grpc.RpcError) as info:
+            _search(channel, LIMITED_KEY)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "'limited'" in info.value.details() and "retry in" in info.value.details()
+        trailers = dict(info.value.trailing_metadata() or ())
+        assert 0 < int(trailers["retry-after-ms"]) <= 60_000
+        # SearchBatch needs the search scope too.
+        batch = pb.SearchBatchRequest(requests=[pb.SearchRequest(text="red")])
+        code, _ = _code(
+            lambda: pb_grpc.SearchServiceStub(channel).SearchBatch(
+                batch, timeout=30, metadata=(("x-api-key", INFO_KEY),)
+            )
+        )
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+    status, body, headers = request_json(
+        f"https://{http}/v1/search",
+        json.dumps({"text": "red"}).encode(),
+        headers={"x-api-key": LIMITED_KEY},
+        ca=pki.ca,
+    )
+    assert (status, body["code"]) == (429, "RESOURCE_EXHAUSTED")
+    assert 1 <= int(headers["retry-after"]) <= 60

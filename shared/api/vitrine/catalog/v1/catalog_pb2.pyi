@@ -15,9 +15,11 @@ class Op(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OP_UNSPECIFIED: _ClassVar[Op]
     OP_UPSERT: _ClassVar[Op]
     OP_DELETE: _ClassVar[Op]
+    OP_UPDATE: _ClassVar[Op]
 OP_UNSPECIFIED: Op
 OP_UPSERT: Op
 OP_DELETE: Op
+OP_UPDATE: Op
 
 class CatalogEvent(_message.Message):
     __slots__ = ("schema_version", "product_id", "op", "image_bytes", "image_uri", "title", "attributes", "event_time", "version")

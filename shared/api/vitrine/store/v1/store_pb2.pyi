@@ -96,6 +96,31 @@ class DeletePointsRequest(_message.Message):
     versions: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, product_ids: _Optional[_Iterable[str]] = ..., versions: _Optional[_Iterable[int]] = ...) -> None: ...
 
+class PayloadUpdate(_message.Message):
+    __slots__ = ("product_id", "title", "attributes", "version")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    title: str
+    attributes: _containers.ScalarMap[str, str]
+    version: int
+    def __init__(self, product_id: _Optional[str] = ..., title: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class UpdatePayloadsRequest(_message.Message):
+    __slots__ = ("updates",)
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[PayloadUpdate]
+    def __init__(self, updates: _Optional[_Iterable[_Union[PayloadUpdate, _Mapping]]] = ...) -> None: ...
+
 class WriteResponse(_message.Message):
     __slots__ = ("count", "stale")
     COUNT_FIELD_NUMBER: _ClassVar[int]

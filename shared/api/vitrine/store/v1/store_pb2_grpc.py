@@ -59,6 +59,11 @@ class VectorStoreServiceStub:
                 request_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.DeletePointsRequest.SerializeToString,
                 response_deserializer=vitrine_dot_store_dot_v1_dot_store__pb2.WriteResponse.FromString,
                 _registered_method=True)
+        self.UpdatePayloads = channel.unary_unary(
+                '/vitrine.store.v1.VectorStoreService/UpdatePayloads',
+                request_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.UpdatePayloadsRequest.SerializeToString,
+                response_deserializer=vitrine_dot_store_dot_v1_dot_store__pb2.WriteResponse.FromString,
+                _registered_method=True)
 
 
 class VectorStoreServiceServicer:
@@ -96,6 +101,14 @@ class VectorStoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdatePayloads(self, request, context):
+        """Title and attribute changes without re-embedding; a product the store does not hold, or
+        holds at a newer version, is skipped (counted in `stale`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorStoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +135,11 @@ def add_VectorStoreServiceServicer_to_server(servicer, server):
             'DeletePoints': grpc.unary_unary_rpc_method_handler(
                     servicer.DeletePoints,
                     request_deserializer=vitrine_dot_store_dot_v1_dot_store__pb2.DeletePointsRequest.FromString,
+                    response_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.WriteResponse.SerializeToString,
+            ),
+            'UpdatePayloads': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePayloads,
+                    request_deserializer=vitrine_dot_store_dot_v1_dot_store__pb2.UpdatePayloadsRequest.FromString,
                     response_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.WriteResponse.SerializeToString,
             ),
     }
@@ -259,6 +277,33 @@ class VectorStoreService:
             target,
             '/vitrine.store.v1.VectorStoreService/DeletePoints',
             vitrine_dot_store_dot_v1_dot_store__pb2.DeletePointsRequest.SerializeToString,
+            vitrine_dot_store_dot_v1_dot_store__pb2.WriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePayloads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vitrine.store.v1.VectorStoreService/UpdatePayloads',
+            vitrine_dot_store_dot_v1_dot_store__pb2.UpdatePayloadsRequest.SerializeToString,
             vitrine_dot_store_dot_v1_dot_store__pb2.WriteResponse.FromString,
             options,
             channel_credentials,
