@@ -79,8 +79,14 @@ class Range:
     lte: float | None = None
 
 
-MatchValue = str | int | bool | Range | tuple[str, ...]
-"""A condition's match: a keyword, an integer, a boolean, a numeric range, or any-of keywords."""
+@dataclass(frozen=True)
+class Missing:
+    """Matches a point whose field is absent (or null, or an empty list)."""
+
+
+MatchValue = str | int | bool | Range | tuple[str, ...] | Missing
+"""A condition's match: a keyword, an integer, a boolean, a numeric range, any-of keywords, or
+the field's absence."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,7 @@ class SearchQuery:
     negative_text: str = ""
     # Composed queries: a weighted sum instead of the learned fusion (None: the fusion).
     text_weight: float | None = None
+    catalog: str = ""  # "": the default catalog (or the key's one catalog); shared.catalogs
 
     @property
     def refines(self) -> bool:
@@ -227,6 +234,7 @@ class CatalogEvent:
     schema_version: int = CATALOG_SCHEMA_VERSION
     # Orders a product's events (0: use event_time; see protos/vitrine/catalog/v1).
     version: int = 0
+    catalog: str = ""  # "": the default catalog (shared.catalogs)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from starlette.routing import Route
 from services.gateway.health import DependencyHealth
 from services.gateway.http import search_endpoint, server_limits
 from services.gateway.search import Dependencies, run_search
-from services.gateway.security import ApiKeys, TLSFiles
+from services.gateway.security import ApiKeys, TLSFiles, scoped_queries
 from services.gateway.servers import (
     SERVICE_NAME,
     _AuthInterceptor,
@@ -56,7 +57,7 @@ from shared.serving.errors import (
     LimitError,
     RequestError,
 )
-from shared.types import SearchQuery, SearchResult
+from shared.types import SearchMode, SearchQuery, SearchResult
 
 log = serve_logger(__name__)
 
@@ -145,7 +146,7 @@ class Gateway:
     ) -> None:
         keys = _load_keys(api_keys, api_keys_file, require=require_api_keys)
         tls = tls or TLSFiles()
-        self._keys, self._max_request_bytes = keys, max_request_bytes
+        self.keys, self._max_request_bytes = keys, max_request_bytes
         self._limits, self._timeout_s = limits, request_timeout_s
         self._loop = asyncio.get_running_loop()
         self._deps = _clients(
@@ -213,6 +214,10 @@ class Gateway:
         Raises:
             RequestError (and subclasses), DependencyError, TimeoutError.
         """
+        if self._health.lexical is None:  # not known before the first dependency check
+            await self._health.check()
+        if query.mode is None and self._health.lexical is False:
+            query = dataclasses.replace(query, mode=SearchMode.DENSE)  # no lexical index
         query = validate(query, self._limits)
         if not self._health.model_version:
             problem = await self._health.check()
@@ -342,14 +347,20 @@ class Gateway:
             )
         if denied := self._http_denied(request, "search"):
             return denied
-        return await search_endpoint(request, self, self._max_request_bytes, batch=batch)
+        return await search_endpoint(
+            request,
+            self,
+            self._max_request_bytes,
+            batch=batch,
+            scope=lambda queries: scoped_queries(self.keys, request.headers.items(), queries),
+        )
 
     def _http_denied(self, request: Request, scope: str) -> Response | None:
         """A 401/403 answer when the request's key is missing, unknown or lacks `scope`."""
-        if not self._keys.enabled:
+        if not self.keys.enabled:
             return None
         try:
-            self._keys.authorize(request.headers.items(), scope)
+            self.keys.authorize(request.headers.items(), scope)
         except RequestError as e:
             log.info("denied %s %s: %s", request.method, request.url.path, e)
             wait_s = getattr(e, "retry_after_s", None)

@@ -54,6 +54,9 @@ class DependencyHealth:
     def __init__(self, store, others: list) -> None:
         self.servicer = HealthServicer(experimental_non_blocking=True)
         self.model_version = ""
+        # Whether the collection has the lexical index (one created before it has none, and
+        # text queries that name no mode then run dense rather than fail).
+        self.lexical: bool | None = None  # None: not checked yet
         self.problem: str | None = "starting: dependencies not checked yet"
         self._store, self._all = store, [*others, store]
         self._task: asyncio.Task | None = None
@@ -99,6 +102,7 @@ class DependencyHealth:
         if len(versions) != 1:
             return f"dependencies serve different models: {sorted(versions)}"
         self.model_version = versions.pop()
+        self.lexical = bool(infos[-1].get("lexical", True))  # the store's (last in _all)
         return None
 
     async def store_info(self) -> dict:

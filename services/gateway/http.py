@@ -117,17 +117,20 @@ def search_message(body: bytes, *, batch: bool):
     )
 
 
-async def search_endpoint(request: Request, gateway, max_bytes: int, *, batch: bool) -> Response:
+async def search_endpoint(
+    request: Request, gateway, max_bytes: int, *, batch: bool, scope
+) -> Response:
     """POST /v1/search (SearchRequest's JSON form) or /v1/search/batch: the answer's JSON, or
-    {"error", "code"} with the HTTP status of the gRPC code."""
+    {"error", "code"} with the HTTP status of the gRPC code. `scope` sets the catalog of each
+    query under the caller's key (security.scoped_queries)."""
     try:
         message = search_message(await read_body(request, max_bytes), batch=batch)
         reply: Message
         if batch:
-            queries = parse(conv.batch_request_from_proto, message)
+            queries = scope(parse(conv.batch_request_from_proto, message))
             reply = conv.batch_response_to_proto(await gateway.search_many(queries))
         else:
-            query = parse(conv.request_from_proto, message)
+            (query,) = scope([parse(conv.request_from_proto, message)])
             reply = conv.response_to_proto(await gateway.search(query))
         return JSONResponse(json_format.MessageToDict(reply, preserving_proto_field_name=True))
     except (json_format.ParseError, json.JSONDecodeError, UnicodeDecodeError) as e:

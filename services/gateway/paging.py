@@ -38,7 +38,7 @@ def fingerprint(query: SearchQuery) -> str:
         mode,
         query.rrf_k,
     ]
-    parts.append(query.score_threshold)
+    parts += [query.score_threshold, query.catalog]
     digest = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
     return digest[:16]
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.gateway import paging, refine
+from shared.catalogs import qualify, scoped, unqualify
 from shared.models.weighting import away_from, weighted_sum
 from shared.serving.errors import DependencyError, NotFoundError, RequestError
 from shared.types import (
@@ -88,6 +89,8 @@ async def run_search(
         total_ms=(t_done - t0) * 1000,
     )
     next_token = paging.encode(query.offset + query.top_k, query) if more else ""
+    # The store's keys are catalog-qualified; callers see their own product ids.
+    hits = [dataclasses.replace(h, product_id=unqualify(h.product_id)[1]) for h in hits]
     return SearchResult(
         tuple(hits), model_version, timing, next_token, query.mode, facets, len(pool)
     )
@@ -106,8 +109,9 @@ async def _encode(
     if query.image is not None:
         calls.append(deps.image.embed(query.image, timeout_s=left()))
     elif query.product_id is not None:
-        calls.append(deps.store.vector_of(query.product_id, timeout_s=left()))
-    calls += [deps.store.vector_of(pid, timeout_s=left()) for pid in examples]
+        reference = qualify(query.catalog, query.product_id)
+        calls.append(deps.store.vector_of(reference, timeout_s=left()))
+    calls += [deps.store.vector_of(qualify(query.catalog, p), timeout_s=left()) for p in examples]
     if negative_text:
         calls.append(deps.text.embed(query.negative_text, timeout_s=left()))
     results = list(await asyncio.gather(*calls))
@@ -145,13 +149,14 @@ def _example(point, product_id: str) -> np.ndarray:
 
 def _point_query(query: SearchQuery, vectors: _Vectors) -> PointQuery:
     mode = query.mode or SearchMode.DENSE
-    flt = query.filter
+    flt = scoped(query.filter, query.catalog)  # one catalog's products only
     if examples := (*query.positive_ids, *query.negative_ids):  # never answer an example
-        flt = Filter(flt.must, (*flt.must_not, Condition(PRODUCT_ID_FIELD, tuple(examples))))
+        keys = tuple(qualify(query.catalog, p) for p in examples)
+        flt = Filter(flt.must, (*flt.must_not, Condition(PRODUCT_ID_FIELD, keys)))
     return PointQuery(
         vectors.vector,
         query.top_k,
-        None if flt.is_empty() else flt,
+        flt,
         text=query.text if mode is not SearchMode.DENSE else "",
         mode=mode,
         rrf_k=query.rrf_k,

@@ -3,9 +3,12 @@
 API keys come from the environment (`VITRINE_GATEWAY_API_KEYS`) or a file (a Kubernetes Secret
 mounted as a volume); this module only parses the text it is given. One entry per line or comma:
 
-    NAME:KEY                   every scope
-    NAME:KEY:SCOPE+SCOPE       only these scopes (`search`, `info`)
-    NAME:KEY:SCOPE+SCOPE:RATE  and at most RATE requests (`50/s`, `600/min`; per replica)
+    NAME:KEY                           every scope, every catalog
+    NAME:KEY:SCOPE+SCOPE               only these scopes (`search`, `info`)
+    NAME:KEY:SCOPE+SCOPE:OPTION:...    and options:
+        rate=50/s, rate=600/min        at most this many requests (per gateway replica)
+        catalogs=shoes+bags            only these catalogs (a query naming another is refused;
+                                       a key of one catalog searches it by default)
 
 Only SHA-256 digests of the keys are kept, and no message or repr ever includes a key: errors
 name the entry by its position and the client by NAME.
@@ -13,6 +16,7 @@ name the entry by its position and the client by NAME.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,8 +25,10 @@ from pathlib import Path
 import grpc
 
 from services.gateway.ratelimit import RateLimiter, parse_rate
+from shared.catalogs import catalog_problem
 from shared.serving.auth import UnauthenticatedError, _digest
 from shared.serving.errors import RequestError
+from shared.types import SearchQuery
 
 SCOPES = frozenset({"search", "info"})
 MIN_KEY_CHARS = 16
@@ -43,6 +49,23 @@ class Principal:
     name: str
     scopes: frozenset[str]
     rate_per_s: float | None = None  # None: no limit
+    catalogs: frozenset[str] | None = None  # None: every catalog
+
+    def catalog_of(self, asked: str) -> str:
+        """The catalog a query of this key searches: the one it names, or, when it names none
+        and the key has a single catalog, that one.
+
+        Raises:
+            PermissionDeniedError: the key is not scoped to the catalog.
+        """
+        if self.catalogs is None:
+            return asked
+        if not asked and len(self.catalogs) == 1:
+            return next(iter(self.catalogs))
+        if asked not in self.catalogs:
+            shown = repr(asked) if asked else "the default catalog"
+            raise PermissionDeniedError(f"API key {self.name!r} is not scoped to {shown}")
+        return asked
 
 
 class ApiKeys:
@@ -63,15 +86,14 @@ class ApiKeys:
         entries = [e.strip() for line in text.splitlines() for e in line.split(",")]
         for i, entry in enumerate((e for e in entries if e and not e.startswith("#")), 1):
             parts = entry.split(":")
-            if len(parts) not in (2, 3, 4) or not parts[0].strip() or not parts[1]:
+            if len(parts) < 2 or not parts[0].strip() or not parts[1]:
                 raise ValueError(
-                    f"{source}: entry {i} is not NAME:KEY, NAME:KEY:SCOPE+SCOPE or "
-                    "NAME:KEY:SCOPE+SCOPE:RATE"
+                    f"{source}: entry {i} is not NAME:KEY or NAME:KEY:SCOPE+SCOPE[:OPTION...]"
                 )
             name, key = parts[0].strip(), parts[1]
             scopes = frozenset(parts[2].split("+")) if len(parts) >= 3 else SCOPES
             try:
-                rate = parse_rate(parts[3]) if len(parts) == 4 else None
+                rate, catalogs = _options(parts[3:])
             except ValueError as e:
                 raise ValueError(f"{source}: entry {i} ({name}): {e}") from None
             if unknown := scopes - SCOPES:
@@ -85,7 +107,7 @@ class ApiKeys:
                 )
             if _digest(key) in principals:
                 raise ValueError(f"{source}: entry {i} ({name}) repeats another entry's key")
-            principals[_digest(key)] = Principal(name, scopes, rate)
+            principals[_digest(key)] = Principal(name, scopes, rate, catalogs)
         return cls(principals)
 
     @classmethod
@@ -120,6 +142,20 @@ class ApiKeys:
     def __repr__(self) -> str:
         return f"ApiKeys(names={self.names})"
 
+    def principal(self, headers: Iterable[tuple[str, str | bytes]]) -> Principal | None:
+        """The caller behind the request's key, without checks (None: no key, or unknown, or
+        authentication off); for a call the interceptor already let in."""
+        key = _presented_key(headers)
+        if key is None:
+            return None
+        presented = _digest(key)
+        # A compare over every entry (no early exit) keeps the time independent of the match.
+        found = None
+        for digest, principal in self._by_digest.items():
+            if hmac.compare_digest(digest, presented):
+                found = principal
+        return found
+
     def authorize(self, headers: Iterable[tuple[str, str | bytes]], scope: str | None) -> Principal:
         """The caller behind the request's `authorization: Bearer KEY` or `x-api-key: KEY`.
 
@@ -132,18 +168,12 @@ class ApiKeys:
             PermissionDeniedError: the key lacks `scope`.
             RateLimitedError: the key is over its rate (the request is not counted).
         """
-        key = _presented_key(headers)
-        if key is None:
+        if _presented_key(headers) is None:
             raise UnauthenticatedError(
                 "missing credentials: send the API key as 'authorization: Bearer KEY' "
                 "or 'x-api-key: KEY'"
             )
-        presented = _digest(key)
-        # A compare over every entry (no early exit) keeps the time independent of the match.
-        found = None
-        for digest, principal in self._by_digest.items():
-            if hmac.compare_digest(digest, presented):
-                found = principal
+        found = self.principal(headers)
         if found is None:
             raise UnauthenticatedError("invalid API key")
         if scope is not None and scope not in found.scopes:
@@ -151,6 +181,28 @@ class ApiKeys:
         if found.rate_per_s is not None:
             self._limiter.take(found.name, found.rate_per_s)
         return found
+
+
+def _options(options: list[str]) -> tuple[float | None, frozenset[str] | None]:
+    """(rate, catalogs) of an entry's options.
+
+    Raises:
+        ValueError: an unknown or repeated option, a bad rate or catalog name.
+    """
+    found: dict[str, str] = {}
+    for option in options:
+        field, sep, value = option.partition("=")
+        if not sep or field not in ("rate", "catalogs") or field in found:
+            raise ValueError(f"option {option[:40]!r} is not rate=N/s, rate=N/min or catalogs=A+B")
+        found[field] = value
+    rate = parse_rate(found["rate"]) if "rate" in found else None
+    catalogs = None
+    if "catalogs" in found:
+        catalogs = frozenset(found["catalogs"].split("+"))
+        for catalog in catalogs:
+            if not catalog or (problem := catalog_problem(catalog)):
+                raise ValueError(problem or "catalogs= names an empty catalog")
+    return rate, catalogs
 
 
 def _presented_key(headers: Iterable[tuple[str, str | bytes]]) -> str | None:
@@ -228,3 +280,16 @@ def open_gateway_problem(
         "VITRINE_GATEWAY_API_KEYS_FILE): refusing to serve every caller; set keys, or "
         "VITRINE_GATEWAY_ALLOW_UNAUTHENTICATED=true to run open on purpose"
     )
+
+
+def scoped_queries(keys: ApiKeys, headers, queries: list[SearchQuery]) -> list[SearchQuery]:
+    """`queries` with the catalog each searches under the caller's key (`Principal.catalog_of`);
+    unchanged when authentication is off.
+
+    Raises:
+        PermissionDeniedError: a query names a catalog the key is not scoped to.
+    """
+    principal = keys.principal(headers) if keys.enabled else None
+    if principal is None:
+        return queries
+    return [dataclasses.replace(q, catalog=principal.catalog_of(q.catalog)) for q in queries]

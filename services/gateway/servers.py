@@ -12,7 +12,7 @@ import grpc
 import uvicorn
 from google.protobuf.message import DecodeError
 
-from services.gateway.security import ApiKeys, TLSFiles
+from services.gateway.security import ApiKeys, TLSFiles, scoped_queries
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.conversions import search as conv
 from shared.logs import serve_logger
@@ -22,6 +22,7 @@ from shared.serving.errors import (
     parse,
     status_of,
 )
+from shared.types import SearchQuery
 
 if TYPE_CHECKING:
     from services.gateway.deployment import Gateway
@@ -178,8 +179,15 @@ class _SearchServicer:
     def _answer(self, request, context) -> tuple:
         """(response, None), or (status code, message)."""
         try:
+            queries = _queries(request)
+            found = scoped_queries(
+                self._gateway.keys,
+                context.invocation_metadata() or (),
+                [queries] if isinstance(queries, SearchQuery) else queries,
+            )
             result = self._gateway.search_from_thread(
-                _queries(request), timeout_s=context.time_remaining()
+                found[0] if isinstance(queries, SearchQuery) else found,
+                timeout_s=context.time_remaining(),
             )
             if isinstance(result, list):
                 return conv.batch_response_to_proto(result), None

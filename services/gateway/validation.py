@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 from services.gateway import paging
+from shared.catalogs import catalog_problem
 from shared.models.transforms import ImageDecodeError, PixelBudgetError, request_pixels
 from shared.serving.errors import LimitError, RequestError
 from shared.types import FILTER_KEY, Filter, SearchMode, SearchQuery, filter_problem
@@ -61,6 +62,8 @@ def validate(query: SearchQuery, limits: Limits) -> SearchQuery:
         _check_pixels(query.image, limits)
     if query.top_k > limits.max_top_k:
         raise LimitError(f"top_k {query.top_k} is more than the limit of {limits.max_top_k}")
+    if problem := catalog_problem(query.catalog):
+        raise RequestError(problem)
     _validate_filter(query.filter, limits)
     _check_refinements(query, limits)
     _check_examples(query, limits)

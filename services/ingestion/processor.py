@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from services.ingestion.fetch_policy import FetchPolicy, PoisonError, TransientError
 from services.ingestion.fetching import Fetcher
 from services.ingestion.validation import EventLimits, event_version
+from shared.catalogs import CATALOG_FIELD, qualify
 from shared.models.transforms import ImageDecodeError, probe_image, thumbnail_data_uri
 from shared.streaming.dlq import REASON_HEADER, TRANSIENT_HEADER
 from shared.streaming.events import decode
@@ -178,7 +179,9 @@ class BatchProcessor:
         if not event.product_id:
             raise PoisonError("product_id is missing")
         self._limits.check(event)
-        event = replace(event, version=event_version(event, timestamp_ms))
+        # The store's key of the product is catalog-qualified (shared.catalogs).
+        key = qualify(event.catalog, event.product_id)
+        event = replace(event, product_id=key, version=event_version(event, timestamp_ms))
         if event.op == Op.DELETE:
             return event, None
         if event.op == Op.UPDATE:
@@ -292,7 +295,8 @@ class BatchProcessor:
                 Point(
                     e.product_id,
                     v,
-                    product_payload(e.title, e.attributes, image_uri=e.image_uri, thumbnail=thumb),
+                    product_payload(e.title, e.attributes, image_uri=e.image_uri, thumbnail=thumb)
+                    | ({CATALOG_FIELD: e.catalog} if e.catalog else {}),
                     version=e.version,
                 )
                 for e, v, thumb in embedded

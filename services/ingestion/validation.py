@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from services.ingestion.fetch_policy import PoisonError
+from shared.catalogs import SEPARATOR, catalog_problem
 from shared.types import CatalogEvent
 from shared.vectorstore.base import RESERVED_FIELDS
 
@@ -29,6 +30,10 @@ class EventLimits:
         """Raises PoisonError naming the first limit `event` breaks, or a reserved key."""
         if len(event.product_id) > self.max_product_id_chars:
             raise PoisonError(f"product_id is longer than {self.max_product_id_chars} characters")
+        if SEPARATOR in event.product_id:
+            raise PoisonError("product_id holds the unit separator (\\x1f), which keys catalogs")
+        if problem := catalog_problem(event.catalog):
+            raise PoisonError(problem)
         if len(event.title) > self.max_title_chars:
             raise PoisonError(
                 f"title has {len(event.title)} characters, more than {self.max_title_chars}"

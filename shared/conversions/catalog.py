@@ -17,6 +17,7 @@ def event_to_proto(event: CatalogEvent) -> pb.CatalogEvent:
     msg = pb.CatalogEvent(
         schema_version=event.schema_version,
         version=event.version,
+        catalog=event.catalog,
         product_id=event.product_id,
         op=_OP_TO_PROTO[event.op],
         title=event.title,
@@ -48,6 +49,7 @@ def event_from_proto(msg: pb.CatalogEvent) -> CatalogEvent:
         event_time=msg.event_time.ToDatetime(dt.UTC) if msg.HasField("event_time") else None,
         schema_version=msg.schema_version,
         version=msg.version,
+        catalog=msg.catalog,
     )
 
 

@@ -14,6 +14,7 @@ from shared.types import (
     Filter,
     Hit,
     MatchValue,
+    Missing,
     Range,
     SearchMode,
     SearchQuery,
@@ -65,6 +66,8 @@ def condition_to_proto(cond: Condition) -> pb.Condition:
         msg.range.CopyFrom(_range_to_proto(match))
     elif isinstance(match, tuple):
         msg.any_of.values.extend(match)
+    elif isinstance(match, Missing):
+        msg.missing = True
     else:
         raise TypeError(f"condition on {cond.key!r}: unsupported match {match!r}")
     return msg
@@ -83,8 +86,15 @@ def condition_from_proto(msg: pb.Condition) -> Condition:
         "boolean": lambda: msg.boolean,
         "range": lambda: _range_from_proto(msg.range),
         "any_of": lambda: tuple(msg.any_of.values),
+        "missing": lambda: _missing(msg),
     }
     return Condition(msg.key, readers[kind]())
+
+
+def _missing(msg: pb.Condition) -> Missing:
+    if not msg.missing:
+        raise ValueError(f"filter condition on {msg.key!r}: missing must be true")
+    return Missing()
 
 
 def filter_to_proto(flt: Filter) -> pb.Filter:
@@ -123,7 +133,7 @@ def request_to_proto(query: SearchQuery) -> pb.SearchRequest:
     msg.adaptive_cutoff, msg.diversity = query.adaptive_cutoff, query.diversity
     msg.positive_ids.extend(query.positive_ids)
     msg.negative_ids.extend(query.negative_ids)
-    msg.negative_text = query.negative_text
+    msg.negative_text, msg.catalog = query.negative_text, query.catalog
     if query.text_weight is not None:
         msg.text_weight = query.text_weight
     return msg
@@ -153,6 +163,7 @@ def request_from_proto(msg: pb.SearchRequest) -> SearchQuery:
         negative_ids=tuple(msg.negative_ids),
         negative_text=msg.negative_text,
         text_weight=msg.text_weight if msg.HasField("text_weight") else None,
+        catalog=msg.catalog,
     )
 
 

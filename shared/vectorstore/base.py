@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from shared.catalogs import CATALOG_FIELD
 from shared.types import Filter, Hit, SearchMode
 from shared.vectorstore.query import TIE_SLACK, PointQuery, same_vector
 
@@ -24,7 +25,11 @@ VERSION_FIELD = "version"
 # Payload keys the platform writes; a feed's attributes may not use them (the ingestion worker
 # dead-letters an event that tries), so an attribute can never overwrite a title, a thumbnail,
 # the image a result shows, or the version that orders writes.
-RESERVED_FIELDS = frozenset({PRODUCT_ID_FIELD, VERSION_FIELD, "title", "image_uri", "thumbnail"})
+RESERVED_FIELDS = frozenset(
+    {PRODUCT_ID_FIELD, VERSION_FIELD, CATALOG_FIELD, "title", "image_uri", "thumbnail"}
+)
+# Payload fields every collection indexes for the platform itself (not filter fields of a feed).
+PLATFORM_INDEXES = (PRODUCT_ID_FIELD, CATALOG_FIELD)
 
 DEFAULT_INDEXED_FIELDS: dict[str, str] = {
     "gender": "keyword",

@@ -15,10 +15,10 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from shared.types import Condition, Filter, Range, SearchMode
+from shared.types import Condition, Filter, Missing, Range, SearchMode
 from shared.vectorstore import lexical
 from shared.vectorstore.base import (
-    PRODUCT_ID_FIELD,
+    PLATFORM_INDEXES,
     PointQuery,
     StoreError,
     StoreInfo,
@@ -47,8 +47,10 @@ _SCHEMA_NAMES = {v: k for k, v in _SCHEMA.items()}
 FULL_SCAN_THRESHOLD_KB = 1000
 
 
-def _condition(c: Condition) -> qe.FieldCondition:
+def _condition(c: Condition) -> qe.FieldCondition | qe.IsEmptyCondition:
     m = c.match
+    if isinstance(m, Missing):
+        return qe.IsEmptyCondition(key=c.key)
     if isinstance(m, Range):
         return qe.FieldCondition(
             key=c.key, range=qe.RangeFloat(gt=m.gt, gte=m.gte, lt=m.lt, lte=m.lte)
@@ -150,12 +152,11 @@ class EdgeStore(VectorStore):
         for name, kind in self._fields.items():
             if name not in existing:
                 self._open_shard.update(qe.UpdateOperation.create_field_index(name, _SCHEMA[kind]))
-        if PRODUCT_ID_FIELD not in existing:
-            self._open_shard.update(
-                qe.UpdateOperation.create_field_index(
-                    PRODUCT_ID_FIELD, qe.PayloadSchemaType.Keyword
+        for name in PLATFORM_INDEXES:
+            if name not in existing:
+                self._open_shard.update(
+                    qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword)
                 )
-            )
 
     def upsert(self, points):
         rows = self._check_points(points)
@@ -247,7 +248,7 @@ class EdgeStore(VectorStore):
         fields = {
             k: _SCHEMA_NAMES.get(v.data_type, str(v.data_type))
             for k, v in info.payload_schema.items()
-            if k != PRODUCT_ID_FIELD
+            if k not in PLATFORM_INDEXES
         }
         return StoreInfo(
             self.collection,

@@ -9,9 +9,11 @@ from typing import Any
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from shared.types import Condition, Filter, Range, SearchMode
+from shared.catalogs import CATALOG_FIELD
+from shared.types import Condition, Filter, Missing, Range, SearchMode
 from shared.vectorstore import lexical
 from shared.vectorstore.base import (
+    PLATFORM_INDEXES,
     PRODUCT_ID_FIELD,
     PointQuery,
     StoreError,
@@ -33,8 +35,10 @@ _SCHEMA = {
 _SCHEMA_NAMES = {v.value: k for k, v in _SCHEMA.items()}
 
 
-def _condition(c: Condition) -> qm.FieldCondition:
+def _condition(c: Condition) -> qm.FieldCondition | qm.IsEmptyCondition:
     m = c.match
+    if isinstance(m, Missing):
+        return qm.IsEmptyCondition(is_empty=qm.PayloadField(key=c.key))
     if isinstance(m, Range):
         return qm.FieldCondition(key=c.key, range=qm.Range(gt=m.gt, gte=m.gte, lt=m.lt, lte=m.lte))
     if isinstance(m, tuple):
@@ -120,6 +124,13 @@ class QdrantStore(VectorStore):
             return
         for name, kind in {**self._fields, PRODUCT_ID_FIELD: "keyword"}.items():
             self._client.create_payload_index(self.collection, name, _SCHEMA[kind], wait=True)
+        # The catalog is a tenant index: a Qdrant server keeps each catalog's points together.
+        self._client.create_payload_index(
+            self.collection,
+            CATALOG_FIELD,
+            qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True),
+            wait=True,
+        )
 
     def upsert(self, points):
         rows = self._check_points(points)
@@ -236,7 +247,7 @@ class QdrantStore(VectorStore):
         fields = {
             k: _SCHEMA_NAMES.get(str(getattr(v.data_type, "value", v.data_type)), "keyword")
             for k, v in (info.payload_schema or {}).items()
-            if k != PRODUCT_ID_FIELD
+            if k not in PLATFORM_INDEXES
         }
         return StoreInfo(
             self.collection,

@@ -26,6 +26,7 @@ from shared.types import (
     Filter,
     FusionInput,
     Hit,
+    Missing,
     Op,
     Range,
     ReplicaInfo,
@@ -58,7 +59,7 @@ FILTER = Filter(
         Condition("in_stock", True),
         Condition("price", Range(gt=1.0, gte=2.0, lt=100.0, lte=99.5)),
     ),
-    must_not=(Condition("baseColour", ("Red", "Pink")),),
+    must_not=(Condition("baseColour", ("Red", "Pink")), Condition("catalog", Missing())),
 )
 
 # Samples per message type; together they must set every field (every branch of each oneof).
@@ -88,6 +89,7 @@ SAMPLES: dict[type, list] = {
             negative_ids=("p-2", "p-3"),
             negative_text="striped",
             text_weight=0.75,
+            catalog="shoes",
         ),
     ],
     ROUND_TRIPS[7].message: [
@@ -112,7 +114,9 @@ SAMPLES: dict[type, list] = {
             version=42,
         ),
         CatalogEvent(product_id="p-2", op=Op.DELETE, image_uri="file:///tmp/x.jpg"),
-        CatalogEvent(product_id="p-3", op=Op.UPDATE, title="Renamed", attributes={"a": "b"}),
+        CatalogEvent(
+            product_id="p-3", op=Op.UPDATE, title="Renamed", attributes={"a": "b"}, catalog="shoes"
+        ),
     ],
     ROUND_TRIPS[9].message: [
         PointQuery(_vectors(1, 8)[0], 10, FILTER, exact=True),

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n vitrine/catalog/v1/catalog.proto\x12\x12vitrine.catalog.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x02\n\x0c\x43\x61talogEvent\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\"\n\x02op\x18\x03 \x01(\x0e\x32\x16.vitrine.catalog.v1.Op\x12\x15\n\x0bimage_bytes\x18\x04 \x01(\x0cH\x00\x12\x13\n\timage_uri\x18\x05 \x01(\tH\x00\x12\r\n\x05title\x18\x06 \x01(\t\x12\x44\n\nattributes\x18\x07 \x03(\x0b\x32\x30.vitrine.catalog.v1.CatalogEvent.AttributesEntry\x12.\n\nevent_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\t \x01(\x04\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05image*E\n\x02Op\x12\x12\n\x0eOP_UNSPECIFIED\x10\x00\x12\r\n\tOP_UPSERT\x10\x01\x12\r\n\tOP_DELETE\x10\x02\x12\r\n\tOP_UPDATE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n vitrine/catalog/v1/catalog.proto\x12\x12vitrine.catalog.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x02\n\x0c\x43\x61talogEvent\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\"\n\x02op\x18\x03 \x01(\x0e\x32\x16.vitrine.catalog.v1.Op\x12\x15\n\x0bimage_bytes\x18\x04 \x01(\x0cH\x00\x12\x13\n\timage_uri\x18\x05 \x01(\tH\x00\x12\r\n\x05title\x18\x06 \x01(\t\x12\x44\n\nattributes\x18\x07 \x03(\x0b\x32\x30.vitrine.catalog.v1.CatalogEvent.AttributesEntry\x12.\n\nevent_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\t \x01(\x04\x12\x0f\n\x07\x63\x61talog\x18\n \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05image*E\n\x02Op\x12\x12\n\x0eOP_UNSPECIFIED\x10\x00\x12\r\n\tOP_UPSERT\x10\x01\x12\r\n\tOP_DELETE\x10\x02\x12\r\n\tOP_UPDATE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CATALOGEVENT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_CATALOGEVENT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_OP']._serialized_start=440
-  _globals['_OP']._serialized_end=509
+  _globals['_OP']._serialized_start=457
+  _globals['_OP']._serialized_end=526
   _globals['_CATALOGEVENT']._serialized_start=90
-  _globals['_CATALOGEVENT']._serialized_end=438
-  _globals['_CATALOGEVENT_ATTRIBUTESENTRY']._serialized_start=380
-  _globals['_CATALOGEVENT_ATTRIBUTESENTRY']._serialized_end=429
+  _globals['_CATALOGEVENT']._serialized_end=455
+  _globals['_CATALOGEVENT_ATTRIBUTESENTRY']._serialized_start=397
+  _globals['_CATALOGEVENT_ATTRIBUTESENTRY']._serialized_end=446
 # @@protoc_insertion_point(module_scope)

@@ -22,7 +22,7 @@ OP_DELETE: Op
 OP_UPDATE: Op
 
 class CatalogEvent(_message.Message):
-    __slots__ = ("schema_version", "product_id", "op", "image_bytes", "image_uri", "title", "attributes", "event_time", "version")
+    __slots__ = ("schema_version", "product_id", "op", "image_bytes", "image_uri", "title", "attributes", "event_time", "version", "catalog")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class CatalogEvent(_message.Message):
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     product_id: str
     op: Op
@@ -48,4 +49,5 @@ class CatalogEvent(_message.Message):
     attributes: _containers.ScalarMap[str, str]
     event_time: _timestamp_pb2.Timestamp
     version: int
-    def __init__(self, schema_version: _Optional[int] = ..., product_id: _Optional[str] = ..., op: _Optional[_Union[Op, str]] = ..., image_bytes: _Optional[bytes] = ..., image_uri: _Optional[str] = ..., title: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+    catalog: str
+    def __init__(self, schema_version: _Optional[int] = ..., product_id: _Optional[str] = ..., op: _Optional[_Union[Op, str]] = ..., image_bytes: _Optional[bytes] = ..., image_uri: _Optional[str] = ..., title: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., catalog: _Optional[str] = ...) -> None: ...

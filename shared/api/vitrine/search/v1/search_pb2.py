@@ -25,39 +25,39 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evitrine/search/v1/search.proto\x12\x11vitrine.search.v1\x1a\x1cgoogle/protobuf/struct.proto\"k\n\x05Range\x12\x0f\n\x02gt\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03gte\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x02lt\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x10\n\x03lte\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x05\n\x03_gtB\x06\n\x04_gteB\x05\n\x03_ltB\x06\n\x04_lte\"\x1d\n\x0bKeywordList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xb7\x01\n\tCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\x07keyword\x18\x02 \x01(\tH\x00\x12\x11\n\x07integer\x18\x03 \x01(\x03H\x00\x12\x11\n\x07\x62oolean\x18\x04 \x01(\x08H\x00\x12)\n\x05range\x18\x05 \x01(\x0b\x32\x18.vitrine.search.v1.RangeH\x00\x12\x30\n\x06\x61ny_of\x18\x06 \x01(\x0b\x32\x1e.vitrine.search.v1.KeywordListH\x00\x42\x07\n\x05match\"d\n\x06\x46ilter\x12*\n\x04must\x18\x01 \x03(\x0b\x32\x1c.vitrine.search.v1.Condition\x12.\n\x08must_not\x18\x02 \x03(\x0b\x32\x1c.vitrine.search.v1.Condition\"\xec\x03\n\rSearchRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x05image\x18\x02 \x01(\x0cH\x00\x12\x14\n\nproduct_id\x18\x03 \x01(\tH\x00\x12\r\n\x05top_k\x18\x04 \x01(\r\x12)\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x19.vitrine.search.v1.Filter\x12+\n\x04mode\x18\x06 \x01(\x0e\x32\x1d.vitrine.search.v1.SearchMode\x12\r\n\x05rrf_k\x18\x07 \x01(\r\x12\x0e\n\x06offset\x18\x08 \x01(\r\x12\x12\n\npage_token\x18\t \x01(\t\x12\x1c\n\x0fscore_threshold\x18\n \x01(\x02H\x01\x88\x01\x01\x12\x0e\n\x06\x66\x61\x63\x65ts\x18\x0b \x03(\t\x12\x10\n\x08group_by\x18\x0c \x01(\t\x12\x12\n\ngroup_size\x18\r \x01(\r\x12\x17\n\x0f\x61\x64\x61ptive_cutoff\x18\x0e \x01(\x08\x12\x11\n\tdiversity\x18\x0f \x01(\x02\x12\x14\n\x0cpositive_ids\x18\x10 \x03(\t\x12\x14\n\x0cnegative_ids\x18\x11 \x03(\t\x12\x15\n\rnegative_text\x18\x12 \x01(\t\x12\x18\n\x0btext_weight\x18\x13 \x01(\x02H\x02\x88\x01\x01\x42\x0b\n\treferenceB\x12\n\x10_score_thresholdB\x0e\n\x0c_text_weight\"E\n\x05\x46\x61\x63\x65t\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12-\n\x06values\x18\x02 \x03(\x0b\x32\x1d.vitrine.search.v1.FacetValue\"*\n\nFacetValue\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"R\n\x03Hit\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"Q\n\x06Timing\x12\x11\n\tencode_ms\x18\x01 \x01(\x01\x12\x0f\n\x07\x66use_ms\x18\x02 \x01(\x01\x12\x11\n\tsearch_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"\xfc\x01\n\x0eSearchResponse\x12$\n\x04hits\x18\x01 \x03(\x0b\x32\x16.vitrine.search.v1.Hit\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12)\n\x06timing\x18\x03 \x01(\x0b\x32\x19.vitrine.search.v1.Timing\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\x12+\n\x04mode\x18\x05 \x01(\x0e\x32\x1d.vitrine.search.v1.SearchMode\x12(\n\x06\x66\x61\x63\x65ts\x18\x06 \x03(\x0b\x32\x18.vitrine.search.v1.Facet\x12\x12\n\ncandidates\x18\x07 \x01(\r\"H\n\x12SearchBatchRequest\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .vitrine.search.v1.SearchRequest\"K\n\x13SearchBatchResponse\x12\x34\n\tresponses\x18\x01 \x03(\x0b\x32!.vitrine.search.v1.SearchResponse*q\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SEARCH_MODE_DENSE\x10\x01\x12\x17\n\x13SEARCH_MODE_LEXICAL\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03\x32\xbc\x01\n\rSearchService\x12M\n\x06Search\x12 .vitrine.search.v1.SearchRequest\x1a!.vitrine.search.v1.SearchResponse\x12\\\n\x0bSearchBatch\x12%.vitrine.search.v1.SearchBatchRequest\x1a&.vitrine.search.v1.SearchBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evitrine/search/v1/search.proto\x12\x11vitrine.search.v1\x1a\x1cgoogle/protobuf/struct.proto\"k\n\x05Range\x12\x0f\n\x02gt\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03gte\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x02lt\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x10\n\x03lte\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x05\n\x03_gtB\x06\n\x04_gteB\x05\n\x03_ltB\x06\n\x04_lte\"\x1d\n\x0bKeywordList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xca\x01\n\tCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\x07keyword\x18\x02 \x01(\tH\x00\x12\x11\n\x07integer\x18\x03 \x01(\x03H\x00\x12\x11\n\x07\x62oolean\x18\x04 \x01(\x08H\x00\x12)\n\x05range\x18\x05 \x01(\x0b\x32\x18.vitrine.search.v1.RangeH\x00\x12\x30\n\x06\x61ny_of\x18\x06 \x01(\x0b\x32\x1e.vitrine.search.v1.KeywordListH\x00\x12\x11\n\x07missing\x18\x07 \x01(\x08H\x00\x42\x07\n\x05match\"d\n\x06\x46ilter\x12*\n\x04must\x18\x01 \x03(\x0b\x32\x1c.vitrine.search.v1.Condition\x12.\n\x08must_not\x18\x02 \x03(\x0b\x32\x1c.vitrine.search.v1.Condition\"\xfd\x03\n\rSearchRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x05image\x18\x02 \x01(\x0cH\x00\x12\x14\n\nproduct_id\x18\x03 \x01(\tH\x00\x12\r\n\x05top_k\x18\x04 \x01(\r\x12)\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x19.vitrine.search.v1.Filter\x12+\n\x04mode\x18\x06 \x01(\x0e\x32\x1d.vitrine.search.v1.SearchMode\x12\r\n\x05rrf_k\x18\x07 \x01(\r\x12\x0e\n\x06offset\x18\x08 \x01(\r\x12\x12\n\npage_token\x18\t \x01(\t\x12\x1c\n\x0fscore_threshold\x18\n \x01(\x02H\x01\x88\x01\x01\x12\x0e\n\x06\x66\x61\x63\x65ts\x18\x0b \x03(\t\x12\x10\n\x08group_by\x18\x0c \x01(\t\x12\x12\n\ngroup_size\x18\r \x01(\r\x12\x17\n\x0f\x61\x64\x61ptive_cutoff\x18\x0e \x01(\x08\x12\x11\n\tdiversity\x18\x0f \x01(\x02\x12\x14\n\x0cpositive_ids\x18\x10 \x03(\t\x12\x14\n\x0cnegative_ids\x18\x11 \x03(\t\x12\x15\n\rnegative_text\x18\x12 \x01(\t\x12\x18\n\x0btext_weight\x18\x13 \x01(\x02H\x02\x88\x01\x01\x12\x0f\n\x07\x63\x61talog\x18\x14 \x01(\tB\x0b\n\treferenceB\x12\n\x10_score_thresholdB\x0e\n\x0c_text_weight\"E\n\x05\x46\x61\x63\x65t\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12-\n\x06values\x18\x02 \x03(\x0b\x32\x1d.vitrine.search.v1.FacetValue\"*\n\nFacetValue\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"R\n\x03Hit\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"Q\n\x06Timing\x12\x11\n\tencode_ms\x18\x01 \x01(\x01\x12\x0f\n\x07\x66use_ms\x18\x02 \x01(\x01\x12\x11\n\tsearch_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"\xfc\x01\n\x0eSearchResponse\x12$\n\x04hits\x18\x01 \x03(\x0b\x32\x16.vitrine.search.v1.Hit\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12)\n\x06timing\x18\x03 \x01(\x0b\x32\x19.vitrine.search.v1.Timing\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\x12+\n\x04mode\x18\x05 \x01(\x0e\x32\x1d.vitrine.search.v1.SearchMode\x12(\n\x06\x66\x61\x63\x65ts\x18\x06 \x03(\x0b\x32\x18.vitrine.search.v1.Facet\x12\x12\n\ncandidates\x18\x07 \x01(\r\"H\n\x12SearchBatchRequest\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .vitrine.search.v1.SearchRequest\"K\n\x13SearchBatchResponse\x12\x34\n\tresponses\x18\x01 \x03(\x0b\x32!.vitrine.search.v1.SearchResponse*q\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SEARCH_MODE_DENSE\x10\x01\x12\x17\n\x13SEARCH_MODE_LEXICAL\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03\x32\xbc\x01\n\rSearchService\x12M\n\x06Search\x12 .vitrine.search.v1.SearchRequest\x1a!.vitrine.search.v1.SearchResponse\x12\\\n\x0bSearchBatch\x12%.vitrine.search.v1.SearchBatchRequest\x1a&.vitrine.search.v1.SearchBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shared.api.vitrine.search.v1.search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEARCHMODE']._serialized_start=1694
-  _globals['_SEARCHMODE']._serialized_end=1807
+  _globals['_SEARCHMODE']._serialized_start=1730
+  _globals['_SEARCHMODE']._serialized_end=1843
   _globals['_RANGE']._serialized_start=83
   _globals['_RANGE']._serialized_end=190
   _globals['_KEYWORDLIST']._serialized_start=192
   _globals['_KEYWORDLIST']._serialized_end=221
   _globals['_CONDITION']._serialized_start=224
-  _globals['_CONDITION']._serialized_end=407
-  _globals['_FILTER']._serialized_start=409
-  _globals['_FILTER']._serialized_end=509
-  _globals['_SEARCHREQUEST']._serialized_start=512
-  _globals['_SEARCHREQUEST']._serialized_end=1004
-  _globals['_FACET']._serialized_start=1006
-  _globals['_FACET']._serialized_end=1075
-  _globals['_FACETVALUE']._serialized_start=1077
-  _globals['_FACETVALUE']._serialized_end=1119
-  _globals['_HIT']._serialized_start=1121
-  _globals['_HIT']._serialized_end=1203
-  _globals['_TIMING']._serialized_start=1205
-  _globals['_TIMING']._serialized_end=1286
-  _globals['_SEARCHRESPONSE']._serialized_start=1289
-  _globals['_SEARCHRESPONSE']._serialized_end=1541
-  _globals['_SEARCHBATCHREQUEST']._serialized_start=1543
-  _globals['_SEARCHBATCHREQUEST']._serialized_end=1615
-  _globals['_SEARCHBATCHRESPONSE']._serialized_start=1617
-  _globals['_SEARCHBATCHRESPONSE']._serialized_end=1692
-  _globals['_SEARCHSERVICE']._serialized_start=1810
-  _globals['_SEARCHSERVICE']._serialized_end=1998
+  _globals['_CONDITION']._serialized_end=426
+  _globals['_FILTER']._serialized_start=428
+  _globals['_FILTER']._serialized_end=528
+  _globals['_SEARCHREQUEST']._serialized_start=531
+  _globals['_SEARCHREQUEST']._serialized_end=1040
+  _globals['_FACET']._serialized_start=1042
+  _globals['_FACET']._serialized_end=1111
+  _globals['_FACETVALUE']._serialized_start=1113
+  _globals['_FACETVALUE']._serialized_end=1155
+  _globals['_HIT']._serialized_start=1157
+  _globals['_HIT']._serialized_end=1239
+  _globals['_TIMING']._serialized_start=1241
+  _globals['_TIMING']._serialized_end=1322
+  _globals['_SEARCHRESPONSE']._serialized_start=1325
+  _globals['_SEARCHRESPONSE']._serialized_end=1577
+  _globals['_SEARCHBATCHREQUEST']._serialized_start=1579
+  _globals['_SEARCHBATCHREQUEST']._serialized_end=1651
+  _globals['_SEARCHBATCHRESPONSE']._serialized_start=1653
+  _globals['_SEARCHBATCHRESPONSE']._serialized_end=1728
+  _globals['_SEARCHSERVICE']._serialized_start=1846
+  _globals['_SEARCHSERVICE']._serialized_end=2034
 # @@protoc_insertion_point(module_scope)

@@ -38,20 +38,22 @@ class KeywordList(_message.Message):
     def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Condition(_message.Message):
-    __slots__ = ("key", "keyword", "integer", "boolean", "range", "any_of")
+    __slots__ = ("key", "keyword", "integer", "boolean", "range", "any_of", "missing")
     KEY_FIELD_NUMBER: _ClassVar[int]
     KEYWORD_FIELD_NUMBER: _ClassVar[int]
     INTEGER_FIELD_NUMBER: _ClassVar[int]
     BOOLEAN_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
     ANY_OF_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
     key: str
     keyword: str
     integer: int
     boolean: bool
     range: Range
     any_of: KeywordList
-    def __init__(self, key: _Optional[str] = ..., keyword: _Optional[str] = ..., integer: _Optional[int] = ..., boolean: _Optional[bool] = ..., range: _Optional[_Union[Range, _Mapping]] = ..., any_of: _Optional[_Union[KeywordList, _Mapping]] = ...) -> None: ...
+    missing: bool
+    def __init__(self, key: _Optional[str] = ..., keyword: _Optional[str] = ..., integer: _Optional[int] = ..., boolean: _Optional[bool] = ..., range: _Optional[_Union[Range, _Mapping]] = ..., any_of: _Optional[_Union[KeywordList, _Mapping]] = ..., missing: _Optional[bool] = ...) -> None: ...
 
 class Filter(_message.Message):
     __slots__ = ("must", "must_not")
@@ -62,7 +64,7 @@ class Filter(_message.Message):
     def __init__(self, must: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., must_not: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("text", "image", "product_id", "top_k", "filter", "mode", "rrf_k", "offset", "page_token", "score_threshold", "facets", "group_by", "group_size", "adaptive_cutoff", "diversity", "positive_ids", "negative_ids", "negative_text", "text_weight")
+    __slots__ = ("text", "image", "product_id", "top_k", "filter", "mode", "rrf_k", "offset", "page_token", "score_threshold", "facets", "group_by", "group_size", "adaptive_cutoff", "diversity", "positive_ids", "negative_ids", "negative_text", "text_weight", "catalog")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +84,7 @@ class SearchRequest(_message.Message):
     NEGATIVE_IDS_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_TEXT_FIELD_NUMBER: _ClassVar[int]
     TEXT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
     text: str
     image: bytes
     product_id: str
@@ -101,7 +104,8 @@ class SearchRequest(_message.Message):
     negative_ids: _containers.RepeatedScalarFieldContainer[str]
     negative_text: str
     text_weight: float
-    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., product_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., rrf_k: _Optional[int] = ..., offset: _Optional[int] = ..., page_token: _Optional[str] = ..., score_threshold: _Optional[float] = ..., facets: _Optional[_Iterable[str]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., adaptive_cutoff: _Optional[bool] = ..., diversity: _Optional[float] = ..., positive_ids: _Optional[_Iterable[str]] = ..., negative_ids: _Optional[_Iterable[str]] = ..., negative_text: _Optional[str] = ..., text_weight: _Optional[float] = ...) -> None: ...
+    catalog: str
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., product_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., rrf_k: _Optional[int] = ..., offset: _Optional[int] = ..., page_token: _Optional[str] = ..., score_threshold: _Optional[float] = ..., facets: _Optional[_Iterable[str]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., adaptive_cutoff: _Optional[bool] = ..., diversity: _Optional[float] = ..., positive_ids: _Optional[_Iterable[str]] = ..., negative_ids: _Optional[_Iterable[str]] = ..., negative_text: _Optional[str] = ..., text_weight: _Optional[float] = ..., catalog: _Optional[str] = ...) -> None: ...
 
 class Facet(_message.Message):
     __slots__ = ("field", "values")
