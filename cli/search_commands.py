@@ -90,6 +90,7 @@ def _query(args: argparse.Namespace) -> SearchQuery:
         offset=args.offset,
         page_token=args.page_token or "",
         score_threshold=args.min_score,
+        catalog=args.catalog,
     )
 
 
@@ -156,6 +157,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="match the words by the text embedding (dense), BM25 over titles (lexical) or "
         "both fused (hybrid); default: the gateway's (hybrid for text-only queries)",
     )
+    p.add_argument("--catalog", default="", help="the catalog (tenant) to search")
     p.add_argument("--rrf-k", type=int, default=0, help="hybrid's RRF k (0: the gateway's)")
     p.add_argument("--offset", type=int, default=0, help="hits to skip")
     p.add_argument("--page-token", help="the next page of an earlier search (it prints one)")

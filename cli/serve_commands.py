@@ -99,7 +99,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
         connect_ray()  # to ask Serve where its gRPC proxy listens
     address = args.address or proxy_address()
     try:
-        n = index_catalog(Path(args.catalog), address=address, batch_size=args.batch_size)
+        n = index_catalog(
+            Path(args.catalog), address=address, batch_size=args.batch_size, catalog=args.into
+        )
     except SettingsError as e:
         print(f"vitrine index: {e}", file=sys.stderr)
         return 2
@@ -142,6 +144,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="embed a products.jsonl catalog into the running store")
     p.add_argument("catalog", help="products.jsonl (id, image, title, attributes)")
     p.add_argument("--batch-size", type=int, default=32, help="images per encoder call")
+    p.add_argument(
+        "--into",
+        default="",
+        metavar="CATALOG",
+        help="the catalog (tenant) to index into (default: the default catalog)",
+    )
     p.add_argument(
         "--address",
         help="host:port of Serve's gRPC proxy (default: 127.0.0.1 and the port the running "

@@ -56,7 +56,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     if settings.create_topics:
         ensure_topics(bootstrap, {topic: settings.catalog_partitions})
     published = publish(
-        product_events(products, inline_images=not args.uri),
+        product_events(products, inline_images=not args.uri, catalog=args.catalog),
         bootstrap_servers=bootstrap,
         topic=topic,
         as_json=args.json,
@@ -100,6 +100,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="JSON values instead of protobuf")
     p.add_argument("--uri", action="store_true", help="file:// image URIs instead of inline bytes")
+    p.add_argument(
+        "--catalog",
+        default="",
+        help="the catalog (tenant) the products belong to (default: the default catalog)",
+    )
     p.add_argument("--topic", help="default: VITRINE_INGESTION_CATALOG_TOPIC")
     p.add_argument("--bootstrap-servers", help="default: VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS")
     p.add_argument(

@@ -30,6 +30,7 @@ def index_catalog(
     batch_size: int = 32,
     thumbnail_px: int = 128,
     progress: bool = True,
+    catalog: str = "",
 ) -> int:
     """Embeds a products.jsonl catalog with the running image encoder and writes it to the
     running vector store, through the batch processor and clients of the ingestion worker
@@ -42,6 +43,7 @@ def index_catalog(
             (operations.serve.internal_token()).
         batch_size: images per encoder call.
         thumbnail_px: the size of the thumbnail stored in each payload (0: none).
+        catalog: the catalog (tenant) the products go into; "": the default catalog.
 
     Returns:
         The number of products indexed.
@@ -57,7 +59,7 @@ def index_catalog(
     products = load_products(products_path)
     settings = _settings(products, address, encode_batch=batch_size, thumbnail_px=thumbnail_px)
     processor = grpc_processor(settings, token=token or internal_token())
-    records = _records(products)
+    records = _records(products, catalog)
     indexed, refused = 0, []
     with tqdm(total=len(records), desc="indexing", unit="product", disable=not progress) as bar:
         for start in range(0, len(records), settings.batch_size):
@@ -92,12 +94,12 @@ def _settings(products, address: str, **overrides):
     )
 
 
-def _records(products) -> list:
+def _records(products, catalog: str = "") -> list:
     """Each product as the Kafka record `vitrine publish --uri` writes, unversioned: `vitrine
     index` always overwrites what the store holds, whatever the version there."""
     from shared.streaming.events import encode, product_events
 
     return [
         encode(dataclasses.replace(event, event_time=None))
-        for event in product_events(products, inline_images=False)
+        for event in product_events(products, inline_images=False, catalog=catalog)
     ]

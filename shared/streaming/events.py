@@ -84,9 +84,10 @@ def _tombstone(key: bytes | None) -> CatalogEvent:
 
 
 def product_events(
-    products: Path | Iterable[Product], *, inline_images: bool = True
+    products: Path | Iterable[Product], *, inline_images: bool = True, catalog: str = ""
 ) -> Iterator[CatalogEvent]:
-    """Upsert events for products (or a products.jsonl), images inline or as file:// URIs."""
+    """Upsert events for products (or a products.jsonl) of `catalog` (default: the default
+    catalog), images inline or as file:// URIs."""
     from shared.data.catalog import load_products
 
     now = dt.datetime.now(dt.UTC)
@@ -99,6 +100,7 @@ def product_events(
             title=p.title,
             attributes=dict(p.attributes),
             event_time=now,
+            catalog=catalog,
         )
 
 

@@ -18,6 +18,7 @@ from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from tests.support.certs import Pki, make_pki
 from tests.support.http_api import request_json
 from tests.support.platform import add_gateways, wait_serving
+from tests.support.tiny import write_catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -25,6 +26,8 @@ SEARCH_KEY = "shopper-key-0123456789abcdef"
 INFO_KEY = "ops-key-fedcba9876543210"
 UNKNOWN_KEY = "not-a-configured-key-000000"
 LIMITED_KEY = "limited-key-0123456789abcdef"
+SHOES_KEY = "shoes-shop-key-0123456789ab"
+BAGS_KEY = "bags-shop-key-0123456789abc"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,8 @@ def gateways(platform, pki, tmp_path_factory) -> dict[str, tuple[str, str]]:
     keys = tmp_path_factory.mktemp("secrets") / "api-keys"
     keys.write_text(
         f"# name:key:scopes[:rate]\nshopper:{SEARCH_KEY}:search\nops:{INFO_KEY}:info\n"
-        f"limited:{LIMITED_KEY}:search:1/min\n"
+        f"limited:{LIMITED_KEY}:search:rate=1/min\n"
+        f"shoes-shop:{SHOES_KEY}:search:catalogs=shoes\nbags-shop:{BAGS_KEY}:search:catalogs=bags\n"
     )
     tls = {"tls_cert_file": str(pki.server_cert), "tls_key_file": str(pki.server_key)}
     addresses = add_gateways(
@@ -200,3 +204,59 @@ def test_a_key_over_its_rate_gets_resource_exhausted_with_a_retry_hint(gateways,
     )
     assert (status, body["code"]) == (429, "RESOURCE_EXHAUSTED")
     assert 1 <= int(headers["retry-after"]) <= 60
+
+
+@pytest.fixture(scope="module")
+def two_catalogs(platform, tmp_path_factory):
+    """Two more catalogs beside the platform's default one, with the same product ids."""
+    from operations.indexing import index_catalog, proxy_address
+
+    for name in ("shoes", "bags"):
+        path = write_catalog(tmp_path_factory.mktemp(name), n=12)
+        index_catalog(path, address=proxy_address(), batch_size=6, progress=False, catalog=name)
+    return ("shoes", "bags")
+
+
+def test_catalogs_never_meet_and_keys_stay_in_their_own(gateways, pki, two_catalogs):
+    """1,000 random queries through two keys scoped to one catalog each: every hit is of the
+    key's catalog; naming the other catalog is PERMISSION_DENIED."""
+    import random
+
+    rng = random.Random(7)
+    words = ["red", "blue", "black", "shirt", "red shirt", "blue shirt 3"]  # tiny titles
+    modes = [pb.SEARCH_MODE_DENSE, pb.SEARCH_MODE_LEXICAL, pb.SEARCH_MODE_HYBRID]
+    seen = {"shoes": 0, "bags": 0}
+    with client_channel(gateways["gateway-tls"][0], ca=str(pki.ca), **_NO_CERT) as channel:
+        stub = pb_grpc.SearchServiceStub(channel)
+        for i in range(1000):
+            catalog, key = [("shoes", SHOES_KEY), ("bags", BAGS_KEY)][i % 2]
+            kind = rng.choice(["text", "product", "composed", "examples"])
+            request = pb.SearchRequest(top_k=rng.choice([3, 12]))
+            if kind == "text":
+                request.text, request.mode = rng.choice(words), rng.choice(modes)
+            elif kind == "product":
+                request.product_id = f"p{rng.randrange(12)}"
+            elif kind == "composed":
+                request.product_id, request.text = f"p{rng.randrange(12)}", "in black"
+            else:
+                request.positive_ids.append(f"p{rng.randrange(12)}")
+            if rng.random() < 0.5:
+                request.catalog = catalog  # named, or the key's one catalog by default
+            reply = stub.Search(request, timeout=30, metadata=(("x-api-key", key),))
+            assert reply.hits, request
+            assert {h.payload["catalog"] for h in reply.hits} == {catalog}, (request, catalog)
+            seen[catalog] += len(reply.hits)
+        for key, other in ((SHOES_KEY, "bags"), (BAGS_KEY, "shoes")):
+            request = pb.SearchRequest(text="red", catalog=other)
+            code, message = _code(
+                lambda r=request, k=key: stub.Search(r, timeout=30, metadata=(("x-api-key", k),))
+            )
+            assert code == grpc.StatusCode.PERMISSION_DENIED and "not scoped" in message
+        # A key for every catalog reaches each, the default one included (no catalog field).
+        default = stub.Search(
+            pb.SearchRequest(text="red", top_k=12),
+            timeout=30,
+            metadata=(("x-api-key", SEARCH_KEY),),
+        )
+        assert default.hits and all("catalog" not in h.payload for h in default.hits)
+    assert seen["shoes"] > 1000 and seen["bags"] > 1000
