@@ -123,11 +123,11 @@ def test_a_key_with_a_rate_is_refused_past_it_with_the_time_to_wait():
     limiter.take("other", 2.0)  # buckets are per key
     now[0] = 0.5
     limiter.take("shop", 2.0)
-    keys = ApiKeys.parse(f"shop:{KEY}:search:1/min,ops:{OTHER}", source="t")
+    keys = ApiKeys.parse(f"shop:{KEY}:search:rate=1/min,ops:{OTHER}", source="t")
     keys.authorize([("x-api-key", KEY)], "search")
     with pytest.raises(RateLimitedError):
         keys.authorize([("x-api-key", KEY)], "search")
     for _ in range(5):
         keys.authorize([("x-api-key", OTHER)], "search")  # no rate: no limit
-    with pytest.raises(ValueError, match=r"entry 1 \(shop\): rate '9/h'"):
-        ApiKeys.parse(f"shop:{KEY}:search:9/h", source="t")
+    with pytest.raises(ValueError, match=r"entry 1 \(shop\): rate .9/h."):
+        ApiKeys.parse(f"shop:{KEY}:search:rate=9/h", source="t")
