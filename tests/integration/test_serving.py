@@ -635,3 +635,33 @@ def test_http_search_batch(platform):
     assert [len(r["hits"]) for r in answer["responses"]] == [2, 10]
     status, answer, _ = request_json(url, json.dumps({"requests": {}}).encode())
     assert status == 400 and "requests" in answer["error"]
+
+
+def test_cutoffs_diversity_words_and_weights_over_grpc_and_http(stub, platform, ref):
+    dense = pb.SEARCH_MODE_DENSE
+    full = _search(stub, text="red shirt", top_k=12, mode=dense)
+    cut = _search(stub, text="red shirt", top_k=12, mode=dense, adaptive_cutoff=True)
+    assert 1 <= len(cut.hits) <= 12 and _ids(cut) == _ids(full)[: len(cut.hits)]
+    assert cut.candidates == 12
+    weighted = _search(stub, product_id="p4", text="in black", top_k=12, text_weight=0.0)
+    image_only = _search(stub, product_id="p4", top_k=12)
+    assert _ids(weighted) == _ids(image_only)  # weight 0: the reference alone
+    away = _search(stub, text="shirt", negative_text="red", top_k=4, mode=dense)
+    assert _ids(away) != _ids(_search(stub, text="shirt", top_k=4, mode=dense))
+    url = f"{platform.http}/v1/search"
+    for extra in (
+        {"score_threshold": (full.hits[3].score + full.hits[4].score) / 2},
+        {"adaptive_cutoff": True},
+        {"diversity": 0.5},
+        {"negative_text": "red"},
+    ):
+        body = {"text": "red shirt", "top_k": 12, "mode": "dense", **extra}
+        status, answer, _ = request_json(url, json.dumps(body).encode())
+        assert status == 200 and answer["hits"], (extra, answer)
+        if "score_threshold" in extra:
+            assert [h["product_id"] for h in answer["hits"]] == _ids(full)[:4]
+    composed = {"product_id": "p4", "text": "in black", "top_k": 3, "text_weight": 0.5}
+    status, answer, _ = request_json(url, json.dumps(composed).encode())
+    assert status == 200 and len(answer["hits"]) == 3
+    status, answer, _ = request_json(url, json.dumps({"text": "x", "text_weight": 0.5}).encode())
+    assert status == 400 and "composed" in answer["error"]

@@ -260,3 +260,14 @@ def test_catalogs_never_meet_and_keys_stay_in_their_own(gateways, pki, two_catal
         )
         assert default.hits and all("catalog" not in h.payload for h in default.hits)
     assert seen["shoes"] > 1000 and seen["bags"] > 1000
+    base = f"https://{gateways['gateway-tls'][1]}/v1/search"
+    status, body, _ = request_json(
+        base, json.dumps({"text": "red", "top_k": 12}).encode(), headers={"x-api-key": BAGS_KEY},
+        ca=pki.ca,
+    )  # fmt: skip
+    assert status == 200 and {h["payload"]["catalog"] for h in body["hits"]} == {"bags"}
+    status, body, _ = request_json(
+        base, json.dumps({"text": "red", "catalog": "shoes"}).encode(),
+        headers={"x-api-key": BAGS_KEY}, ca=pki.ca,
+    )  # fmt: skip
+    assert (status, body["code"]) == (403, "PERMISSION_DENIED")
