@@ -498,3 +498,32 @@ def test_an_update_event_changes_the_payload_without_re_embedding(worker, broker
     assert after.payload["thumbnail"] == before.payload["thumbnail"]  # the image's fields stay
     np.testing.assert_array_equal(after.vector, before.vector)
     assert stored_points(["upd-ghost"]) == []
+
+
+def test_page_tokens_while_the_feed_writes(platform, worker, broker):
+    """What a page token promises while ingestion runs: the next page is the slice of the
+    ranking as the store holds it when that page is asked for. A product indexed between two
+    pages that ranks at the top pushes the first page's last hit onto the next page."""
+    import grpc
+
+    from shared.api.vitrine.search.v1 import search_pb2 as pb
+    from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(platform.gateway) as channel:
+        stub = pb_grpc.SearchServiceStub(channel)
+
+        def search(top_k: int, token: str = "") -> pb.SearchResponse:
+            request = pb.SearchRequest(product_id="p5", top_k=top_k, page_token=token)
+            return stub.Search(request, timeout=30)
+
+        first = search(3)
+        twin = CatalogEvent(
+            "live-twin", Op.UPSERT, image_bytes=png_bytes(5), title="twin", event_time=_now()
+        )  # the reference's own image: it scores as high as the reference itself
+        _publish(broker, [twin], topic="catalog")
+        _drain(worker, 1)
+        second = [h.product_id for h in search(3, first.next_page_token).hits]
+        whole = [h.product_id for h in search(6).hits]
+    assert "live-twin" in whole[:3]
+    assert second == whole[3:6]  # the slice of the ranking as it stands now
+    assert second[0] == first.hits[2].product_id  # shifted by the newcomer: shown again
