@@ -77,8 +77,8 @@ def _query(args: argparse.Namespace) -> SearchQuery:
         must_not=tuple(parse_condition(c) for c in args.exclude),
     )
     image = Path(args.image).read_bytes() if args.image else None
-    if not (args.text or image or args.product):
-        raise ValueError("give a text, --image PATH or --product ID")
+    if not (args.text or image or args.product or args.like):
+        raise ValueError("give a text, --image PATH, --product ID or --like ID")
     return SearchQuery(
         args.text or "",
         image,
@@ -91,6 +91,15 @@ def _query(args: argparse.Namespace) -> SearchQuery:
         page_token=args.page_token or "",
         score_threshold=args.min_score,
         catalog=args.catalog,
+        facets=tuple(args.facet),
+        group_by=args.group_by or "",
+        group_size=args.group_size,
+        adaptive_cutoff=args.cutoff,
+        diversity=args.diversity,
+        positive_ids=tuple(args.like),
+        negative_ids=tuple(args.unlike),
+        negative_text=args.unwanted or "",
+        text_weight=args.text_weight,
     )
 
 
@@ -112,6 +121,7 @@ def _print_result(result, args: argparse.Namespace) -> None:
                     "model_version": result.model_version,
                     "mode": result.mode.value if result.mode else None,
                     "next_page_token": result.next_page_token,
+                    "facets": {f.field: dict(f.values) for f in result.facets},
                 },
                 indent=2,
             )
@@ -127,6 +137,9 @@ def _print_result(result, args: argparse.Namespace) -> None:
         f"{t.fuse_ms:.0f}, search {t.search_ms:.0f}); {_mode_name(result.mode)}; model "
         f"{result.model_version}"
     )
+    for facet in result.facets:
+        counts = " · ".join(f"{value} {count}" for value, count in facet.values)
+        print(f"{facet.field} (top {result.candidates}): {counts or 'none'}")
     if result.next_page_token:
         print(f"next page: --page-token {result.next_page_token}")
 
@@ -158,6 +171,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "both fused (hybrid); default: the gateway's (hybrid for text-only queries)",
     )
     p.add_argument("--catalog", default="", help="the catalog (tenant) to search")
+    _register_refinements(p)
     p.add_argument("--rrf-k", type=int, default=0, help="hybrid's RRF k (0: the gateway's)")
     p.add_argument("--offset", type=int, default=0, help="hits to skip")
     p.add_argument("--page-token", help="the next page of an earlier search (it prints one)")
@@ -185,3 +199,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep each hit's inline thumbnail (a data: URI) in the JSON",
     )
     p.set_defaults(func=_cmd_search)
+
+
+def _register_refinements(p: argparse.ArgumentParser) -> None:
+    """Facets, groups, cut-off, diversity and examples (vitrine.search.v1.SearchRequest)."""
+    p.add_argument(
+        "--facet", action="append", default=[], metavar="FIELD",
+        help="count this field's values over the top candidates (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--group-by", metavar="FIELD", help="at most --group-size hits per value")
+    p.add_argument("--group-size", type=int, default=0, help="hits per group (default 1)")
+    p.add_argument("--cutoff", action="store_true", help="end at the largest score gap")
+    p.add_argument("--diversity", type=float, default=0.0, help="MMR, 0 (off) to 1")
+    p.add_argument(
+        "--like", action="append", default=[], metavar="ID", help="more like this product"
+    )
+    p.add_argument(
+        "--unlike", action="append", default=[], metavar="ID", help="less like this product"
+    )
+    p.add_argument("--not", dest="unwanted", metavar="TEXT", help="words hits should not match")
+    p.add_argument(
+        "--text-weight", type=float, help="composed: (1-w) * reference + w * text, not the fusion"
+    )

@@ -449,6 +449,12 @@ def test_vitrine_search_command(platform, capsys):
     assert not {h["product_id"] for h in first["hits"]} & {h["product_id"] for h in second["hits"]}
     assert main([*args, "--mode", "lexical"]) == 0
     assert json_module.loads(capsys.readouterr().out)["mode"] == "lexical"
+    refine = ["--facet", "baseColour", "--group-by", "baseColour", "--like", "p1", "--not", "x"]
+    assert main([*args, *refine, "--diversity", "0.5"]) == 0
+    answer = json_module.loads(capsys.readouterr().out)
+    assert sum(answer["facets"]["baseColour"].values()) == 11  # all but the example
+    assert "p1" not in {h["product_id"] for h in answer["hits"]}
+    assert len({h["payload"]["baseColour"] for h in answer["hits"]}) == len(answer["hits"])
 
 
 def _search(stub, **fields) -> pb.SearchResponse:
