@@ -28,7 +28,7 @@ class GatewaySettings(InternalCallSettings):
     facet_candidates: int = Field(
         200,
         ge=1,
-        le=10_000,
+        le=1000,
         description="Top hits of a query that facets, group_by and the adaptive cut-off look at "
         "(more costs the store and the gateway more per such query).",
         json_schema_extra=SINCE_PREFIXES,
