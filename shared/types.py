@@ -112,13 +112,18 @@ FILTER_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]
 MAX_FILTER_KEY_CHARS = 128
 
 
+def is_field_name(key: str) -> bool:
+    """Whether `key` may name a payload field (in a filter, a facet or a grouping)."""
+    return len(key) <= MAX_FILTER_KEY_CHARS and bool(FILTER_KEY.fullmatch(key))
+
+
 def filter_problem(flt: Filter) -> str | None:
     """What makes a filter unusable (a malformed key, a bound that is not a finite number), in
     words for the caller; None when it is fine."""
     for c in flt.must + flt.must_not:
         if not c.key:
             return "a filter condition has no key"
-        if len(c.key) > MAX_FILTER_KEY_CHARS or not FILTER_KEY.fullmatch(c.key):
+        if not is_field_name(c.key):
             return (
                 f"filter key {c.key[:MAX_FILTER_KEY_CHARS]!r} is not a field name (letters, digits, "
                 f"_ and -, nested with dots, at most {MAX_FILTER_KEY_CHARS} characters)"

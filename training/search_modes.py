@@ -9,8 +9,9 @@ R/P/F1@K as every other query set of docs/QUALITY.md.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,37 @@ from shared.data.catalog import Product
 from shared.data.queries import attribute_written
 from shared.models.metrics import DEFAULT_KS, retrieval_metrics
 from shared.types import SearchMode
-from shared.vectorstore import Point, open_store
+from shared.vectorstore import Point, VectorStore, open_store
 from shared.vectorstore.base import PointQuery
 from shared.vectorstore.lexical import DEFAULT_RRF_K
 from training.evaluate import TextEmbedder
 
 
-def _ranked(hits_per_query: list[list[str]], index: dict[str, int], k: int) -> np.ndarray:
-    """Gallery indices [Q, k], padded with -1 where a mode found fewer than k hits."""
+@contextlib.contextmanager
+def gallery_store(images: np.ndarray, products: Sequence[Product]) -> Iterator[VectorStore]:
+    """A Qdrant Edge collection in a temporary folder holding the gallery as the platform
+    writes it (point id `g<index>`, title and attributes as payload)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="vitrine-eval-") as root,
+        open_store(
+            f"edge:{Path(root)}", model_version="eval", dim=images.shape[1], indexed_fields={}
+        ) as store,
+    ):
+        store.upsert(
+            [
+                Point(f"g{i}", images[i], {"title": p.title, **p.attributes})
+                for i, p in enumerate(products)
+            ]
+        )
+        yield store
+
+
+def _ranked(hits_per_query: list[list[str]], k: int) -> np.ndarray:
+    """Gallery indices [Q, k] of `g<index>` ids, padded with -1 where a mode found fewer than
+    k hits."""
     out = np.full((len(hits_per_query), k), -1, dtype=np.int64)
     for row, hits in enumerate(hits_per_query):
-        found = [index[pid] for pid in hits[:k]]
+        found = [int(pid[1:]) for pid in hits[:k]]
         out[row, : len(found)] = found
     return out
 
@@ -49,8 +70,6 @@ def search_mode_metrics(
     if not queries:
         return {"queries": 0}
     k = max(ks)
-    ids = [f"g{i}" for i in range(len(products))]
-    index = {pid: i for i, pid in enumerate(ids)}
     vectors = embed_text([q.text for q in queries])
     relevant = [set(q.relevant) for q in queries]
     result: dict[str, Any] = {
@@ -59,15 +78,7 @@ def search_mode_metrics(
         "rrf_k": rrf_k,
         "lexical_fields": ["title"],
     }
-    with (
-        tempfile.TemporaryDirectory(prefix="vitrine-modes-") as root,
-        open_store(
-            f"edge:{Path(root)}", model_version="eval", dim=images.shape[1], indexed_fields={}
-        ) as store,
-    ):
-        store.upsert(
-            [Point(pid, images[i], {"title": products[i].title}) for i, pid in enumerate(ids)]
-        )
+    with gallery_store(images, products) as store:
         for mode in SearchMode:
             asked = [
                 PointQuery(
@@ -81,7 +92,7 @@ def search_mode_metrics(
                 for n, q in enumerate(queries)
             ]
             hits = [[h.product_id for h in found] for found in store.search_batch(asked)]
-            result[mode.value] = retrieval_metrics(_ranked(hits, index, k), relevant, ks=ks)
+            result[mode.value] = retrieval_metrics(_ranked(hits, k), relevant, ks=ks)
     return result
 
 

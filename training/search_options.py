@@ -15,10 +15,8 @@ text, MMR diversity, and the composed query's text weight.
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,30 +27,12 @@ from shared.data.queries import attribute_written, composed_colour_change
 from shared.models.metrics import rank, retrieval_metrics
 from shared.models.weighting import away_from, weighted_sum
 from shared.types import Condition, Filter
-from shared.vectorstore import Point, VectorStore, open_store
+from shared.vectorstore import VectorStore
 from shared.vectorstore.base import PointQuery
 from training.evaluate import Fuser, TextEmbedder
+from training.search_modes import gallery_store
 
 K = 10
-
-
-@contextlib.contextmanager
-def gallery_store(images: np.ndarray, products: Sequence[Product]) -> Iterator[VectorStore]:
-    """A Qdrant Edge collection in a temporary folder holding the gallery as the platform
-    writes it (point id `g<index>`, title and attributes as payload)."""
-    with (
-        tempfile.TemporaryDirectory(prefix="vitrine-eval-") as root,
-        open_store(
-            f"edge:{Path(root)}", model_version="eval", dim=images.shape[1], indexed_fields={}
-        ) as store,
-    ):
-        store.upsert(
-            [
-                Point(f"g{i}", images[i], {"title": p.title, **p.attributes})
-                for i, p in enumerate(products)
-            ]
-        )
-        yield store
 
 
 def _index(hits) -> list[int]:

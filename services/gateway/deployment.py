@@ -214,15 +214,13 @@ class Gateway:
         Raises:
             RequestError (and subclasses), DependencyError, TimeoutError.
         """
-        if self._health.lexical is None:  # not known before the first dependency check
-            await self._health.check()
+        # The first passing check also tells whether the collection has the lexical index.
+        problem = None if self._health.model_version else await self._health.check()
         if query.mode is None and self._health.lexical is False:
             query = dataclasses.replace(query, mode=SearchMode.DENSE)  # no lexical index
-        query = validate(query, self._limits)
-        if not self._health.model_version:
-            problem = await self._health.check()
-            if problem:
-                raise DependencyError(f"not ready: {problem}")
+        query = validate(query, self._limits)  # a bad request is refused even when not ready
+        if problem:
+            raise DependencyError(f"not ready: {problem}")
         timeout = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
         deadline = time.monotonic() + timeout
         try:

@@ -153,24 +153,17 @@ class _SearchServicer:
     def Search(self, raw: bytes, context: grpc.ServicerContext):  # noqa: N802
         """Runs on a server thread; the query runs on the replica's event loop
         (Gateway.search_from_thread)."""
-        try:
-            request = pb.SearchRequest.FromString(raw)
-        except DecodeError as e:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a SearchRequest: {e}"
-            )
-        answer, message = self._answer(request, context)
-        if isinstance(answer, grpc.StatusCode):
-            context.abort(answer, message)
-        return answer
+        return self._serve(pb.SearchRequest, raw, context)
 
     def SearchBatch(self, raw: bytes, context: grpc.ServicerContext):  # noqa: N802
+        return self._serve(pb.SearchBatchRequest, raw, context)
+
+    def _serve(self, message_type, raw: bytes, context: grpc.ServicerContext):
         try:
-            request = pb.SearchBatchRequest.FromString(raw)
+            request = message_type.FromString(raw)
         except DecodeError as e:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a SearchBatchRequest: {e}"
-            )
+            name = message_type.DESCRIPTOR.name
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a {name}: {e}")
         answer, message = self._answer(request, context)
         if isinstance(answer, grpc.StatusCode):
             context.abort(answer, message)

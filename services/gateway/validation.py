@@ -11,7 +11,14 @@ from services.gateway import paging
 from shared.catalogs import catalog_problem
 from shared.models.transforms import ImageDecodeError, PixelBudgetError, request_pixels
 from shared.serving.errors import LimitError, RequestError
-from shared.types import FILTER_KEY, Filter, SearchMode, SearchQuery, filter_problem
+from shared.types import (
+    MAX_FILTER_KEY_CHARS,
+    Filter,
+    SearchMode,
+    SearchQuery,
+    filter_problem,
+    is_field_name,
+)
 from shared.vectorstore.lexical import DEFAULT_RRF_K
 
 MAX_RRF_K = 10_000
@@ -127,8 +134,8 @@ def _validate_filter(flt: Filter, limits: Limits) -> None:
 
 
 def _field(name: str, what: str) -> None:
-    if not FILTER_KEY.fullmatch(name) or len(name) > 128:
-        raise RequestError(f"{what} {name[:128]!r} is not a payload field name")
+    if not is_field_name(name):
+        raise RequestError(f"{what} {name[:MAX_FILTER_KEY_CHARS]!r} is not a payload field name")
 
 
 def _check_refinements(query: SearchQuery, limits: Limits) -> None:

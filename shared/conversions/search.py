@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 
@@ -21,6 +21,8 @@ from shared.types import (
     SearchResult,
     Timing,
 )
+
+T = TypeVar("T")
 
 _MODES: dict[SearchMode, Any] = {
     SearchMode.DENSE: pb.SEARCH_MODE_DENSE,
@@ -266,12 +268,18 @@ def batch_request_to_proto(queries) -> pb.SearchBatchRequest:
     return pb.SearchBatchRequest(requests=[request_to_proto(q) for q in queries])
 
 
-def batch_request_from_proto(msg: pb.SearchBatchRequest) -> list[SearchQuery]:
-    """Raises ValueError naming the first malformed request."""
-    queries = []
-    for i, one in enumerate(msg.requests):
+def each_from_proto(convert: Callable[[Any], T], messages) -> list[T]:
+    """`convert` of each message, in order. Raises ValueError naming the first bad one
+    (`query i: ...`)."""
+    converted = []
+    for i, one in enumerate(messages):
         try:
-            queries.append(request_from_proto(one))
+            converted.append(convert(one))
         except ValueError as e:
             raise ValueError(f"query {i}: {e}") from None
-    return queries
+    return converted
+
+
+def batch_request_from_proto(msg: pb.SearchBatchRequest) -> list[SearchQuery]:
+    """Raises ValueError naming the first malformed request."""
+    return each_from_proto(request_from_proto, msg.requests)

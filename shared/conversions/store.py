@@ -14,6 +14,7 @@ from google.protobuf import json_format
 
 from shared.api.vitrine.store.v1 import store_pb2 as pb
 from shared.conversions.search import (
+    each_from_proto,
     filter_from_proto,
     filter_to_proto,
     hit_from_proto,
@@ -118,13 +119,7 @@ def search_batch_request_to_proto(queries: Sequence[PointQuery]) -> pb.SearchPoi
 
 def search_batch_request_from_proto(msg: pb.SearchPointsBatchRequest) -> list[PointQuery]:
     """Raises ValueError for a malformed vector or filter in any query (naming which)."""
-    queries = []
-    for i, query in enumerate(msg.queries):
-        try:
-            queries.append(search_request_from_proto(query))
-        except ValueError as e:
-            raise ValueError(f"query {i}: {e}") from None
-    return queries
+    return each_from_proto(search_request_from_proto, msg.queries)
 
 
 def search_batch_response_to_proto(

@@ -55,13 +55,19 @@ def text_to_image_own(products: Sequence[Product]) -> list[TextQuery]:
     return [TextQuery(i, p.title, frozenset({i})) for i, p in enumerate(products)]
 
 
-def text_to_image_attribute(products: Sequence[Product]) -> list[TextQuery]:
-    """Products lacking any of ATTRIBUTE_KEYS are skipped as queries and never relevant."""
+def _attribute_groups(products: Sequence[Product]) -> dict[tuple[str, ...], set[int]]:
+    """(articleType, baseColour, gender) -> indices of the products that have all three."""
     groups: dict[tuple[str, ...], set[int]] = defaultdict(set)
     for i, p in enumerate(products):
         key = _key(p, *ATTRIBUTE_KEYS)
         if key:
             groups[key].add(i)
+    return groups
+
+
+def text_to_image_attribute(products: Sequence[Product]) -> list[TextQuery]:
+    """Products lacking any of ATTRIBUTE_KEYS are skipped as queries and never relevant."""
+    groups = _attribute_groups(products)
     return [
         TextQuery(i, p.title, frozenset(groups[key]))
         for i, p in enumerate(products)
@@ -124,11 +130,7 @@ def attribute_written(products: Sequence[Product], *, min_group: int = 2) -> lis
     """One query per (gender, articleType, baseColour) group of at least `min_group` products,
     written from the attributes ("men navy blue shirts"); relevant = the group. Never a title,
     so a lexical index cannot match a query to its own product."""
-    groups: dict[tuple[str, ...], set[int]] = defaultdict(set)
-    for i, p in enumerate(products):
-        key = _key(p, *ATTRIBUTE_KEYS)
-        if key:
-            groups[key].add(i)
+    groups = _attribute_groups(products)
     return [
         WordsQuery(shopper_text(gender, colour, article), frozenset(members))
         for (article, colour, gender), members in sorted(groups.items())

@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
+def _unit(vector: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """`vector` normalised; `fallback` when it is zero."""
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm if norm > 0 else fallback).astype(np.float32)
+
+
 def weighted_sum(image: np.ndarray, text: np.ndarray, text_weight: float) -> np.ndarray:
     """The normalised (1 - w) * image + w * text of unit vectors (w = 0.5: the plain sum)."""
-    mixed = (1.0 - text_weight) * image + text_weight * text
-    norm = float(np.linalg.norm(mixed))
-    return (mixed / norm if norm > 0 else image).astype(np.float32)
+    return _unit((1.0 - text_weight) * image + text_weight * text, image)
 
 
 # How far a query moves away from words it should not look like ("not striped"). On the Myntra
@@ -22,6 +26,4 @@ NEGATIVE_TEXT_WEIGHT = 0.5
 
 def away_from(vector: np.ndarray, unwanted: np.ndarray, weight: float = NEGATIVE_TEXT_WEIGHT):
     """The normalised vector - weight * unwanted: a query moved away from a negative text."""
-    moved = vector - weight * unwanted
-    norm = float(np.linalg.norm(moved))
-    return (moved / norm if norm > 0 else vector).astype(np.float32)
+    return _unit(vector - weight * unwanted, vector)

@@ -130,7 +130,10 @@ class VersionedWrites:
         store does not hold, or holds at a newer version (or deleted later), skips it. The
         point is written again with its stored vector (the lexical index follows the title)."""
         with self._lock:
-            ids = list(dict.fromkeys(u.product_id for u in updates))
+            by_product: dict[str, list[PayloadUpdate]] = {}
+            for u in sorted(updates, key=_by_version):
+                by_product.setdefault(u.product_id, []).append(u)
+            ids = list(by_product)
             stored = {p.product_id: p for p in self.store.retrieve(ids, with_vectors=True)}
             dead = {p.product_id: _version(p.payload) for p in self.tombstones.retrieve(ids)}
             points, applied = [], 0
@@ -141,7 +144,7 @@ class VersionedWrites:
                 payload = dict(point.payload)
                 version = _version(payload)
                 changed = False
-                for u in sorted((u for u in updates if u.product_id == pid), key=_by_version):
+                for u in by_product[pid]:
                     if u.version and u.version < max(version, dead.get(pid, 0)):
                         continue
                     if u.title is not None:
