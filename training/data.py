@@ -72,7 +72,7 @@ def prepare_data(cfg: DataConfig, *, workdir: Path) -> PreparedData:
         rule = f"sha256(f'{cfg.split_seed}:{{id}}') < {cfg.test_fraction}"
     description = {
         "kind": cfg.kind,
-        "path": str(cfg.path or root),
+        "path": str((cfg.path or root or Path()).resolve()),
         "products": len(products),
         "train": len(train),
         "test": len(test),

@@ -15,7 +15,14 @@ import torch
 
 from shared.data import fashioniq
 from shared.data.catalog import Product
-from shared.data.queries import composed_colour_change, text_to_image_attribute, text_to_image_own
+from shared.data.queries import (
+    ComposedQuery,
+    attribute_written,
+    composed_colour_change,
+    composed_reworded,
+    text_to_image_attribute,
+    text_to_image_own,
+)
 from shared.models.encoders import Fusion, ImageEncoder, TextEncoder
 from shared.models.heads import sum_fusion
 from shared.models.inference import embed_texts, fuse, image_features, open_image
@@ -49,6 +56,24 @@ def image_embeddings(
     return tower.head.eval()(torch.from_numpy(feats)).numpy()
 
 
+def seen_in_training(training: dict, catalog: Path) -> str | None:
+    """Why evaluating a bundle on `catalog` would measure products it was fit on, or None: a
+    bundle fit on every product of a catalog has no held-out products left in it."""
+    trained_on = training.get("data", {}).get("path")
+    if training.get("fit_on") != "all" or not trained_on:
+        return None
+    products = catalog / "products.jsonl" if catalog.is_dir() else catalog
+    if Path(trained_on).resolve() != products.resolve():
+        return None
+    count = training["data"].get("products", "the")
+    return (
+        f"this bundle was fit on all {count} products it trained on from {products} (manifest "
+        "training.fit_on: all), so no split of that catalog is held out from it; its held-out "
+        "report is the manifest's metrics.held_out. Train with refit_on_all: false to evaluate "
+        "a bundle on this catalog."
+    )
+
+
 TextEmbedder = Callable[[list[str]], np.ndarray]  # texts -> [n, dim]
 Fuser = Callable[[np.ndarray, np.ndarray], np.ndarray]  # image, text [n, dim] -> [n, dim]
 
@@ -57,12 +82,10 @@ def _composed_rows(
     embed_text: TextEmbedder,
     fuse_pairs: Fuser,
     images: np.ndarray,
-    products: Sequence[Product],
+    queries: Sequence[ComposedQuery],
     *,
-    max_queries: int,
     ks: Sequence[int],
 ) -> tuple[dict[str, dict[str, float]], int]:
-    queries = composed_colour_change(products, max_queries=max_queries, seed=0)
     if not queries:
         return {}, 0
     refs = np.array([q.reference for q in queries])
@@ -93,8 +116,10 @@ def catalog_metrics(
     max_queries: int = 1500,
     ks: Sequence[int] = DEFAULT_KS,
 ) -> dict[str, Any]:
-    """Text->image (own image; attribute relevance) and composed colour-change metrics over the
-    gallery `products`, whose image embeddings are `images` [len(products), dim]."""
+    """Text->image (own image; attribute relevance; shopper words in the evaluation phrasings)
+    and composed colour-change metrics (the protocol's "in <colour>", and the same queries in
+    phrasings training never uses) over the gallery `products`, whose image embeddings are
+    `images` [len(products), dim]."""
     titles = embed_text([p.title for p in products])
     k = max(ks)
     result: dict[str, Any] = {"gallery_size": len(products)}
@@ -108,12 +133,20 @@ def catalog_metrics(
             ranked = rank(titles[rows], images, k=k)
             result[name] = retrieval_metrics(ranked, [set(q.relevant) for q in queries], ks=ks)
         counts[name] = len(queries)
-    composed, n = _composed_rows(
-        embed_text, fuse_pairs, images, products, max_queries=max_queries, ks=ks
-    )
-    if composed:
-        result["composed"] = composed
-    result["queries"] = {**counts, "composed": n}
+    words = attribute_written(products)
+    if words:
+        ranked = rank(embed_text([q.text for q in words]), images, k=k)
+        result["shopper_words"] = retrieval_metrics(ranked, [set(q.relevant) for q in words], ks=ks)
+    counts["shopper_words"] = len(words)
+    composed_queries = composed_colour_change(products, max_queries=max_queries, seed=0)
+    for name, asked in (
+        ("composed", composed_queries),
+        ("composed_reworded", composed_reworded(composed_queries)),
+    ):
+        found, counts[name] = _composed_rows(embed_text, fuse_pairs, images, asked, ks=ks)
+        if found:
+            result[name] = found
+    result["queries"] = counts
     return result
 
 

@@ -1,10 +1,14 @@
 """Training examples drawn from a catalog with titles and attributes.
 
-Two tasks share one model:
+Three tasks share one model:
 - text->image: a product's title and its own image (group = the title, so products with the
   same title are never each other's negatives);
-- composed colour change: reference image + "in <colour>" -> a product with the reference's
-  articleType and gender in that colour (group = the target attribute triple).
+- shopper words: a text written from a product's attributes in a training phrasing ("men's
+  shirts in navy blue") and its image (group = the attribute triple);
+- composed colour change: reference image + a modifier in a training phrasing ("in black",
+  "make it black") -> a product with the reference's articleType and gender in that colour
+  (group = the target attribute triple).
+Training phrasings never include an evaluation phrasing (shared.data.queries).
 """
 
 from __future__ import annotations
@@ -16,7 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.data.catalog import Product
-from shared.data.queries import ATTRIBUTE_KEYS, modifier_text
+from shared.data.queries import (
+    ATTRIBUTE_KEYS,
+    modifier_text,
+    training_modifiers,
+    training_words,
+)
 
 
 @dataclass(frozen=True)
@@ -29,11 +38,22 @@ class ComposedPool:
 
 
 @dataclass(frozen=True)
+class WordsPool:
+    """Shopper-style texts per product: `products` [W] product indices that have any, and for
+    each, its text indices into `texts`."""
+
+    products: np.ndarray
+    options: list[np.ndarray]
+    texts: list[str]
+
+
+@dataclass(frozen=True)
 class Examples:
     titles: list[str]
     title_groups: np.ndarray  # [N] int: products with equal titles share a group
     attribute_groups: np.ndarray  # [N] int: products with equal ATTRIBUTE_KEYS values share one
     composed: ComposedPool
+    words: WordsPool
 
 
 def _group_ids(keys: Sequence[object]) -> np.ndarray:
@@ -41,7 +61,9 @@ def _group_ids(keys: Sequence[object]) -> np.ndarray:
     return np.array([ids.setdefault(k, len(ids)) for k in keys], dtype=np.int64)
 
 
-def build_examples(products: Sequence[Product]) -> Examples:
+def build_examples(products: Sequence[Product], *, all_modifier_phrasings: bool = True) -> Examples:
+    """The examples of `products`; composed modifiers in every training phrasing, or (when
+    `all_modifier_phrasings` is false) in the protocol's "in <colour>" only."""
     titles = [p.title for p in products]
     # A product missing an attribute is a group of its own.
     attribute_keys = [
@@ -51,11 +73,36 @@ def build_examples(products: Sequence[Product]) -> Examples:
         for i, p in enumerate(products)
     ]
     return Examples(
-        titles, _group_ids(titles), _group_ids(attribute_keys), _composed_pool(products)
+        titles,
+        _group_ids(titles),
+        _group_ids(attribute_keys),
+        _composed_pool(products, all_modifier_phrasings),
+        _words_pool(products),
     )
 
 
-def _composed_pool(products: Sequence[Product]) -> ComposedPool:
+def _words_pool(products: Sequence[Product]) -> WordsPool:
+    index: dict[str, int] = {}
+    members, options = [], []
+    for i, p in enumerate(products):
+        own = [index.setdefault(t, len(index)) for t in training_words(p)]
+        if own:
+            members.append(i)
+            options.append(np.array(own, dtype=np.int64))
+    return WordsPool(np.array(members, dtype=np.int64), options, list(index))
+
+
+def sample_words(
+    pool: WordsPool, positions: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each position in `pool.products`: (product index, text index)."""
+    texts = np.array(
+        [pool.options[p][rng.integers(len(pool.options[p]))] for p in positions], dtype=np.int64
+    )
+    return pool.products[positions], texts
+
+
+def _composed_pool(products: Sequence[Product], all_phrasings: bool) -> ComposedPool:
     by_group: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     keys = []
     for i, p in enumerate(products):
@@ -74,11 +121,13 @@ def _composed_pool(products: Sequence[Product]) -> ComposedPool:
         opts = []
         for c2, members in sorted(by_group[(article, gender)].items()):
             if c2 != colour:
-                text = modifier_text(c2)
-                t = text_index.setdefault(text, len(texts))
-                if t == len(texts):
-                    texts.append(text)
-                opts.append((t, np.array(members, dtype=np.int64)))
+                targets = np.array(members, dtype=np.int64)
+                phrasings = training_modifiers(c2) if all_phrasings else [modifier_text(c2)]
+                for text in phrasings:  # one option per phrasing
+                    t = text_index.setdefault(text, len(texts))
+                    if t == len(texts):
+                        texts.append(text)
+                    opts.append((t, targets))
         if opts:
             references.append(r)
             options.append(opts)

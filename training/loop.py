@@ -1,8 +1,9 @@
 """The per-worker training loop run by Ray Train's TorchTrainer.
 
 Frozen backbones are replaced by their cached features (`FeatureInput`); a backbone with
-trainable blocks runs on raw inputs in the loop. Each step optimises the text->image loss and,
-weighted by `composed_weight`, the composed-query loss through the fusion module.
+trainable blocks runs on raw inputs in the loop. Each step optimises the text->image loss,
+weighted by `words_weight` the shopper-words loss (training phrasings of the attributes ->
+image), and weighted by `composed_weight` the composed-query loss through the fusion module.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from shared.models.model import HeadConfig, RetrievalModel
 from shared.models.text_backbone_hf import HFTextBackbone
 from shared.models.transforms import ImagePreprocessor
 from training.config import TrainConfig
-from training.examples import Examples, sample_composed
+from training.examples import Examples, sample_composed, sample_words
 
 log = logging.getLogger("vitrine.train")
 CHECKPOINT_FILE = "model.safetensors"
@@ -61,7 +62,8 @@ class TrainInputs:
         [views, N, ...] outputs of its frozen prefix when `image_prefix_blocks` > 0 (the loop
         runs only the trainable last blocks); None when the backbone cannot split (then
         `image_paths` are loaded and preprocessed in the loop).
-    title_features / modifier_features: [N, F] / [M, F] when the text backbone is frozen.
+    title_features / modifier_features / words_features: [N, F] / [M, F] / [W, F] when the
+        text backbone is frozen.
     """
 
     examples: Examples
@@ -72,6 +74,7 @@ class TrainInputs:
     image_feature_dim: int
     text_feature_dim: int
     image_prefix_blocks: int = 0
+    words_features: np.ndarray | None = None
 
 
 class TrainModule(nn.Module):
@@ -83,6 +86,7 @@ class TrainModule(nn.Module):
         self.inputs = inputs
         self.loss = LOSSES[cfg.optim.loss]
         self.composed_weight = cfg.optim.composed_weight
+        self.words_weight = cfg.optim.words_weight
         self.flip = cfg.optim.flip_augment
 
     def train(self, mode: bool = True) -> TrainModule:
@@ -116,12 +120,17 @@ class TrainModule(nn.Module):
             images = [im.transpose(flip) if rng.random() < 0.5 else im for im in images]
         return tower(tower.preprocessor.batch(images))
 
-    def _texts(self, idx: np.ndarray, *, modifiers: bool) -> torch.Tensor:
+    def _texts(self, idx: np.ndarray, kind: str) -> torch.Tensor:
+        """Embeddings of texts `idx` of one kind: "titles", "modifiers" or "words"."""
         tower = self.model.text_tower()
-        feats = self.inputs.modifier_features if modifiers else self.inputs.title_features
+        ex, inputs = self.inputs.examples, self.inputs
+        feats, source = {
+            "titles": (inputs.title_features, ex.titles),
+            "modifiers": (inputs.modifier_features, ex.composed.texts),
+            "words": (inputs.words_features, ex.words.texts),
+        }[kind]
         if feats is not None:
             return tower.head(torch.from_numpy(feats[idx]))
-        source = self.inputs.examples.composed.texts if modifiers else self.inputs.examples.titles
         return tower.encode([source[i] for i in idx])
 
     def _pair_loss(
@@ -145,19 +154,28 @@ class TrainModule(nn.Module):
         ex = self.inputs.examples
         idx = batch["products"]
         t2i = self._pair_loss(
-            self._texts(idx, modifiers=False), self._images(idx, rng), ex.title_groups[idx]
+            self._texts(idx, "titles"), self._images(idx, rng), ex.title_groups[idx]
         )
         out = {"t2i": t2i, "loss": t2i}
+        worded = batch["words_products"]
+        if self.words_weight > 0 and len(worded):
+            words = self._pair_loss(
+                self._texts(batch["words"], "words"),
+                self._images(worded, rng),
+                ex.attribute_groups[worded],
+            )
+            out["words"] = words
+            out["loss"] = out["loss"] + self.words_weight * words
         if self.composed_weight > 0 and len(batch["refs"]):
             query = self.model.fusion_module()(
-                self._images(batch["refs"], rng), self._texts(batch["mods"], modifiers=True)
+                self._images(batch["refs"], rng), self._texts(batch["mods"], "modifiers")
             )
             targets = batch["targets"]
             composed = self._pair_loss(
                 query, self._images(targets, rng), ex.attribute_groups[targets]
             )
             out["composed"] = composed
-            out["loss"] = t2i + self.composed_weight * composed
+            out["loss"] = out["loss"] + self.composed_weight * composed
         return out
 
 
@@ -244,6 +262,8 @@ def _epoch_batches(
     products = products[: len(products) // world * world][rank::world]
     positions = rng.permutation(len(ex.composed.references))
     positions = positions[: len(positions) // world * world][rank::world]
+    worded = rng.permutation(len(ex.words.products))
+    worded = worded[: len(worded) // world * world][rank::world]
     per_worker = max(2, cfg.optim.batch_size // world)
     steps = max(1, math.ceil(len(products) / per_worker))
     batches = []
@@ -251,8 +271,20 @@ def _epoch_batches(
         idx = products[s * per_worker : (s + 1) * per_worker]
         pos = positions[s * per_worker : (s + 1) * per_worker] if len(positions) else positions
         refs, mods, targets = sample_composed(ex.composed, pos, rng)
+        words_products, words = sample_words(
+            ex.words, worded[s * per_worker : (s + 1) * per_worker], rng
+        )
         if len(idx) >= 2:
-            batches.append({"products": idx, "refs": refs, "mods": mods, "targets": targets})
+            batches.append(
+                {
+                    "products": idx,
+                    "refs": refs,
+                    "mods": mods,
+                    "targets": targets,
+                    "words_products": words_products,
+                    "words": words,
+                }
+            )
     return batches
 
 
@@ -315,7 +347,7 @@ def run_training(
             epoch=epoch + 1, temperature=model.temperature(), seconds=time.perf_counter() - started
         )
         if rank == 0:
-            shown = ("loss", "t2i", "composed", "temperature")
+            shown = ("loss", "t2i", "words", "composed", "temperature")
             log.info(
                 "epoch %d/%d  %s  (%.1fs)",
                 epoch + 1,

@@ -13,6 +13,9 @@ ROW_TITLES = {
     "composed/sum": "composed: sum fusion",
     "composed/image_only": "composed: image only",
     "composed/text_only": "composed: text only",
+    "shopper_words": "shopper words, 3 phrasings (dense)",
+    "composed_reworded/fusion": "composed, held-out phrasings: learned fusion",
+    "composed_reworded/sum": "composed, held-out phrasings: sum fusion",
     "search_modes/dense": "shopper words: dense",
     "search_modes/lexical": "shopper words: lexical (BM25, titles)",
     "search_modes/hybrid": "shopper words: hybrid (RRF)",
@@ -22,8 +25,10 @@ ROW_TITLES = {
 def flat_rows(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     """{"text_to_image_own": {...}, "composed/fusion": {...}, ...} from an evaluation result."""
     rows = {k: v for k, v in metrics.items() if k in ROW_TITLES}
-    for method, values in metrics.get("composed", {}).items():
-        rows[f"composed/{method}"] = values
+    for group in ("composed", "composed_reworded"):
+        for method, values in metrics.get(group, {}).items():
+            if f"{group}/{method}" in ROW_TITLES:
+                rows[f"{group}/{method}"] = values
     for mode, values in metrics.get("search_modes", {}).items():
         if f"search_modes/{mode}" in ROW_TITLES:
             rows[f"search_modes/{mode}"] = values
@@ -36,6 +41,30 @@ def markdown_table(metrics: dict[str, Any], *, ks: tuple[int, ...] = (5, 10, 20,
     for key, values in flat_rows(metrics).items():
         cells = " | ".join(f"{values[f'{m}@{k}']:.3f}" for k in ks for m in ("R", "P", "F1"))
         lines.append(f"| {ROW_TITLES[key]} | {cells} |")
+    return "\n".join(lines)
+
+
+def compare_table(
+    results: list[dict[str, Any]], *, names: list[str], measures: tuple[str, ...] = ("R", "P", "F1")
+) -> str:
+    """Bundles side by side: one row per query set any of them has, one column per bundle and
+    measure @10; the best value of each row and measure in bold."""
+    header = "| query set | " + " | ".join(f"{n} {m}@10" for m in measures for n in names) + " |"
+    lines = [header, "|---|" + "---|" * (len(measures) * len(names))]
+    per_bundle = [flat_rows(r) for r in results]
+    keys = [k for k in ROW_TITLES if any(k in rows for rows in per_bundle)]
+    for key in keys:
+        cells = []
+        for m in measures:
+            values = [rows.get(key, {}).get(f"{m}@10") for rows in per_bundle]
+            best = max((v for v in values if v is not None), default=None)
+            cells += [
+                "-"
+                if v is None
+                else (f"**{v:.3f}**" if v == best and len(values) > 1 else f"{v:.3f}")
+                for v in values
+            ]
+        lines.append(f"| {ROW_TITLES[key]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -2,7 +2,8 @@
 
 The gallery's image embeddings and titles go into a Qdrant Edge collection in a temporary
 folder, exactly as the platform's vector store writes them (the lexical index over titles
-only). Each query of `shared.data.queries.attribute_written` ("men navy blue shirts") then runs
+only). Each query of `shared.data.queries.attribute_written` ("men navy blue shirts", in each of
+the evaluation phrasings) then runs
 in each mode through the store's own query path, and the rankings are scored with the same
 R/P/F1@K as every other query set of docs/QUALITY.md.
 """

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from shared.data.catalog import Product
-from shared.data.queries import attribute_written, composed_colour_change
+from shared.data.queries import EVAL_WORD_PHRASINGS, attribute_written, composed_colour_change
 from shared.models.metrics import rank, retrieval_metrics
 from shared.models.weighting import away_from, weighted_sum
 from shared.types import Condition, Filter
@@ -102,7 +102,7 @@ def diversity_metrics(
     settings: Sequence[float] = (0.0, 0.3, 0.6, 0.9),
 ) -> dict[str, Any]:
     """R@10 and distinct (articleType, baseColour) pairs in the top 10 per MMR setting."""
-    queries = attribute_written(products)
+    queries = attribute_written(products, phrasings=EVAL_WORD_PHRASINGS[:1])
     vectors = embed_text([q.text for q in queries])
     relevant = [set(q.relevant) for q in queries]
     pair = [(p.attributes.get("articleType"), p.attributes.get("baseColour")) for p in products]

@@ -7,12 +7,20 @@ Query sets over a list of products (the gallery):
 - composed attribute manipulation: a reference product r plus the text "in <colour>"; relevant
   are the other products with r's articleType and gender and the new colour; r is left out of
   the gallery for its query.
-- shopper words, attribute relevance: "men navy blue shirts", written from the attributes of
-  each (gender, articleType, baseColour) group; the group is relevant (`attribute_written`).
+- shopper words, attribute relevance: "men navy blue shirts", "navy blue shirts for men",
+  "shirts, navy blue, men", written from the attributes of each (gender, articleType,
+  baseColour) group of at least two products; the group is relevant (`attribute_written`).
+- composed, reworded: the composed colour changes with modifiers in phrasings training never
+  uses ("the black one", "same but black", "black instead"; `composed_reworded`).
+
+Evaluation and training phrasings are disjoint template sets (`EVAL_*` and `TRAIN_*` below):
+training draws its shopper-style texts from the TRAIN_ templates only, and drops any text an
+EVAL_ template would also write (`training_words`), so no evaluation phrasing is ever trained on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import defaultdict
 from collections.abc import Sequence
@@ -39,11 +47,39 @@ class ComposedQuery:
     reference: int
     text: str
     relevant: frozenset[int]
+    colour: str = ""  # the colour the modifier asks for
 
 
-def modifier_text(colour: str) -> str:
-    """The modifier of a colour change, as shoppers type it: "in navy blue"."""
-    return f"in {colour.lower()}"
+# Shopper-style query templates over a product's attributes. The EVAL_ ones are measured, the
+# TRAIN_ ones trained on; the two sets never share a template.
+EVAL_WORD_PHRASINGS = (
+    "{gender} {colour} {article}",
+    "{colour} {article} for {gender}",
+    "{article}, {colour}, {gender}",
+)
+TRAIN_WORD_PHRASINGS = (
+    "{gender}'s {article} in {colour}",
+    "{colour} {gender} {article}",
+    "{article} in {colour} for {gender}",
+    "{article} {gender} {colour}",
+)
+EVAL_MODIFIER_PHRASINGS = ("the {colour} one", "same but {colour}", "{colour} instead")
+TRAIN_MODIFIER_PHRASINGS = (
+    "in {colour}",
+    "{colour} version",
+    "make it {colour}",
+    "change the colour to {colour}",
+)
+
+
+def phrase(template: str, **attributes: str) -> str:
+    """`template` filled with the lower-cased attributes (gender, colour, article)."""
+    return template.format(**{k: v.lower() for k, v in attributes.items()})
+
+
+def modifier_text(colour: str, template: str = TRAIN_MODIFIER_PHRASINGS[0]) -> str:
+    """The modifier of a colour change: "in navy blue" (the protocol's own phrasing)."""
+    return phrase(template, colour=colour)
 
 
 def _key(p: Product, *keys: str) -> tuple[str, ...] | None:
@@ -106,7 +142,7 @@ def composed_colour_change(
             continue
         c2 = rng.choice(options)
         relevant = frozenset(by_type_colour[(article, gender)][c2] - {r})
-        queries.append(ComposedQuery(r, modifier_text(c2), relevant))
+        queries.append(ComposedQuery(r, modifier_text(c2), relevant, c2))
         if len(queries) == max_queries:
             break
     return queries
@@ -123,16 +159,61 @@ class WordsQuery:
 
 def shopper_text(gender: str, colour: str, article_type: str) -> str:
     """ "men navy blue shirts": gender, colour and article type, lower case, as typed."""
-    return f"{gender} {colour} {article_type}".lower()
+    return phrase(EVAL_WORD_PHRASINGS[0], gender=gender, colour=colour, article=article_type)
 
 
-def attribute_written(products: Sequence[Product], *, min_group: int = 2) -> list[WordsQuery]:
-    """One query per (gender, articleType, baseColour) group of at least `min_group` products,
-    written from the attributes ("men navy blue shirts"); relevant = the group. Never a title,
-    so a lexical index cannot match a query to its own product."""
+def attribute_written(
+    products: Sequence[Product],
+    *,
+    min_group: int = 2,
+    phrasings: Sequence[str] = EVAL_WORD_PHRASINGS,
+) -> list[WordsQuery]:
+    """One query per phrasing per (gender, articleType, baseColour) group of at least
+    `min_group` products, written from the attributes ("men navy blue shirts", "navy blue
+    shirts for men", ...); relevant = the group. Never a title, so a lexical index cannot match
+    a query to its own product."""
     groups = _attribute_groups(products)
     return [
-        WordsQuery(shopper_text(gender, colour, article), frozenset(members))
+        WordsQuery(
+            phrase(template, gender=gender, colour=colour, article=article), frozenset(members)
+        )
         for (article, colour, gender), members in sorted(groups.items())
         if len(members) >= min_group
+        for template in phrasings
     ]
+
+
+def composed_reworded(
+    queries: Sequence[ComposedQuery], phrasings: Sequence[str] = EVAL_MODIFIER_PHRASINGS
+) -> list[ComposedQuery]:
+    """The same composed queries with their modifiers in the held-out phrasings, query i in
+    phrasing i mod len(phrasings) ("the black one", "same but black", "black instead")."""
+    return [
+        dataclasses.replace(q, text=modifier_text(q.colour, phrasings[i % len(phrasings)]))
+        for i, q in enumerate(queries)
+    ]
+
+
+def _evaluated_texts(attributes: dict[str, str]) -> set[str]:
+    return {phrase(t, **attributes) for t in (*EVAL_WORD_PHRASINGS, *EVAL_MODIFIER_PHRASINGS)}
+
+
+def training_words(product: Product) -> list[str]:
+    """The shopper-style texts training may pair with `product`'s image (TRAIN_WORD_PHRASINGS
+    over its attributes), none of them a text an evaluation template writes; [] when an
+    attribute is missing."""
+    key = _key(product, *ATTRIBUTE_KEYS)
+    if not key:
+        return []
+    article, colour, gender = key
+    attributes = {"gender": gender, "colour": colour, "article": article}
+    held_out = _evaluated_texts(attributes)
+    return [text for t in TRAIN_WORD_PHRASINGS if (text := phrase(t, **attributes)) not in held_out]
+
+
+def training_modifiers(colour: str) -> list[str]:
+    """The modifier texts training may use for a change to `colour` (TRAIN_MODIFIER_PHRASINGS),
+    none of them a text an evaluation template writes."""
+    held_out = {phrase(t, colour=colour) for t in EVAL_MODIFIER_PHRASINGS}
+    texts = (modifier_text(colour, t) for t in TRAIN_MODIFIER_PHRASINGS)
+    return [t for t in texts if t not in held_out]

