@@ -64,7 +64,11 @@ def _search_metrics(args: argparse.Namespace, model, products, cache_dir) -> dic
 def _catalog_products(args: argparse.Namespace) -> list:
     from shared.data.catalog import load_products, split_products
 
-    products = load_products(args.catalog)
+    path = args.catalog / "products.jsonl" if args.catalog.is_dir() else args.catalog
+    try:
+        products = load_products(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the catalog {path}: {exc}") from None
     if args.split != "all":
         train, test = split_products(
             products, test_fraction=args.test_fraction, seed=args.split_seed
@@ -121,9 +125,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     settings = load_settings_or_exit(TrainingSettings)
     setup_logging(settings.log_level)
-    products = _catalog_products(args) if args.catalog else []
     bundles = [args.bundle, *(args.compare or [])]
     try:
+        products = _catalog_products(args) if args.catalog else []
         results = [_evaluate_bundle(args, b, products, settings.cache_dir) for b in bundles]
     except ValueError as exc:
         print(f"vitrine eval: {exc}", file=sys.stderr)

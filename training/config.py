@@ -78,6 +78,13 @@ class OptimConfig(BaseModel):
     )
     image_image_weight: float = Field(0.0, ge=0, description="weight of same-attribute image pairs")
     flip_augment: bool = True
+    brand_drop: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability that a training title loses its brand (the words before its "
+        "first gender word)",
+    )
     modifier_phrasings: Literal["all", "protocol"] = Field(
         "all",
         description="composed training modifiers: every training phrasing ('in black', 'make it "

@@ -47,6 +47,20 @@ class WordsPool:
     texts: list[str]
 
 
+GENDER_WORDS = frozenset({"men", "women", "boys", "girls", "unisex", "kids"})
+
+
+def unbranded(title: str) -> str:
+    """The title without the brand that catalog titles start with: everything before the first
+    gender word ("Nike Men Town Navy Blue T-Shirts" -> "Men Town Navy Blue T-Shirts"); the title
+    itself when it names no gender after its first word."""
+    words = title.split()
+    for i, word in enumerate(words[1:], start=1):
+        if word.lower().strip(",'") in GENDER_WORDS:
+            return " ".join(words[i:])
+    return title
+
+
 @dataclass(frozen=True)
 class Examples:
     titles: list[str]
@@ -54,6 +68,7 @@ class Examples:
     attribute_groups: np.ndarray  # [N] int: products with equal ATTRIBUTE_KEYS values share one
     composed: ComposedPool
     words: WordsPool
+    unbranded_titles: list[str]  # [N] the titles without their brand (augmentation)
 
 
 def _group_ids(keys: Sequence[object]) -> np.ndarray:
@@ -78,6 +93,7 @@ def build_examples(products: Sequence[Product], *, all_modifier_phrasings: bool 
         _group_ids(attribute_keys),
         _composed_pool(products, all_modifier_phrasings),
         _words_pool(products),
+        [unbranded(t) for t in titles],
     )
 
 

@@ -75,6 +75,7 @@ class TrainInputs:
     text_feature_dim: int
     image_prefix_blocks: int = 0
     words_features: np.ndarray | None = None
+    unbranded_features: np.ndarray | None = None  # [N, F] titles without their brand
 
 
 class TrainModule(nn.Module):
@@ -87,6 +88,7 @@ class TrainModule(nn.Module):
         self.loss = LOSSES[cfg.optim.loss]
         self.composed_weight = cfg.optim.composed_weight
         self.words_weight = cfg.optim.words_weight
+        self.brand_drop = cfg.optim.brand_drop
         self.flip = cfg.optim.flip_augment
 
     def train(self, mode: bool = True) -> TrainModule:
@@ -133,6 +135,23 @@ class TrainModule(nn.Module):
             return tower.head(torch.from_numpy(feats[idx]))
         return tower.encode([source[i] for i in idx])
 
+    def _titles(self, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """Title embeddings of products `idx`, each without its brand with probability
+        `brand_drop`."""
+        if self.brand_drop <= 0:
+            return self._texts(idx, "titles")
+        drop = rng.random(len(idx)) < self.brand_drop
+        tower, inputs = self.model.text_tower(), self.inputs
+        titles, plain = inputs.title_features, inputs.unbranded_features
+        if titles is not None and plain is not None:
+            feats = np.where(drop[:, None], plain[idx], titles[idx])
+            return tower.head(torch.from_numpy(np.ascontiguousarray(feats)))
+        ex = inputs.examples
+        texts = [
+            ex.unbranded_titles[i] if d else ex.titles[i] for i, d in zip(idx, drop, strict=True)
+        ]
+        return tower.encode(texts)
+
     def _pair_loss(
         self, queries: torch.Tensor, targets: torch.Tensor, groups: np.ndarray
     ) -> torch.Tensor:
@@ -153,9 +172,7 @@ class TrainModule(nn.Module):
     ) -> dict[str, torch.Tensor]:
         ex = self.inputs.examples
         idx = batch["products"]
-        t2i = self._pair_loss(
-            self._texts(idx, "titles"), self._images(idx, rng), ex.title_groups[idx]
-        )
+        t2i = self._pair_loss(self._titles(idx, rng), self._images(idx, rng), ex.title_groups[idx])
         out = {"t2i": t2i, "loss": t2i}
         worded = batch["words_products"]
         if self.words_weight > 0 and len(worded):

@@ -48,7 +48,7 @@ def _inputs(
         data.train, all_modifier_phrasings=cfg.optim.modifier_phrasings == "all"
     )
     image, text = model.image_tower(), model.text_tower()
-    image_feats = title_feats = modifier_feats = words_feats = None
+    image_feats = title_feats = modifier_feats = words_feats = unbranded_feats = None
     blocks = cfg.image.train_last_blocks
     prefix = blocks if blocks and _can_split(image.backbone, blocks) else 0
     if blocks == 0 or prefix:
@@ -74,6 +74,10 @@ def _inputs(
         modifier_feats = cached_text_features(
             text.backbone, examples.composed.texts, cache_dir=cache_dir, label="modifiers"
         )
+        if cfg.optim.brand_drop > 0:
+            unbranded_feats = cached_text_features(
+                text.backbone, examples.unbranded_titles, cache_dir=cache_dir, label="unbranded"
+            )
         if examples.words.texts:
             words_feats = cached_text_features(
                 text.backbone, examples.words.texts, cache_dir=cache_dir, label="shopper words"
@@ -88,6 +92,7 @@ def _inputs(
         text_feature_dim=text.backbone.feature_dim,
         image_prefix_blocks=prefix,
         words_features=words_feats,
+        unbranded_features=unbranded_feats,
     )
 
 

@@ -5,8 +5,9 @@ same backbones with untrained heads below them. A change that breaks retrieval q
 here. The bundle is then fit on all 900 products (catalog training's default), and `vitrine eval`
 refuses to report that bundle on its own training catalog.
 
-Floors: measured R@10 of the config (docs/QUALITY.md, "Quality floor") minus a margin of about
-0.1 for run-to-run spread; untrained heads score near 0.01 on every set.
+Floors: the R@10 of a measured run of this config (2026-12-02: own image 0.757, attribute
+0.658, shopper words 0.704, composed fusion 0.631; docs/QUALITY.md, "Quality floor") minus 0.06,
+about twice the spread between seeds seen on the full split; untrained heads score 0.01-0.04.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ pytestmark = [
     ),
 ]
 
-FLOORS = {  # held-out R@10
-    ("text_to_image_own", None): 0.55,
-    ("text_to_image_attribute", None): 0.40,
-    ("shopper_words", None): 0.45,
-    ("composed", "fusion"): 0.40,
+FLOORS = {  # held-out R@10: measured minus 0.06
+    ("text_to_image_own", None): 0.69,
+    ("text_to_image_attribute", None): 0.59,
+    ("shopper_words", None): 0.64,
+    ("composed", "fusion"): 0.57,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from shared.data.queries import (
 )
 from tests.unit.test_data import MYNTRA
 from training.config import TrainConfig
-from training.examples import build_examples, sample_composed, sample_words
+from training.examples import build_examples, sample_composed, sample_words, unbranded
 from training.loop import TrainInputs, _schedule, run_training
 
 COLOURS = ["Blue", "Black", "Red", "White"]
@@ -200,3 +201,31 @@ def test_refit_is_the_default_for_catalog_training_only():
             Path(__file__).resolve().parents[2] / f"training/configs/{name}.yaml"
         )
         assert cfg.refits() == (name != "myntra")
+
+
+def test_titles_lose_their_brand_before_the_gender_word():
+    assert unbranded("Nike Men Town Navy Blue T-Shirts") == "Men Town Navy Blue T-Shirts"
+    assert unbranded("Palm Tree Girls Sp Jace White Skirts") == "Girls Sp Jace White Skirts"
+    assert unbranded("Men Navy Blue Shirt") == "Men Navy Blue Shirt"  # no brand before it
+    assert unbranded("Fastrack Black Watch") == "Fastrack Black Watch"  # no gender word
+
+
+def test_brand_drop_trains_on_unbranded_titles():
+    """With brand_drop, the title loss sees the unbranded titles' features: two runs that differ
+    only in those features end with different text heads."""
+    products = [
+        dataclasses.replace(p, title=f"Brand{i % 5} Men {p.title}")
+        for i, p in enumerate(_catalog())
+    ]
+    assert build_examples(products).unbranded_titles[0].startswith("Men ")
+    same, other = _inputs(products), _inputs(products)
+    same.unbranded_features = same.title_features.copy()
+    noise = np.random.default_rng(1).standard_normal(other.title_features.shape)
+    other.unbranded_features = noise.astype(np.float32)
+    heads = [
+        run_training(_config(epochs=1, brand_drop=1.0), inputs).text.head.linear.weight
+        for inputs in (same, other)
+    ]
+    assert not torch.equal(*heads)
+    plain = run_training(_config(epochs=1), _inputs(products)).text.head.linear.weight
+    assert torch.equal(plain, run_training(_config(epochs=1), same).text.head.linear.weight)
