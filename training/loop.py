@@ -9,7 +9,6 @@ image), and weighted by `composed_weight` the composed-query loss through the fu
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,8 +32,9 @@ from shared.models.losses import LOSSES
 from shared.models.model import HeadConfig, RetrievalModel
 from shared.models.text_backbone_hf import HFTextBackbone
 from shared.models.transforms import ImagePreprocessor
+from training.batches import epoch_batches, schedule
 from training.config import TrainConfig
-from training.examples import Examples, sample_composed, sample_words
+from training.examples import Examples
 
 log = logging.getLogger("vitrine.train")
 CHECKPOINT_FILE = "model.safetensors"
@@ -259,52 +259,6 @@ def _param_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, Any
     return groups
 
 
-def _schedule(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to zero: the multiplier of each group's base lr."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _epoch_batches(
-    inputs: TrainInputs, cfg: TrainConfig, *, epoch: int, rank: int, world: int
-) -> list[dict[str, np.ndarray]]:
-    """This worker's batches for one epoch; all workers draw from one seeded permutation."""
-    ex = inputs.examples
-    rng = np.random.default_rng([cfg.optim.seed, epoch])
-    # Equal shards (the remainder is dropped), so every rank's batches have equal shapes:
-    # the loss gathers embeddings across ranks.
-    products = rng.permutation(len(ex.titles))
-    products = products[: len(products) // world * world][rank::world]
-    positions = rng.permutation(len(ex.composed.references))
-    positions = positions[: len(positions) // world * world][rank::world]
-    worded = rng.permutation(len(ex.words.products))
-    worded = worded[: len(worded) // world * world][rank::world]
-    per_worker = max(2, cfg.optim.batch_size // world)
-    steps = max(1, math.ceil(len(products) / per_worker))
-    batches = []
-    for s in range(steps):
-        idx = products[s * per_worker : (s + 1) * per_worker]
-        pos = positions[s * per_worker : (s + 1) * per_worker] if len(positions) else positions
-        refs, mods, targets = sample_composed(ex.composed, pos, rng)
-        words_products, words = sample_words(
-            ex.words, worded[s * per_worker : (s + 1) * per_worker], rng
-        )
-        if len(idx) >= 2:
-            batches.append(
-                {
-                    "products": idx,
-                    "refs": refs,
-                    "mods": mods,
-                    "targets": targets,
-                    "words_products": words_products,
-                    "words": words,
-                }
-            )
-    return batches
-
-
 def _save_checkpoint(model: RetrievalModel, directory: Path) -> None:
     """Saves the heads, fusion and temperature, plus the backbone parameters that trained."""
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -338,7 +292,7 @@ def run_training(
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     if wrap is not None:
         module = wrap(module)
-    steps_per_epoch = len(_epoch_batches(inputs, cfg, epoch=0, rank=rank, world=world))
+    steps_per_epoch = len(epoch_batches(inputs, cfg, epoch=0, rank=rank, world=world))
     total = steps_per_epoch * cfg.optim.epochs
     warmup = max(1, int(cfg.optim.warmup_fraction * total))
     step = 0
@@ -347,10 +301,10 @@ def run_training(
         module.train()
         sums: dict[str, float] = {}
         rng = np.random.default_rng([cfg.optim.seed, epoch, rank])
-        batches = _epoch_batches(inputs, cfg, epoch=epoch, rank=rank, world=world)
+        batches = epoch_batches(inputs, cfg, epoch=epoch, rank=rank, world=world)
         for batch in batches:
             for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-                group["lr"] = base * _schedule(step, total, warmup)
+                group["lr"] = base * schedule(step, total, warmup)
             losses = module(batch, rng)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()

@@ -22,9 +22,10 @@ from shared.data.queries import (
     training_words,
 )
 from tests.unit.test_data import MYNTRA
+from training.batches import schedule as _schedule
 from training.config import TrainConfig
 from training.examples import build_examples, sample_composed, sample_words, unbranded
-from training.loop import TrainInputs, _schedule, run_training
+from training.loop import TrainInputs, run_training
 
 COLOURS = ["Blue", "Black", "Red", "White"]
 
