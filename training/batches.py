@@ -22,6 +22,22 @@ def schedule(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def blocked_permutation(keys: np.ndarray, run: int, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation of range(len(keys)) made of runs of up to `run` positions that share
+    a key, the runs in random order; `run` <= 1: a plain permutation. Global batches are
+    contiguous blocks of the permutation, so each batch holds whole runs: hard negatives (the
+    same articleType) for every query in them."""
+    if run <= 1:
+        return rng.permutation(len(keys))
+    pieces: list[np.ndarray] = []
+    for key in np.unique(keys):
+        members = rng.permutation(np.flatnonzero(keys == key))
+        pieces += [members[i : i + run] for i in range(0, len(members), run)]
+    if not pieces:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([pieces[i] for i in rng.permutation(len(pieces))])
+
+
 def epoch_batches(
     inputs: TrainInputs, cfg: TrainConfig, *, epoch: int, rank: int, world: int
 ) -> list[dict[str, np.ndarray]]:
@@ -30,11 +46,13 @@ def epoch_batches(
     rng = np.random.default_rng([cfg.optim.seed, epoch])
     # Equal shards (the remainder is dropped), so every rank's batches have equal shapes:
     # the loss gathers embeddings across ranks.
-    products = rng.permutation(len(ex.titles))
+    # With same_type_run, runs of products of one articleType share each batch.
+    run, types = cfg.optim.same_type_run, ex.type_groups
+    products = blocked_permutation(types, run, rng)
     products = products[: len(products) // world * world][rank::world]
-    positions = rng.permutation(len(ex.composed.references))
+    positions = blocked_permutation(types[ex.composed.references], run, rng)
     positions = positions[: len(positions) // world * world][rank::world]
-    worded = rng.permutation(len(ex.words.products))
+    worded = blocked_permutation(types[ex.words.products], run, rng)
     worded = worded[: len(worded) // world * world][rank::world]
     per_worker = max(2, cfg.optim.batch_size // world)
     steps = max(1, math.ceil(len(products) / per_worker))

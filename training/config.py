@@ -64,7 +64,7 @@ class DataConfig(BaseModel):
 
 class OptimConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    loss: Literal["info_nce", "triplet", "cmpm"] = "info_nce"
+    loss: Literal["info_nce", "triplet", "triplet_all", "cmpm"] = "info_nce"
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=2)
     lr: float = Field(1e-3, gt=0)
@@ -81,6 +81,12 @@ class OptimConfig(BaseModel):
     )
     image_image_weight: float = Field(0.0, ge=0, description="weight of same-attribute image pairs")
     flip_augment: bool = True
+    same_type_run: int = Field(
+        0,
+        ge=0,
+        description="hard negatives: batches made of runs of up to this many products of one "
+        "articleType (0 = plain random batches)",
+    )
     brand_drop: float = Field(
         0.0,
         ge=0,

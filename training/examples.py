@@ -69,6 +69,7 @@ class Examples:
     composed: ComposedPool
     words: WordsPool
     unbranded_titles: list[str]  # [N] the titles without their brand (augmentation)
+    type_groups: np.ndarray  # [N] int: products of one articleType share one (hard negatives)
 
 
 def _group_ids(keys: Sequence[object]) -> np.ndarray:
@@ -94,6 +95,7 @@ def build_examples(products: Sequence[Product], *, all_modifier_phrasings: bool 
         _composed_pool(products, all_modifier_phrasings),
         _words_pool(products),
         [unbranded(t) for t in titles],
+        _group_ids([p.attributes.get("articleType") or ("#", i) for i, p in enumerate(products)]),
     )
 
 

@@ -78,6 +78,27 @@ def triplet_hard_negative(
     ) / 2
 
 
+def triplet_all_negatives(
+    queries: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    logit_scale: torch.Tensor,
+    groups: torch.Tensor | None = None,
+    margin: float = 0.2,
+) -> torch.Tensor:
+    """Triplet ranking loss summed over every in-batch negative that violates the margin, both
+    directions (VSE0 in the VSE++ paper; the form of the two-branch networks of Wang et al.),
+    averaged per query. Every violating negative gives a gradient, so it trains from a random
+    start where the hardest-negative form collapses (docs/QUALITY.md)."""
+    del logit_scale
+    sims = queries @ targets.T  # [B, B]
+    positive = sims.diag()
+    mask = _positive_mask(len(queries), groups, queries.device)
+    to_targets = F.relu(margin - positive.unsqueeze(1) + sims).masked_fill(mask, 0.0)
+    to_queries = F.relu(margin - positive.unsqueeze(0) + sims).masked_fill(mask, 0.0)
+    return (to_targets.sum(1).mean() + to_queries.sum(0).mean()) / 2
+
+
 def cmpm(
     queries: torch.Tensor,
     targets: torch.Tensor,
@@ -102,4 +123,9 @@ def cmpm(
     return (directions[0] + directions[1]) / 2
 
 
-LOSSES: dict[str, PairLoss] = {"info_nce": info_nce, "triplet": triplet_hard_negative, "cmpm": cmpm}
+LOSSES: dict[str, PairLoss] = {
+    "info_nce": info_nce,
+    "triplet": triplet_hard_negative,
+    "triplet_all": triplet_all_negatives,
+    "cmpm": cmpm,
+}

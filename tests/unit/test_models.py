@@ -14,7 +14,13 @@ from shared.models.bundle import BundleError, load_bundle, save_bundle
 from shared.models.heads import AdditiveAttentionFusion
 from shared.models.image_backbone_hf import HFImageBackbone
 from shared.models.inference import embed_images, embed_texts, fuse
-from shared.models.losses import LOSSES, cmpm, info_nce, triplet_hard_negative
+from shared.models.losses import (
+    LOSSES,
+    cmpm,
+    info_nce,
+    triplet_all_negatives,
+    triplet_hard_negative,
+)
 from shared.models.text_backbone_hf import HFTextBackbone
 from shared.models.transforms import ImageDecodeError, ImagePreprocessor, decode_image
 from tests.support.tiny import tiny_model as build_tiny_model
@@ -141,9 +147,20 @@ def test_info_nce_masks_same_group_negatives():
     assert grouped < plain  # the duplicate is no longer a negative
 
 
+def test_triplet_over_all_negatives_counts_every_violation():
+    """Two negatives inside the margin cost twice one: the sum, not the hardest alone."""
+    q = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.1], [1.0, -0.1]]), dim=-1)
+    groups = torch.tensor([0, 1, 2])
+    scale = torch.tensor(0.0)
+    every = triplet_all_negatives(q, q, logit_scale=scale, groups=groups, margin=0.2)
+    hardest = triplet_hard_negative(q, q, logit_scale=scale, groups=groups, margin=0.2)
+    assert every > hardest > 0
+
+
 def test_triplet_is_zero_when_margin_holds_and_cmpm_nonnegative():
     eye = torch.eye(4)
     assert triplet_hard_negative(eye, eye, logit_scale=torch.tensor(0.0), margin=0.5) == 0
+    assert triplet_all_negatives(eye, eye, logit_scale=torch.tensor(0.0), margin=0.5) == 0
     q = torch.nn.functional.normalize(torch.randn(6, 4), dim=-1)
     assert cmpm(q, q, logit_scale=torch.tensor(1.0)) >= 0
 

@@ -78,7 +78,7 @@ def _config(**optim) -> TrainConfig:
     )
 
 
-@pytest.mark.parametrize("loss", ["info_nce", "triplet", "cmpm"])
+@pytest.mark.parametrize("loss", ["info_nce", "triplet", "triplet_all", "cmpm"])
 def test_training_lowers_the_loss(loss):
     history = []
     model = run_training(
@@ -230,3 +230,24 @@ def test_brand_drop_trains_on_unbranded_titles():
     assert not torch.equal(*heads)
     plain = run_training(_config(epochs=1), _inputs(products)).text.head.linear.weight
     assert torch.equal(plain, run_training(_config(epochs=1), same).text.head.linear.weight)
+
+
+def test_same_type_runs_put_hard_negatives_in_each_batch():
+    from training.batches import blocked_permutation, epoch_batches
+
+    keys = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2] * 4)
+    rng = np.random.default_rng(0)
+    order = blocked_permutation(keys, 4, rng)
+    assert sorted(order) == list(range(len(keys)))
+    runs = order.reshape(-1, 4)
+    assert all(len(set(keys[run])) == 1 for run in runs)  # 16 of each key: whole runs of 4
+    assert list(blocked_permutation(keys, 0, np.random.default_rng(0))) == list(
+        np.random.default_rng(0).permutation(len(keys))
+    )
+    products = _catalog()  # articleType: Shirts or Tshirts
+    inputs = _inputs(products)
+    cfg = _config(same_type_run=8, batch_size=16)
+    types = inputs.examples.type_groups
+    for batch in epoch_batches(inputs, cfg, epoch=0, rank=0, world=1):
+        counts = np.bincount(types[batch["products"]], minlength=2)
+        assert all(c % 8 == 0 for c in counts)  # whole runs of 8 of one type
