@@ -81,6 +81,12 @@ class OptimConfig(BaseModel):
     )
     image_image_weight: float = Field(0.0, ge=0, description="weight of same-attribute image pairs")
     flip_augment: bool = True
+    attribute_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the auxiliary loss: articleType, baseColour, gender and usage "
+        "predicted from image and title embeddings by training-only linear classifiers",
+    )
     same_type_run: int = Field(
         0,
         ge=0,

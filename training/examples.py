@@ -70,6 +70,8 @@ class Examples:
     words: WordsPool
     unbranded_titles: list[str]  # [N] the titles without their brand (augmentation)
     type_groups: np.ndarray  # [N] int: products of one articleType share one (hard negatives)
+    attribute_labels: np.ndarray  # [N, len(AUXILIARY_KEYS)] class ids, -1 where unknown
+    attribute_classes: list[int]  # classes per auxiliary attribute
 
 
 def _group_ids(keys: Sequence[object]) -> np.ndarray:
@@ -96,7 +98,26 @@ def build_examples(products: Sequence[Product], *, all_modifier_phrasings: bool 
         _words_pool(products),
         [unbranded(t) for t in titles],
         _group_ids([p.attributes.get("articleType") or ("#", i) for i, p in enumerate(products)]),
+        *_attribute_labels(products),
     )
+
+
+# The attributes the auxiliary loss predicts from the shared space.
+AUXILIARY_KEYS = ("articleType", "baseColour", "gender", "usage")
+
+
+def _attribute_labels(products: Sequence[Product]) -> tuple[np.ndarray, list[int]]:
+    """Class ids [N, len(AUXILIARY_KEYS)] (-1 where a product lacks the attribute) and the
+    number of classes of each attribute (0 where no product has it)."""
+    labels = np.full((len(products), len(AUXILIARY_KEYS)), -1, dtype=np.int64)
+    classes = []
+    for k, key in enumerate(AUXILIARY_KEYS):
+        values = sorted({v for p in products if (v := p.attributes.get(key))})
+        index = {v: i for i, v in enumerate(values)}
+        for i, p in enumerate(products):
+            labels[i, k] = index.get(p.attributes.get(key, ""), -1)
+        classes.append(len(values))
+    return labels, classes
 
 
 def _words_pool(products: Sequence[Product]) -> WordsPool:

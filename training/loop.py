@@ -20,21 +20,18 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
-from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
 from shared.models.backbone import Backbone
 from shared.models.factory import build_image_backbone, build_text_backbone
-from shared.models.losses import LOSSES
 from shared.models.model import HeadConfig, RetrievalModel
 from shared.models.text_backbone_hf import HFTextBackbone
 from shared.models.transforms import ImagePreprocessor
 from training.batches import epoch_batches, schedule
 from training.config import TrainConfig
 from training.examples import Examples
+from training.objective import TrainModule
 
 log = logging.getLogger("vitrine.train")
 CHECKPOINT_FILE = "model.safetensors"
@@ -78,124 +75,6 @@ class TrainInputs:
     unbranded_features: np.ndarray | None = None  # [N, F] titles without their brand
 
 
-class TrainModule(nn.Module):
-    """Wraps the model so that one forward computes the whole loss (what DDP synchronises)."""
-
-    def __init__(self, model: RetrievalModel, inputs: TrainInputs, cfg: TrainConfig) -> None:
-        super().__init__()
-        self.model = model
-        self.inputs = inputs
-        self.loss = LOSSES[cfg.optim.loss]
-        self.composed_weight = cfg.optim.composed_weight
-        self.words_weight = cfg.optim.words_weight
-        self.brand_drop = cfg.optim.brand_drop
-        self.flip = cfg.optim.flip_augment
-
-    def train(self, mode: bool = True) -> TrainModule:
-        """Batch-norm statistics stay frozen: small CPU batches would corrupt them."""
-        super().train(mode)
-        for m in self.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
-        return self
-
-    def _images(self, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        tower = self.model.image_tower()
-        feats = self.inputs.image_features
-        if feats is not None:
-            views = (
-                rng.integers(feats.shape[0], size=len(idx))
-                if self.flip
-                else np.zeros(len(idx), int)
-            )
-            x = torch.from_numpy(np.ascontiguousarray(feats[views, idx]))
-            if self.inputs.image_prefix_blocks:
-                x = tower.backbone.forward_suffix(
-                    x, train_last_blocks=self.inputs.image_prefix_blocks
-                )
-            return tower.head(x)
-        from shared.models.inference import open_image
-
-        images = [open_image(Path(self.inputs.image_paths[i])) for i in idx]
-        if self.flip:
-            flip = Image.Transpose.FLIP_LEFT_RIGHT
-            images = [im.transpose(flip) if rng.random() < 0.5 else im for im in images]
-        return tower(tower.preprocessor.batch(images))
-
-    def _texts(self, idx: np.ndarray, kind: str) -> torch.Tensor:
-        """Embeddings of texts `idx` of one kind: "titles", "modifiers" or "words"."""
-        tower = self.model.text_tower()
-        ex, inputs = self.inputs.examples, self.inputs
-        feats, source = {
-            "titles": (inputs.title_features, ex.titles),
-            "modifiers": (inputs.modifier_features, ex.composed.texts),
-            "words": (inputs.words_features, ex.words.texts),
-        }[kind]
-        if feats is not None:
-            return tower.head(torch.from_numpy(feats[idx]))
-        return tower.encode([source[i] for i in idx])
-
-    def _titles(self, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        """Title embeddings of products `idx`, each without its brand with probability
-        `brand_drop`."""
-        if self.brand_drop <= 0:
-            return self._texts(idx, "titles")
-        drop = rng.random(len(idx)) < self.brand_drop
-        tower, inputs = self.model.text_tower(), self.inputs
-        titles, plain = inputs.title_features, inputs.unbranded_features
-        if titles is not None and plain is not None:
-            feats = np.where(drop[:, None], plain[idx], titles[idx])
-            return tower.head(torch.from_numpy(np.ascontiguousarray(feats)))
-        ex = inputs.examples
-        texts = [
-            ex.unbranded_titles[i] if d else ex.titles[i] for i, d in zip(idx, drop, strict=True)
-        ]
-        return tower.encode(texts)
-
-    def _pair_loss(
-        self, queries: torch.Tensor, targets: torch.Tensor, groups: np.ndarray
-    ) -> torch.Tensor:
-        """The loss over the global batch: embeddings are gathered from every rank (with their
-        gradients), so each query meets the negatives of all workers, as with one process.
-        """
-        group_tensor = torch.from_numpy(groups)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            queries = torch.cat(dist_nn.all_gather(queries))
-            targets = torch.cat(dist_nn.all_gather(targets))
-            gathered = [torch.empty_like(group_tensor) for _ in range(dist.get_world_size())]
-            dist.all_gather(gathered, group_tensor)
-            group_tensor = torch.cat(gathered)
-        return self.loss(queries, targets, logit_scale=self.model.logit_scale, groups=group_tensor)
-
-    def forward(
-        self, batch: dict[str, np.ndarray], rng: np.random.Generator
-    ) -> dict[str, torch.Tensor]:
-        ex = self.inputs.examples
-        idx = batch["products"]
-        t2i = self._pair_loss(self._titles(idx, rng), self._images(idx, rng), ex.title_groups[idx])
-        out = {"t2i": t2i, "loss": t2i}
-        worded = batch["words_products"]
-        if self.words_weight > 0 and len(worded):
-            words = self._pair_loss(
-                self._texts(batch["words"], "words"),
-                self._images(worded, rng),
-                ex.attribute_groups[worded],
-            )
-            out["words"] = words
-            out["loss"] = out["loss"] + self.words_weight * words
-        if self.composed_weight > 0 and len(batch["refs"]):
-            query = self.model.fusion_module()(
-                self._images(batch["refs"], rng), self._texts(batch["mods"], "modifiers")
-            )
-            targets = batch["targets"]
-            composed = self._pair_loss(
-                query, self._images(targets, rng), ex.attribute_groups[targets]
-            )
-            out["composed"] = composed
-            out["loss"] = out["loss"] + self.composed_weight * composed
-        return out
-
-
 def configured_image_backbone(cfg: TrainConfig) -> tuple[Backbone, ImagePreprocessor]:
     """The configured image backbone, frozen but for its last `train_last_blocks` blocks."""
     backbone, preprocessor = build_image_backbone(
@@ -234,7 +113,12 @@ def build_worker_model(cfg: TrainConfig, inputs: TrainInputs) -> RetrievalModel:
     return model
 
 
-def _param_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+def _param_groups(
+    model: RetrievalModel, cfg: TrainConfig, *, extra: nn.Module | None = None
+) -> list[dict[str, Any]]:
+    """AdamW groups: heads and fusion with weight decay, norms/biases/temperature without,
+    trainable backbone blocks at their own lr, and the objective's own training-only
+    classifiers (`extra.attribute_heads`) with decay."""
     decay, no_decay, backbone = [], [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -249,6 +133,11 @@ def _param_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, Any
         {"params": decay, "lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay},
         {"params": no_decay, "lr": cfg.optim.lr, "weight_decay": 0.0},
     ]
+    own = extra.get_submodule("attribute_heads") if extra is not None else None
+    if own is not None and (params := list(own.parameters())):
+        groups.append(
+            {"params": params, "lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay}
+        )
     if backbone:
         groups.append(
             {
@@ -289,7 +178,7 @@ def run_training(
     torch.manual_seed(cfg.optim.seed)
     model = build_worker_model(cfg, inputs)
     module: nn.Module = TrainModule(model, inputs, cfg)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg))
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg, extra=module))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     if wrap is not None:
         module = wrap(module)
@@ -319,7 +208,7 @@ def run_training(
             epoch=epoch + 1, temperature=model.temperature(), seconds=time.perf_counter() - started
         )
         if rank == 0:
-            shown = ("loss", "t2i", "words", "composed", "temperature")
+            shown = ("loss", "t2i", "words", "composed", "attributes", "temperature")
             log.info(
                 "epoch %d/%d  %s  (%.1fs)",
                 epoch + 1,
