@@ -62,6 +62,9 @@ class DataConfig(BaseModel):
     limit: int = Field(0, ge=0, description="use at most this many products (0 = all)")
 
 
+ComposedKind = Literal["colour", "type", "gender"]
+
+
 class OptimConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     loss: Literal["info_nce", "triplet", "triplet_all", "cmpm"] = "info_nce"
@@ -99,6 +102,12 @@ class OptimConfig(BaseModel):
         le=1,
         description="probability that a training title loses its brand (the words before its "
         "first gender word)",
+    )
+    composed_kinds: list[ComposedKind] = Field(
+        default_factory=lambda: list[ComposedKind](["colour"]),
+        min_length=1,
+        description="what composed training queries change: colour, articleType within a "
+        "subCategory (type), gender",
     )
     modifier_phrasings: Literal["all", "protocol"] = Field(
         "all",

@@ -18,6 +18,7 @@ from shared.data.catalog import Product
 from shared.data.queries import (
     ComposedQuery,
     attribute_written,
+    composed_change,
     composed_colour_change,
     composed_reworded,
     text_to_image_attribute,
@@ -117,8 +118,9 @@ def catalog_metrics(
     ks: Sequence[int] = DEFAULT_KS,
 ) -> dict[str, Any]:
     """Text->image (own image; attribute relevance; shopper words in the evaluation phrasings)
-    and composed colour-change metrics (the protocol's "in <colour>", and the same queries in
-    phrasings training never uses) over the gallery `products`, whose image embeddings are
+    and composed metrics (colour changes in the protocol's "in <colour>" and in phrasings
+    training never uses; articleType and gender changes, shared.data.queries.CHANGES) over the
+    gallery `products`, whose image embeddings are
     `images` [len(products), dim]."""
     titles = embed_text([p.title for p in products])
     k = max(ks)
@@ -142,6 +144,8 @@ def catalog_metrics(
     for name, asked in (
         ("composed", composed_queries),
         ("composed_reworded", composed_reworded(composed_queries)),
+        ("composed_type", composed_change(products, "type", max_queries=max_queries)),
+        ("composed_gender", composed_change(products, "gender", max_queries=max_queries)),
     ):
         found, counts[name] = _composed_rows(embed_text, fuse_pairs, images, asked, ks=ks)
         if found:

@@ -22,6 +22,7 @@ import numpy as np
 from shared.data.catalog import Product
 from shared.data.queries import (
     ATTRIBUTE_KEYS,
+    change_options,
     modifier_text,
     training_modifiers,
     training_words,
@@ -79,9 +80,15 @@ def _group_ids(keys: Sequence[object]) -> np.ndarray:
     return np.array([ids.setdefault(k, len(ids)) for k in keys], dtype=np.int64)
 
 
-def build_examples(products: Sequence[Product], *, all_modifier_phrasings: bool = True) -> Examples:
+def build_examples(
+    products: Sequence[Product],
+    *,
+    all_modifier_phrasings: bool = True,
+    composed_kinds: Sequence[str] = ("colour",),
+) -> Examples:
     """The examples of `products`; composed modifiers in every training phrasing, or (when
-    `all_modifier_phrasings` is false) in the protocol's "in <colour>" only."""
+    `all_modifier_phrasings` is false) in the protocol's "in <colour>" only; composed queries
+    of each of `composed_kinds` ("colour", and the kinds of shared.data.queries.CHANGES)."""
     titles = [p.title for p in products]
     # A product missing an attribute is a group of its own.
     attribute_keys = [
@@ -94,7 +101,7 @@ def build_examples(products: Sequence[Product], *, all_modifier_phrasings: bool 
         titles,
         _group_ids(titles),
         _group_ids(attribute_keys),
-        _composed_pool(products, all_modifier_phrasings),
+        _composed_pool(products, all_modifier_phrasings, composed_kinds),
         _words_pool(products),
         [unbranded(t) for t in titles],
         _group_ids([p.attributes.get("articleType") or ("#", i) for i, p in enumerate(products)]),
@@ -141,7 +148,9 @@ def sample_words(
     return pool.products[positions], texts
 
 
-def _composed_pool(products: Sequence[Product], all_phrasings: bool) -> ComposedPool:
+def _composed_pool(
+    products: Sequence[Product], all_phrasings: bool, kinds: Sequence[str] = ("colour",)
+) -> ComposedPool:
     by_group: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     keys = []
     for i, p in enumerate(products):
@@ -152,21 +161,25 @@ def _composed_pool(products: Sequence[Product], all_phrasings: bool) -> Composed
             by_group[(article, gender)][colour].append(i)
     texts: list[str] = []
     text_index: dict[str, int] = {}
+    other_kinds = [change_options(products, k) for k in kinds if k != "colour"]
     references, options = [], []
     for r, ref_key in enumerate(keys):
-        if not ref_key:
-            continue
-        article, colour, gender = ref_key
+        found: list[tuple[str, np.ndarray]] = []
+        if ref_key and "colour" in kinds:
+            article, colour, gender = ref_key
+            for c2, members in sorted(by_group[(article, gender)].items()):
+                if c2 != colour:
+                    targets = np.array(members, dtype=np.int64)
+                    phrasings = training_modifiers(c2) if all_phrasings else [modifier_text(c2)]
+                    found += [(text, targets) for text in phrasings]  # one option per phrasing
+        for kind in other_kinds:
+            found += [(text, np.array(m, dtype=np.int64)) for text, m in kind.get(r, [])]
         opts = []
-        for c2, members in sorted(by_group[(article, gender)].items()):
-            if c2 != colour:
-                targets = np.array(members, dtype=np.int64)
-                phrasings = training_modifiers(c2) if all_phrasings else [modifier_text(c2)]
-                for text in phrasings:  # one option per phrasing
-                    t = text_index.setdefault(text, len(texts))
-                    if t == len(texts):
-                        texts.append(text)
-                    opts.append((t, targets))
+        for text, targets in found:
+            t = text_index.setdefault(text, len(texts))
+            if t == len(texts):
+                texts.append(text)
+            opts.append((t, targets))
         if opts:
             references.append(r)
             options.append(opts)

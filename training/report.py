@@ -16,6 +16,12 @@ ROW_TITLES = {
     "shopper_words": "shopper words, 3 phrasings (dense)",
     "composed_reworded/fusion": "composed, held-out phrasings: learned fusion",
     "composed_reworded/sum": "composed, held-out phrasings: sum fusion",
+    "composed_type/fusion": "composed, type change: learned fusion",
+    "composed_type/sum": "composed, type change: sum fusion",
+    "composed_type/image_only": "composed, type change: image only",
+    "composed_gender/fusion": "composed, gender change: learned fusion",
+    "composed_gender/sum": "composed, gender change: sum fusion",
+    "composed_gender/image_only": "composed, gender change: image only",
     "search_modes/dense": "shopper words: dense",
     "search_modes/lexical": "shopper words: lexical (BM25, titles)",
     "search_modes/hybrid": "shopper words: hybrid (RRF)",
@@ -25,7 +31,7 @@ ROW_TITLES = {
 def flat_rows(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     """{"text_to_image_own": {...}, "composed/fusion": {...}, ...} from an evaluation result."""
     rows = {k: v for k, v in metrics.items() if k in ROW_TITLES}
-    for group in ("composed", "composed_reworded"):
+    for group in ("composed", "composed_reworded", "composed_type", "composed_gender"):
         for method, values in metrics.get(group, {}).items():
             if f"{group}/{method}" in ROW_TITLES:
                 rows[f"{group}/{method}"] = values

@@ -45,7 +45,9 @@ def _inputs(
 ) -> TrainInputs:
     """Examples plus cached features for every frozen backbone."""
     examples = build_examples(
-        data.train, all_modifier_phrasings=cfg.optim.modifier_phrasings == "all"
+        data.train,
+        all_modifier_phrasings=cfg.optim.modifier_phrasings == "all",
+        composed_kinds=cfg.optim.composed_kinds,
     )
     image, text = model.image_tower(), model.text_tower()
     image_feats = title_feats = modifier_feats = words_feats = unbranded_feats = None

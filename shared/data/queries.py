@@ -47,7 +47,7 @@ class ComposedQuery:
     reference: int
     text: str
     relevant: frozenset[int]
-    colour: str = ""  # the colour the modifier asks for
+    value: str = ""  # the new value the modifier asks for: a colour, an article type, a gender
 
 
 # Shopper-style query templates over a product's attributes. The EVAL_ ones are measured, the
@@ -189,9 +189,99 @@ def composed_reworded(
     """The same composed queries with their modifiers in the held-out phrasings, query i in
     phrasing i mod len(phrasings) ("the black one", "same but black", "black instead")."""
     return [
-        dataclasses.replace(q, text=modifier_text(q.colour, phrasings[i % len(phrasings)]))
+        dataclasses.replace(q, text=modifier_text(q.value, phrasings[i % len(phrasings)]))
         for i, q in enumerate(queries)
     ]
+
+
+@dataclass(frozen=True)
+class Change:
+    """A composed query kind beyond colour: which attribute the modifier changes, which stay,
+    and its training and evaluation phrasings (templates over `{value}`, the new value)."""
+
+    name: str
+    changes: str
+    keeps: tuple[str, ...]
+    train: tuple[str, ...]
+    evaluate: tuple[str, ...]
+
+
+CHANGES = {
+    "type": Change(
+        "type",
+        "articleType",
+        ("subCategory", "baseColour", "gender"),
+        train=("as {value}", "but {value}", "{value} like this"),
+        evaluate=("same look, {value}", "the {value} version"),
+    ),
+    "gender": Change(
+        "gender",
+        "gender",
+        ("articleType", "baseColour"),
+        train=("for {value}", "the {value}'s version"),
+        evaluate=("same for {value}", "one for {value}"),
+    ),
+}
+
+
+def _change_groups(products: Sequence[Product], change: Change) -> dict[tuple, dict[str, set[int]]]:
+    """kept attribute values -> changed value -> product indices (products with all of them)."""
+    groups: dict[tuple, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for i, p in enumerate(products):
+        kept, value = _key(p, *change.keeps), p.attributes.get(change.changes, "")
+        if kept and value:
+            groups[kept][value].add(i)
+    return groups
+
+
+def composed_change(
+    products: Sequence[Product], kind: str, *, max_queries: int = 1500, seed: int = 0
+) -> list[ComposedQuery]:
+    """Composed queries of one `CHANGES` kind, in its evaluation phrasings (query i in phrasing i
+    mod their number), deterministic by seed: a reference r, a new value v2 != r's such that
+    another product keeps r's kept attributes with v2; relevant = those products."""
+    change = CHANGES[kind]
+    groups = _change_groups(products, change)
+    rng = random.Random(seed)
+    order = list(range(len(products)))
+    rng.shuffle(order)
+    queries: list[ComposedQuery] = []
+    for r in order:
+        kept, value = _key(products[r], *change.keeps), products[r].attributes.get(change.changes)
+        if not kept or not value:
+            continue
+        options = sorted(v for v in groups[kept] if v != value)
+        if not options:
+            continue
+        v2 = rng.choice(options)
+        template = change.evaluate[len(queries) % len(change.evaluate)]
+        relevant = frozenset(groups[kept][v2] - {r})
+        queries.append(ComposedQuery(r, phrase(template, value=v2), relevant, v2))
+        if len(queries) == max_queries:
+            break
+    return queries
+
+
+def change_options(
+    products: Sequence[Product], kind: str
+) -> dict[int, list[tuple[str, list[int]]]]:
+    """For training: reference index -> (modifier text in a training phrasing, target indices)
+    for every new value of the `CHANGES` kind; no text an evaluation template writes."""
+    change = CHANGES[kind]
+    groups = _change_groups(products, change)
+    options: dict[int, list[tuple[str, list[int]]]] = {}
+    for r, p in enumerate(products):
+        kept, value = _key(p, *change.keeps), p.attributes.get(change.changes)
+        if not kept or not value:
+            continue
+        for v2, members in sorted(groups[kept].items()):
+            if v2 == value:
+                continue
+            held_out = {phrase(t, value=v2) for t in change.evaluate}
+            for template in change.train:
+                if (text := phrase(template, value=v2)) not in held_out:
+                    options.setdefault(r, []).append((text, sorted(members)))
+    return options
 
 
 def _evaluated_texts(attributes: dict[str, str]) -> set[str]:

@@ -11,11 +11,13 @@ import torch
 
 from shared.data.catalog import Product, load_products
 from shared.data.queries import (
+    CHANGES,
     EVAL_MODIFIER_PHRASINGS,
     EVAL_WORD_PHRASINGS,
     TRAIN_MODIFIER_PHRASINGS,
     TRAIN_WORD_PHRASINGS,
     attribute_written,
+    composed_change,
     composed_colour_change,
     composed_reworded,
     training_modifiers,
@@ -119,10 +121,12 @@ def test_training_texts_never_use_an_evaluation_phrasing():
     if myntra.is_file():
         catalogs.append(load_products(myntra))
     for products in catalogs:
-        ex = build_examples(products)
+        ex = build_examples(products, composed_kinds=("colour", "type", "gender"))
         evaluated = {q.text for q in attribute_written(products, min_group=1)}
         composed = composed_colour_change(products, max_queries=10**6)
         evaluated |= {q.text for q in composed_reworded(composed)}
+        for kind in CHANGES:
+            evaluated |= {q.text for q in composed_change(products, kind, max_queries=10**6)}
         assert ex.words.texts and ex.composed.texts
         assert not evaluated & set(ex.words.texts)
         assert not evaluated & set(ex.composed.texts)
@@ -134,6 +138,38 @@ def test_training_texts_never_use_an_evaluation_phrasing():
             assert ex.words.texts[text] in training_words(products[product])
     assert set(EVAL_WORD_PHRASINGS).isdisjoint(TRAIN_WORD_PHRASINGS)
     assert set(EVAL_MODIFIER_PHRASINGS).isdisjoint(TRAIN_MODIFIER_PHRASINGS)
+    assert all(set(c.train).isdisjoint(c.evaluate) for c in CHANGES.values())
+
+
+def test_type_and_gender_changes_keep_everything_else():
+    products = [
+        dataclasses.replace(p, attributes={**p.attributes, "subCategory": "Topwear"})
+        for p in _catalog()
+    ] + [
+        dataclasses.replace(
+            p,
+            id=f"w{p.id}",
+            attributes={**p.attributes, "gender": "Women", "subCategory": "Topwear"},
+        )
+        for p in _catalog(12)
+    ]
+    for kind in CHANGES:
+        queries = composed_change(products, kind, seed=1)
+        assert queries and composed_change(products, kind, seed=1) == queries
+        change = CHANGES[kind]
+        for q in queries:
+            ref = products[q.reference]
+            assert q.reference not in q.relevant and q.value != ref.attributes[change.changes]
+            for t in q.relevant:
+                target = products[t].attributes
+                assert target[change.changes] == q.value
+                assert all(target[k] == ref.attributes[k] for k in change.keeps)
+    ex = build_examples(products, composed_kinds=("colour", "type", "gender"))
+    refs, texts, targets = sample_composed(
+        ex.composed, np.arange(len(ex.composed.references)), np.random.default_rng(0)
+    )
+    kinds = {text.split()[0] for text in (ex.composed.texts[t] for t in texts)}
+    assert {"for", "as"} & kinds  # gender and type changes are sampled beside colours
 
 
 def test_shopper_words_loss_trains_the_text_head():
