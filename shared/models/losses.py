@@ -99,6 +99,27 @@ def triplet_all_negatives(
     return (to_targets.sum(1).mean() + to_queries.sum(0).mean()) / 2
 
 
+def pairwise_contrastive(
+    queries: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    logit_scale: torch.Tensor,
+    groups: torch.Tensor | None = None,
+    margin: float = 1.0,
+) -> torch.Tensor:
+    """The Siamese two-branch network's pairwise contrastive loss (Hadsell, Chopra & LeCun,
+    CVPR 2006), as the fashion cross-modal study trains its two branches: squared distance for
+    positive pairs, squared hinge max(0, margin - distance) for every in-batch negative pair;
+    each averaged over its pairs. Distances of unit vectors lie in [0, 2]."""
+    del logit_scale
+    distances = torch.cdist(queries, targets)  # [B, B]
+    negative = ~_positive_mask(len(queries), groups, queries.device)
+    pulled = distances.diag().pow(2).mean()
+    if not bool(negative.any()):
+        return pulled
+    return pulled + F.relu(margin - distances[negative]).pow(2).mean()
+
+
 def cmpm(
     queries: torch.Tensor,
     targets: torch.Tensor,
@@ -127,5 +148,6 @@ LOSSES: dict[str, PairLoss] = {
     "info_nce": info_nce,
     "triplet": triplet_hard_negative,
     "triplet_all": triplet_all_negatives,
+    "contrastive": pairwise_contrastive,
     "cmpm": cmpm,
 }

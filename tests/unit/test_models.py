@@ -18,6 +18,7 @@ from shared.models.losses import (
     LOSSES,
     cmpm,
     info_nce,
+    pairwise_contrastive,
     triplet_all_negatives,
     triplet_hard_negative,
 )
@@ -155,6 +156,16 @@ def test_triplet_over_all_negatives_counts_every_violation():
     every = triplet_all_negatives(q, q, logit_scale=scale, groups=groups, margin=0.2)
     hardest = triplet_hard_negative(q, q, logit_scale=scale, groups=groups, margin=0.2)
     assert every > hardest > 0
+
+
+def test_pairwise_contrastive_pulls_positives_and_pushes_negatives_to_the_margin():
+    eye = torch.eye(4)  # unit vectors sqrt(2) apart
+    scale = torch.tensor(0.0)
+    assert pairwise_contrastive(eye, eye, logit_scale=scale, margin=1.0) == 0
+    pushed = pairwise_contrastive(eye, eye, logit_scale=scale, margin=2.0)
+    assert pushed == pytest.approx((2 - 2**0.5) ** 2, rel=1e-5)
+    apart = pairwise_contrastive(eye, eye.roll(1, 0), logit_scale=scale, margin=1.0)
+    assert apart > pushed  # positives two unit vectors apart
 
 
 def test_triplet_is_zero_when_margin_holds_and_cmpm_nonnegative():

@@ -80,7 +80,7 @@ def _config(**optim) -> TrainConfig:
     )
 
 
-@pytest.mark.parametrize("loss", ["info_nce", "triplet", "triplet_all", "cmpm"])
+@pytest.mark.parametrize("loss", ["info_nce", "triplet", "triplet_all", "contrastive", "cmpm"])
 def test_training_lowers_the_loss(loss):
     history = []
     model = run_training(
