@@ -178,7 +178,54 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_captions(args: argparse.Namespace) -> int:
+    from shared.data.captions import LOADERS, CaptionFormatError
+    from shared.data.catalog import write_products
+
+    try:
+        found = LOADERS[args.format](args.captions, args.images)
+    except CaptionFormatError as exc:
+        print(f"vitrine data import-captions: {exc}", file=sys.stderr)
+        return 2
+    if not found.products:
+        print(
+            f"vitrine data import-captions: no captioned image found in {args.images}",
+            file=sys.stderr,
+        )
+        return 2
+    write_products(args.out, found.products)
+    captions = sum(len(p.attributes["captions"].split(" || ")) for p in found.products)
+    print(
+        f"{len(found.products)} images, {captions} captions -> {args.out}"
+        + (
+            f" ({found.missing_images} captioned images not in {args.images})"
+            if found.missing_images
+            else ""
+        )
+    )
+    return 0
+
+
+def _register_data(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="datasets into catalogs").add_subparsers(
+        dest="data_command", required=True
+    )
+    p = data.add_parser(
+        "import-captions",
+        help="a Flickr30k/Flickr8k or COCO Captions set as a products.jsonl: title = first "
+        "caption, every caption a text->image query in `vitrine eval`",
+    )
+    p.add_argument("--format", choices=("flickr", "coco"), required=True)
+    p.add_argument(
+        "captions", type=Path, help="results_20130124.token / results.csv, or captions_*.json"
+    )
+    p.add_argument("images", type=Path, help="the folder of the images")
+    p.add_argument("--out", type=Path, required=True, help="the products.jsonl to write")
+    p.set_defaults(func=cmd_import_captions)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_data(sub)
     p = sub.add_parser("train", help="fine-tune with Ray Train and export a model bundle")
     p.add_argument("--config", type=Path, required=True, help="training config (YAML/JSON)")
     p.add_argument("--output", type=Path, help="bundle directory (overrides the config's output)")

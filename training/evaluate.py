@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from shared.data import fashioniq
+from shared.data.captions import captions_of
 from shared.data.catalog import Product
 from shared.data.queries import (
     ComposedQuery,
@@ -135,6 +136,13 @@ def catalog_metrics(
             ranked = rank(titles[rows], images, k=k)
             result[name] = retrieval_metrics(ranked, [set(q.relevant) for q in queries], ks=ks)
         counts[name] = len(queries)
+    captioned = [(i, c) for i, p in enumerate(products) for c in captions_of(p)]
+    if captioned:  # Flickr30k / COCO: every caption is a query for its own image
+        ranked = rank(embed_text([c for _, c in captioned]), images, k=k)
+        result["text_to_image_captions"] = retrieval_metrics(
+            ranked, [{i} for i, _ in captioned], ks=ks
+        )
+    counts["text_to_image_captions"] = len(captioned)
     words = attribute_written(products)
     if words:
         ranked = rank(embed_text([q.text for q in words]), images, k=k)

@@ -9,6 +9,7 @@ from typing import Any
 ROW_TITLES = {
     "text_to_image_own": "text->image (own image)",
     "text_to_image_attribute": "text->image (attribute relevance)",
+    "text_to_image_captions": "text->image (every caption, own image)",
     "composed/fusion": "composed: learned fusion",
     "composed/sum": "composed: sum fusion",
     "composed/image_only": "composed: image only",
