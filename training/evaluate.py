@@ -43,19 +43,31 @@ def image_embeddings(
 ) -> np.ndarray:
     """[N, D] image embeddings; backbone features come from the cache when `cache_dir` is given."""
     tower = model.image_tower()
-    if cache_dir is not None:
-        feats = cached_image_features(
-            tower.backbone, tower.preprocessor, products, cache_dir=cache_dir, label=label
-        )
-    else:
-        feats = image_features(
-            tower.backbone,
-            tower.preprocessor,
-            lambda i: open_image(products[i].image),
-            len(products),
-            desc=label,
-        )
-    return tower.head.eval()(torch.from_numpy(feats)).numpy()
+    views = [False, True] if tower.test_time_flip else [False]
+    embeddings = []
+    for flip in views:
+        if cache_dir is not None:
+            feats = cached_image_features(
+                tower.backbone,
+                tower.preprocessor,
+                products,
+                cache_dir=cache_dir,
+                flip=flip,
+                label=label,
+            )
+        else:
+            feats = image_features(
+                tower.backbone,
+                tower.preprocessor,
+                lambda i: open_image(products[i].image),
+                len(products),
+                flip=flip,
+                desc=label,
+            )
+        embeddings.append(tower.head.eval()(torch.from_numpy(feats)))
+    if len(embeddings) == 1:
+        return embeddings[0].numpy()
+    return torch.nn.functional.normalize(torch.stack(embeddings).sum(0), dim=-1).numpy()
 
 
 def seen_in_training(training: dict, catalog: Path) -> str | None:

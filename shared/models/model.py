@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from shared.models.backbone import Backbone
@@ -26,6 +27,9 @@ class HeadConfig:
     init_temperature: float = 0.07
     # Features used as they are (normalised): both towers of one CLIP checkpoint, zero-shot.
     identity: bool = False
+    # Test-time flips: an image's embedding is the mean of its own and its mirror image's
+    # (twice the image encoder's work; training is unchanged).
+    test_time_flip: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,9 +49,14 @@ class ImageTower(nn.Module):
             hidden_dim=heads.image_hidden_dim,
             dropout=heads.dropout,
         )
+        self.test_time_flip = heads.test_time_flip
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(pixel_values))
+        embedding = self.head(self.backbone(pixel_values))
+        if not self.test_time_flip:
+            return embedding
+        mirrored = self.head(self.backbone(pixel_values.flip(-1)))
+        return F.normalize(embedding + mirrored, dim=-1)
 
 
 class TextTower(nn.Module):

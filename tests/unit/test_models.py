@@ -281,6 +281,27 @@ def test_larger_efficientnet_lites_load_their_imagenet_weights(arch, tmp_path):
         build_image_backbone("efficientnet_lite", source="efficientnet-lite9")
 
 
+def test_test_time_flip_averages_an_image_and_its_mirror():
+    """With test_time_flip, an image and its mirror embed alike (and unlike without it); the
+    setting lives in the heads config, so a bundle's manifest keeps it."""
+    from shared.models.image_backbone_efficientnet import EfficientNetBackbone, preprocessor
+    from shared.models.model import HeadConfig, ImageTower
+
+    torch.manual_seed(0)
+    backbone = EfficientNetBackbone.from_packaged().eval()
+    pixels = preprocessor(64).batch([_golden_image()])
+    flipped = ImageTower(backbone, preprocessor(64), HeadConfig(embed_dim=8, test_time_flip=True))
+    plain = ImageTower(backbone, preprocessor(64), HeadConfig(embed_dim=8))
+    plain.head.load_state_dict(flipped.head.state_dict())
+    with torch.no_grad():
+        both = flipped.eval()(torch.cat([pixels, pixels.flip(-1)]))
+        one = plain.eval()(torch.cat([pixels, pixels.flip(-1)]))
+    torch.testing.assert_close(both[0], both[1])
+    assert not torch.allclose(one[0], one[1])
+    torch.testing.assert_close(both.norm(dim=-1), torch.ones(2))
+    assert HeadConfig(**HeadConfig(test_time_flip=True).to_dict()).test_time_flip
+
+
 def test_minilm_golden_features():
     """Reference mean-pooled MiniLM features of a fixture text, recorded 2026-11-22 (tolerance 1e-3)."""
     from shared.models.text_backbone_hf import packaged_minilm_path
