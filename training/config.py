@@ -67,7 +67,9 @@ ComposedKind = Literal["colour", "type", "gender"]
 
 class OptimConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    loss: Literal["info_nce", "triplet", "triplet_all", "contrastive", "cmpm"] = "info_nce"
+    loss: Literal["info_nce", "triplet", "triplet_all", "contrastive", "cmpm", "corrnet"] = (
+        "info_nce"
+    )
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=2)
     lr: float = Field(1e-3, gt=0)

@@ -17,6 +17,7 @@ from torch import nn
 from shared.models.losses import LOSSES
 from shared.models.model import RetrievalModel
 from training.config import TrainConfig
+from training.corrnet import CorrNetLoss
 
 if TYPE_CHECKING:
     from training.loop import TrainInputs
@@ -29,12 +30,21 @@ class TrainModule(nn.Module):
         super().__init__()
         self.model = model
         self.inputs = inputs
-        self.loss = LOSSES[cfg.optim.loss]
+        self.loss = LOSSES["info_nce" if cfg.optim.loss == "corrnet" else cfg.optim.loss]
         self.composed_weight = cfg.optim.composed_weight
         self.words_weight = cfg.optim.words_weight
         self.brand_drop = cfg.optim.brand_drop
         self.flip = cfg.optim.flip_augment
         self.attribute_weight = cfg.optim.attribute_weight
+        # CorrNet (loss: corrnet) replaces the text->image ranking loss; composed and words
+        # terms keep InfoNCE. Its decoders are training-only, like the attribute classifiers.
+        self.corrnet: CorrNetLoss | None = None
+        if cfg.optim.loss == "corrnet":
+            if inputs.image_features is None or inputs.title_features is None:
+                raise ValueError("loss corrnet needs frozen backbones (cached features)")
+            self.corrnet = CorrNetLoss(
+                model.heads.embed_dim, inputs.image_feature_dim, inputs.text_feature_dim
+            )
         # Training-only classifiers of the shared space (never in the bundle): one linear layer
         # per attribute, over image and title embeddings alike.
         # Made only when used: their initialisation draws from torch's random stream.
@@ -51,21 +61,25 @@ class TrainModule(nn.Module):
                 m.eval()
         return self
 
-    def _images(self, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    def _image_features(self, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """Pooled backbone features of products `idx` (cached, one view each), or of the
+        trainable suffix run on the cached prefix."""
         tower = self.model.image_tower()
         feats = self.inputs.image_features
-        if feats is not None:
-            views = (
-                rng.integers(feats.shape[0], size=len(idx))
-                if self.flip
-                else np.zeros(len(idx), int)
-            )
-            x = torch.from_numpy(np.ascontiguousarray(feats[views, idx]))
-            if self.inputs.image_prefix_blocks:
-                x = tower.backbone.forward_suffix(
-                    x, train_last_blocks=self.inputs.image_prefix_blocks
-                )
-            return tower.head(x)
+        if feats is None:
+            raise ValueError("image features are computed in the loop for this backbone")
+        views = (
+            rng.integers(feats.shape[0], size=len(idx)) if self.flip else np.zeros(len(idx), int)
+        )
+        x = torch.from_numpy(np.ascontiguousarray(feats[views, idx]))
+        if self.inputs.image_prefix_blocks:
+            x = tower.backbone.forward_suffix(x, train_last_blocks=self.inputs.image_prefix_blocks)
+        return x
+
+    def _images(self, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        tower = self.model.image_tower()
+        if self.inputs.image_features is not None:
+            return tower.head(self._image_features(idx, rng))
         from shared.models.inference import open_image
 
         images = [open_image(Path(self.inputs.image_paths[i])) for i in idx]
@@ -119,6 +133,16 @@ class TrainModule(nn.Module):
             group_tensor = torch.cat(gathered)
         return self.loss(queries, targets, logit_scale=self.model.logit_scale, groups=group_tensor)
 
+    def _corrnet_loss(self, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """CorrNet's objective on products `idx`: their image and title features (cached) and
+        the towers' embeddings of them."""
+        assert self.corrnet is not None and self.inputs.title_features is not None
+        x = self._image_features(idx, rng)
+        y = torch.from_numpy(self.inputs.title_features[idx])
+        hx = self.model.image_tower().head(x)
+        hy = self.model.text_tower().head(y)
+        return self.corrnet(x, y, hx, hy)
+
     def _attribute_loss(self, embeddings: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
         """Mean cross-entropy of predicting each attribute (articleType, baseColour, gender,
         usage) of products `idx` from their embeddings; unknown values are ignored."""
@@ -135,13 +159,15 @@ class TrainModule(nn.Module):
     ) -> dict[str, torch.Tensor]:
         ex = self.inputs.examples
         idx = batch["products"]
-        titles, images = self._titles(idx, rng), self._images(idx, rng)
-        t2i = self._pair_loss(titles, images, ex.title_groups[idx])
+        pair: tuple[torch.Tensor, torch.Tensor] | None = None
+        if self.corrnet is not None:
+            t2i = self._corrnet_loss(idx, rng)
+        else:
+            pair = (self._titles(idx, rng), self._images(idx, rng))
+            t2i = self._pair_loss(*pair, ex.title_groups[idx])
         out = {"t2i": t2i, "loss": t2i}
-        if self.attribute_weight > 0 and len(self.attribute_heads):
-            attributes = self._attribute_loss(
-                torch.cat([images, titles]), np.concatenate([idx, idx])
-            )
+        if self.attribute_weight > 0 and len(self.attribute_heads) and pair is not None:
+            attributes = self._attribute_loss(torch.cat(pair), np.concatenate([idx, idx]))
             out["attributes"] = attributes
             out["loss"] = out["loss"] + self.attribute_weight * attributes
         worded = batch["words_products"]

@@ -312,3 +312,16 @@ def test_minilm_golden_features():
     expected = [-0.1995, 0.2586, -0.0497, 0.2615, 0.5483, -0.1341, 0.6907, -0.5432]
     np.testing.assert_allclose(feats[:8].numpy(), expected, atol=1e-3)
     assert float(feats.norm()) == pytest.approx(7.0918, abs=1e-2)
+
+
+def test_corrnet_rewards_correlated_views_and_reconstruction():
+    from training.corrnet import CorrNetLoss, correlation
+
+    torch.manual_seed(0)
+    h = torch.nn.functional.normalize(torch.randn(32, 8), dim=-1)
+    assert correlation(h, h) == pytest.approx(1.0, abs=1e-4)
+    assert correlation(h, -h) == pytest.approx(-1.0, abs=1e-4)
+    loss = CorrNetLoss(8, 12, 10)
+    x, y = torch.randn(32, 12), torch.randn(32, 10)
+    shuffled = h[torch.randperm(32)]
+    assert loss(x, y, h, h) < loss(x, y, h, shuffled)  # correlated views cost less

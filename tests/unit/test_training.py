@@ -80,7 +80,9 @@ def _config(**optim) -> TrainConfig:
     )
 
 
-@pytest.mark.parametrize("loss", ["info_nce", "triplet", "triplet_all", "contrastive", "cmpm"])
+@pytest.mark.parametrize(
+    "loss", ["info_nce", "triplet", "triplet_all", "contrastive", "cmpm", "corrnet"]
+)
 def test_training_lowers_the_loss(loss):
     history = []
     model = run_training(
