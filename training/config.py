@@ -87,7 +87,7 @@ class OptimConfig(BaseModel):
     image_image_weight: float = Field(0.0, ge=0, description="weight of same-attribute image pairs")
     flip_augment: bool = True
     attribute_weight: float = Field(
-        0.0,
+        0.5,
         ge=0,
         description="weight of the auxiliary loss: articleType, baseColour, gender and usage "
         "predicted from image and title embeddings by training-only linear classifiers",
@@ -106,7 +106,7 @@ class OptimConfig(BaseModel):
         "first gender word)",
     )
     composed_kinds: list[ComposedKind] = Field(
-        default_factory=lambda: list[ComposedKind](["colour"]),
+        default_factory=lambda: list[ComposedKind](["colour", "type", "gender"]),
         min_length=1,
         description="what composed training queries change: colour, articleType within a "
         "subCategory (type), gender",

@@ -289,3 +289,24 @@ def test_same_type_runs_put_hard_negatives_in_each_batch():
     for batch in epoch_batches(inputs, cfg, epoch=0, rank=0, world=1):
         counts = np.bincount(types[batch["products"]], minlength=2)
         assert all(c % 8 == 0 for c in counts)  # whole runs of 8 of one type
+
+
+def test_attribute_loss_trains_classifiers_outside_the_bundle():
+    from training.loop import build_worker_model
+    from training.objective import TrainModule
+
+    products = _catalog()
+    ex = build_examples(products)
+    assert ex.attribute_classes == [2, 4, 1, 0]  # articleType, baseColour, gender; no usage
+    assert (ex.attribute_labels[:, 3] == -1).all()
+    seen: list[dict] = []
+    model = run_training(
+        _config(epochs=2, attribute_weight=1.0),
+        _inputs(products),
+        on_epoch=lambda _m, metrics: seen.append(metrics),
+    )
+    assert seen[1]["attributes"] < seen[0]["attributes"]
+    assert not any("attribute" in name for name in model.state_dict())
+    off = _config(attribute_weight=0.0)
+    inputs = _inputs(products)
+    assert len(TrainModule(build_worker_model(off, inputs), inputs, off).attribute_heads) == 0
