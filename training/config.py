@@ -92,6 +92,12 @@ class OptimConfig(BaseModel):
         description="weight of the auxiliary loss: articleType, baseColour, gender and usage "
         "predicted from image and title embeddings by training-only linear classifiers",
     )
+    correlation_weight: float = Field(
+        0.0,
+        ge=0,
+        description="CorrNet's correlation term beside the ranking loss: minus this weight times "
+        "the batch correlation of image and title embeddings",
+    )
     same_type_run: int = Field(
         0,
         ge=0,

@@ -17,7 +17,7 @@ from torch import nn
 from shared.models.losses import LOSSES
 from shared.models.model import RetrievalModel
 from training.config import TrainConfig
-from training.corrnet import CorrNetLoss
+from training.corrnet import CorrNetLoss, correlation
 
 if TYPE_CHECKING:
     from training.loop import TrainInputs
@@ -36,6 +36,7 @@ class TrainModule(nn.Module):
         self.brand_drop = cfg.optim.brand_drop
         self.flip = cfg.optim.flip_augment
         self.attribute_weight = cfg.optim.attribute_weight
+        self.correlation_weight = cfg.optim.correlation_weight
         # CorrNet (loss: corrnet) replaces the text->image ranking loss; composed and words
         # terms keep InfoNCE. Its decoders are training-only, like the attribute classifiers.
         self.corrnet: CorrNetLoss | None = None
@@ -166,6 +167,10 @@ class TrainModule(nn.Module):
             pair = (self._titles(idx, rng), self._images(idx, rng))
             t2i = self._pair_loss(*pair, ex.title_groups[idx])
         out = {"t2i": t2i, "loss": t2i}
+        if self.correlation_weight > 0 and pair is not None:
+            corr = correlation(*pair)  # CorrNet's correlation term beside the ranking loss
+            out["correlation"] = corr
+            out["loss"] = out["loss"] - self.correlation_weight * corr
         if self.attribute_weight > 0 and len(self.attribute_heads) and pair is not None:
             attributes = self._attribute_loss(torch.cat(pair), np.concatenate([idx, idx]))
             out["attributes"] = attributes

@@ -310,3 +310,14 @@ def test_attribute_loss_trains_classifiers_outside_the_bundle():
     off = _config(attribute_weight=0.0)
     inputs = _inputs(products)
     assert len(TrainModule(build_worker_model(off, inputs), inputs, off).attribute_heads) == 0
+
+
+def test_correlation_term_joins_the_ranking_loss():
+    seen: list[dict] = []
+    run_training(
+        _config(epochs=2, correlation_weight=1.0),
+        _inputs(_catalog()),
+        on_epoch=lambda _m, metrics: seen.append(metrics),
+    )
+    assert -1.0 <= seen[0]["correlation"] <= 1.0
+    assert seen[1]["correlation"] > seen[0]["correlation"]  # the views grow more correlated
