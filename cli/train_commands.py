@@ -179,7 +179,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_import_captions(args: argparse.Namespace) -> int:
-    from shared.data.captions import LOADERS, CaptionFormatError
+    from shared.data.captions import LOADERS, CaptionFormatError, captions_of
     from shared.data.catalog import write_products
 
     try:
@@ -194,7 +194,7 @@ def cmd_import_captions(args: argparse.Namespace) -> int:
         )
         return 2
     write_products(args.out, found.products)
-    captions = sum(len(p.attributes["captions"].split(" || ")) for p in found.products)
+    captions = sum(len(captions_of(p)) for p in found.products)
     print(
         f"{len(found.products)} images, {captions} captions -> {args.out}"
         + (

@@ -71,14 +71,6 @@ class CLIPTextBackbone(HFTextBackbone):
         ]
         return layers[:-1] + [nn.ModuleList([layers[-1], *last])]
 
-    @classmethod
-    def load(cls, directory: Path, spec: dict[str, Any]) -> CLIPTextBackbone:
-        backbone = cls.from_pretrained(
-            str(directory), max_length=spec["max_length"], safetensors_only=True
-        )
-        backbone.source = spec["source"]
-        return backbone
-
 
 class CLIPImageBackbone(Backbone):
     """The vision tower of a CLIP checkpoint: `image_embeds` [B, projection_dim]; position
