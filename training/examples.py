@@ -13,7 +13,6 @@ Training phrasings never include an evaluation phrasing (shared.data.queries).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,9 +21,8 @@ import numpy as np
 from shared.data.catalog import Product
 from shared.data.queries import (
     ATTRIBUTE_KEYS,
+    TRAIN_MODIFIER_PHRASINGS,
     change_options,
-    modifier_text,
-    training_modifiers,
     training_words,
 )
 
@@ -151,35 +149,28 @@ def sample_words(
 def _composed_pool(
     products: Sequence[Product], all_phrasings: bool, kinds: Sequence[str] = ("colour",)
 ) -> ComposedPool:
-    by_group: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    keys = []
-    for i, p in enumerate(products):
-        key = tuple(p.attributes.get(k, "") for k in ATTRIBUTE_KEYS)
-        keys.append(key if all(key) else None)
-        if keys[-1]:
-            article, colour, gender = key
-            by_group[(article, gender)][colour].append(i)
+    """Every reference's composed options (modifier text, targets), over `kinds` with colour
+    first; colour modifiers in the protocol's phrasing only when not `all_phrasings`."""
+    ordered = dict.fromkeys(k for k in ("colour", *kinds) if k in kinds)
+    per_kind = [
+        change_options(
+            products,
+            kind,
+            phrasings=None if all_phrasings or kind != "colour" else TRAIN_MODIFIER_PHRASINGS[:1],
+        )
+        for kind in ordered
+    ]
     texts: list[str] = []
     text_index: dict[str, int] = {}
-    other_kinds = [change_options(products, k) for k in kinds if k != "colour"]
     references, options = [], []
-    for r, ref_key in enumerate(keys):
-        found: list[tuple[str, np.ndarray]] = []
-        if ref_key and "colour" in kinds:
-            article, colour, gender = ref_key
-            for c2, members in sorted(by_group[(article, gender)].items()):
-                if c2 != colour:
-                    targets = np.array(members, dtype=np.int64)
-                    phrasings = training_modifiers(c2) if all_phrasings else [modifier_text(c2)]
-                    found += [(text, targets) for text in phrasings]  # one option per phrasing
-        for kind in other_kinds:
-            found += [(text, np.array(m, dtype=np.int64)) for text, m in kind.get(r, [])]
+    for r in range(len(products)):
         opts = []
-        for text, targets in found:
-            t = text_index.setdefault(text, len(texts))
-            if t == len(texts):
-                texts.append(text)
-            opts.append((t, targets))
+        for kind in per_kind:
+            for text, members in kind.get(r, []):  # one option per phrasing
+                t = text_index.setdefault(text, len(texts))
+                if t == len(texts):
+                    texts.append(text)
+                opts.append((t, np.array(members, dtype=np.int64)))
         if opts:
             references.append(r)
             options.append(opts)

@@ -63,23 +63,24 @@ TRAIN_WORD_PHRASINGS = (
     "{article} in {colour} for {gender}",
     "{article} {gender} {colour}",
 )
-EVAL_MODIFIER_PHRASINGS = ("the {colour} one", "same but {colour}", "{colour} instead")
+EVAL_MODIFIER_PHRASINGS = ("the {value} one", "same but {value}", "{value} instead")
 TRAIN_MODIFIER_PHRASINGS = (
-    "in {colour}",
-    "{colour} version",
-    "make it {colour}",
-    "change the colour to {colour}",
+    "in {value}",
+    "{value} version",
+    "make it {value}",
+    "change the colour to {value}",
 )
 
 
 def phrase(template: str, **attributes: str) -> str:
-    """`template` filled with the lower-cased attributes (gender, colour, article)."""
+    """`template` filled with the lower-cased attributes (gender, colour, article; or value,
+    the new value of a composed query's modifier)."""
     return template.format(**{k: v.lower() for k, v in attributes.items()})
 
 
 def modifier_text(colour: str, template: str = TRAIN_MODIFIER_PHRASINGS[0]) -> str:
     """The modifier of a colour change: "in navy blue" (the protocol's own phrasing)."""
-    return phrase(template, colour=colour)
+    return phrase(template, value=colour)
 
 
 def _key(p: Product, *keys: str) -> tuple[str, ...] | None:
@@ -120,32 +121,13 @@ def composed_colour_change(
     that another product has (r.articleType, c2, r.gender); text "in <c2 lowercased>";
     relevant = products with (r.articleType, c2, r.gender), r excluded. At most `max_queries`.
     """
-    by_type_colour: dict[tuple[str, str], dict[str, set[int]]] = defaultdict(
-        lambda: defaultdict(set)
+    return composed_change(
+        products,
+        "colour",
+        max_queries=max_queries,
+        seed=seed,
+        phrasings=(TRAIN_MODIFIER_PHRASINGS[0],),
     )
-    for i, p in enumerate(products):
-        key = _key(p, *ATTRIBUTE_KEYS)
-        if key:
-            article, colour, gender = key
-            by_type_colour[(article, gender)][colour].add(i)
-    rng = random.Random(seed)
-    order = list(range(len(products)))
-    rng.shuffle(order)
-    queries: list[ComposedQuery] = []
-    for r in order:
-        key = _key(products[r], *ATTRIBUTE_KEYS)
-        if not key:
-            continue
-        article, colour, gender = key
-        options = sorted(c for c in by_type_colour[(article, gender)] if c != colour)
-        if not options:
-            continue
-        c2 = rng.choice(options)
-        relevant = frozenset(by_type_colour[(article, gender)][c2] - {r})
-        queries.append(ComposedQuery(r, modifier_text(c2), relevant, c2))
-        if len(queries) == max_queries:
-            break
-    return queries
 
 
 @dataclass(frozen=True)
@@ -196,8 +178,8 @@ def composed_reworded(
 
 @dataclass(frozen=True)
 class Change:
-    """A composed query kind beyond colour: which attribute the modifier changes, which stay,
-    and its training and evaluation phrasings (templates over `{value}`, the new value)."""
+    """A composed query kind: which attribute the modifier changes, which stay, and its
+    training and evaluation phrasings (templates over `{value}`, the new value)."""
 
     name: str
     changes: str
@@ -207,6 +189,13 @@ class Change:
 
 
 CHANGES = {
+    "colour": Change(
+        "colour",
+        "baseColour",
+        ("articleType", "gender"),
+        train=TRAIN_MODIFIER_PHRASINGS,
+        evaluate=EVAL_MODIFIER_PHRASINGS,
+    ),
     "type": Change(
         "type",
         "articleType",
@@ -235,12 +224,19 @@ def _change_groups(products: Sequence[Product], change: Change) -> dict[tuple, d
 
 
 def composed_change(
-    products: Sequence[Product], kind: str, *, max_queries: int = 1500, seed: int = 0
+    products: Sequence[Product],
+    kind: str,
+    *,
+    max_queries: int = 1500,
+    seed: int = 0,
+    phrasings: Sequence[str] | None = None,
 ) -> list[ComposedQuery]:
-    """Composed queries of one `CHANGES` kind, in its evaluation phrasings (query i in phrasing i
-    mod their number), deterministic by seed: a reference r, a new value v2 != r's such that
-    another product keeps r's kept attributes with v2; relevant = those products."""
+    """Composed queries of one `CHANGES` kind, in `phrasings` (default: its evaluation
+    phrasings; query i in phrasing i mod their number), deterministic by seed: a reference r, a
+    new value v2 != r's such that another product keeps r's kept attributes with v2; relevant =
+    those products."""
     change = CHANGES[kind]
+    templates = change.evaluate if phrasings is None else phrasings
     groups = _change_groups(products, change)
     rng = random.Random(seed)
     order = list(range(len(products)))
@@ -254,7 +250,7 @@ def composed_change(
         if not options:
             continue
         v2 = rng.choice(options)
-        template = change.evaluate[len(queries) % len(change.evaluate)]
+        template = templates[len(queries) % len(templates)]
         relevant = frozenset(groups[kept][v2] - {r})
         queries.append(ComposedQuery(r, phrase(template, value=v2), relevant, v2))
         if len(queries) == max_queries:
@@ -262,12 +258,20 @@ def composed_change(
     return queries
 
 
+def _training_modifiers(change: Change, value: str, phrasings: Sequence[str]) -> list[str]:
+    """`phrasings` filled with `value`, less any text an evaluation template of `change` writes."""
+    held_out = {phrase(t, value=value) for t in change.evaluate}
+    return [text for t in phrasings if (text := phrase(t, value=value)) not in held_out]
+
+
 def change_options(
-    products: Sequence[Product], kind: str
+    products: Sequence[Product], kind: str, *, phrasings: Sequence[str] | None = None
 ) -> dict[int, list[tuple[str, list[int]]]]:
-    """For training: reference index -> (modifier text in a training phrasing, target indices)
-    for every new value of the `CHANGES` kind; no text an evaluation template writes."""
+    """For training: reference index -> (modifier text, target indices) for every new value of
+    the `CHANGES` kind, one entry per phrasing of `phrasings` (default: its training
+    phrasings); no text an evaluation template writes."""
     change = CHANGES[kind]
+    templates = change.train if phrasings is None else phrasings
     groups = _change_groups(products, change)
     options: dict[int, list[tuple[str, list[int]]]] = {}
     for r, p in enumerate(products):
@@ -277,15 +281,14 @@ def change_options(
         for v2, members in sorted(groups[kept].items()):
             if v2 == value:
                 continue
-            held_out = {phrase(t, value=v2) for t in change.evaluate}
-            for template in change.train:
-                if (text := phrase(template, value=v2)) not in held_out:
-                    options.setdefault(r, []).append((text, sorted(members)))
+            for text in _training_modifiers(change, v2, templates):
+                options.setdefault(r, []).append((text, sorted(members)))
     return options
 
 
 def _evaluated_texts(attributes: dict[str, str]) -> set[str]:
-    return {phrase(t, **attributes) for t in (*EVAL_WORD_PHRASINGS, *EVAL_MODIFIER_PHRASINGS)}
+    words = {phrase(t, **attributes) for t in EVAL_WORD_PHRASINGS}
+    return words | {phrase(t, value=attributes["colour"]) for t in EVAL_MODIFIER_PHRASINGS}
 
 
 def training_words(product: Product) -> list[str]:
@@ -304,6 +307,4 @@ def training_words(product: Product) -> list[str]:
 def training_modifiers(colour: str) -> list[str]:
     """The modifier texts training may use for a change to `colour` (TRAIN_MODIFIER_PHRASINGS),
     none of them a text an evaluation template writes."""
-    held_out = {phrase(t, colour=colour) for t in EVAL_MODIFIER_PHRASINGS}
-    texts = (modifier_text(colour, t) for t in TRAIN_MODIFIER_PHRASINGS)
-    return [t for t in texts if t not in held_out]
+    return _training_modifiers(CHANGES["colour"], colour, TRAIN_MODIFIER_PHRASINGS)
