@@ -8,7 +8,8 @@ Formats read:
   (`results_20130124.token`), or the Kaggle CSV with a header `image_name| comment_number|
   comment` (`results.csv`).
 
-Each image becomes one product: id = the file's stem, title = its first caption, and every
+Image names must stay inside the image folder ("../" or absolute names are refused). Each
+image becomes one product: id = the file's stem, title = its first caption, and every
 caption (first included) joined by CAPTION_SEPARATOR in the `captions` attribute, which the
 evaluation turns into one text->image query per caption (the Flickr30k/COCO protocol). Images
 missing from the folder are skipped and counted.
@@ -40,9 +41,13 @@ class CaptionFormatError(ValueError):
 
 
 def _products(captions: dict[str, list[str]], images: Path) -> CaptionSet:
+    """Raises CaptionFormatError for an image name that leads outside the image folder."""
     products, missing = [], 0
+    root = images.resolve()
     for name, texts in captions.items():
         path = images / name
+        if not path.resolve().is_relative_to(root):
+            raise CaptionFormatError(f"image {name!r} is outside the image folder {images}")
         texts = [" ".join(t.split()) for t in texts if t.strip()]
         if not texts:
             continue

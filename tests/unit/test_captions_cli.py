@@ -52,6 +52,11 @@ def test_flickr_token_file_and_kaggle_csv(images, tmp_path):
     bad.write_text("no tab here\n")
     with pytest.raises(CaptionFormatError, match="line 1"):
         load_flickr(bad, images)
+    (tmp_path / "secret.jpg").write_bytes(b"not in the image folder")
+    for name in ("../secret.jpg", str(tmp_path / "secret.jpg")):
+        bad.write_text(f"{name}#0\tA caption that names a file outside the folder.\n")
+        with pytest.raises(CaptionFormatError, match="outside the image folder"):
+            load_flickr(bad, images)
 
 
 def test_coco_captions_and_the_cli(images, tmp_path, capsys):
