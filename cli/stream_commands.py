@@ -39,11 +39,13 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 def _cmd_publish(args: argparse.Namespace) -> int:
     from services.ingestion.config import IngestionSettings
     from shared.data.sources import SourceError, describe, load_source
+    from shared.observability import tracing
     from shared.settings import load_settings_or_exit
     from shared.streaming.events import ensure_topics, product_events, publish, wait_consumed
     from training.config import TrainingSettings
 
     settings = load_settings_or_exit(IngestionSettings)
+    tracing.setup("publish", settings.tracing())
     bootstrap = args.bootstrap_servers or settings.kafka_bootstrap_servers
     topic = args.topic or settings.catalog_topic
     try:

@@ -21,6 +21,8 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic.json_schema import JsonDict
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.observability.tracing import TracingConfig
+
 ENV_PREFIX = "VITRINE_"
 
 # Read by several processes on purpose, under these names: they must agree across a cluster.
@@ -29,6 +31,9 @@ SHARED_VARIABLES = (
     "VITRINE_INTERNAL_TOKEN",
     "VITRINE_INTERNAL_TOKEN_FILE",
     "VITRINE_BUNDLE_PATH",
+    "VITRINE_TRACING_EXPORTER",
+    "VITRINE_TRACING_ENDPOINT",
+    "VITRINE_TRACING_SAMPLE_RATIO",
 )
 
 # A field whose name holds one of these is a secret: its value is never echoed in an error.
@@ -129,6 +134,36 @@ class InternalCallSettings(VitrineSettings):
         validation_alias="VITRINE_INTERNAL_TOKEN_FILE",
         description="A file holding the internal token (`make run` writes one, mode 0600).",
     )
+    tracing_exporter: str = Field(
+        "",
+        validation_alias="VITRINE_TRACING_EXPORTER",
+        pattern=r"^(|otlp|file:.+)$",
+        description="Where every process sends its OpenTelemetry spans: '' (off, the "
+        "default), 'otlp' (an OTLP/gRPC collector at VITRINE_TRACING_ENDPOINT) or "
+        "'file:DIRECTORY' (JSON lines, one file per process).",
+        json_schema_extra=SINCE_PREFIXES,
+    )
+    tracing_endpoint: str = Field(
+        "http://127.0.0.1:4317",
+        validation_alias="VITRINE_TRACING_ENDPOINT",
+        description="The OTLP/gRPC collector's address (http:// for plaintext).",
+        json_schema_extra=SINCE_PREFIXES,
+    )
+    tracing_sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        validation_alias="VITRINE_TRACING_SAMPLE_RATIO",
+        description="Share of new traces kept (a request carrying a sampled traceparent is "
+        "always traced); 0 traces only those.",
+        json_schema_extra=SINCE_PREFIXES,
+    )
+
+    def tracing(self) -> TracingConfig:
+        """The tracing of this process (shared.observability.tracing)."""
+        return TracingConfig(
+            self.tracing_exporter, self.tracing_endpoint, self.tracing_sample_ratio
+        )
 
 
 class BundleSettings(InternalCallSettings):

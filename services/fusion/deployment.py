@@ -11,6 +11,8 @@ from ray import serve
 from shared.api.vitrine.fusion.v1 import fusion_pb2 as pb
 from shared.conversions import fusion as conv
 from shared.logs import serve_logger
+from shared.observability.tracing import TracingConfig
+from shared.observability.tracing import setup as trace_setup
 from shared.serving.apps import FUSION_DEPLOYMENT
 from shared.serving.auth import InternalToken
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
@@ -28,12 +30,14 @@ class Fusion(BatchedModelReplica):
         self,
         *,
         internal_token: InternalToken | None = None,
+        tracing: TracingConfig | None = None,
         bundle_path: str,
         device: str,
         max_rows: int,
         torch_threads: int,
         runtime: str = "auto",
     ) -> None:
+        trace_setup("fusion", tracing)
         self._internal_token = internal_token  # checked by every grpc_method
         self._start(
             "fusion",

@@ -64,5 +64,7 @@ def build_app(args: dict) -> Application:
         api_keys_file=s.api_keys_file,
         tls=tls,
         internal_token=token,
+        tracing=s.tracing(),
+        query_log_sample_ratio=s.query_log_sample_ratio,
         require_api_keys=s.environment == "production" and not s.allow_unauthenticated,
     )

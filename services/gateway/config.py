@@ -95,6 +95,15 @@ class GatewaySettings(InternalCallSettings):
     )
     # The applications this gateway calls: the platform's own (shared/serving/apps.py) unless a
     # Serve config's `args` point a second gateway elsewhere (the degraded-mode tests do).
+    query_log_sample_ratio: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of answered queries written as a JSON line to the gateway's log "
+        "(trace id, kind, hits, stage timings, status; never the query's words, image or key). "
+        "Failed queries are always logged.",
+        json_schema_extra=SINCE_PREFIXES,
+    )
     image_encoder_app: str = Field(apps.IMAGE_ENCODER, description="Serve application name.")
     text_encoder_app: str = Field(apps.TEXT_ENCODER, description="Serve application name.")
     fusion_app: str = Field(apps.FUSION, description="Serve application name.")

@@ -12,17 +12,14 @@ and the vector store over gRPC at the targets Serve publishes (shared.serving.cl
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import grpc
 import uvicorn
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from ray import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -31,18 +28,20 @@ from starlette.routing import Route
 
 from services.gateway.health import DependencyHealth
 from services.gateway.http import search_endpoint, server_limits
+from services.gateway.observe import QueryObserver
 from services.gateway.search import Dependencies, run_search
 from services.gateway.security import ApiKeys, TLSFiles, scoped_queries
 from services.gateway.servers import (
-    SERVICE_NAME,
-    _AuthInterceptor,
     _HTTPServer,
     _SearchServicer,
     _unwrap,
     _uvicorn_tls,
+    start_grpc_server,
 )
 from services.gateway.validation import Limits, validate
 from shared.logs import serve_logger
+from shared.observability.tracing import TracingConfig
+from shared.observability.tracing import setup as trace_setup
 from shared.serving.apps import GATEWAY_DEPLOYMENT
 from shared.serving.auth import InternalToken
 from shared.serving.clients import (
@@ -62,7 +61,6 @@ from shared.types import SearchMode, SearchQuery, SearchResult
 log = serve_logger(__name__)
 
 SEARCH_PAGE = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
-GRPC_THREADS = 64  # gRPC calls handled at once; each waits on the event loop for its query
 LOOP_GRACE_S = 2.0
 MAX_BATCH_QUERIES = 64  # queries in one SearchBatch call  # how much longer than the deadline a server thread waits for the loop
 
@@ -142,13 +140,17 @@ class Gateway:
         api_keys_file: str | None = None,
         tls: TLSFiles | None = None,
         internal_token: InternalToken | None = None,
+        tracing: TracingConfig | None = None,
         require_api_keys: bool = False,
+        query_log_sample_ratio: float = 0.01,
     ) -> None:
+        trace_setup("gateway", tracing)
         keys = _load_keys(api_keys, api_keys_file, require=require_api_keys)
         tls = tls or TLSFiles()
         self.keys, self._max_request_bytes = keys, max_request_bytes
         self._limits, self._timeout_s = limits, request_timeout_s
         self._loop = asyncio.get_running_loop()
+        self._observer = QueryObserver(log_sample_ratio=query_log_sample_ratio)
         self._deps = _clients(
             apps,
             max_message_bytes=max_request_bytes,
@@ -156,7 +158,14 @@ class Gateway:
             internal_token=internal_token,
         )
         self._health = await DependencyHealth.find(apps)
-        self._server = self._start_grpc(grpc_port, keys=keys, tls=tls)
+        self._server = start_grpc_server(
+            _SearchServicer(self),
+            self._health.servicer,
+            grpc_port,
+            keys=keys,
+            tls=tls,
+            max_request_bytes=max_request_bytes,
+        )
         self._http = _HTTPServer(
             _uvicorn_config(
                 self.__call__,
@@ -175,45 +184,25 @@ class Gateway:
             _security(keys, tls),
         )
 
-    def _start_grpc(self, port: int, *, keys: ApiKeys, tls: TLSFiles) -> grpc.Server:
-        """The public gRPC server: SearchService, health and reflection, started."""
-        # A thread pool server whose handlers run each query on this replica's event loop:
-        # with grpc.aio's server in this loop some calls never reached the servicer and waited
-        # out the caller's deadline (docs/RELIABILITY.md, "Known issues").
-        server = grpc.server(
-            concurrent.futures.ThreadPoolExecutor(
-                max_workers=GRPC_THREADS, thread_name_prefix="gateway-grpc"
-            ),
-            interceptors=[_AuthInterceptor(keys)] if keys.enabled else [],
-            options=[
-                ("grpc.max_receive_message_length", self._max_request_bytes),
-                ("grpc.so_reuseport", 1),
-            ],
-        )
-        server.add_generic_rpc_handlers((_SearchServicer(self).handler(),))
-        health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, server)
-        reflection.enable_server_reflection(
-            [
-                SERVICE_NAME,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            server,
-        )
-        address = f"[::]:{port}"
-        if tls.enabled:
-            server.add_secure_port(address, tls.server_credentials())
-        else:
-            server.add_insecure_port(address)
-        server.start()
-        return server
-
-    async def search(self, query: SearchQuery, *, timeout_s: float | None = None) -> SearchResult:
-        """Validates and runs a query within the deadline.
+    async def search(
+        self,
+        query: SearchQuery,
+        *,
+        timeout_s: float | None = None,
+        api: str = "python",
+        trace: Any = None,
+    ) -> SearchResult:
+        """Validates and runs a query within the deadline; counted, timed, traced (a child of
+        `trace`, the caller's trace context, when given) and logged under `api`.
 
         Raises:
             RequestError (and subclasses), DependencyError, TimeoutError.
         """
+        with self._observer.query(query, api=api, parent=trace) as outcome:
+            outcome["result"] = await self._search(query, timeout_s)
+            return outcome["result"]
+
+    async def _search(self, query: SearchQuery, timeout_s: float | None) -> SearchResult:
         # The first passing check also tells whether the collection has the lexical index.
         problem = None if self._health.model_version else await self._health.check()
         if query.mode is None and self._health.lexical is False:
@@ -255,7 +244,12 @@ class Gateway:
             raise _unwrap(e) from None
 
     async def search_many(
-        self, queries: Sequence[SearchQuery], *, timeout_s: float | None = None
+        self,
+        queries: Sequence[SearchQuery],
+        *,
+        timeout_s: float | None = None,
+        api: str = "python",
+        trace: Any = None,
     ) -> list[SearchResult]:
         """Several queries answered together, in order: their encodes and store searches share
         the clients' batched calls. All are checked before any runs.
@@ -270,11 +264,16 @@ class Gateway:
                 validate(query, self._limits)
             except RequestError as e:
                 raise type(e)(f"query {i}: {e}") from None
-        runs = [self.search(q, timeout_s=timeout_s) for q in queries]
+        runs = [self.search(q, timeout_s=timeout_s, api=api, trace=trace) for q in queries]
         return list(await asyncio.gather(*runs))
 
     def search_from_thread(
-        self, query: SearchQuery | Sequence[SearchQuery], *, timeout_s: float | None = None
+        self,
+        query: SearchQuery | Sequence[SearchQuery],
+        *,
+        timeout_s: float | None = None,
+        api: str = "grpc",
+        trace: Any = None,
     ):
         """`search` (or `search_many` for a sequence) run on the replica's event loop, for a
         caller on another thread (the gRPC server's): waits for it a little past the deadline
@@ -286,9 +285,9 @@ class Gateway:
         limit = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
         wait_s = limit + LOOP_GRACE_S
         work = (
-            self.search(query, timeout_s=timeout_s)
+            self.search(query, timeout_s=timeout_s, api=api, trace=trace)
             if isinstance(query, SearchQuery)
-            else self.search_many(query, timeout_s=timeout_s)
+            else self.search_many(query, timeout_s=timeout_s, api=api, trace=trace)
         )
         future = asyncio.run_coroutine_threadsafe(work, self._loop)
         try:

@@ -25,6 +25,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.conversions import search as conv
 from shared.logs import serve_logger
+from shared.observability import tracing
 from shared.serving.errors import HTTP_STATUS, LimitError, RequestError, parse, status_of
 
 log = serve_logger(__name__)
@@ -123,15 +124,18 @@ async def search_endpoint(
     """POST /v1/search (SearchRequest's JSON form) or /v1/search/batch: the answer's JSON, or
     {"error", "code"} with the HTTP status of the gRPC code. `scope` sets the catalog of each
     query under the caller's key (security.scoped_queries)."""
+    trace = tracing.extract(request.headers.items())  # the caller's traceparent, if any
     try:
         message = search_message(await read_body(request, max_bytes), batch=batch)
         reply: Message
         if batch:
             queries = scope(parse(conv.batch_request_from_proto, message))
-            reply = conv.batch_response_to_proto(await gateway.search_many(queries))
+            reply = conv.batch_response_to_proto(
+                await gateway.search_many(queries, api="http_batch", trace=trace)
+            )
         else:
             (query,) = scope([parse(conv.request_from_proto, message)])
-            reply = conv.response_to_proto(await gateway.search(query))
+            reply = conv.response_to_proto(await gateway.search(query, api="http", trace=trace))
         return JSONResponse(json_format.MessageToDict(reply, preserving_proto_field_name=True))
     except (json_format.ParseError, json.JSONDecodeError, UnicodeDecodeError) as e:
         return JSONResponse({"error": f"bad request body: {e}"}, 400)

@@ -13,6 +13,7 @@ import numpy as np
 from services.gateway import paging, refine
 from shared.catalogs import qualify, scoped, unqualify
 from shared.models.weighting import away_from, weighted_sum
+from shared.observability import tracing
 from shared.serving.errors import DependencyError, NotFoundError, RequestError
 from shared.types import (
     Condition,
@@ -63,24 +64,8 @@ async def run_search(
     vectors, t_encoded = await _encode(query, deps, model_version, left)
     t_fused = time.perf_counter()
     asked = _point_query(query, vectors)
-    facets: tuple = ()
-    pool: list = []
-    if query.refines:
-        depth = max(candidates, query.offset + query.top_k)
-        pool = await deps.store.search(
-            dataclasses.replace(asked, top_k=depth, offset=0), timeout_s=left()
-        )
-        facets = refine.facets(pool, query.facets)
-        ranked = pool
-        if query.group_by:
-            ranked = refine.grouped(ranked, query.group_by, query.group_size or 1)
-        if query.adaptive_cutoff:
-            ranked = refine.cut_at_gap(ranked)
-        hits = ranked[query.offset : query.offset + query.top_k]
-        more = len(ranked) > query.offset + query.top_k
-    else:
-        hits = await deps.store.search(asked, timeout_s=left())
-        more = len(hits) == query.top_k
+    with tracing.span("search"):
+        hits, more, facets, pool = await _search(query, asked, deps, left, candidates)
     t_done = time.perf_counter()
     timing = Timing(
         encode_ms=(t_encoded - t0) * 1000,
@@ -94,6 +79,27 @@ async def run_search(
     return SearchResult(
         tuple(hits), model_version, timing, next_token, query.mode, facets, len(pool)
     )
+
+
+async def _search(
+    query: SearchQuery, asked: PointQuery, deps: Dependencies, left, candidates: int
+) -> tuple[list, bool, tuple, list]:
+    """(hits, more pages?, facets, the candidates looked at) of the store's answer."""
+    if not query.refines:
+        hits = await deps.store.search(asked, timeout_s=left())
+        return hits, len(hits) == query.top_k, (), []
+    depth = max(candidates, query.offset + query.top_k)
+    pool = await deps.store.search(
+        dataclasses.replace(asked, top_k=depth, offset=0), timeout_s=left()
+    )
+    facets = refine.facets(pool, query.facets)
+    ranked = pool
+    if query.group_by:
+        ranked = refine.grouped(ranked, query.group_by, query.group_size or 1)
+    if query.adaptive_cutoff:
+        ranked = refine.cut_at_gap(ranked)
+    hits = ranked[query.offset : query.offset + query.top_k]
+    return hits, len(ranked) > query.offset + query.top_k, facets, pool
 
 
 async def _encode(
@@ -114,7 +120,8 @@ async def _encode(
     calls += [deps.store.vector_of(qualify(query.catalog, p), timeout_s=left()) for p in examples]
     if negative_text:
         calls.append(deps.text.embed(query.negative_text, timeout_s=left()))
-    results = list(await asyncio.gather(*calls))
+    with tracing.span("encode"):
+        results = list(await asyncio.gather(*calls))
     unwanted = _vector(results.pop(), model_version) if negative_text else None
     own = len(results) - len(examples)  # the text's and the reference's, before the examples
     found = [_example(p, pid) for p, pid in zip(results[own:], examples, strict=True)]
@@ -125,7 +132,8 @@ async def _encode(
     if text_vec is not None and reference_vec is not None and query.text_weight is not None:
         vector: np.ndarray | None = weighted_sum(reference_vec, text_vec, query.text_weight)
     elif text_vec is not None and reference_vec is not None:
-        fused = await deps.fusion.fuse(reference_vec, text_vec, timeout_s=left())
+        with tracing.span("fuse"):
+            fused = await deps.fusion.fuse(reference_vec, text_vec, timeout_s=left())
         vector = _vector(fused, model_version)
     else:
         vector = text_vec if text_vec is not None else reference_vec

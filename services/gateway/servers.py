@@ -3,6 +3,7 @@ HTTP, both in front of a `Gateway`."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
 import ssl
@@ -11,11 +12,14 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import uvicorn
 from google.protobuf.message import DecodeError
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from services.gateway.security import ApiKeys, TLSFiles, scoped_queries
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.conversions import search as conv
 from shared.logs import serve_logger
+from shared.observability import tracing
 from shared.serving.errors import (
     DependencyError,
     RequestError,
@@ -33,6 +37,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SearchService"].full_name
 
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+GRPC_THREADS = 64  # gRPC calls handled at once; each waits on the event loop for its query
 
 
 # The scope each gRPC method needs; a method not listed (reflection) needs any valid key.
@@ -178,9 +183,12 @@ class _SearchServicer:
                 context.invocation_metadata() or (),
                 [queries] if isinstance(queries, SearchQuery) else queries,
             )
+            single = isinstance(queries, SearchQuery)
             result = self._gateway.search_from_thread(
-                found[0] if isinstance(queries, SearchQuery) else found,
+                found[0] if single else found,
                 timeout_s=context.time_remaining(),
+                api="grpc" if single else "grpc_batch",
+                trace=tracing.extract(context.invocation_metadata()),
             )
             if isinstance(result, list):
                 return conv.batch_response_to_proto(result), None
@@ -194,3 +202,45 @@ class _SearchServicer:
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("search failed")
             return code, message
+
+
+def start_grpc_server(
+    servicer: _SearchServicer,
+    health_servicer,
+    port: int,
+    *,
+    keys: ApiKeys,
+    tls: TLSFiles,
+    max_request_bytes: int,
+) -> grpc.Server:
+    """The public gRPC server: SearchService, health and reflection, started."""
+    # A thread pool server whose handlers run each query on the replica's event loop: with
+    # grpc.aio's server in that loop some calls never reached the servicer and waited out the
+    # caller's deadline (docs/RELIABILITY.md, "Known issues").
+    server = grpc.server(
+        concurrent.futures.ThreadPoolExecutor(
+            max_workers=GRPC_THREADS, thread_name_prefix="gateway-grpc"
+        ),
+        interceptors=[_AuthInterceptor(keys)] if keys.enabled else [],
+        options=[
+            ("grpc.max_receive_message_length", max_request_bytes),
+            ("grpc.so_reuseport", 1),
+        ],
+    )
+    server.add_generic_rpc_handlers((servicer.handler(),))
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    address = f"[::]:{port}"
+    if tls.enabled:
+        server.add_secure_port(address, tls.server_credentials())
+    else:
+        server.add_insecure_port(address)
+    server.start()
+    return server

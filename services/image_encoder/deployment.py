@@ -18,6 +18,8 @@ from shared.models.transforms import (
     decode_image,
     request_pixels,
 )
+from shared.observability.tracing import TracingConfig
+from shared.observability.tracing import setup as trace_setup
 from shared.serving.apps import IMAGE_ENCODER_DEPLOYMENT
 from shared.serving.auth import InternalToken
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
@@ -83,6 +85,7 @@ class ImageEncoder(BatchedModelReplica):
         self,
         *,
         internal_token: InternalToken | None = None,
+        tracing: TracingConfig | None = None,
         bundle_path: str,
         device: str,
         max_images: int,
@@ -92,6 +95,7 @@ class ImageEncoder(BatchedModelReplica):
         runtime: str = "auto",
         max_request_pixels: int = MAX_REQUEST_PIXELS,
     ) -> None:
+        trace_setup("image-encoder", tracing)
         self._internal_token = internal_token  # checked by every grpc_method
         self._start(
             "image",

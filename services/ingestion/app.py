@@ -54,10 +54,12 @@ def connect(settings: IngestionSettings, *, wait_s: float = 60) -> None:
 
 def main() -> None:
     from shared.logs import setup_logging
+    from shared.observability import tracing
     from shared.settings import load_settings_or_exit
 
     settings = load_settings_or_exit(IngestionSettings)
     setup_logging(settings.log_level)
+    tracing.setup("ingestion", settings.tracing())
     if settings.log_level != "DEBUG":  # kafka-python logs every connection and rebalance step
         logging.getLogger("kafka").setLevel(logging.WARNING)
     try:

@@ -10,6 +10,7 @@ from services.ingestion.config import IngestionSettings
 from services.ingestion.metrics import IngestMetrics
 from services.ingestion.processor import BatchProcessor, BatchResult
 from services.ingestion.retries import with_retries
+from shared.observability import tracing
 from shared.serving.errors import DependencyError, dependency_status
 from shared.streaming.dlq import REASON_HEADER, SOURCE_HEADER, TRANSIENT_HEADER
 
@@ -91,14 +92,17 @@ class IngestionWorker:
             self._update_lag()
             return result
         started = time.perf_counter()
-        written = self._processor.process(
-            records,
-            retry=lambda write: with_retries(
-                write,
-                stop=self.stopping.is_set,
-                on_retry=lambda status: self.metrics.retries.labels(status.name).inc(),
-            ),
-        )
+        # The batch's span: a child of its one event's trace, else linked to each event's.
+        traces = [tracing.extract(r.headers) for r in records] if tracing.enabled() else []
+        with tracing.batch_span("ingest.batch", traces, {"batch.records": len(records)}):
+            written = self._processor.process(
+                records,
+                retry=lambda write: with_retries(
+                    write,
+                    stop=self.stopping.is_set,
+                    on_retry=lambda status: self.metrics.retries.labels(status.name).inc(),
+                ),
+            )
         for record, reason, transient in written.rejected:
             self._dead_letter(record, reason, result, transient=transient)
         self._confirm_dead_letters()  # durable before their offsets are committed

@@ -23,6 +23,7 @@ from services.ingestion.fetching import Fetcher
 from services.ingestion.validation import EventLimits, event_version
 from shared.catalogs import CATALOG_FIELD, qualify
 from shared.models.transforms import ImageDecodeError, probe_image, thumbnail_data_uri
+from shared.observability import tracing
 from shared.streaming.dlq import REASON_HEADER, TRANSIENT_HEADER
 from shared.streaming.events import decode
 from shared.types import CatalogEvent, Op
@@ -289,7 +290,8 @@ class BatchProcessor:
         ]
         result = BatchResult()
         chunks = self._chunks(upserts)
-        embed = partial(self._embed_chunk, rejected=result.rejected)
+        # The batch's span is the parent of the encoder calls on the pool's threads too.
+        embed = partial(self._embed_traced, tracing.current(), rejected=result.rejected)
         for embedded in self._pool.map(embed, chunks) if self._pool else map(embed, chunks):
             points = [
                 Point(
@@ -330,6 +332,10 @@ class BatchProcessor:
         if chunk:
             chunks.append(chunk)
         return chunks
+
+    def _embed_traced(self, trace: Any, chunk: list[_Upsert], *, rejected: list) -> list:
+        with tracing.attached(trace):
+            return self._embed_chunk(chunk, rejected=rejected)
 
     def _embed_chunk(
         self, chunk: list[_Upsert], *, rejected: list[tuple[Any, str, bool]]

@@ -23,6 +23,7 @@ def build_app(args: dict) -> Application:
     # @serve.deployment made the class a Deployment; mypy ignores class decorators (mypy#3135).
     return cast(Deployment, TextEncoder).bind(
         internal_token=token,
+        tracing=s.tracing(),
         bundle_path=str(resolve_bundle(s.bundle_path)),
         device=s.device,
         runtime=s.runtime,

@@ -8,6 +8,8 @@ from ray import serve
 from shared.api.vitrine.text_encoder.v1 import text_encoder_pb2 as pb
 from shared.conversions import text_encoder as conv
 from shared.logs import serve_logger
+from shared.observability.tracing import TracingConfig
+from shared.observability.tracing import setup as trace_setup
 from shared.serving.apps import TEXT_ENCODER_DEPLOYMENT
 from shared.serving.auth import InternalToken
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
@@ -29,6 +31,7 @@ class TextEncoder(BatchedModelReplica):
         self,
         *,
         internal_token: InternalToken | None = None,
+        tracing: TracingConfig | None = None,
         bundle_path: str,
         device: str,
         max_texts: int,
@@ -36,6 +39,7 @@ class TextEncoder(BatchedModelReplica):
         torch_threads: int,
         runtime: str = "auto",
     ) -> None:
+        trace_setup("text-encoder", tracing)
         self._internal_token = internal_token  # checked by every grpc_method
         self._start(
             "text",

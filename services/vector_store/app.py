@@ -33,6 +33,7 @@ def build_app(args: dict) -> Application:
         deployment = deployment.options(num_replicas=1)
     return deployment.bind(
         internal_token=token,
+        tracing=s.tracing(),
         bundle_path=str(resolve_bundle(s.bundle_path)),
         location=_absolute(s.store_location),
         indexed_fields=s.indexed_fields,

@@ -22,6 +22,9 @@ from shared.conversions import replica as replica_conv
 from shared.conversions import store as conv
 from shared.logs import serve_logger
 from shared.models.bundle import Manifest
+from shared.observability.metrics import RpcMetrics, make
+from shared.observability.tracing import TracingConfig
+from shared.observability.tracing import setup as trace_setup
 from shared.serving.apps import VECTOR_STORE_DEPLOYMENT
 from shared.serving.auth import InternalToken
 from shared.serving.errors import RequestError, grpc_method, parse
@@ -45,6 +48,7 @@ MAX_TOP_K = 1000
 MAX_DEPTH = 10_000  # offset + top_k
 MAX_TEXT_CHARS = 10_000
 MAX_BATCH_QUERIES = 1024
+GAUGE_INTERVAL_S = 5.0  # how often the size gauges are read while no write comes
 
 
 @serve.deployment(name=VECTOR_STORE_DEPLOYMENT)
@@ -55,13 +59,21 @@ class VectorStore:
         self,
         *,
         internal_token: InternalToken | None = None,
+        tracing: TracingConfig | None = None,
         bundle_path: str,
         location: str,
         indexed_fields: dict[str, str],
         api_key: SecretStr | None,
         optimize_interval_s: float,
     ) -> None:
+        trace_setup("vector-store", tracing)
         self._internal_token = internal_token  # checked by every grpc_method
+        self._rpc_metrics = RpcMetrics("vitrine_store_requests", "vitrine_store_request_seconds")
+        self._gauges = {
+            n: make(n) for n in ("vitrine_store_points", "vitrine_store_indexed_vectors")
+        }
+        self._index_failures = make("vitrine_store_index_failures")
+        self._index_failures.inc(0.0)
         manifest = Manifest.read(resolve_bundle(bundle_path))
         self.model_version = manifest.bundle_id
         self._writes = open_versioned_store(
@@ -79,15 +91,32 @@ class VectorStore:
         log.info("vector store: %s at %s", self._store.info(), location)
 
     async def _optimize_loop(self, interval_s: float) -> None:
-        """Builds HNSW indexes for new points in the background, one build at a time."""
+        """Builds HNSW indexes for new points in the background, one build at a time; keeps
+        the size gauges current."""
+        self._measure()
         while True:
-            await self._dirty.wait()
+            try:
+                await asyncio.wait_for(self._dirty.wait(), GAUGE_INTERVAL_S)
+            except TimeoutError:
+                self._measure()
+                continue
             await asyncio.sleep(interval_s)
             self._dirty.clear()
             try:
                 await asyncio.to_thread(self._store.optimize)
             except Exception:
+                self._index_failures.inc()
                 log.exception("index build failed; will retry after the next write")
+            self._measure()
+
+    def _measure(self) -> None:
+        try:
+            info = self._store.info()
+        except Exception as e:  # a metric never stops the optimizer
+            log.warning("cannot read the collection's size: %s", e)
+            return
+        self._gauges["vitrine_store_points"].set(info.points)
+        self._gauges["vitrine_store_indexed_vectors"].set(info.indexed_vectors)
 
     def info(self) -> dict:
         return {"model_version": self.model_version, **asdict(self._store.info())}

@@ -18,13 +18,19 @@ from __future__ import annotations
 import asyncio
 import bisect
 import concurrent.futures
+import contextvars
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.observability import tracing
+
+if TYPE_CHECKING:
+    from shared.observability.metrics import BatchMetrics
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -86,6 +92,7 @@ class _Item(Generic[T]):
     value: T
     future: asyncio.Future
     submitted: float
+    trace: object = None  # the submitter's trace context (tracing.current())
 
 
 class Batcher(Generic[T, R]):
@@ -96,13 +103,21 @@ class Batcher(Generic[T, R]):
             rows are the results). It runs on the batcher's thread, never on the event loop; an
             exception it raises fails every item of the batch.
         config: the batch size limit and wait (`configure` changes them while running).
-        name: names the thread (visible in py-spy and Ray's stack dumps).
+        name: names the thread (visible in py-spy and Ray's stack dumps) and each batch's span.
+        metrics: records each batch (size, waits, compute, failure) when given.
     """
 
     def __init__(
-        self, fn: Callable[[list[T]], Collection[R]], *, config: BatchConfig, name: str
+        self,
+        fn: Callable[[list[T]], Collection[R]],
+        *,
+        config: BatchConfig,
+        name: str,
+        metrics: BatchMetrics | None = None,
     ) -> None:
         self._fn = fn
+        self._name = name
+        self._metrics = metrics
         self.config = config
         self.stats = BatchStats()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
@@ -137,9 +152,12 @@ class Batcher(Generic[T, R]):
         arrived = self._arrived
         if arrived is None or self._task is None or self._task.done():
             arrived = self._arrived = asyncio.Event()
-            self._task = loop.create_task(self._run(arrived), name=f"batcher-{id(self)}")
-        now = time.monotonic()
-        entries = [_Item(item, loop.create_future(), now) for item in items]
+            # A context of its own: the task outlives the submitter whose call started it.
+            self._task = loop.create_task(
+                self._run(arrived), name=f"batcher-{id(self)}", context=contextvars.Context()
+            )
+        now, trace = time.monotonic(), tracing.current()
+        entries = [_Item(item, loop.create_future(), now, trace) for item in items]
         self._queue.extend(entries)
         arrived.set()
         return list(await asyncio.gather(*(e.future for e in entries)))
@@ -176,25 +194,36 @@ class Batcher(Generic[T, R]):
             if not batch:
                 continue
             start = self._busy_since = time.monotonic()
-            waits = sum(start - item.submitted for item in batch)
-            try:
-                results = await loop.run_in_executor(
-                    self._executor, self._fn, [item.value for item in batch]
-                )
-                if len(results) != len(batch):
-                    raise RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
-            except Exception as e:  # every caller of the batch hears the failure
-                self._finished(start)
-                self.stats.record(len(batch), waits, time.monotonic() - start, failed=True)
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(e)
-                continue
-            self._finished(start)
-            self.stats.record(len(batch), waits, time.monotonic() - start, failed=False)
-            for item, result in zip(batch, results, strict=True):
+            waits = [start - item.submitted for item in batch]
+            with tracing.batch_span(
+                f"{self._name}.batch", [item.trace for item in batch], {"batch.size": len(batch)}
+            ):
+                await self._compute(loop, batch, start, waits)
+
+    async def _compute(self, loop, batch: list[_Item[T]], start: float, waits: list[float]):
+        try:
+            results = await loop.run_in_executor(
+                self._executor, self._fn, [item.value for item in batch]
+            )
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
+        except Exception as e:  # every caller of the batch hears the failure
+            self._record(batch, start, waits, failed=True)
+            for item in batch:
                 if not item.future.done():
-                    item.future.set_result(result)
+                    item.future.set_exception(e)
+            return
+        self._record(batch, start, waits, failed=False)
+        for item, result in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
+
+    def _record(self, batch: list, start: float, waits: list[float], *, failed: bool) -> None:
+        self._finished(start)
+        compute = time.monotonic() - start
+        self.stats.record(len(batch), sum(waits), compute, failed=failed)
+        if self._metrics is not None:
+            self._metrics.record(len(batch), waits, compute, failed=failed)
 
     def _finished(self, start: float) -> None:
         now = time.monotonic()

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from shared.observability import tracing
 from shared.serving.errors import DependencyError, RequestError
 
 T = TypeVar("T")
@@ -35,6 +36,7 @@ class _Pending(Generic[T]):
     item: T
     future: asyncio.Future
     deadline: float | None  # time.monotonic(); None: no deadline
+    trace: object = None  # the caller's trace context (tracing.current())
 
 
 class Coalescer(Generic[T, R]):
@@ -46,6 +48,7 @@ class Coalescer(Generic[T, R]):
         max_in_flight: calls out at once; items wait while this many are out.
         weigh, max_weight: a call's items weigh at most max_weight together (e.g. bytes, to
             stay under the gRPC message limit); an item heavier than that travels alone.
+        name: the span of each call (a child of the one caller's span, or linked to each).
     """
 
     def __init__(
@@ -56,8 +59,10 @@ class Coalescer(Generic[T, R]):
         max_in_flight: int = 2,
         weigh: Callable[[T], int] | None = None,
         max_weight: int = 0,
+        name: str = "coalesced",
     ) -> None:
         self._send = send
+        self.name = name
         self.max_items = max_items
         self.max_in_flight = max_in_flight
         self._weigh, self._max_weight = weigh, max_weight
@@ -70,7 +75,7 @@ class Coalescer(Generic[T, R]):
         """The result for one item, from whichever call carries it."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(item, future, deadline))
+        self._queue.append(_Pending(item, future, deadline, tracing.current()))
         self._dispatch()
         return await future
 
@@ -108,7 +113,10 @@ class Coalescer(Generic[T, R]):
         self.calls += 1
         self.items += len(batch)
         try:
-            results = await self._send([p.item for p in batch], _timeout(batch))
+            with tracing.batch_span(
+                self.name, [p.trace for p in batch], {"batch.size": len(batch)}
+            ):
+                results = await self._send([p.item for p in batch], _timeout(batch))
             if len(results) != len(batch):
                 raise RuntimeError(f"{len(batch)} items gave {len(results)} results")
         except RequestError as e:

@@ -6,7 +6,11 @@ mistake must never be reported as one (docs ARCHITECTURE.md, "Errors").
 
 from __future__ import annotations
 
+import time
+
 import grpc
+
+from shared.observability import tracing
 
 
 class RequestError(ValueError):
@@ -102,18 +106,33 @@ def grpc_method(fn):
     (shared.serving.auth.check_internal_call): without it the call is refused with
     UNAUTHENTICATED before `fn` runs, and a deployment holding no token refuses every call.
 
+    A deployment with `_rpc_metrics` (shared.observability.metrics.RpcMetrics) counts each call
+    by method and status code. The call's span (shared.observability.tracing) continues the caller's trace context.
+
     The wrapper names `grpc_context` in its own signature, which is how Serve decides to pass
     the context (ray.serve._private.replica.UserMethodInfo), so it must not expose `fn`'s.
     """
     from shared.serving.auth import check_internal_call  # auth imports this module
 
-    async def method(self, request, grpc_context=None):
+    async def call(self, request, grpc_context):
+        started, code = time.perf_counter(), "OK"
         try:
             check_internal_call(getattr(self, "_internal_token", None), grpc_context)
             return await fn(self, request)
         except Exception as e:
+            code = status_of(e)[0].name
             report_to_grpc(grpc_context, e)
             raise
+        finally:
+            if (metrics := getattr(self, "_rpc_metrics", None)) is not None:
+                metrics.record(fn.__name__, code, time.perf_counter() - started)
+
+    async def method(self, request, grpc_context=None):
+        if not tracing.enabled():
+            return await call(self, request, grpc_context)
+        parent = tracing.extract(grpc_context.invocation_metadata()) if grpc_context else None
+        with tracing.span(f"{type(self).__name__}.{fn.__name__}", parent=parent, server=True):
+            return await call(self, request, grpc_context)
 
     method.__name__, method.__qualname__, method.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
     return method

@@ -9,6 +9,7 @@ from shared.api.vitrine.replica.v1 import replica_pb2 as replica_pb
 from shared.conversions import replica as replica_conv
 from shared.logs import serve_logger
 from shared.models import encoders
+from shared.observability.metrics import BatchMetrics
 from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import grpc_method
@@ -104,7 +105,9 @@ class BatchedModelReplica:
             bundle, part, runtime=runtime, threads=self._threads, device=device
         )
         self.model_version, self.dim = self._model.model_version, self._model.dim
-        self._batcher = Batcher(forward, config=BatchConfig(), name=f"{part}-batch")
+        self._batcher = Batcher(
+            forward, config=BatchConfig(), name=f"{part}-batch", metrics=BatchMetrics(part)
+        )
         log.info(
             "%s: bundle %s (%s), %s on %s, %d threads",
             part,

@@ -21,6 +21,7 @@ from shared.conversions.catalog import (
     event_to_bytes,
     event_to_json,
 )
+from shared.observability import tracing
 from shared.types import CatalogEvent, Op
 
 if TYPE_CHECKING:
@@ -153,9 +154,14 @@ def publish(
             events, total=total, desc="publishing", unit="event", disable=not progress
         ):
             record = encode(event, as_json=as_json)
-            future = producer.send(
-                topic, key=record.key, value=record.value, headers=list(record.headers)
-            )
+            # Each event's trace starts here (when tracing is on) and travels in its headers.
+            with tracing.span("catalog.publish", attributes={"product_id": event.product_id}):
+                future = producer.send(
+                    topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=list(record.headers) + tracing.kafka_headers(),
+                )
             future.add_callback(acked)
             future.add_errback(lambda e, pid=event.product_id: failures.append(f"{pid}: {e}"))
             sent += 1

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import grpc
 
 from shared.logs import serve_logger
+from shared.observability import tracing
 from shared.serving.auth import InternalToken
 from shared.serving.coalescing import Coalescer, Send
 from shared.serving.endpoints import INTERNAL_MAX_MESSAGE_BYTES, grpc_targets
@@ -141,6 +142,7 @@ class ServiceClient:
     def coalescer(self, send: Send[T, R], *, max_items: int, **kw: Any) -> Coalescer[T, R]:
         """A Coalescer over this service that keeps `calls_per_target` calls out per target
         (by default two: one computing, one waiting in the replica's batcher)."""
+        kw.setdefault("name", f"{self.app_name}.call")
         coalescer = Coalescer(send, max_items=max_items, max_in_flight=self.calls_per_target, **kw)
         self._coalescers.append(coalescer)
         return coalescer
@@ -172,6 +174,7 @@ class ServiceClient:
 
     async def _call(self, stub, method: str, request, *, timeout_s: float | None):
         try:
-            return await getattr(stub, method)(request, timeout=timeout_s, metadata=self._metadata)
+            metadata = tracing.inject(self._metadata)  # the caller's trace context, if any
+            return await getattr(stub, method)(request, timeout=timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as e:
             raise exception_of(self.app_name, e) from None

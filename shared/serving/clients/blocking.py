@@ -14,6 +14,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from shared.observability import tracing
+
 T = TypeVar("T")
 
 _shared: LoopThread | None = None
@@ -37,6 +39,9 @@ class LoopThread:
         if threading.current_thread() is self._thread:
             coroutine.close()
             raise RuntimeError("LoopThread.run called from its own loop")
+        trace = tracing.current()  # the caller's span, the parent of the calls the coroutine makes
+        if trace is not None:
+            coroutine = _attached(trace, coroutine)
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def close(self) -> None:
@@ -44,6 +49,11 @@ class LoopThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+async def _attached(trace: Any, coroutine: Coroutine[Any, Any, T]) -> T:
+    with tracing.attached(trace):
+        return await coroutine
 
 
 def shared_loop() -> LoopThread:
