@@ -76,12 +76,16 @@ def internal_metadata(app_name: str) -> tuple[tuple[str, str], ...]:
     return token.metadata(app_name)
 
 
-def start_local_ray(*, num_cpus: int = 2, log_to_driver: bool = True) -> None:
+def start_local_ray(
+    *, num_cpus: int = 2, log_to_driver: bool = True, metrics_port: int | None = None
+) -> None:
     """Starts a Ray of this process: `num_cpus` CPUs, a 128 MiB object store, no dashboard,
-    warnings only. Call `prepare_environment` first."""
+    warnings only; the replicas' metrics on 127.0.0.1:`metrics_port` when given. Call
+    `prepare_environment` first."""
     import ray
 
     ray.init(
+        _metrics_export_port=metrics_port,
         num_cpus=num_cpus,
         object_store_memory=OBJECT_STORE_BYTES,
         include_dashboard=False,

@@ -73,7 +73,6 @@ class VectorStore:
             n: make(n) for n in ("vitrine_store_points", "vitrine_store_indexed_vectors")
         }
         self._index_failures = make("vitrine_store_index_failures")
-        self._index_failures.inc(0.0)
         manifest = Manifest.read(resolve_bundle(bundle_path))
         self.model_version = manifest.bundle_id
         self._writes = open_versioned_store(

@@ -92,11 +92,18 @@ _SUFFIXES = {
 }
 
 
-def exported_names() -> set[str]:
-    """Every series name Prometheus scrapes from the replicas' metrics."""
+# Counters of failures: Ray exports a counter from its first increment (it refuses inc(0)), so
+# these appear once something failed; a rule over them reads `or vector(0)`.
+ON_FAILURE = {"vitrine_batch_failures", "vitrine_store_index_failures"}
+
+
+def exported_names(*, failures: bool = True) -> set[str]:
+    """Every series name Prometheus scrapes from the replicas' metrics (without the ON_FAILURE
+    counters when `failures` is False)."""
     return {
         f"ray_{name}{suffix}"
         for name, (kind, _, _) in DEFINITIONS.items()
+        if failures or name not in ON_FAILURE
         for suffix in _SUFFIXES[kind]
     }
 
@@ -175,7 +182,6 @@ class BatchMetrics:
         self.wait = make("vitrine_batch_queue_wait_seconds")
         self.compute = make("vitrine_batch_compute_seconds")
         self.failures = make("vitrine_batch_failures")
-        self.failures.inc(0.0, tags=self._tags)  # exported as 0 before the first failure
 
     def record(self, size: int, waits: Sequence[float], compute_s: float, *, failed: bool) -> None:
         tags = self._tags

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from operations.local_ray import start_local_ray, stop_local_ray
+from operations.ports import free_port
 from tests.support.cli import run_vitrine
 from tests.support.platform import Platform, TrainedBundle, deploy_platform
 
@@ -51,10 +53,12 @@ def demo_bundle(tmp_path_factory, short_tmpdir) -> TrainedBundle:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """The session's Ray: 2 CPUs, set up by tests/conftest.py the way `make run` serves."""
-    start_local_ray(num_cpus=2)
-    yield
+def ray_cluster() -> Iterator[int]:
+    """The session's Ray: 2 CPUs, set up by tests/conftest.py the way `make run` serves. Yields
+    the port of its metrics agent (every replica's metrics: shared.observability.metrics)."""
+    port = free_port()
+    start_local_ray(num_cpus=2, metrics_port=port)
+    yield port
     stop_local_ray()
 
 

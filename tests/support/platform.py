@@ -28,8 +28,9 @@ class TrainedBundle:
     output: str  # what `vitrine train` printed
 
 
-def deploy_platform(tmp_path_factory):
-    """The `platform` fixture's body: deploys, yields the Platform, deletes its applications."""
+def deploy_platform(tmp_path_factory, *, all_args: dict | None = None):
+    """The `platform` fixture's body: deploys, yields the Platform, deletes its applications.
+    `all_args` go to every application (settings every process shares, e.g. tracing)."""
     from ray import serve
 
     from operations.indexing import index_catalog, proxy_address
@@ -46,6 +47,7 @@ def deploy_platform(tmp_path_factory):
         gateway_grpc_port=ports["gateway"],
     )
     for app in config["applications"]:
+        app["args"] |= all_args or {}
         if app["name"] == "gateway":
             app["args"]["http_port"] = ports["http"]
         if app["name"] == "vector-store":
