@@ -56,8 +56,9 @@ format: $(STAMP) ## Reformat the code with ruff
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-tools: $(STAMP) ## Fetch the test-only third-party tools: Debian's kcat (.venv/opt), chromium and chromedriver (apt, as root)
+tools: $(STAMP) ## Fetch the test-only third-party tools: Debian's kcat and promtool (.venv/opt), chromium and chromedriver (apt, as root)
 	@scripts/fetch_kcat.sh
+	@scripts/fetch_promtool.sh
 	@scripts/install_chromium.sh
 
 test: $(STAMP) tools protos-check lint ## Install if needed, check protos and lint, run the whole test suite

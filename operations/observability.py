@@ -1,0 +1,64 @@
+"""The observability assets of deploy/observability (Prometheus alert rules, the Grafana
+dashboard) checked against what the code exports: a rule or a panel naming a series nobody
+exports would stay silent or empty forever."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+ASSETS = Path(__file__).resolve().parents[1] / "deploy" / "observability"
+RULES = ASSETS / "alerts.yaml"
+RULE_TESTS = ASSETS / "alerts.test.yaml"
+DASHBOARD = ASSETS / "grafana-dashboard.json"
+
+# Series that Ray Serve itself exports (checked against a real scrape in
+# tests/integration/test_observability.py) and that Prometheus makes for every target.
+RAY_SERIES = frozenset({"ray_serve_deployment_replica_healthy"})
+PROMETHEUS_SERIES = frozenset({"up"})
+
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_SERIES = re.compile(r"\b(?:ray_[a-zA-Z0-9_:]+|vitrine_[a-zA-Z0-9_:]+|up(?=\s*\{))")
+
+
+def series_in(expr: str) -> set[str]:
+    """The series names a PromQL expression reads (Vitrine's, Ray's and `up`); label values and
+    functions are not names."""
+    return set(_SERIES.findall(_QUOTED.sub('""', expr)))
+
+
+def rule_expressions(path: Path = RULES) -> dict[str, str]:
+    """Alert name -> its expression."""
+    groups = yaml.safe_load(path.read_text())["groups"]
+    return {rule["alert"]: rule["expr"] for group in groups for rule in group["rules"]}
+
+
+def dashboard_expressions(path: Path = DASHBOARD) -> dict[str, str]:
+    """ "panel title / refId" -> its expression."""
+    panels = json.loads(path.read_text())["panels"]
+    return {f"{p['title']} / {t['refId']}": t["expr"] for p in panels for t in p["targets"]}
+
+
+def exported_series() -> set[str]:
+    """Every series name the code exports: the replicas' (Ray's metrics API), the ingestion
+    worker's (prometheus-client), Ray Serve's own named above, and Prometheus's `up`."""
+    from services.ingestion.metrics import IngestMetrics
+    from shared.observability.metrics import exported_names
+
+    # By type, not by sample: a labelled metric has no sample before its first label set.
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+    worker = {
+        family.name + suffix
+        for family in IngestMetrics().registry.collect()
+        for suffix in suffixes[family.type]
+    }
+    return exported_names() | worker | RAY_SERIES | PROMETHEUS_SERIES
+
+
+def unknown_series(expressions: dict[str, str]) -> dict[str, set[str]]:
+    """Expression name -> the series it reads that the code does not export (none: {})."""
+    known = exported_series()
+    return {name: missing for name, e in expressions.items() if (missing := series_in(e) - known)}
