@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import asdict
 
+from operations.ports import RAY_METRICS_PORT
 from operations.status import STALL_AFTER_S, check_gateway, check_ingestion, check_serve
+from operations.traffic import check_traffic
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -26,6 +29,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     metrics_url = args.worker_metrics
     if metrics_url is None:
         metrics_url = f"http://127.0.0.1:{ing.metrics_port}/metrics" if ing.metrics_port else ""
+    port = os.environ.get("VITRINE_RAY_METRICS_PORT", str(RAY_METRICS_PORT))  # scripts/run.sh
+    ray_metrics = args.ray_metrics or f"http://127.0.0.1:{port}/metrics"
+    if args.window > 0:
+        checks += check_traffic(
+            "" if ray_metrics == "none" else ray_metrics,
+            "" if metrics_url == "none" else metrics_url,
+            window_s=args.window,
+            timeout_s=args.timeout,
+        )
     checks += check_ingestion(
         ing.kafka_bootstrap_servers,
         ing.consumer_group,
@@ -48,8 +60,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "status",
-        help="services up, catalog size, ingestion workers and lag, dead letters (exit 1 if "
-        "anything is down, dead or stalled)",
+        help="services up, catalog size, live query rate, errors and p50/p99, batch sizes, "
+        "ingestion rate, workers and lag, dead letters (exit 1 if anything is down, dead or "
+        "stalled)",
     )
     p.add_argument(
         "--gateway", help="host:port of the gRPC gateway (default: VITRINE_GATEWAY_GRPC_PORT)"
@@ -71,6 +84,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=STALL_AFTER_S,
         metavar="SECONDS",
         help="ingestion is STALLED when events wait and nothing was committed for this long",
+    )
+    p.add_argument(
+        "--ray-metrics",
+        metavar="URL",
+        help="the Ray metrics agent's /metrics, every Serve replica's metrics (default: "
+        "127.0.0.1 on VITRINE_RAY_METRICS_PORT, as `make run` starts Ray); `none` to skip",
+    )
+    p.add_argument(
+        "--window",
+        type=float,
+        default=5,
+        metavar="SECONDS",
+        help="rates and percentiles over this long (two scrapes); 0 skips them",
     )
     p.add_argument("--timeout", type=float, default=5, help="seconds per check")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -11,6 +11,9 @@ import socket
 # SO_REUSEPORT: a gateway or broker on such a port would share it with a replica, and the kernel
 # would hand some connections to the wrong server.
 SERVE_REPLICA_PORTS = range(30000, 51000)
+# Where `make run`'s Ray serves every replica's metrics (`ray start --metrics-export-port`);
+# VITRINE_RAY_METRICS_PORT changes it.
+RAY_METRICS_PORT = 9103
 
 
 def free_port() -> int:

@@ -47,6 +47,10 @@ export VITRINE_TRAIN_CACHE_DIR="${VITRINE_TRAIN_CACHE_DIR:-$PWD/artifacts/cache}
 export VITRINE_TRAIN_STORAGE_PATH="${VITRINE_TRAIN_STORAGE_PATH:-$PWD/artifacts/runs}"
 export VITRINE_VECTOR_STORE_STORE_LOCATION="${VITRINE_VECTOR_STORE_STORE_LOCATION:-edge:$PWD/artifacts/store}"
 RAY_PORT="${VITRINE_RAY_PORT:-6379}"
+# Every Serve replica's metrics (shared/observability/metrics.py), served by Ray's metrics agent
+# on loopback and reported every 2 s (Ray's default is 10 s): `vitrine status` reads them.
+RAY_METRICS_PORT="${VITRINE_RAY_METRICS_PORT:-9103}"
+export RAY_metrics_report_interval_ms="${RAY_metrics_report_interval_ms:-2000}"
 # Training starts a Ray of its own; every later command uses the head started below.
 unset RAY_ADDRESS
 SERVE_GRPC_PORT="${VITRINE_SERVE_GRPC_PORT:-9100}"
@@ -102,7 +106,7 @@ run_to_end() {
 # Every port this run binds, before anything starts: one line per port taken, naming its holder.
 PORTS=("Ray=$RAY_PORT" "Serve gRPC=$SERVE_GRPC_PORT" "Serve HTTP=${VITRINE_SERVE_HTTP_PORT:-8100}"
   "gateway gRPC=${VITRINE_GATEWAY_GRPC_PORT:-9000}" "gateway HTTP=${VITRINE_GATEWAY_HTTP_PORT:-8000}"
-  "ingestion metrics=${VITRINE_INGESTION_METRICS_PORT:-9102}")
+  "ingestion metrics=${VITRINE_INGESTION_METRICS_PORT:-9102}" "Ray metrics=$RAY_METRICS_PORT")
 ((LOCAL_BROKER)) && PORTS+=("broker=${VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS##*:}")
 if ! busy="$("${SUPERVISE[@]}" ports "${PORTS[@]}" 2>&1)"; then
   sed 's/^/make run: /' <<<"$busy" >&2
@@ -160,6 +164,7 @@ echo "==> starting Ray on 127.0.0.1:$RAY_PORT (RAY_TMPDIR=$RAY_TMPDIR, log: $LOG
 # Ray would otherwise wait 30 s before stopping its processes.
 RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="${RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S:-0}" \
   "${SUPERVISE[@]}" exec -- .venv/bin/ray start --head --block --port "$RAY_PORT" --num-cpus 2 --include-dashboard=false \
+  --metrics-export-port "$RAY_METRICS_PORT" \
   --node-ip-address 127.0.0.1 --disable-usage-stats --temp-dir "$RAY_TMPDIR" ${VITRINE_RAY_ARGS:-} >"$LOGS/ray.log" 2>&1 &
 PIDS+=($!)
 export RAY_ADDRESS="127.0.0.1:$RAY_PORT"
@@ -194,7 +199,9 @@ cat <<MSG
     gRPC search:  127.0.0.1:${VITRINE_GATEWAY_GRPC_PORT:-9000}  (vitrine.search.v1.SearchService; reflection on)
     CLI search:   .venv/bin/vitrine search "red checked shirt" --top-k 5
     HTTP search:  curl -s $HTTP/v1/search -d '{"text": "red checked shirt", "top_k": 3}'
-    status:       .venv/bin/vitrine status
+    status:       .venv/bin/vitrine status  (live query rate, p50/p99, batch sizes, lag)
+    metrics:      http://127.0.0.1:$RAY_METRICS_PORT/metrics (Serve replicas), http://127.0.0.1:${VITRINE_INGESTION_METRICS_PORT:-9102}/metrics (worker)
+    traces:       off; VITRINE_TRACING_EXPORTER=otlp (or file:DIR) before make run (docs/OBSERVABILITY.md)
     add products: .venv/bin/vitrine publish PATH  (products.jsonl, FashionIQ or image folder, synthetic:N)
     logs:         $LOGS
     Ctrl-C stops everything.

@@ -27,6 +27,15 @@ query_log = logging.getLogger("ray.serve.vitrine.queries")
 STAGES = ("encode", "fuse", "search")
 
 
+def code_of(error: BaseException) -> str:
+    """The gRPC status name a query failing with `error` is answered with."""
+    if isinstance(error, TimeoutError):
+        return "DEADLINE_EXCEEDED"  # as the servers answer it
+    if not isinstance(error, Exception):  # cancelled: the caller went away
+        return "CANCELLED"
+    return status_of(error)[0].name
+
+
 def kind_of(query: SearchQuery) -> str:
     """text, image, composed (a reference and words), product (a catalog product as the
     reference), examples (more-like-this without a reference) or lexical."""
@@ -64,7 +73,7 @@ class QueryObserver:
             try:
                 yield outcome
             except BaseException as e:
-                code = status_of(e)[0].name if isinstance(e, Exception) else "CANCELLED"
+                code = code_of(e)
                 raise
             finally:
                 seconds = time.perf_counter() - started

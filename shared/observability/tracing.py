@@ -32,7 +32,7 @@ _HEADERS = (TRACEPARENT, TRACESTATE)
 
 _lock = threading.Lock()
 _tracer: Any = None  # the process's tracer once `setup` enabled tracing; None: off
-_service = ""
+_provider: Any = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def enabled() -> bool:
 def setup(service: str, config: TracingConfig | None) -> bool:
     """Makes this process trace as `service` when `config` names an exporter (the first call
     wins: one tracer provider per process). Returns whether the process traces."""
-    global _tracer, _service
+    global _tracer, _provider
     if config is None or not config.exporter:
         return enabled()
     with _lock:
@@ -79,10 +79,19 @@ def setup(service: str, config: TracingConfig | None) -> bool:
             sampler=_sampler(config.sample_ratio),
         )
         provider.add_span_processor(_processor(config, service))
-        trace.set_tracer_provider(provider)
-        _tracer = provider.get_tracer("vitrine")
-        _service = service
+        if _provider is None:  # OpenTelemetry's global may be set once per process
+            trace.set_tracer_provider(provider)
+        _provider, _tracer = provider, provider.get_tracer("vitrine")
     return True
+
+
+def shutdown() -> None:
+    """Flushes and stops this process's spans (tests: tracing is off again after it)."""
+    global _tracer
+    with _lock:
+        if _provider is not None:
+            _provider.shutdown()
+        _tracer = None
 
 
 def _processor(config: TracingConfig, service: str):
