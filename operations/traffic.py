@@ -116,7 +116,7 @@ def query_checks(before: Samples, after: Samples, window_s: float) -> list[Check
         )
         or "no query in the window",
     )
-    sizes = grouped(before, after, "ray_vitrine_batch_size_sum", ("model",))
+    sizes = grouped(before, after, "ray_vitrine_batch_items_total", ("model",))
     counts = grouped(before, after, "ray_vitrine_batch_size_count", ("model",))
     batches = Check(
         "batches",

@@ -201,7 +201,7 @@ cat <<MSG
     HTTP search:  curl -s $HTTP/v1/search -d '{"text": "red checked shirt", "top_k": 3}'
     status:       .venv/bin/vitrine status  (live query rate, p50/p99, batch sizes, lag)
     metrics:      http://127.0.0.1:$RAY_METRICS_PORT/metrics (Serve replicas), http://127.0.0.1:${VITRINE_INGESTION_METRICS_PORT:-9102}/metrics (worker)
-    traces:       off; VITRINE_TRACING_EXPORTER=otlp (or file:DIR) before make run (docs/OBSERVABILITY.md)
+    traces:       ${VITRINE_TRACING_EXPORTER:-off (VITRINE_TRACING_EXPORTER=otlp or file:DIR before make run)}; docs/OBSERVABILITY.md
     add products: .venv/bin/vitrine publish PATH  (products.jsonl, FashionIQ or image folder, synthetic:N)
     logs:         $LOGS
     Ctrl-C stops everything.

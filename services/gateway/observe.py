@@ -90,7 +90,8 @@ class QueryObserver:
         if result is not None:
             t = result.timing
             for stage, ms in zip(STAGES, (t.encode_ms, t.fuse_ms, t.search_ms), strict=True):
-                self.stages.observe(ms / 1000, tags={"stage": stage, "kind": kind})
+                if stage != "fuse" or kind == "composed":  # only composed queries are fused
+                    self.stages.observe(ms / 1000, tags={"stage": stage, "kind": kind})
         if code != "OK" or random.random() < self.log_sample_ratio:
             query_log.info(json.dumps(log_record(api, kind, code, seconds, result)))
 

@@ -4,7 +4,9 @@ Each node's Ray metrics agent serves every replica's metrics on one Prometheus e
 start --metrics-export-port`; KubeRay's pods expose it as port 8080), with the replica's
 deployment, replica id and application as labels. Ray prefixes each name with `ray_` and a
 counter's with `_total`: `vitrine_gateway_requests` is scraped as
-`ray_vitrine_gateway_requests_total`. `EXPORTED` lists every series this module makes, which
+`ray_vitrine_gateway_requests_total`. Ray aggregates a histogram's observations into its buckets
+and exports `_sum` as if each sat at its bucket's midpoint: the buckets and `_count` are exact,
+`_sum` is not, so an exact mean has a counter of its own (`vitrine_batch_items`). `EXPORTED` lists every series this module makes, which
 the dashboard and the alert rules are checked against (tests/unit/test_observability_assets.py).
 
 Outside Ray (unit tests, a benchmark's in-process gateway) the metrics are kept in this process
@@ -44,6 +46,12 @@ DEFINITIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "vitrine_batch_size": (
         "histogram",
         "Items in each batch a model replica computed (text, image, fusion).",
+        ("model",),
+    ),
+    "vitrine_batch_items": (
+        "counter",
+        "Items computed by a model replica's batches: its rate over the rate of "
+        "vitrine_batch_size_count is the mean batch size (Ray's histogram _sum is approximate).",
         ("model",),
     ),
     "vitrine_batch_queue_wait_seconds": (
@@ -179,6 +187,7 @@ class BatchMetrics:
     def __init__(self, model: str) -> None:
         self._tags = {"model": model}
         self.size = make("vitrine_batch_size")
+        self.items = make("vitrine_batch_items")
         self.wait = make("vitrine_batch_queue_wait_seconds")
         self.compute = make("vitrine_batch_compute_seconds")
         self.failures = make("vitrine_batch_failures")
@@ -186,6 +195,7 @@ class BatchMetrics:
     def record(self, size: int, waits: Sequence[float], compute_s: float, *, failed: bool) -> None:
         tags = self._tags
         self.size.observe(size, tags=tags)
+        self.items.inc(size, tags=tags)
         for wait in waits:
             self.wait.observe(wait, tags=tags)
         self.compute.observe(compute_s, tags=tags)

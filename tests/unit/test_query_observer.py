@@ -62,7 +62,8 @@ def test_each_query_is_counted_timed_and_logged_without_its_words(logged):
     assert observer.requests.count(api="grpc", kind="text", code="OK") == 3
     assert observer.requests.count(api="http", kind="image", code="UNAVAILABLE") == 1
     assert observer.seconds.count(kind="text") == 3
-    assert observer.stages.count(stage="fuse") == 3
+    assert observer.stages.count(stage="encode") == 3
+    assert observer.stages.count(stage="fuse") == 0  # a text query is not fused
     lines = logged()
     assert len(lines) == 4
     assert lines[0] | {"total_ms": 0} == {
