@@ -10,7 +10,7 @@ import platform
 import re
 from pathlib import Path
 
-BENCHMARKS = ["conversions", "encoders", "vectorstore", "serving", "ingestion"]
+BENCHMARKS = ["conversions", "encoders", "vectorstore", "serving", "ingestion", "tracing"]
 # Run only when named: they drive a platform that is already running (`make run`), and take the
 # options after the name (`python -m bench load --seconds 5`).
 ON_RUNNING_PLATFORM = ["load", "modes"]

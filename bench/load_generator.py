@@ -78,8 +78,20 @@ def _request(kind: str, n: int, workload: Workload, rng: random.Random):
     )
 
 
+def _traceparent(rng: random.Random) -> tuple[str, str]:
+    """A sampled W3C trace context: the gateway traces the query as part of the caller's trace."""
+    return ("traceparent", f"00-{rng.getrandbits(128):032x}-{rng.getrandbits(64):016x}-01")
+
+
 async def _drive(
-    target: str, kind: str, clients: int, seconds: float, warmup_s: float, workload, api_key
+    target: str,
+    kind: str,
+    clients: int,
+    seconds: float,
+    warmup_s: float,
+    workload,
+    api_key,
+    trace_ratio: float = 0.0,
 ) -> tuple[list[float], Counter]:
     import grpc
 
@@ -99,9 +111,11 @@ async def _drive(
             while (now := time.monotonic()) < stop_at:
                 request = _request(kind, n * clients + i, workload, rng)
                 n += 1
+                traced = rng.random() < trace_ratio
+                sent = (*metadata, _traceparent(rng)) if traced else metadata
                 t0 = time.perf_counter()
                 try:
-                    await stub.Search(request, timeout=30, metadata=metadata)
+                    await stub.Search(request, timeout=30, metadata=sent)
                     ok = True
                 except grpc.aio.AioRpcError as e:
                     ok = False
@@ -135,13 +149,21 @@ def _replica_processes() -> dict[str, object]:
 
 
 def run_load(
-    target: str, kind: str, clients: int, *, seconds: float, workload: Workload, api_key: str
+    target: str,
+    kind: str,
+    clients: int,
+    *,
+    seconds: float,
+    workload: Workload,
+    api_key: str,
+    trace_ratio: float = 0.0,
 ) -> LoadResult:
-    """One load run in a fresh process; CPU of every Serve replica sampled over it."""
+    """One load run in a fresh process; CPU of every Serve replica sampled over it. A share
+    `trace_ratio` of the requests carry a sampled traceparent (`bench tracing`)."""
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
     warmup = 1.0
-    args = (target, kind, clients, seconds, warmup, workload, api_key)
+    args = (target, kind, clients, seconds, warmup, workload, api_key, trace_ratio)
     proc = context.Process(target=_generator_main, args=(args, out), daemon=True)
     replicas = _replica_processes()
     proc.start()

@@ -111,6 +111,10 @@ def _uvicorn_config(
         host="0.0.0.0",
         port=port,
         lifespan="off",
+        # No logging config of its own: uvicorn's dictConfig closes every existing handler,
+        # Serve's buffered file handler among them, and the replica's log went silent after
+        # its constructor (the query log, docs/OBSERVABILITY.md, was lost).
+        log_config=None,
         log_level="warning",
         access_log=False,
         **server_limits(read_timeout_s=read_timeout_s, max_connections=max_connections),

@@ -48,7 +48,9 @@ MAX_TOP_K = 1000
 MAX_DEPTH = 10_000  # offset + top_k
 MAX_TEXT_CHARS = 10_000
 MAX_BATCH_QUERIES = 1024
-GAUGE_INTERVAL_S = 5.0  # how often the size gauges are read while no write comes
+# How often the size gauges are set: Ray 2.60 exports a gauge only when it is set and its
+# metrics agent drops it two report intervals (the floor is 1 s) after, so it is set every second.
+GAUGE_INTERVAL_S = 1.0
 
 
 @serve.deployment(name=VECTOR_STORE_DEPLOYMENT)

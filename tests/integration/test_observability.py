@@ -4,6 +4,7 @@ store write; metric counts that match the traffic sent (docs/OBSERVABILITY.md)."
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -43,7 +44,8 @@ def traced(ray_cluster, tmp_path_factory, spans_dir):
     """The platform with every replica exporting spans to `spans_dir`, keeping only traces whose
     caller sent a sampled traceparent (sample ratio 0): the test's own."""
     tracing = {"tracing_exporter": f"file:{spans_dir}", "tracing_sample_ratio": 0.0}
-    yield from deploy_platform(tmp_path_factory, all_args=tracing)
+    every_query = {"query_log_sample_ratio": 1.0}
+    yield from deploy_platform(tmp_path_factory, all_args=tracing, gateway_args=every_query)
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +119,26 @@ def test_each_query_is_one_trace_through_every_service(stub, traced, spans_dir, 
     stages = {s["name"] for s in joined if s["service"] == "gateway"}
     assert {"encode", "search"} <= stages
     assert ("fuse" in stages) == (kind == "composed")
+    # Its line in the gateway's query log, found by the trace id, without the query's words.
+    line = _query_log_line(trace_id)
+    assert line["kind"] == kind and line["code"] == "OK" and line["hits"] == 3
+    assert "red shirt" not in json.dumps(line) and "in black" not in json.dumps(line)
+
+
+def _query_log_line(trace_id: str) -> dict:
+    """The gateway replicas' query log line of a trace (Serve writes replica logs under the
+    session's log folder, which only Ray's private node object names)."""
+    import ray
+
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for path in logs.glob("replica_gateway_*.log"):
+            for text in path.read_text(errors="replace").splitlines():
+                if f'"trace_id": "{trace_id}"' in text:
+                    return json.loads(text[text.index("{") :])
+        time.sleep(0.5)
+    raise AssertionError(f"no query log line with trace id {trace_id} under {logs}")
 
 
 def test_a_query_without_a_sampled_traceparent_leaves_no_span(stub, spans_dir):
@@ -186,13 +208,26 @@ def _scrape(port: int) -> dict[str, list[tuple[dict, float]]]:
     return out
 
 
+def _settled(port: int, name: str) -> dict:
+    """A scrape once two in a row, more than Ray's report interval (1 s) apart, agree on `name`:
+    every call made before it has been reported."""
+    last = _scrape(port)
+    for _ in range(30):
+        time.sleep(1.5)
+        scraped = _scrape(port)
+        if _total(scraped, name) == _total(last, name):
+            return scraped
+        last = scraped
+    raise AssertionError(f"{name} never settled")
+
+
 def _total(scraped: dict, name: str, **labels: str) -> float:
     return sum(v for got, v in scraped.get(name, ()) if labels.items() <= got.items())
 
 
 def test_metrics_count_the_queries_sent(stub, ray_cluster):
     requests = "ray_vitrine_gateway_requests_total"
-    before = _scrape(ray_cluster)
+    before = _settled(ray_cluster, requests)  # the earlier tests' queries reported
     n = 7
     for i in range(n):
         stub.Search(pb.SearchRequest(text=f"green dress {i}", top_k=3), timeout=30)
@@ -200,24 +235,29 @@ def test_metrics_count_the_queries_sent(stub, ray_cluster):
         stub.Search(pb.SearchRequest(top_k=3), timeout=30)  # nothing to search by
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-    def counted(scraped, **labels):
-        return _total(scraped, requests, **labels) - _total(before, requests, **labels)
+    def increase(scraped, name, **labels):
+        return _total(scraped, name, **labels) - _total(before, name, **labels)
 
+    def observed(scraped) -> dict[str, float]:
+        return {
+            "answered": increase(scraped, requests, api="grpc", kind="text", code="OK"),
+            "refused": increase(scraped, requests, api="grpc", code="INVALID_ARGUMENT"),
+            "timed": increase(
+                scraped, "ray_vitrine_gateway_request_seconds_count", api="grpc", kind="text"
+            ),
+            # the refused query had no words: not of kind "text", but timed as "examples"
+            "timed refused": increase(
+                scraped, "ray_vitrine_gateway_request_seconds_count", kind="examples"
+            ),
+        }
+
+    expected = {"answered": n, "refused": 1, "timed": n, "timed refused": 1}
     deadline = time.monotonic() + 60
-    while True:
-        after = _scrape(ray_cluster)
-        ok = counted(after, api="grpc", kind="text", code="OK")
-        bad = counted(after, api="grpc", code="INVALID_ARGUMENT")
-        if (ok, bad) == (n, 1) or time.monotonic() > deadline:
+    while (got := observed(after := _scrape(ray_cluster))) != expected:
+        if time.monotonic() > deadline:  # Ray's agent reports every second here
             break
         time.sleep(1)
-    assert (ok, bad) == (n, 1)
-    latency = "ray_vitrine_gateway_request_seconds_count"
-    assert (
-        _total(after, latency, api="grpc", kind="text")
-        - _total(before, latency, api="grpc", kind="text")
-        == n
-    )  # the refused query had no words: not of kind "text"
+    assert got == expected
     assert _total(after, "ray_vitrine_batch_size_count", model="text") >= 1
     assert _total(after, "ray_vitrine_store_requests_total", method="SearchPointsBatch") >= n
     assert _total(after, "ray_vitrine_store_points") > 0

@@ -28,9 +28,12 @@ class TrainedBundle:
     output: str  # what `vitrine train` printed
 
 
-def deploy_platform(tmp_path_factory, *, all_args: dict | None = None):
+def deploy_platform(
+    tmp_path_factory, *, all_args: dict | None = None, gateway_args: dict | None = None
+):
     """The `platform` fixture's body: deploys, yields the Platform, deletes its applications.
-    `all_args` go to every application (settings every process shares, e.g. tracing)."""
+    `all_args` go to every application (settings every process shares, e.g. tracing),
+    `gateway_args` to the gateway's."""
     from ray import serve
 
     from operations.indexing import index_catalog, proxy_address
@@ -49,7 +52,7 @@ def deploy_platform(tmp_path_factory, *, all_args: dict | None = None):
     for app in config["applications"]:
         app["args"] |= all_args or {}
         if app["name"] == "gateway":
-            app["args"]["http_port"] = ports["http"]
+            app["args"] |= {"http_port": ports["http"], **(gateway_args or {})}
         if app["name"] == "vector-store":
             app["args"]["store_location"] = f"edge:{root / 'store'}"
             app["args"]["optimize_interval_s"] = 0.5

@@ -63,3 +63,10 @@ def test_a_series_nobody_exports_is_reported():
     expr = 'sum(rate(ray_vitrine_gateway_requests_totl{code="OK"}[5m])) > up{job="vitrine_x"}'
     assert series_in(expr) == {"ray_vitrine_gateway_requests_totl", "up"}
     assert unknown_series({"typo": expr}) == {"typo": {"ray_vitrine_gateway_requests_totl"}}
+
+
+@needs_promtool
+def test_promtool_accepts_the_local_prometheus_config():
+    config = RULES.parent / "prometheus.yaml"
+    done = subprocess.run([PROMTOOL, "check", "config", config], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
