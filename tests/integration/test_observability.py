@@ -182,6 +182,7 @@ def test_a_catalog_event_is_one_trace_from_publish_to_the_store(
         products = load_products(traced.catalog)
         until(lambda: worker.upserted() >= len(products), timeout_s=120, what="ingested",
               workers=[worker])  # fmt: skip
+        assert worker.upserted() == len(products)  # its own metrics count what was sent
     finally:
         worker.stop()
     published = [s for s in read_spans(spans_dir) if s["name"] == "catalog.publish"]
