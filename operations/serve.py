@@ -127,6 +127,45 @@ def enable_ray_token_auth(environ) -> None:
         environ["RAY_AUTH_MODE"] = "token"
 
 
+def cluster_address(address: str, environ) -> tuple[str, str]:
+    """(host:port of the GCS that `ray.init(address)` will call, where that came from); "" when
+    Ray would find nothing. "auto" is the address Ray's last `ray start` wrote to
+    $RAY_TMPDIR/ray_current_cluster (default /tmp/ray)."""
+    if address == "local":  # a new cluster of this process: nothing to reach
+        return "", "RAY_ADDRESS"
+    if address not in ("", "auto"):
+        return address.removeprefix("ray://"), "RAY_ADDRESS"
+    path = Path(environ.get("RAY_TMPDIR") or "/tmp/ray") / "ray_current_cluster"  # noqa: S108
+    try:
+        return path.read_text().strip(), str(path)
+    except OSError:
+        return "", str(path)
+
+
+def refuse_dead_cluster(address: str, environ, *, timeout_s: float = 2.0) -> None:
+    """Raises ConnectionError at once when the cluster `address` names does not accept a
+    connection: Ray's own client retries a dead GCS for minutes (a stale ray_current_cluster
+    left by a cluster that was killed made `vitrine status` hang).
+
+    Raises:
+        ConnectionError: nothing listens at the address.
+    """
+    import socket
+
+    target, source = cluster_address(address, environ)
+    if not target:
+        return  # Ray says "no cluster" itself
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return
+    except (OSError, ValueError):
+        raise ConnectionError(
+            f"no Ray cluster answers at {target} (from {source}); start one with `make run`, "
+            "or set RAY_ADDRESS"
+        ) from None
+
+
 def connect_ray(logging_level: int = logging.WARNING) -> None:
     """Joins the running cluster as a driver.
 
@@ -134,11 +173,13 @@ def connect_ray(logging_level: int = logging.WARNING) -> None:
         ConnectionError: no cluster is running.
     """
     enable_ray_token_auth(os.environ)  # before Ray is imported: it reads the environment then
+    # RAY_ADDRESS (set by `make run`) names the cluster; "auto" finds the latest one started.
+    address = os.environ.get("RAY_ADDRESS", "auto")
+    refuse_dead_cluster(address, os.environ)
     import ray
 
-    # RAY_ADDRESS (set by `make run`) names the cluster; "auto" finds the latest one started.
     ray.init(
-        address=os.environ.get("RAY_ADDRESS", "auto"),
+        address=address,
         logging_level=logging_level,
         log_to_driver=False,
     )
