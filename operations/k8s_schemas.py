@@ -2,8 +2,8 @@
 
 - every object is validated against its schema with every error reported: the Kubernetes
   OpenAPI schemas of the pinned `kubernetes-validate` (strict: unknown fields are errors), and
-  for custom resources the schemas under deploy/k8s/schemas (subsets of the KubeRay, KEDA and
-  Strimzi CRDs for the fields Vitrine sets, pod templates checked against Kubernetes' own);
+  for custom resources the upstream KubeRay, KEDA and Strimzi CRDs vendored in deploy/k8s/crds,
+  made strict the same way (operations.k8s_crds);
 - each RayService's serveConfigV2 is parsed by Serve's own schema, its import paths and gRPC
   servicer functions are imported, its `args` must be settings of that application, and the
   custom Ray resources it asks for must be offered by a worker group.
@@ -19,11 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from operations.serve import ROOT
+from operations.k8s_crds import crd_schema
 from operations.settings import PROCESS_SETTINGS
-
-SCHEMA_DIR = ROOT / "deploy" / "k8s" / "schemas"
-
 
 # ---- schemas ----------------------------------------------------------------------------------
 
@@ -52,10 +49,18 @@ def _kubernetes_schema_dir(version: str) -> Path:
 
 @cache
 def _validator(schema_path: Path, definitions_path: Path):
+    return _validator_of(json.loads(schema_path.read_text()), definitions_path)
+
+
+@cache
+def _crd_validator(api_version: str, kind: str, definitions_path: Path):
+    return _validator_of(crd_schema(api_version, kind), definitions_path)
+
+
+def _validator_of(schema: dict | None, definitions_path: Path):
     import jsonschema
     from referencing import Registry, Resource
 
-    schema = json.loads(schema_path.read_text())
     definitions = Resource.from_contents(json.loads(definitions_path.read_text()))
     registry = Resource.from_contents(schema) @ (definitions @ Registry())
     return jsonschema.Draft202012Validator(schema, registry=registry)
@@ -67,10 +72,16 @@ def schema_problems(obj: dict, k8s_version: str) -> list[str]:
         return ["no apiVersion or kind"]
     k8s_dir = _kubernetes_schema_dir(k8s_version)
     name = _schema_file_name(obj)
-    schema = k8s_dir / name if (k8s_dir / name).is_file() else SCHEMA_DIR / name
-    if not schema.is_file():
-        return [f"no schema for {obj['apiVersion']} {obj['kind']} (add {SCHEMA_DIR.name}/{name})"]
-    validator = _validator(schema, k8s_dir / "_definitions.json")
+    definitions = k8s_dir / "_definitions.json"
+    if (k8s_dir / name).is_file():
+        validator = _validator(k8s_dir / name, definitions)
+    elif crd_schema(obj["apiVersion"], obj["kind"]) is not None:
+        validator = _crd_validator(obj["apiVersion"], obj["kind"], definitions)
+    else:
+        return [
+            f"no schema for {obj['apiVersion']} {obj['kind']}: vendor its CRD in "
+            "deploy/k8s/crds (SOURCES.md)"
+        ]
     out = []
     for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path))):
         path = "/".join(map(str, error.path)) or "(object)"

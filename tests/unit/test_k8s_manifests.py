@@ -297,6 +297,44 @@ def _env_map(objects, prefix):
             lambda o: o.append({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {}}),
             "no schema for example.com/v1 Widget",
         ),
+        # The upstream CRDs (deploy/k8s/crds), made strict: typos and wrong types in every
+        # custom resource, down to the pod templates they embed.
+        (
+            lambda o: _one(o, "RayService")["spec"]["rayClusterConfig"]["headGroupSpec"][
+                "template"
+            ]["spec"]["containers"][0].update(imagePullPolicyy="Always"),
+            "'imagePullPolicyy' was unexpected",
+        ),
+        (
+            lambda o: _one(o, "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"][
+                0
+            ].update(maxReplicas="six"),
+            "maxReplicas: 'six' is not of type 'integer'",
+        ),
+        (
+            lambda o: _one(o, "RayJob")["spec"].update(shutdownAfterJobFinishes="yes"),
+            "shutdownAfterJobFinishes: 'yes' is not of type 'boolean'",
+        ),
+        (
+            lambda o: _one(o, "RayJob")["spec"].update(entrypointt="python -m x"),
+            "'entrypointt' was unexpected",
+        ),
+        (
+            lambda o: _one(o, "Kafka")["spec"]["kafka"].update(listenerz=[]),
+            "'listenerz' was unexpected",
+        ),
+        (
+            lambda o: _one(o, "KafkaNodePool")["spec"].update(replicas="three"),
+            "replicas: 'three' is not of type 'integer'",
+        ),
+        (
+            lambda o: next(t for t in o if t["kind"] == "KafkaTopic")["spec"].update(partitons=6),
+            "'partitons' was unexpected",
+        ),
+        (
+            lambda o: _one(o, "ScaledObject")["spec"].update(pollingIntervall=5),
+            "'pollingIntervall' was unexpected",
+        ),
         (
             lambda o: _env_map(o, "vitrine-serve-env").update(VITRINE_ENVIRONMENT="development"),
             "container 'ray-head': VITRINE_ENVIRONMENT is not production",
