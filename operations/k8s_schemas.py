@@ -54,10 +54,13 @@ def _validator(schema_path: Path, definitions_path: Path):
 
 @cache
 def _crd_validator(api_version: str, kind: str, definitions_path: Path):
-    return _validator_of(crd_schema(api_version, kind), definitions_path)
+    schema = crd_schema(api_version, kind)
+    if schema is None:
+        raise KeyError(f"no vendored CRD serves {api_version} {kind}")
+    return _validator_of(schema, definitions_path)
 
 
-def _validator_of(schema: dict | None, definitions_path: Path):
+def _validator_of(schema: dict, definitions_path: Path):
     import jsonschema
     from referencing import Registry, Resource
 
