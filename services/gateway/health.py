@@ -12,6 +12,7 @@ from ray import serve
 
 from services.gateway.servers import SERVICE_NAME
 from shared.logs import serve_logger
+from shared.observability.metrics import make
 from shared.serving.apps import (
     FUSION_DEPLOYMENT,
     IMAGE_ENCODER_DEPLOYMENT,
@@ -44,6 +45,14 @@ async def _handle(deployment: str, app: str, *, wait_s: float = DEPENDENCY_WAIT_
             await asyncio.sleep(1.0)
 
 
+async def _info(handle):
+    """A dependency's info, or the exception that came instead."""
+    try:
+        return await handle.info.remote()
+    except Exception as e:
+        return e
+
+
 class DependencyHealth:
     """Whether every dependency answers and serves one model, asked through Serve handles (off
     the query path, no gRPC method needed), and the gRPC health servicer that says so.
@@ -51,8 +60,16 @@ class DependencyHealth:
     Use `find` to make one, then `start` on the replica's event loop.
     """
 
-    def __init__(self, store, others: list) -> None:
+    def __init__(self, store, others: list, names: list[str] | None = None) -> None:
         self.servicer = HealthServicer(experimental_non_blocking=True)
+        # The gateway's own metrics of its dependencies: one "up" gauge each, set every second
+        # (Ray drops a gauge that is not set again), and the replica's own "up".
+        self._names = names or []  # the applications of [*others, store]
+        self._up: dict[str, float] = dict.fromkeys(self._names, 0.0)
+        self._dependency_up, self._replica_up = (
+            make("vitrine_gateway_dependency_up"),
+            make("vitrine_replica_up"),
+        )
         self.model_version = ""
         # Whether the collection has the lexical index (one created before it has none, and
         # text queries that name no mode then run dense rather than fail).
@@ -71,7 +88,8 @@ class DependencyHealth:
             await _handle(TEXT_ENCODER_DEPLOYMENT, apps["text_encoder"]),
             await _handle(FUSION_DEPLOYMENT, apps["fusion"]),
         ]
-        return cls(store, others)
+        names = [apps[r] for r in ("image_encoder", "text_encoder", "fusion", "vector_store")]
+        return cls(store, others, names)
 
     @property
     def ready(self) -> bool:
@@ -92,12 +110,18 @@ class DependencyHealth:
     async def check(self) -> str | None:
         """None when every dependency answers and serves one model; else what is wrong."""
         try:
-            infos = await asyncio.wait_for(
-                asyncio.gather(*(h.info.remote() for h in self._all)),
-                timeout=HEALTH_INTERVAL_S,
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(_info(h) for h in self._all)), timeout=HEALTH_INTERVAL_S
             )
         except Exception as e:  # any failure means not ready
+            self._up = dict.fromkeys(self._names, 0.0)
             return f"a dependency is not answering: {type(e).__name__}: {e}"
+        # (names may be missing: a DependencyHealth made without them reports no gauges)
+        pairs = zip(self._names, answers, strict=False)
+        self._up = {n: float(not isinstance(a, Exception)) for n, a in pairs}
+        if failed := [a for a in answers if isinstance(a, Exception)]:
+            return f"a dependency is not answering: {type(failed[0]).__name__}: {failed[0]}"
+        infos = answers
         versions = {i["model_version"] for i in infos}
         if len(versions) != 1:
             return f"dependencies serve different models: {sorted(versions)}"
@@ -119,7 +143,16 @@ class DependencyHealth:
                 )
                 self._set_serving(problem is None)
                 self.problem = last = problem
-            await asyncio.sleep(HEALTH_INTERVAL_S if problem is None else 0.5)
+            await self._report_for(HEALTH_INTERVAL_S if problem is None else 0.5)
+
+    async def _report_for(self, seconds: float) -> None:
+        """Sleeps `seconds`, setting the gauges every second meanwhile."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            for name, up in self._up.items():
+                self._dependency_up.set(up, tags={"dependency": name})
+            self._replica_up.set(1.0)
+            await asyncio.sleep(min(1.0, left))
 
     def _set_serving(self, serving: bool) -> None:
         status = (

@@ -53,10 +53,10 @@ def kind_of(query: SearchQuery) -> str:
 class QueryObserver:
     """Counts, times, traces and logs the queries of one gateway replica."""
 
-    def __init__(self, *, log_sample_ratio: float = 0.01) -> None:
-        self.requests = make("vitrine_gateway_requests")
-        self.seconds = make("vitrine_gateway_request_seconds")
-        self.stages = make("vitrine_gateway_stage_seconds")
+    def __init__(self, *, log_sample_ratio: float = 0.01, metric=make) -> None:
+        self.requests = metric("vitrine_gateway_requests")
+        self.seconds = metric("vitrine_gateway_request_seconds")
+        self.stages = metric("vitrine_gateway_stage_seconds")
         self.log_sample_ratio = log_sample_ratio
 
     @contextmanager

@@ -71,9 +71,8 @@ class VectorStore:
         trace_setup("vector-store", tracing)
         self._internal_token = internal_token  # checked by every grpc_method
         self._rpc_metrics = RpcMetrics("vitrine_store_requests", "vitrine_store_request_seconds")
-        self._gauges = {
-            n: make(n) for n in ("vitrine_store_points", "vitrine_store_indexed_vectors")
-        }
+        gauges = ("vitrine_store_points", "vitrine_store_indexed_vectors", "vitrine_replica_up")
+        self._gauges = {n: make(n) for n in gauges}
         self._index_failures = make("vitrine_store_index_failures")
         manifest = Manifest.read(resolve_bundle(bundle_path))
         self.model_version = manifest.bundle_id
@@ -86,21 +85,15 @@ class VectorStore:
         )
         self._store = self._writes.store
         self._dirty = asyncio.Event()
-        self._optimizer = asyncio.get_event_loop().create_task(
-            self._optimize_loop(optimize_interval_s)
-        )
+        loop = asyncio.get_event_loop()
+        self._optimizer = loop.create_task(self._optimize_loop(optimize_interval_s))
+        self._gauge_task = loop.create_task(self._gauge_loop())
         log.info("vector store: %s at %s", self._store.info(), location)
 
     async def _optimize_loop(self, interval_s: float) -> None:
-        """Builds HNSW indexes for new points in the background, one build at a time; keeps
-        the size gauges current."""
-        self._measure()
+        """Builds HNSW indexes for new points in the background, one build at a time."""
         while True:
-            try:
-                await asyncio.wait_for(self._dirty.wait(), GAUGE_INTERVAL_S)
-            except TimeoutError:
-                self._measure()
-                continue
+            await self._dirty.wait()
             await asyncio.sleep(interval_s)
             self._dirty.clear()
             try:
@@ -108,16 +101,25 @@ class VectorStore:
             except Exception:
                 self._index_failures.inc()
                 log.exception("index build failed; will retry after the next write")
-            self._measure()
 
-    def _measure(self) -> None:
-        try:
-            info = self._store.info()
-        except Exception as e:  # a metric never stops the optimizer
-            log.warning("cannot read the collection's size: %s", e)
-            return
-        self._gauges["vitrine_store_points"].set(info.points)
-        self._gauges["vitrine_store_indexed_vectors"].set(info.indexed_vectors)
+    async def _gauge_loop(self) -> None:
+        """Sets the gauges every GAUGE_INTERVAL_S, from the collection's size as last read (read
+        on a thread: it may wait for an index build)."""
+        sizes = (0, 0)
+        reading: asyncio.Task | None = None
+        while True:
+            if reading is None or reading.done():
+                if reading is not None and reading.exception() is None:
+                    sizes = reading.result()
+                reading = asyncio.create_task(asyncio.to_thread(self._sizes))
+            self._gauges["vitrine_replica_up"].set(1.0)
+            self._gauges["vitrine_store_points"].set(sizes[0])
+            self._gauges["vitrine_store_indexed_vectors"].set(sizes[1])
+            await asyncio.sleep(GAUGE_INTERVAL_S)
+
+    def _sizes(self) -> tuple[int, int]:
+        info = self._store.info()
+        return info.points, info.indexed_vectors
 
     def info(self) -> dict:
         return {"model_version": self.model_version, **asdict(self._store.info())}
@@ -247,6 +249,7 @@ class VectorStore:
 
     def __del__(self) -> None:
         self._optimizer.cancel()
+        self._gauge_task.cancel()
         self._writes.close()
 
 

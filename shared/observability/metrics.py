@@ -43,6 +43,18 @@ DEFINITIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "Time of each stage of an answered query (encode, fuse, search), by query kind.",
         ("stage", "kind"),
     ),
+    "vitrine_replica_up": (
+        "gauge",
+        "1 while a replica runs, set every second: counted by application it is the number of "
+        "replicas (a replica that is gone drops out within two report intervals).",
+        (),
+    ),
+    "vitrine_gateway_dependency_up": (
+        "gauge",
+        "1 when the gateway's last check of a dependency (image-encoder, text-encoder, fusion, "
+        "vector-store) got an answer, else 0; set every second.",
+        ("dependency",),
+    ),
     "vitrine_batch_size": (
         "histogram",
         "Items in each batch a model replica computed (text, image, fusion).",
@@ -156,19 +168,25 @@ class LocalMetric:
             return sum(v for k, v in self.values.items() if tags.items() <= dict(k).items())
 
 
+def local(name: str) -> LocalMetric:
+    """The metric `name` of DEFINITIONS kept in this process (what `make` gives outside Ray)."""
+    kind = DEFINITIONS[name][0]
+    return LocalMetric(kind, _boundaries(name) if kind == "histogram" else ())
+
+
+def _boundaries(name: str) -> tuple[float, ...]:
+    return SIZE_BUCKETS if name == "vitrine_batch_size" else LATENCY_BUCKETS
+
+
 def make(name: str) -> Any:
     """The metric `name` of DEFINITIONS, for this process: Ray's inside Ray, else a LocalMetric.
     Make it in the replica's constructor (Serve's labels come from the replica's context)."""
     kind, description, labels = DEFINITIONS[name]
-    boundaries = (
-        (SIZE_BUCKETS if name == "vitrine_batch_size" else LATENCY_BUCKETS)
-        if kind == "histogram"
-        else ()
-    )
+    boundaries = _boundaries(name) if kind == "histogram" else ()
     import ray
 
     if not ray.is_initialized():
-        return LocalMetric(kind, boundaries)
+        return local(name)
     from ray.serve import metrics
 
     tag_keys: Any = labels or None  # Ray's stubs say tuple[str]; any tuple of names works

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,7 @@ from shared.api.vitrine.replica.v1 import replica_pb2 as replica_pb
 from shared.conversions import replica as replica_conv
 from shared.logs import serve_logger
 from shared.models import encoders
-from shared.observability.metrics import BatchMetrics
+from shared.observability.metrics import BatchMetrics, make
 from shared.serving.autoscaling import batcher_stats
 from shared.serving.batching import BatchConfig, Batcher
 from shared.serving.errors import grpc_method
@@ -70,6 +71,14 @@ def replica_info(
     )
 
 
+async def _report_up() -> None:
+    """Sets the replica's `vitrine_replica_up` every second (Ray drops a gauge not set again)."""
+    up = make("vitrine_replica_up")
+    while True:
+        up.set(1.0)
+        await asyncio.sleep(1.0)
+
+
 class BatchedModelReplica:
     """What every batched model replica (the encoders, fusion) shares: its batching tuned from the
     Serve config's `user_config` at run time, and what it reports about itself (`info` through a
@@ -108,6 +117,7 @@ class BatchedModelReplica:
         self._batcher = Batcher(
             forward, config=BatchConfig(), name=f"{part}-batch", metrics=BatchMetrics(part)
         )
+        self._up_task = asyncio.get_event_loop().create_task(_report_up())
         log.info(
             "%s: bundle %s (%s), %s on %s, %d threads",
             part,

@@ -10,6 +10,7 @@ import pytest
 
 from operations.traffic import grouped, histogram_quantile, query_checks
 from services.gateway.observe import QueryObserver, kind_of
+from shared.observability.metrics import local
 from shared.serving.errors import DependencyError
 from shared.types import Hit, SearchMode, SearchQuery, SearchResult, Timing
 
@@ -52,7 +53,7 @@ def test_query_kinds(query, kind):
 
 
 def test_each_query_is_counted_timed_and_logged_without_its_words(logged):
-    observer = QueryObserver(log_sample_ratio=1.0)
+    observer = QueryObserver(log_sample_ratio=1.0, metric=local)
     result = SearchResult((Hit("p1", 0.9, {}),), "m1", Timing(2.0, 1.0, 3.0, 6.0))
     for _ in range(3):
         with observer.query(SearchQuery(text="secret words"), api="grpc") as outcome:
@@ -74,7 +75,7 @@ def test_each_query_is_counted_timed_and_logged_without_its_words(logged):
 
 
 def test_answered_queries_are_sampled_failed_ones_always_logged(logged):
-    observer = QueryObserver(log_sample_ratio=0.0)
+    observer = QueryObserver(log_sample_ratio=0.0, metric=local)
     with observer.query(SearchQuery(text="a"), api="grpc") as outcome:
         outcome["result"] = SearchResult((), "m1")
     with pytest.raises(TimeoutError), observer.query(SearchQuery(text="a"), api="grpc"):
