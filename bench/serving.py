@@ -256,8 +256,28 @@ def _throughput(section: Section, plain: PlainServer) -> None:
     )
 
 
+def platform_config(bundle: Path, root: Path, gateway_port: int, args: dict | None = None) -> dict:
+    """deploy/serve/vitrine.yaml for a benchmark: `bundle`, free ports (the gateway's gRPC API
+    on `gateway_port`), the embedded store under `root`, `args` added to every application's."""
+    from operations.serve import load_config
+
+    config = load_config(
+        common_args={"bundle_path": str(bundle)},
+        http_port=free_port(),
+        proxy_grpc_port=free_port(),
+        gateway_grpc_port=gateway_port,
+    )
+    for app in config["applications"]:
+        app["args"] |= args or {}
+        if app["name"] == apps.GATEWAY:
+            app["args"]["http_port"] = free_port()
+        if app["name"] == apps.VECTOR_STORE:
+            app["args"]["store_location"] = f"edge:{root / 'store'}"
+    return config
+
+
 def run() -> Section:
-    from operations.serve import deploy, load_config
+    from operations.serve import deploy
 
     section = Section(
         title="Serving (Ray Serve, gRPC)",
@@ -273,18 +293,7 @@ def run() -> Section:
         start_ray()
         try:
             gateway_port = free_port()
-            config = load_config(
-                common_args={"bundle_path": str(bundle)},
-                http_port=free_port(),
-                proxy_grpc_port=free_port(),
-                gateway_grpc_port=gateway_port,
-            )
-            for app in config["applications"]:
-                if app["name"] == apps.GATEWAY:
-                    app["args"]["http_port"] = free_port()
-                if app["name"] == apps.VECTOR_STORE:
-                    app["args"]["store_location"] = f"edge:{root / 'store'}"
-            deploy(config, timeout_s=600)
+            deploy(platform_config(bundle, root, gateway_port), timeout_s=600)
             asyncio.run(_fill_catalog())
             plain = PlainServer(bundle)
             _hops(section, start_plain_server(bundle))

@@ -9,6 +9,9 @@
 Deploys every application with the packaged backbones and untrained heads and 2,000 products
 (as `bench tracing`), runs 3 load runs of 6 s per client count, and prints the medians as JSON
 on its last line (RESULT {...}). docs/BENCHMARKS.md, "Tracing off against before it".
+
+It builds its Serve config itself rather than through bench.serving.platform_config: it must
+also run against trees older than that helper.
 """
 
 import asyncio

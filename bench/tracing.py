@@ -24,7 +24,6 @@ from bench.harness import BENCH_PORT_SLOT, Row, Section, p50, p99, start_ray
 from bench.load_generator import LoadResult, collect_workload, run_load
 from operations.local_ray import prepare_environment, stop_local_ray
 from operations.ports import free_port
-from shared.serving import apps
 
 prepare_environment(os.environ, port_slot=BENCH_PORT_SLOT)
 CLIENTS = (1, 32)
@@ -32,24 +31,6 @@ RATIOS = (0.0, 0.01, 1.0)  # the share of queries traced with tracing on
 SECONDS = float(os.environ.get("VITRINE_BENCH_SECONDS", 6))
 ROUNDS = int(os.environ.get("VITRINE_BENCH_ROUNDS", 3))
 os.environ.setdefault("VITRINE_BENCH_CATALOG", "2000")
-
-
-def _config(bundle: Path, root: Path, gateway_port: int, tracing: dict) -> dict:
-    from operations.serve import load_config
-
-    config = load_config(
-        common_args={"bundle_path": str(bundle)},
-        http_port=free_port(),
-        proxy_grpc_port=free_port(),
-        gateway_grpc_port=gateway_port,
-    )
-    for app in config["applications"]:
-        app["args"] |= tracing
-        if app["name"] == apps.GATEWAY:
-            app["args"]["http_port"] = free_port()
-        if app["name"] == apps.VECTOR_STORE:
-            app["args"]["store_location"] = f"edge:{root / 'store'}"
-    return config
 
 
 def _phase(target: str, workload, ratios: tuple[float, ...]) -> dict:
@@ -119,7 +100,7 @@ def build_section(before: dict, on: dict, after: dict) -> Section:
 
 
 def run() -> Section:
-    from bench.serving import _bundle, _fill_catalog
+    from bench.serving import _bundle, _fill_catalog, platform_config
     from operations.serve import deploy
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,13 +112,13 @@ def run() -> Section:
             target = f"127.0.0.1:{port}"
             off = {"tracing_exporter": ""}
             on = {"tracing_exporter": f"file:{root / 'spans'}", "tracing_sample_ratio": 0.0}
-            deploy(_config(bundle, root, port, off), timeout_s=600)
+            deploy(platform_config(bundle, root, port, off), timeout_s=600)
             asyncio.run(_fill_catalog())
             workload = collect_workload(target, "")
             before = _phase(target, workload, (0.0,))
-            deploy(_config(bundle, root, port, on), timeout_s=600)
+            deploy(platform_config(bundle, root, port, on), timeout_s=600)
             traced = _phase(target, workload, RATIOS)
-            deploy(_config(bundle, root, port, off), timeout_s=600)
+            deploy(platform_config(bundle, root, port, off), timeout_s=600)
             after = _phase(target, workload, (0.0,))
         finally:
             stop_local_ray()

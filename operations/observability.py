@@ -46,14 +46,13 @@ def exported_series() -> set[str]:
     """Every series name the code exports: the replicas' (Ray's metrics API), the ingestion
     worker's (prometheus-client), and Prometheus's `up`."""
     from services.ingestion.metrics import IngestMetrics
-    from shared.observability.metrics import exported_names
+    from shared.observability.metrics import SUFFIXES, exported_names
 
     # By type, not by sample: a labelled metric has no sample before its first label set.
-    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
     worker = {
         family.name + suffix
         for family in IngestMetrics().registry.collect()
-        for suffix in suffixes[family.type]
+        for suffix in SUFFIXES[family.type]
     }
     return exported_names() | worker | PROMETHEUS_SERIES
 

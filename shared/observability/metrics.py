@@ -105,7 +105,8 @@ DEFINITIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
 }
 
-_SUFFIXES = {
+# The series Prometheus scrapes of a metric of each kind (prometheus-client names them alike).
+SUFFIXES = {
     "counter": ("_total",),
     "gauge": ("",),
     "histogram": ("_bucket", "_sum", "_count"),
@@ -124,7 +125,7 @@ def exported_names(*, failures: bool = True) -> set[str]:
         f"ray_{name}{suffix}"
         for name, (kind, _, _) in DEFINITIONS.items()
         if failures or name not in ON_FAILURE
-        for suffix in _SUFFIXES[kind]
+        for suffix in SUFFIXES[kind]
     }
 
 

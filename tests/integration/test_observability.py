@@ -10,7 +10,6 @@ import secrets
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -19,7 +18,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from operations.broker import LocalBroker
-from operations.traffic import grouped
+from operations.traffic import grouped, scrape
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.data.catalog import load_products
@@ -198,15 +197,8 @@ def test_a_catalog_event_is_one_trace_from_publish_to_the_store(
 
 
 def _scrape(port: int) -> dict[str, list[tuple[dict, float]]]:
-    """Sample name -> [(labels, value)] of one Prometheus endpoint."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out: dict[str, list[tuple[dict, float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return out
+    """Sample name -> [(labels, value)] of the Ray metrics agent on `port`."""
+    return scrape(f"http://127.0.0.1:{port}/metrics", timeout_s=5)
 
 
 def _settled(port: int, name: str) -> dict:
