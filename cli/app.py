@@ -13,6 +13,7 @@ from cli import (
     search_commands,
     serve_commands,
     status_commands,
+    store_commands,
     stream_commands,
     train_commands,
 )
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     search_commands.register(sub)
     status_commands.register(sub)
     deploy_commands.register(sub)
+    store_commands.register(sub)
 
     p = sub.add_parser(
         "bench",

@@ -40,7 +40,7 @@ from shared.vectorstore import (
     open_versioned_store,
 )
 from shared.vectorstore.base import PointQuery
-from shared.vectorstore.versions import PayloadUpdate
+from shared.vectorstore.versions import PayloadUpdate, versioned_point
 
 log = serve_logger(__name__)
 
@@ -246,6 +246,32 @@ class VectorStore:
         if any(not d.product_id for d in deletions):
             raise RequestError("an empty product id")
         return conv.write_response_to_proto(await self.delete(deletions))
+
+    async def scroll(
+        self, offset: str | None, limit: int, *, with_vectors: bool, tombstones: bool = False
+    ) -> tuple[list[Point], str | None]:
+        """A page of every point (or tombstone) as the writes that would store it again, and
+        the next page's offset (None after the last).
+
+        Raises:
+            RequestError: an offset this store did not give.
+        """
+        store = self._writes.tombstones if tombstones else self._store
+        try:
+            page, following = await asyncio.to_thread(
+                store.scroll, offset, limit, with_vectors=with_vectors and not tombstones
+            )
+        except StoreError as e:
+            raise RequestError(str(e)) from None
+        return [versioned_point(p) for p in page], following
+
+    @grpc_method
+    async def ScrollPoints(self, request: pb.ScrollPointsRequest):  # noqa: N802
+        query = parse(conv.scroll_request_from_proto, request)
+        page, following = await self.scroll(
+            query.offset, query.limit, with_vectors=query.with_vectors, tombstones=query.tombstones
+        )
+        return conv.scroll_response_to_proto((page, following))
 
     def __del__(self) -> None:
         self._optimizer.cancel()

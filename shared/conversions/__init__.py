@@ -117,5 +117,15 @@ ROUND_TRIPS: tuple[RoundTrip, ...] = tuple(
             search.batch_response_to_proto,
             search.batch_response_from_proto,
         ),
+        (
+            store.pb.ScrollPointsRequest,
+            store.scroll_request_to_proto,
+            store.scroll_request_from_proto,
+        ),
+        (
+            store.pb.ScrollPointsResponse,
+            store.scroll_response_to_proto,
+            store.scroll_response_from_proto,
+        ),
     )
 )

@@ -7,6 +7,7 @@ whose numbers are doubles: integral values are read back as ints, so `{"year": 2
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -217,6 +218,62 @@ def update_request_from_proto(msg: pb.UpdatePayloadsRequest) -> tuple[PayloadUpd
         )
         for u in msg.updates
     )
+
+
+MAX_SCROLL_LIMIT = 1024
+DEFAULT_SCROLL_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class ScrollQuery:
+    offset: str | None = None
+    limit: int = DEFAULT_SCROLL_LIMIT
+    with_vectors: bool = False
+    tombstones: bool = False
+
+
+def scroll_request_to_proto(query: ScrollQuery) -> pb.ScrollPointsRequest:
+    return pb.ScrollPointsRequest(
+        offset=query.offset or "",
+        limit=query.limit,
+        with_vectors=query.with_vectors,
+        tombstones=query.tombstones,
+    )
+
+
+def scroll_request_from_proto(msg: pb.ScrollPointsRequest) -> ScrollQuery:
+    """Raises ValueError for a limit over MAX_SCROLL_LIMIT."""
+    if msg.limit > MAX_SCROLL_LIMIT:
+        raise ValueError(f"limit {msg.limit} is more than {MAX_SCROLL_LIMIT} points a page")
+    return ScrollQuery(
+        msg.offset or None, msg.limit or DEFAULT_SCROLL_LIMIT, msg.with_vectors, msg.tombstones
+    )
+
+
+def scroll_response_to_proto(
+    page: tuple[Sequence[Point], str | None],
+) -> pb.ScrollPointsResponse:
+    """`page`: (its points, the next page's offset or None)."""
+    points, next_offset = page
+    return pb.ScrollPointsResponse(
+        points=[_point_to_proto(p.product_id, p.vector, p.payload, p.version) for p in points],
+        next_offset=next_offset or "",
+    )
+
+
+def scroll_response_from_proto(msg: pb.ScrollPointsResponse) -> tuple[list[Point], str | None]:
+    """(the page's points, the next page's offset or None); a point read without its vector
+    has an empty one."""
+    points = [
+        Point(
+            p.product_id,
+            _vector(p.vector, name=f"point {p.product_id!r}"),
+            payload_from_struct(p.payload),
+            p.version,
+        )
+        for p in msg.points
+    ]
+    return points, msg.next_offset or None
 
 
 def write_response_to_proto(result: WriteResult) -> pb.WriteResponse:

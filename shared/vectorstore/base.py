@@ -233,6 +233,17 @@ class VectorStore(abc.ABC):
         Without payload their payload is empty."""
 
     @abc.abstractmethod
+    def scroll(
+        self, offset: str | None, limit: int, *, with_vectors: bool = False
+    ) -> tuple[list[StoredPoint], str | None]:
+        """A page of every point, in the engine's id order, from `offset` (None: the first);
+        with the next page's offset, None after the last page.
+
+        Raises:
+            StoreError: an offset that is not a point id (this store gives point ids).
+        """
+
+    @abc.abstractmethod
     def count(self, filter: Filter | None = None) -> int:
         """Number of points (matching filter)."""
 
@@ -334,6 +345,28 @@ def payload_selector(with_payload: bool) -> bool | list[str]:
     """What to ask an engine for: the whole payload, or only the product id (which maps the
     engine's records back to product ids)."""
     return True if with_payload else [PRODUCT_ID_FIELD]
+
+
+def scroll_offset(offset: str | None) -> str | None:
+    """A scroll offset checked: None, or a point id (a UUID, as `point_id` makes them).
+
+    Raises:
+        StoreError: anything else (it came from a caller).
+    """
+    if offset is None:
+        return None
+    try:
+        return str(uuid.UUID(offset))
+    except ValueError:
+        raise StoreError(f"scroll offset {offset[:64]!r} is not a point id") from None
+
+
+def scrolled_points(
+    records: Sequence[tuple[dict[str, Any] | None, Any]], *, with_vectors: bool
+) -> list[StoredPoint]:
+    """Engine records (payload, vector) of a scroll page as StoredPoints, in the page's order."""
+    ids = [_stored_payload(payload)[PRODUCT_ID_FIELD] for payload, _ in records]
+    return ordered_points(records, ids, with_vectors=with_vectors)
 
 
 def ordered_points(

@@ -27,6 +27,8 @@ from shared.vectorstore.base import (
     ordered_points,
     payload_selector,
     point_id,
+    scroll_offset,
+    scrolled_points,
     validate_fields,
 )
 
@@ -239,6 +241,20 @@ class EdgeStore(VectorStore):
         return ordered_points(
             [(r.payload, r.vector) for r in records], product_ids, with_vectors=with_vectors
         )
+
+    def scroll(self, offset, limit, *, with_vectors=False):
+        records, following = self._open_shard.scroll(
+            qe.ScrollRequest(
+                offset=scroll_offset(offset),
+                limit=limit,
+                with_payload=True,
+                with_vector=with_vectors,
+            )
+        )
+        points = scrolled_points(
+            [(r.payload, r.vector) for r in records], with_vectors=with_vectors
+        )
+        return points, None if following is None else str(following)
 
     def count(self, filter=None):
         return self._open_shard.count(qe.CountRequest(exact=True, filter=edge_filter(filter)))

@@ -34,6 +34,7 @@ from shared.vectorstore.base import (
     VERSION_FIELD,
     Deletion,
     Point,
+    StoredPoint,
     VectorStore,
     WriteResult,
 )
@@ -56,6 +57,14 @@ class PayloadUpdate:
 def _version(payload: dict) -> int:
     value = payload.get(VERSION_FIELD, 0)
     return int(value) if isinstance(value, int | float) else 0
+
+
+def versioned_point(stored: StoredPoint) -> Point:
+    """A stored point as the write that would store it again: its version out of the payload
+    (an empty vector when it was read without one)."""
+    payload = {k: v for k, v in stored.payload.items() if k != VERSION_FIELD}
+    vector = stored.vector if stored.vector is not None else np.zeros(0, dtype=np.float32)
+    return Point(stored.product_id, vector, payload, version=_version(stored.payload))
 
 
 def _by_version(update: PayloadUpdate) -> int:

@@ -672,3 +672,90 @@ def test_cutoffs_diversity_words_and_weights_over_grpc_and_http(stub, platform, 
     assert status == 200 and len(answer["hits"]) == 3
     status, answer, _ = request_json(url, json.dumps({"text": "x", "text_weight": 0.5}).encode())
     assert status == 400 and "composed" in answer["error"]
+
+
+def test_snapshot_and_restore_into_a_fresh_store_give_the_same_points_and_answers(
+    platform, tmp_path, capsys
+):
+    """`vitrine snapshot` of the running store, `vitrine restore` into a fresh vector-store
+    application (an empty edge folder) with a gateway of its own: the same points, versions and
+    tombstones, and the same answers through both gateways."""
+    import copy
+
+    from cli.app import main
+    from operations.indexing import proxy_address
+    from operations.serve import deploy, internal_token
+    from operations.store_access import RemoteStore
+    from shared.serving.errors import RequestError
+    from shared.vectorstore.base import Deletion, Point
+    from tests.support.platform import add_gateways, wait_serving
+
+    (store_app,) = (a for a in platform.config["applications"] if a["name"] == "vector-store")
+    fresh = copy.deepcopy(store_app)
+    fresh.update(name="vector-store-restored", route_prefix="/vector-store-restored")
+    fresh["args"] = {**fresh["args"], "store_location": f"edge:{tmp_path / 'restored'}"}
+    fresh["deployments"][0]["ray_actor_options"] = {"num_cpus": 0}
+    platform.config["applications"].append(fresh)  # the platform's teardown deletes it
+    deploy(platform.config, timeout_s=300, progress=False)
+    ((restored_gateway, _),) = add_gateways(
+        platform, {"gateway-restored": {"vector_store_app": "vector-store-restored"}}
+    ).values()
+
+    address, token = proxy_address(), internal_token()
+    live = RemoteStore(address, app_name="vector-store", token=token)
+    vector = np.linspace(-1, 1, 16, dtype=np.float32)
+    live.upsert([Point("snap-gone", vector, {"title": "deleted later"}, version=5)])
+    live.delete([Deletion("snap-gone", 6)])
+
+    path = tmp_path / "store.snapshot"
+    assert main(["snapshot", str(path), "--address", address]) == 0
+    assert "12 points and 1 tombstones" in capsys.readouterr().out
+    args = ["restore", str(path), "--address", address, "--store-app", "vector-store-restored"]
+    assert main(args) == 0
+    assert "(12 written, 0 stale)" in capsys.readouterr().out
+    assert main(args) == 1  # no longer empty
+    assert "holds points already" in capsys.readouterr().err
+
+    restored = RemoteStore(address, app_name="vector-store-restored", token=token)
+    try:
+        assert _whole(restored) == _whole(live)
+        assert restored.upsert([Point("snap-gone", vector, {}, version=4)]).stale == 1
+        with pytest.raises(RequestError, match="not a point id"):
+            live.scroll("p1", 5, with_vectors=False, tombstones=False)
+        with pytest.raises(RequestError, match="more than 1024"):
+            live.scroll(None, 5000, with_vectors=False, tombstones=False)
+    finally:
+        live.close()
+        restored.close()
+    # Dense answers are the same, scores included. Lexical scores, and so hybrid rankings, may
+    # differ: the live engine's BM25 statistics (document frequencies, lengths) still count the
+    # points deleted above until it compacts its segments; a one-word query ranks alike.
+    queries = [
+        (pb.SearchRequest(text="red shirt", top_k=5, mode=pb.SEARCH_MODE_DENSE), True),
+        (pb.SearchRequest(product_id="p4", text="in black", top_k=4), True),
+        (pb.SearchRequest(text="blue", top_k=3, mode=pb.SEARCH_MODE_LEXICAL), False),
+    ]
+    with grpc.insecure_channel(platform.gateway) as a, grpc.insecure_channel(restored_gateway) as b:
+        wait_serving(b)
+        for query, scores in queries:
+            answers = [pb_grpc.SearchServiceStub(c).Search(query, timeout=30) for c in (a, b)]
+            want, got = (
+                [(h.product_id, round(h.score, 5) * scores) for h in r.hits] for r in answers
+            )
+            assert got == want and len(want) >= 3, query
+
+
+def _whole(store) -> tuple[dict, dict]:
+    """Every point (payload, version, vector bytes) and tombstone (version) of a store."""
+    points, dead = {}, {}
+    for tombstones, into in ((False, points), (True, dead)):
+        offset = None
+        while True:
+            page, offset = store.scroll(offset, 5, with_vectors=True, tombstones=tombstones)
+            for p in page:
+                into[p.product_id] = (
+                    p.version if tombstones else (p.payload, p.version, p.vector.tobytes())
+                )
+            if offset is None:
+                break
+    return points, dead

@@ -153,6 +153,14 @@ SAMPLES: dict[type, list] = {
         (Deletion("p-1"), Deletion("p-2")),
     ],
     ROUND_TRIPS[17].message: [WriteResult(7, 2)],
+    store.pb.ScrollPointsRequest: [
+        store.ScrollQuery("6f1d2a9e-3c57-4b8e-9a0f-5d2b7c1e4a93", 10, True, True),
+        store.ScrollQuery(),
+    ],
+    store.pb.ScrollPointsResponse: [
+        ([Point("p-1", _vectors(1, 8)[0], {"title": "x"}, version=7)], "6f1d2a9e"),
+        ([], None),
+    ],
     ROUND_TRIPS[18].message: [None],
     ROUND_TRIPS[19].message: [
         ReplicaInfo(
@@ -342,3 +350,9 @@ def test_generated_messages_pickle():
                 cls = getattr(module, name)
                 assert cls.__module__ == mod_info.name
                 assert pickle.loads(pickle.dumps(cls())) == cls()
+
+
+def test_a_scroll_page_over_1024_points_is_refused():
+    msg = store.scroll_request_to_proto(store.ScrollQuery(limit=1025))
+    with pytest.raises(ValueError, match="more than 1024"):
+        store.scroll_request_from_proto(msg)

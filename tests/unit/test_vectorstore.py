@@ -152,6 +152,29 @@ def test_retrieve_keeps_the_requested_order(store):
     assert bare[0].vector.shape == (DIM,)
 
 
+def test_scroll_pages_through_every_point_once(store):
+    points = _points(23)
+    store.upsert(points)
+    seen, offset, pages = [], None, 0
+    while True:
+        page, offset = store.scroll(offset, 5, with_vectors=True)
+        seen += page
+        pages += 1
+        if offset is None:
+            break
+    assert pages == 5
+    by_id = {p.product_id: p for p in points}
+    assert sorted(p.product_id for p in seen) == sorted(by_id)
+    for got in seen:
+        want = by_id[got.product_id]
+        assert got.payload == want.payload
+        np.testing.assert_allclose(got.vector, want.vector / np.linalg.norm(want.vector), 1e-5)
+    bare, _ = store.scroll(None, 3)
+    assert len(bare) == 3 and bare[0].vector is None
+    with pytest.raises(StoreError, match="not a point id"):
+        store.scroll("sku-1", 5)
+
+
 def test_info_reports_size_and_indexes(store, location):
     store.upsert(_points(10))
     info = store.info()

@@ -86,6 +86,16 @@ class VectorStoreClient(ServiceClient):
         reply = await self.call("UpdatePayloads", request, timeout_s=timeout_s)
         return store_conv.write_response_from_proto(reply)
 
+    async def scroll(
+        self, query: store_conv.ScrollQuery, *, timeout_s: float | None = None
+    ) -> tuple[list[Point], str | None]:
+        """A page of every point (or tombstone) and the next page's offset (None after the
+        last); a point's version is in `version`, a point read without its vector has an empty
+        one."""
+        request = store_conv.scroll_request_to_proto(query)
+        reply = await self.call("ScrollPoints", request, timeout_s=timeout_s)
+        return store_conv.scroll_response_from_proto(reply)
+
     async def delete(
         self, deletions: Sequence[Deletion], *, timeout_s: float | None = None
     ) -> WriteResult:

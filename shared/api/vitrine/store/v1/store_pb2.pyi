@@ -121,6 +121,26 @@ class UpdatePayloadsRequest(_message.Message):
     updates: _containers.RepeatedCompositeFieldContainer[PayloadUpdate]
     def __init__(self, updates: _Optional[_Iterable[_Union[PayloadUpdate, _Mapping]]] = ...) -> None: ...
 
+class ScrollPointsRequest(_message.Message):
+    __slots__ = ("offset", "limit", "with_vectors", "tombstones")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    WITH_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
+    offset: str
+    limit: int
+    with_vectors: bool
+    tombstones: bool
+    def __init__(self, offset: _Optional[str] = ..., limit: _Optional[int] = ..., with_vectors: _Optional[bool] = ..., tombstones: _Optional[bool] = ...) -> None: ...
+
+class ScrollPointsResponse(_message.Message):
+    __slots__ = ("points", "next_offset")
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[Point]
+    next_offset: str
+    def __init__(self, points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., next_offset: _Optional[str] = ...) -> None: ...
+
 class WriteResponse(_message.Message):
     __slots__ = ("count", "stale")
     COUNT_FIELD_NUMBER: _ClassVar[int]

@@ -64,6 +64,11 @@ class VectorStoreServiceStub:
                 request_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.UpdatePayloadsRequest.SerializeToString,
                 response_deserializer=vitrine_dot_store_dot_v1_dot_store__pb2.WriteResponse.FromString,
                 _registered_method=True)
+        self.ScrollPoints = channel.unary_unary(
+                '/vitrine.store.v1.VectorStoreService/ScrollPoints',
+                request_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.ScrollPointsRequest.SerializeToString,
+                response_deserializer=vitrine_dot_store_dot_v1_dot_store__pb2.ScrollPointsResponse.FromString,
+                _registered_method=True)
 
 
 class VectorStoreServiceServicer:
@@ -109,6 +114,15 @@ class VectorStoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScrollPoints(self, request, context):
+        """Every point (or tombstone), a page at a time, in the engine's id order. Pages read while
+        writes land are each consistent, the whole is not a point-in-time copy. INVALID_ARGUMENT
+        for an offset this store did not give or a limit over 1024.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorStoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +155,11 @@ def add_VectorStoreServiceServicer_to_server(servicer, server):
                     servicer.UpdatePayloads,
                     request_deserializer=vitrine_dot_store_dot_v1_dot_store__pb2.UpdatePayloadsRequest.FromString,
                     response_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.WriteResponse.SerializeToString,
+            ),
+            'ScrollPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScrollPoints,
+                    request_deserializer=vitrine_dot_store_dot_v1_dot_store__pb2.ScrollPointsRequest.FromString,
+                    response_serializer=vitrine_dot_store_dot_v1_dot_store__pb2.ScrollPointsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -305,6 +324,33 @@ class VectorStoreService:
             '/vitrine.store.v1.VectorStoreService/UpdatePayloads',
             vitrine_dot_store_dot_v1_dot_store__pb2.UpdatePayloadsRequest.SerializeToString,
             vitrine_dot_store_dot_v1_dot_store__pb2.WriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScrollPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vitrine.store.v1.VectorStoreService/ScrollPoints',
+            vitrine_dot_store_dot_v1_dot_store__pb2.ScrollPointsRequest.SerializeToString,
+            vitrine_dot_store_dot_v1_dot_store__pb2.ScrollPointsResponse.FromString,
             options,
             channel_credentials,
             insecure,
