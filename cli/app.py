@@ -10,6 +10,7 @@ from importlib.metadata import version
 from cli import (
     deploy_commands,
     dlq_commands,
+    rollout_commands,
     search_commands,
     serve_commands,
     status_commands,
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     status_commands.register(sub)
     deploy_commands.register(sub)
     store_commands.register(sub)
+    rollout_commands.register(sub)
 
     p = sub.add_parser(
         "bench",

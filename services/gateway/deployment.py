@@ -29,7 +29,7 @@ from starlette.routing import Route
 from services.gateway.health import DependencyHealth
 from services.gateway.http import search_endpoint, server_limits
 from services.gateway.observe import QueryObserver
-from services.gateway.search import Dependencies, run_search
+from services.gateway.search import run_search
 from services.gateway.security import ApiKeys, TLSFiles, scoped_queries
 from services.gateway.servers import (
     _HTTPServer,
@@ -38,18 +38,13 @@ from services.gateway.servers import (
     _uvicorn_tls,
     start_grpc_server,
 )
+from services.gateway.slots import ModelSlot
 from services.gateway.validation import Limits, validate
 from shared.logs import serve_logger
 from shared.observability.tracing import TracingConfig
 from shared.observability.tracing import setup as trace_setup
 from shared.serving.apps import GATEWAY_DEPLOYMENT
 from shared.serving.auth import InternalToken
-from shared.serving.clients import (
-    FusionClient,
-    ImageEncoderClient,
-    TextEncoderClient,
-    VectorStoreClient,
-)
 from shared.serving.errors import (
     HTTP_STATUS,
     DependencyError,
@@ -62,7 +57,7 @@ log = serve_logger(__name__)
 
 SEARCH_PAGE = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
 LOOP_GRACE_S = 2.0
-MAX_BATCH_QUERIES = 64  # queries in one SearchBatch call  # how much longer than the deadline a server thread waits for the loop
+MAX_BATCH_QUERIES = 64  # queries in one SearchBatch call
 
 
 def _load_keys(api_keys: ApiKeys | None, api_keys_file: str | None, *, require: bool) -> ApiKeys:
@@ -79,19 +74,6 @@ def _load_keys(api_keys: ApiKeys | None, api_keys_file: str | None, *, require: 
             "start open; set keys, or VITRINE_GATEWAY_ALLOW_UNAUTHENTICATED=true"
         )
     return keys
-
-
-def _clients(apps: dict[str, str], **options) -> Dependencies:
-    """The gRPC clients of the dependencies, following the targets Serve publishes."""
-    deps = Dependencies(
-        image=ImageEncoderClient(apps["image_encoder"], **options),
-        text=TextEncoderClient(apps["text_encoder"], **options),
-        fusion=FusionClient(apps["fusion"], **options),
-        store=VectorStoreClient(apps["vector_store"], **options),
-    )
-    for client in (deps.image, deps.text, deps.fusion, deps.store):
-        client.start()
-    return deps
 
 
 def _security(keys: ApiKeys, tls: TLSFiles) -> str:
@@ -155,12 +137,8 @@ class Gateway:
         self._limits, self._timeout_s = limits, request_timeout_s
         self._loop = asyncio.get_running_loop()
         self._observer = QueryObserver(log_sample_ratio=query_log_sample_ratio)
-        self._deps = _clients(
-            apps,
-            max_message_bytes=max_request_bytes,
-            calls_per_target=calls_per_target,
-            internal_token=internal_token,
-        )
+        options = {"calls_per_target": calls_per_target, "internal_token": internal_token}
+        self._slot = ModelSlot(apps, max_message_bytes=max_request_bytes, **options)
         self._health = await DependencyHealth.find(apps)
         self._server = start_grpc_server(
             _SearchServicer(self),
@@ -220,7 +198,7 @@ class Gateway:
             return await asyncio.wait_for(
                 run_search(
                     query,
-                    self._deps,
+                    self._slot.deps,
                     model_version=self._health.model_version,
                     deadline=deadline,
                     candidates=self._limits.candidates,
@@ -314,6 +292,9 @@ class Gateway:
                 "points": store["points"],
                 "indexed_fields": store["indexed_fields"],
             },
+            # The model slot served (`vitrine rollout`), and why the last switch did not happen.
+            "applications": dict(self._slot.apps),
+            "switch_problem": self._slot.problem,
         }
 
     async def __call__(self, request: Request) -> Response:
@@ -373,6 +354,19 @@ class Gateway:
                 else {"www-authenticate": "Bearer"},
             )
         return None
+
+    async def reconfigure(self, config: dict) -> None:
+        """Serve's `user_config`: `{"apps": {role: application}}` names the model slot to serve
+        from (`vitrine rollout` / `rollback`, operations/rollout.py); other keys are refused by
+        the Serve config's schema, not here.
+
+        The switch is atomic for queries: each query reads the clients and the model version
+        once, as a pair, so it runs wholly on the old slot or wholly on the new one; the old
+        slot's clients close after the longest deadline. A slot that does not answer with one
+        model within SWITCH_WAIT_S is not switched to (the old one keeps serving; `info` says
+        which one serves).
+        """
+        await self._slot.switch(config.get("apps") or {}, self._health)
 
     async def check_health(self) -> None:
         """Serve's replica health check: the gRPC server must still be running."""

@@ -79,17 +79,27 @@ class DependencyHealth:
         self._task: asyncio.Task | None = None
 
     @classmethod
-    async def find(cls, apps: dict[str, str]) -> DependencyHealth:
+    async def find(
+        cls, apps: dict[str, str], *, wait_s: float = DEPENDENCY_WAIT_S
+    ) -> DependencyHealth:
         """Handles to the applications `apps` names (role -> application), each waited for
-        while it is not deployed yet."""
-        store = await _handle(VECTOR_STORE_DEPLOYMENT, apps["vector_store"])
+        while it is not deployed yet (KeyError after `wait_s`)."""
+        store = await _handle(VECTOR_STORE_DEPLOYMENT, apps["vector_store"], wait_s=wait_s)
         others = [
-            await _handle(IMAGE_ENCODER_DEPLOYMENT, apps["image_encoder"]),
-            await _handle(TEXT_ENCODER_DEPLOYMENT, apps["text_encoder"]),
-            await _handle(FUSION_DEPLOYMENT, apps["fusion"]),
+            await _handle(IMAGE_ENCODER_DEPLOYMENT, apps["image_encoder"], wait_s=wait_s),
+            await _handle(TEXT_ENCODER_DEPLOYMENT, apps["text_encoder"], wait_s=wait_s),
+            await _handle(FUSION_DEPLOYMENT, apps["fusion"], wait_s=wait_s),
         ]
         names = [apps[r] for r in ("image_encoder", "text_encoder", "fusion", "vector_store")]
         return cls(store, others, names)
+
+    def adopt(self, other: DependencyHealth) -> None:
+        """Takes `other`'s dependencies and its last check's findings (a model slot switch);
+        the servicer, the watcher and the gauges stay this one's."""
+        self._store, self._all, self._names = other._store, other._all, other._names
+        self._up = dict(other._up)
+        self.model_version, self.lexical = other.model_version, other.lexical
+        self.problem = other.problem
 
     @property
     def ready(self) -> bool:

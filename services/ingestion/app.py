@@ -102,8 +102,12 @@ def grpc_processor(
     token = token or caller_internal_token(settings, caller="the ingestion worker")
     # Synchronous calls (the processor's threads) into the async clients, on one loop thread.
     run, timeout = shared_loop().run, settings.call_timeout_s
-    encoder = ImageEncoderClient(targets=[settings.image_encoder_address], internal_token=token)
-    store = VectorStoreClient(targets=[settings.vector_store_address], internal_token=token)
+    encoder = ImageEncoderClient(
+        settings.image_encoder_app, targets=[settings.image_encoder_address], internal_token=token
+    )
+    store = VectorStoreClient(
+        settings.vector_store_app, targets=[settings.vector_store_address], internal_token=token
+    )
 
     def embed(images: list[bytes]):
         try:

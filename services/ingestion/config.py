@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import InternalCallSettings, LogLevel, process_config
+from shared.serving import apps
+from shared.settings import SINCE_PREFIXES, InternalCallSettings, LogLevel, process_config
 
 
 class IngestionSettings(InternalCallSettings):
@@ -121,4 +122,18 @@ class IngestionSettings(InternalCallSettings):
         "127.0.0.1:9100",
         min_length=1,
         description="host:port of the vector store's gRPC target (`vitrine serve status`).",
+    )
+    image_encoder_app: str = Field(
+        apps.IMAGE_ENCODER,
+        min_length=1,
+        description="Serve application of the image encoder (another slot's during a model "
+        "rollout: `vitrine rollout`).",
+        json_schema_extra=SINCE_PREFIXES,
+    )
+    vector_store_app: str = Field(
+        apps.VECTOR_STORE,
+        min_length=1,
+        description="Serve application of the vector store (another slot's during a model "
+        "rollout).",
+        json_schema_extra=SINCE_PREFIXES,
     )

@@ -529,3 +529,72 @@ def test_page_tokens_while_the_feed_writes(platform, worker, broker):
     assert set(whole[:2]) == {"live-ref", "live-twin"}
     assert second == whole[3:6]  # the slice of the ranking as it stands now
     assert second[0] == first.hits[2].product_id  # shifted by the newcomer: shown again
+
+
+def test_rollout_serves_a_new_model_with_no_failed_query_and_rolls_back(platform, broker, tmp_path):
+    """`vitrine rollout`'s steps on the running platform under 4 clients' text queries: the new
+    slot replays the catalog topic into its collection, the gateway switches, no query fails,
+    and once a client sees the new model it never sees the old one; then a rollback."""
+    import threading
+
+    import grpc
+    from ray import serve
+
+    from operations.rollout import gateway_info, rollback, rollout, slot_apps
+    from shared.api.vitrine.search.v1 import search_pb2 as pb
+    from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
+    from shared.models.bundle import Manifest
+    from tests.support.tiny import write_tiny_bundle
+
+    ensure_topics(broker.bootstrap_servers, {"rollout": 3, "rollout.dlq": 1})
+    _publish(
+        broker, product_events(write_catalog(tmp_path / "c", n=9, prefix="r")), topic="rollout"
+    )
+    new = write_tiny_bundle(tmp_path / "new", seed=1)
+    old_model, new_model = gateway_info()["model_version"], Manifest.read(new).bundle_id
+    assert old_model != new_model
+    stop, seen, errors = threading.Event(), [[] for _ in range(4)], []
+
+    def load(mine: list) -> None:
+        with grpc.insecure_channel(platform.gateway) as channel:
+            stub = pb_grpc.SearchServiceStub(channel)
+            while not stop.is_set():
+                try:
+                    reply = stub.Search(pb.SearchRequest(text="red shirt", top_k=3), timeout=30)
+                    mine.append((reply.model_version, [h.product_id for h in reply.hits]))
+                except grpc.RpcError as e:
+                    errors.append((e.code(), e.details()))
+
+    threads = [threading.Thread(target=load, args=(mine,)) for mine in seen]
+    for t in threads:
+        t.start()
+    args = {
+        "kafka_bootstrap_servers": broker.bootstrap_servers,
+        "catalog_topic": "rollout",
+        "dlq_topic": "rollout.dlq",
+        "consumer_group": "rollout-test",
+        "batch_size": 8,
+    }
+    try:
+        switched = rollout(new, ingestion_args=args, timeout_s=600, progress=False)
+        assert (switched.slot, switched.model_version, switched.points) == ("green", new_model, 9)
+        assert switched.previous_model_version == old_model
+        until(lambda: all(m and m[-1][0] == new_model for m in seen), timeout_s=30, what="new")
+        back = rollback(timeout_s=300)
+        assert (back.slot, back.model_version) == ("blue", old_model)
+        until(lambda: all(m[-1][0] == old_model for m in seen), timeout_s=30, what="old")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        for name in [*slot_apps("green").values(), "ingestion-green"]:
+            serve.delete(name, _blocking=False)
+    assert errors == []
+    for mine in seen:
+        models = [model for model, _ in mine]
+        # old, then new from the switch on, then old from the rollback on: never mixed
+        assert models[0] == old_model and new_model in models and models[-1] == old_model
+        runs = [m for i, m in enumerate(models) if i == 0 or m != models[i - 1]]
+        assert runs == [old_model, new_model, old_model]
+        # the new model's answers come from its own collection: the replayed products only
+        assert all(h.startswith("r") for model, hits in mine if model == new_model for h in hits)

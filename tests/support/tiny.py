@@ -66,8 +66,8 @@ def write_tiny_checkpoints(root: Path) -> Path:
     return root
 
 
-def tiny_model(checkpoints: Path) -> RetrievalModel:
-    torch.manual_seed(0)
+def tiny_model(checkpoints: Path, *, seed: int = 0) -> RetrievalModel:
+    torch.manual_seed(seed)
     image = HFImageBackbone.from_pretrained(str(checkpoints / "vit"), pooling="cls_mean")
     text = HFTextBackbone.from_pretrained(str(checkpoints / "bert"), max_length=8)
     return RetrievalModel.build(
@@ -78,9 +78,10 @@ def tiny_model(checkpoints: Path) -> RetrievalModel:
     ).eval()
 
 
-def write_tiny_bundle(root: Path) -> Path:
-    """A complete model bundle (image, text, fusion) at root/bundle."""
-    model = tiny_model(write_tiny_checkpoints(root / "hub"))
+def write_tiny_bundle(root: Path, *, seed: int = 0) -> Path:
+    """A complete model bundle (image, text, fusion) at root/bundle; another seed gives other
+    heads (another model version)."""
+    model = tiny_model(write_tiny_checkpoints(root / "hub"), seed=seed)
     save_bundle(model, root / "bundle")
     return root / "bundle"
 
