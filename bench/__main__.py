@@ -16,6 +16,8 @@ BENCHMARKS = ["conversions", "encoders", "vectorstore", "serving", "ingestion", 
 ON_RUNNING_PLATFORM = ["load", "modes"]
 # Run only when named: they read ../shared/data and a bundle trained on it.
 ON_TEAM_DATA = ["runtimes"]
+# Long runs (an hour on 2 cores), asked for by name only.
+AT_SCALE = ["scale"]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 HEADER = """# Benchmarks
 
@@ -35,8 +37,8 @@ def main() -> None:
     parser.add_argument(
         "names",
         nargs="*",
-        choices=BENCHMARKS + ON_RUNNING_PLATFORM + ON_TEAM_DATA + [[]],
-        help=f"default: all but {', '.join(ON_RUNNING_PLATFORM + ON_TEAM_DATA)}",
+        choices=BENCHMARKS + ON_RUNNING_PLATFORM + ON_TEAM_DATA + AT_SCALE + [[]],
+        help=f"default: all but {', '.join(ON_RUNNING_PLATFORM + ON_TEAM_DATA + AT_SCALE)}",
     )
     args, extra = parser.parse_known_args()
     takes_options = set(ON_RUNNING_PLATFORM + ON_TEAM_DATA)

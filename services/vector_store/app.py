@@ -39,4 +39,5 @@ def build_app(args: dict) -> Application:
         indexed_fields=s.indexed_fields,
         api_key=s.qdrant_api_key,
         optimize_interval_s=s.optimize_interval_s,
+        quantization=s.quantization,
     )

@@ -3,9 +3,11 @@ variables."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 
-from shared.settings import BundleSettings, process_config
+from shared.settings import SINCE_PREFIXES, BundleSettings, process_config
 from shared.vectorstore.base import DEFAULT_INDEXED_FIELDS
 
 
@@ -26,4 +28,12 @@ class VectorStoreSettings(BundleSettings):
     )
     optimize_interval_s: float = Field(
         5.0, gt=0, description="How often pending writes are indexed (HNSW) in the embedded engine."
+    )
+    quantization: Literal["none", "int8", "binary", "turbo4"] = Field(
+        "none",
+        description="Quantization of a new collection's vectors (kept in RAM, searched first, "
+        "the best candidates rescored with the originals): none, int8 (scalar), binary, turbo4 "
+        "(TurboQuant 4-bit). An existing collection keeps its own. Measured at 1M vectors in "
+        "docs/BENCHMARKS.md.",
+        json_schema_extra=SINCE_PREFIXES,
     )

@@ -67,6 +67,7 @@ class VectorStore:
         indexed_fields: dict[str, str],
         api_key: SecretStr | None,
         optimize_interval_s: float,
+        quantization: str = "none",
     ) -> None:
         trace_setup("vector-store", tracing)
         self._internal_token = internal_token  # checked by every grpc_method
@@ -82,6 +83,7 @@ class VectorStore:
             dim=manifest.heads["embed_dim"],
             indexed_fields=indexed_fields,
             api_key=api_key.get_secret_value() if api_key else None,
+            quantization=quantization,
         )
         self._store = self._writes.store
         self._dirty = asyncio.Event()

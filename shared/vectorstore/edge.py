@@ -17,6 +17,7 @@ import qdrant_edge as qe
 
 from shared.types import Condition, Filter, Missing, Range, SearchMode
 from shared.vectorstore import lexical
+from shared.vectorstore import quantization as quantizing
 from shared.vectorstore.base import (
     PLATFORM_INDEXES,
     PointQuery,
@@ -74,10 +75,14 @@ def edge_filter(f: Filter | None) -> qe.Filter | None:
 lexical_name = lexical.LEXICAL_VECTOR
 
 
-def _config(dim: int, *, lexical: bool) -> qe.EdgeConfig:
+def _config(dim: int, *, lexical: bool, quantization: str = "none") -> qe.EdgeConfig:
     sparse = {lexical_name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
     return qe.EdgeConfig(
-        vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+        vectors=qe.EdgeVectorParams(
+            size=dim,
+            distance=qe.Distance.Cosine,
+            quantization_config=quantizing.edge_config(quantization),
+        ),
         sparse_vectors=sparse if lexical else None,
         hnsw_config=qe.HnswIndexConfig(
             m=16, ef_construct=128, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
@@ -86,13 +91,15 @@ def _config(dim: int, *, lexical: bool) -> qe.EdgeConfig:
     )
 
 
-def _open_shard(path: Path, dim: int) -> tuple[qe.EdgeShard, bool]:
-    """The shard at `path` (created when missing) and whether it has the lexical index: a
-    shard written before titles were indexed opens without it (lexical queries are refused)."""
+def _open_shard(path: Path, dim: int, quantization: str) -> tuple[qe.EdgeShard, bool]:
+    """The shard at `path` (created when missing, with `quantization`; an existing shard keeps
+    the quantization it was created with) and whether it has the lexical index: a shard
+    written before titles were indexed opens without it (lexical queries are refused)."""
     try:
         if not (path.exists() and any(path.iterdir())):
             path.mkdir(parents=True, exist_ok=True)
-            return qe.EdgeShard.create(str(path), _config(dim, lexical=True)), True
+            config = _config(dim, lexical=True, quantization=quantization)
+            return qe.EdgeShard.create(str(path), config), True
         try:
             return qe.EdgeShard.load(str(path), _config(dim, lexical=True)), True
         except Exception as e:  # the engine raises plain Exceptions with its message
@@ -122,6 +129,7 @@ class EdgeStore(VectorStore):
         dim: vector dimension; must match an existing shard.
         indexed_fields: payload fields to index, name -> keyword | integer | float | bool.
         hnsw_ef: HNSW search beam width.
+        quantization: of a new shard's vectors (shared.vectorstore.quantization).
     """
 
     def __init__(
@@ -132,13 +140,15 @@ class EdgeStore(VectorStore):
         dim: int,
         indexed_fields: dict[str, str],
         hnsw_ef: int = 64,
+        quantization: str = "none",
     ) -> None:
         self.collection, self.dim = collection, dim
+        self._quantization = quantizing.edge_search(quantizing.check(quantization))
         self._fields = validate_fields(indexed_fields)
         self._hnsw_ef = hnsw_ef
         self._lock = threading.Lock()  # serialises writes and optimize against each other
         self._shard: qe.EdgeShard | None = None  # None once closed
-        self._shard, self.lexical = _open_shard(Path(root) / collection, dim)
+        self._shard, self.lexical = _open_shard(Path(root) / collection, dim, quantization)
         self._ensure_indexes()
 
     @property
@@ -189,7 +199,11 @@ class EdgeStore(VectorStore):
         vector = self._check_query(q, lexical=self.lexical)
         words = lexical.query_vector(q.text) if q.mode is not SearchMode.DENSE else ([], [])
         flt = edge_filter(q.filter)
-        params = qe.SearchParams(hnsw_ef=max(self._hnsw_ef, q.offset + q.top_k), exact=q.exact)
+        params = qe.SearchParams(
+            hnsw_ef=max(self._hnsw_ef, q.offset + q.top_k),
+            exact=q.exact,
+            quantization=self._quantization,
+        )
         dense = _dense_query(q, vector)
         sparse = qe.Query.Nearest(qe.SparseVector(*words), using=lexical_name) if words[0] else None
         # The stub types a fusion as qe.Fusion, whose Rrf is a nested class.

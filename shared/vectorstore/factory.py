@@ -8,8 +8,8 @@ from pathlib import Path
 from shared.vectorstore.base import VectorStore, collection_name
 from shared.vectorstore.versions import TOMBSTONE_SUFFIX, VersionedWrites
 
-# Opens one collection of the engine: (name, dim, indexed_fields) -> store.
-OpenCollection = Callable[[str, int, dict[str, str]], VectorStore]
+# Opens one collection of the engine: (name, dim, indexed_fields, quantization) -> store.
+OpenCollection = Callable[[str, int, dict[str, str], str], VectorStore]
 
 
 def open_store(
@@ -19,6 +19,7 @@ def open_store(
     dim: int,
     indexed_fields: dict[str, str],
     api_key: str | None = None,
+    quantization: str = "none",
 ) -> VectorStore:
     """The collection for `model_version`'s vectors at `location`.
 
@@ -30,9 +31,10 @@ def open_store(
         dim: vector dimension.
         indexed_fields: payload fields to index.
         api_key: Qdrant API key for a server.
+        quantization: of a new collection's vectors (shared.vectorstore.quantization).
     """
     open_collection = _engine(location, api_key)
-    return open_collection(collection_name(model_version), dim, indexed_fields)
+    return open_collection(collection_name(model_version), dim, indexed_fields, quantization)
 
 
 def open_versioned_store(
@@ -42,13 +44,14 @@ def open_versioned_store(
     dim: int,
     indexed_fields: dict[str, str],
     api_key: str | None = None,
+    quantization: str = "none",
 ) -> VersionedWrites:
     """`open_store`'s collection with its tombstone collection beside it (same engine), behind
     the writer that keeps stale events out (`.store` is the collection itself)."""
     open_collection = _engine(location, api_key)
     collection = collection_name(model_version)
-    store = open_collection(collection, dim, indexed_fields)
-    return VersionedWrites(store, open_collection(collection + TOMBSTONE_SUFFIX, 1, {}))
+    store = open_collection(collection, dim, indexed_fields, quantization)
+    return VersionedWrites(store, open_collection(collection + TOMBSTONE_SUFFIX, 1, {}, "none"))
 
 
 def _engine(location: str, api_key: str | None) -> OpenCollection:
@@ -57,7 +60,9 @@ def _engine(location: str, api_key: str | None) -> OpenCollection:
         from shared.vectorstore.edge import EdgeStore
 
         root = Path(location.removeprefix("edge:")).expanduser()
-        return lambda name, dim, fields: EdgeStore(root, name, dim=dim, indexed_fields=fields)
+        return lambda name, dim, fields, quantization: EdgeStore(
+            root, name, dim=dim, indexed_fields=fields, quantization=quantization
+        )
 
     from qdrant_client import QdrantClient
 
@@ -75,4 +80,6 @@ def _engine(location: str, api_key: str | None) -> OpenCollection:
             "or local:PATH"
         )
     # One client for all: local mode locks its folder to one client.
-    return lambda name, dim, fields: QdrantStore(client, name, dim=dim, indexed_fields=fields)
+    return lambda name, dim, fields, quantization: QdrantStore(
+        client, name, dim=dim, indexed_fields=fields, quantization=quantization
+    )

@@ -12,6 +12,7 @@ from qdrant_client import models as qm
 from shared.catalogs import CATALOG_FIELD
 from shared.types import Condition, Filter, Missing, Range, SearchMode
 from shared.vectorstore import lexical
+from shared.vectorstore import quantization as quantizing
 from shared.vectorstore.base import (
     PLATFORM_INDEXES,
     PRODUCT_ID_FIELD,
@@ -90,8 +91,10 @@ class QdrantStore(VectorStore):
         dim: int,
         indexed_fields: dict[str, str],
         hnsw_ef: int = 64,
+        quantization: str = "none",
     ) -> None:
         self._client, self.collection, self.dim = client, collection, dim
+        self._quantization = quantizing.check(quantization)
         self._fields = validate_fields(indexed_fields)
         self._hnsw_ef = hnsw_ef
         # Local mode is brute force and ignores payload indexes and search params (it warns).
@@ -108,6 +111,7 @@ class QdrantStore(VectorStore):
             self._client.create_collection(
                 self.collection,
                 vectors_config=qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE),
+                quantization_config=quantizing.qdrant_config(self._quantization),
                 sparse_vectors_config={
                     lexical.LEXICAL_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)
                 },
@@ -163,7 +167,11 @@ class QdrantStore(VectorStore):
     def _params(self, limit: int, exact: bool) -> qm.SearchParams | None:
         if self._local:
             return None
-        return qm.SearchParams(hnsw_ef=max(self._hnsw_ef, limit), exact=exact)
+        return qm.SearchParams(
+            hnsw_ef=max(self._hnsw_ef, limit),
+            exact=exact,
+            quantization=quantizing.qdrant_search(self._quantization),
+        )
 
     def _request(self, q: PointQuery, *, ids_only: bool = False) -> qm.QueryRequest | None:
         """The engine's request for `q`; None when it cannot match anything (a lexical query
