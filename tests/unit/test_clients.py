@@ -182,3 +182,20 @@ def test_vitrine_index_writes_through_the_workers_processor(services, tmp_path):
     assert stored.payload["image_uri"] == (tmp_path / "catalog" / "ix0.png").as_uri()
     assert stored.payload["thumbnail"].startswith("data:image/")
     assert "ix2" not in store.points
+
+
+def test_a_call_to_a_gone_replica_is_sent_to_another_within_the_deadline(services):
+    """Two targets, one of them down (a killed replica Serve still publishes): every call is
+    answered, whichever target the round robin picks first; with both down it is UNAVAILABLE."""
+    address, encoder, _ = services
+    run = shared_loop().run
+    client = ImageEncoderClient(targets=["127.0.0.1:1", address], internal_token=TOKEN)
+    for _ in range(4):
+        assert run(client.embed_many([b"abc"], timeout_s=10)).vectors[0, 0] == 3
+    refused = ImageEncoderClient(targets=["127.0.0.1:1", address], internal_token=TOKEN)
+    with pytest.raises(RequestError):  # a caller's mistake is not retried elsewhere
+        run(refused.embed_many([REFUSED], timeout_s=10))
+    down = ImageEncoderClient(targets=["127.0.0.1:1", "127.0.0.1:2"], internal_token=TOKEN)
+    with pytest.raises(DependencyError) as unavailable:
+        run(down.embed_many([b"x"], timeout_s=10))
+    assert unavailable.value.status == grpc.StatusCode.UNAVAILABLE

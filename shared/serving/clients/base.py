@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -23,6 +24,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 REFRESH_S = 2.0
+# A target answering these is gone (or going): the call is sent to another target.
+RETRY_ELSEWHERE = frozenset({grpc.StatusCode.UNAVAILABLE})
 CALLS_PER_TARGET = 2  # default coalesced calls out at once per replica target
 CLOSE_GRACE_S = 60.0  # longer than any call's deadline
 # NOT_FOUND is not among them: no dependency answers it for a caller's mistake, and Serve's gRPC
@@ -148,7 +151,10 @@ class ServiceClient:
         return coalescer
 
     async def call(self, method: str, request, *, timeout_s: float | None):
-        """`method` on the next target.
+        """`method` on the next target; when that target is UNAVAILABLE (its replica or node is
+        gone, not yet dropped from Serve's published list), on the next one, each target at
+        most once, within the one deadline. Every internal method may be sent twice: encoders
+        and searches are pure, store writes are versioned (a replay is a no-op).
 
         Raises:
             RequestError, LimitError, TimeoutError, DependencyError: as `exception_of`.
@@ -157,8 +163,20 @@ class ServiceClient:
             await self.refresh()
         if not self._channels:
             raise DependencyError(f"{self.app_name} has no running replica")
-        _, stub = next(self._cycle)
-        return await self._call(stub, method, request, timeout_s=timeout_s)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        tries = len(self._channels)
+        for attempt in range(tries):
+            _, stub = next(self._cycle)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"{self.app_name} did not answer within the deadline")
+            try:
+                return await self._call(stub, method, request, timeout_s=left)
+            except DependencyError as e:
+                if e.status not in RETRY_ELSEWHERE or attempt == tries - 1:
+                    raise
+                log.warning("%s: %s; trying another replica", self.app_name, e)
+        raise AssertionError("unreachable")
 
     async def call_each(
         self, method: str, request, *, timeout_s: float | None
