@@ -97,7 +97,12 @@ def _drain(broker: LocalBroker, proxy: str, gateway: str, root: Path) -> tuple[f
     ]
     try:
         with _Queries(gateway) as queries:
-            firsts = [w.wait(lambda m: m.get(UPSERTED, 0) > 0) for w in workers]
+            firsts: list[dict] = [{}, {}]
+            while not all(firsts):  # each worker's first commit, as soon as it is seen
+                for i, w in enumerate(workers):
+                    if not firsts[i] and (m := w.metrics()).get(UPSERTED, 0) > 0:
+                        firsts[i] = m
+                time.sleep(0.05)
             deadline = time.monotonic() + 7200
             while True:
                 lasts = [w.metrics() for w in workers]
