@@ -101,3 +101,81 @@ def stop_local_ray() -> None:
 
     serve.shutdown()
     ray.shutdown()
+
+
+# Node roles of a cluster of several Ray nodes (see place_on_nodes): the head offers
+# HEAD_RESOURCE (the gateway and the store go there), every model node MODEL_RESOURCE (the
+# encoders and fusion). Deployments claim a hundredth of one, so a node takes any number.
+HEAD_RESOURCE = "vitrine_head"
+MODEL_RESOURCE = "vitrine_model"
+ROLE_CAPACITY = 100.0
+ROLE_CLAIM = 0.01
+
+
+class LocalCluster:
+    """A Ray cluster of several nodes on this machine: a head and model nodes, each a raylet
+    with its own CPUs, object store, metrics agent and worker processes, started the way
+    `ray start --head` and `ray start --address` start them (Ray's `cluster_utils.Cluster`, the
+    multi-node harness of Ray's own tests). This process is the driver, connected to the head.
+    Call `prepare_environment` first: every node inherits the environment."""
+
+    def __init__(self, *, head_cpus: int = 1, metrics: bool = True) -> None:
+        from ray.cluster_utils import Cluster
+
+        self._metrics = metrics
+        self.metrics_ports: dict[str, int] = {}  # node id -> its metrics agent's port
+        args, port = self._node_args(head_cpus, HEAD_RESOURCE)
+        self.cluster = Cluster(
+            initialize_head=True, head_node_args=args | {"include_dashboard": False}
+        )
+        self.head = self.cluster.head_node
+        assert self.head is not None  # initialize_head
+        self._note_metrics(self.head, port)
+        self.model_nodes: list = []
+
+    def _node_args(self, num_cpus: int, role: str) -> tuple[dict, int | None]:
+        """A node's arguments, and the port of its metrics agent (None: no metrics)."""
+        from operations.ports import free_port
+
+        port = free_port() if self._metrics else None
+        args = {
+            "num_cpus": num_cpus,
+            "resources": {role: ROLE_CAPACITY},
+            "object_store_memory": OBJECT_STORE_BYTES,
+        }
+        return (args if port is None else args | {"metrics_export_port": port}), port
+
+    def _note_metrics(self, node, port: int | None) -> None:
+        if port is not None:
+            self.metrics_ports[node.unique_id] = port
+
+    def connect(self, *, log_to_driver: bool = True) -> None:
+        """Makes this process the cluster's driver (`ray.init(address=...)`)."""
+        import ray
+
+        ray.init(
+            address=self.cluster.address,
+            logging_level=logging.WARNING,
+            log_to_driver=log_to_driver,
+        )
+
+    def add_model_node(self, *, num_cpus: int = 2):
+        """Starts a model node and waits until the cluster sees it. Returns it (for
+        `stop_node`)."""
+        args, port = self._node_args(num_cpus, MODEL_RESOURCE)
+        node = self.cluster.add_node(wait=True, **args)
+        self._note_metrics(node, port)
+        self.model_nodes.append(node)
+        return node
+
+    def stop_node(self, node, *, graceful: bool = False) -> None:
+        """Stops a model node: its raylet, object store, agents and every worker process on it
+        (SIGKILL unless `graceful`), like a machine that is lost."""
+        self.cluster.remove_node(node, allow_graceful=graceful)
+        self.model_nodes.remove(node)
+        self.metrics_ports.pop(node.unique_id, None)
+
+    def shutdown(self) -> None:
+        """Shuts Serve down, disconnects, and stops every node."""
+        stop_local_ray()
+        self.cluster.shutdown()

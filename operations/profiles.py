@@ -111,3 +111,34 @@ def stale_serve_configs() -> list[str]:
         for profile, path in SERVE_CONFIG_FILES.items()
         if not path.is_file() or path.read_text() != render_serve_config(profile)
     ]
+
+
+# Which node role each application needs on a cluster of several Ray nodes
+# (operations.local_ray.LocalCluster): the gateway and the store on the head, the models on
+# model nodes.
+NODE_ROLES = {
+    GATEWAY: "head",
+    VECTOR_STORE: "head",
+    IMAGE_ENCODER: "model",
+    TEXT_ENCODER: "model",
+    FUSION: "model",
+}
+
+
+def place_on_nodes(config: dict) -> dict:
+    """deploy/serve/vitrine.yaml (as loaded) for a cluster of a head and model nodes: every
+    deployment also claims a share of its node role's resource, so the encoders and fusion run
+    on model nodes and the gateway and the store on the head; CPUs and everything else stay as
+    they are. Returns a new config."""
+    from operations.local_ray import HEAD_RESOURCE, MODEL_RESOURCE, ROLE_CLAIM
+
+    resource = {"head": HEAD_RESOURCE, "model": MODEL_RESOURCE}
+    placed = copy.deepcopy(config)
+    for app in placed["applications"]:
+        role = NODE_ROLES.get(app["name"])
+        if role is None:
+            continue
+        for deployment in app["deployments"]:
+            options = deployment.setdefault("ray_actor_options", {})
+            options["resources"] = {**options.get("resources", {}), resource[role]: ROLE_CLAIM}
+    return placed

@@ -16,6 +16,7 @@ from shared.observability.tracing import setup as trace_setup
 from shared.serving.apps import FUSION_DEPLOYMENT
 from shared.serving.auth import InternalToken
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
+from shared.serving.ray_fixes import bind_replica_ports_alone
 from shared.serving.replica import BatchedModelReplica
 from shared.types import Embeddings, FusionInput
 
@@ -37,6 +38,7 @@ class Fusion(BatchedModelReplica):
         torch_threads: int,
         runtime: str = "auto",
     ) -> None:
+        bind_replica_ports_alone()  # before Serve binds this replica's ports
         trace_setup("fusion", tracing)
         self._internal_token = internal_token  # checked by every grpc_method
         self._start(

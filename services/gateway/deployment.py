@@ -51,6 +51,7 @@ from shared.serving.errors import (
     LimitError,
     RequestError,
 )
+from shared.serving.ray_fixes import bind_replica_ports_alone
 from shared.types import SearchMode, SearchQuery, SearchResult
 
 log = serve_logger(__name__)
@@ -130,6 +131,7 @@ class Gateway:
         require_api_keys: bool = False,
         query_log_sample_ratio: float = 0.01,
     ) -> None:
+        bind_replica_ports_alone()  # before Serve binds this replica's ports
         trace_setup("gateway", tracing)
         keys = _load_keys(api_keys, api_keys_file, require=require_api_keys)
         tls = tls or TLSFiles()

@@ -23,6 +23,7 @@ from shared.observability.tracing import setup as trace_setup
 from shared.serving.apps import IMAGE_ENCODER_DEPLOYMENT
 from shared.serving.auth import InternalToken
 from shared.serving.errors import LimitError, RequestError, grpc_method, parse
+from shared.serving.ray_fixes import bind_replica_ports_alone
 from shared.serving.replica import BatchedModelReplica
 from shared.types import Embeddings
 
@@ -95,6 +96,7 @@ class ImageEncoder(BatchedModelReplica):
         runtime: str = "auto",
         max_request_pixels: int = MAX_REQUEST_PIXELS,
     ) -> None:
+        bind_replica_ports_alone()  # before Serve binds this replica's ports
         trace_setup("image-encoder", tracing)
         self._internal_token = internal_token  # checked by every grpc_method
         self._start(

@@ -28,6 +28,7 @@ from shared.observability.tracing import setup as trace_setup
 from shared.serving.apps import VECTOR_STORE_DEPLOYMENT
 from shared.serving.auth import InternalToken
 from shared.serving.errors import RequestError, grpc_method, parse
+from shared.serving.ray_fixes import bind_replica_ports_alone
 from shared.serving.replica import replica_info
 from shared.serving.runtime import resolve_bundle
 from shared.types import Filter, Hit, filter_problem
@@ -69,6 +70,7 @@ class VectorStore:
         optimize_interval_s: float,
         quantization: str = "none",
     ) -> None:
+        bind_replica_ports_alone()  # before Serve binds this replica's ports
         trace_setup("vector-store", tracing)
         self._internal_token = internal_token  # checked by every grpc_method
         self._rpc_metrics = RpcMetrics("vitrine_store_requests", "vitrine_store_request_seconds")

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from operations.local_ray import start_local_ray, stop_local_ray
-from operations.ports import free_port
+from operations.local_ray import LocalCluster
 from tests.support.cli import run_vitrine
 from tests.support.platform import Platform, TrainedBundle, deploy_platform
 
@@ -53,13 +52,16 @@ def demo_bundle(tmp_path_factory, short_tmpdir) -> TrainedBundle:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[int]:
-    """The session's Ray: 2 CPUs, set up by tests/conftest.py the way `make run` serves. Yields
-    the port of its metrics agent (every replica's metrics: shared.observability.metrics)."""
-    port = free_port()
-    start_local_ray(num_cpus=2, metrics_port=port)
-    yield port
-    stop_local_ray()
+def ray_cluster() -> Iterator[LocalCluster]:
+    """The session's Ray, set up by tests/conftest.py the way `make run` serves, as a cluster of
+    two nodes on this machine: a head of 1 CPU (the gateway and the store go there) and a model
+    node of 2 CPUs (the encoders and fusion), placed by operations.profiles.place_on_nodes.
+    Every node's metrics agent has a port of its own (`metrics_ports`)."""
+    cluster = LocalCluster(head_cpus=1)
+    cluster.add_model_node(num_cpus=2)
+    cluster.connect()
+    yield cluster
+    cluster.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -196,18 +196,23 @@ def test_a_catalog_event_is_one_trace_from_publish_to_the_store(
         _wait_for_spans(spans_dir, event["trace_id"], wanted)
 
 
-def _scrape(port: int) -> dict[str, list[tuple[dict, float]]]:
-    """Sample name -> [(labels, value)] of the Ray metrics agent on `port`."""
-    return scrape(f"http://127.0.0.1:{port}/metrics", timeout_s=5)
+def _scrape(cluster) -> dict[str, list[tuple[dict, float]]]:
+    """Sample name -> [(labels, value)] of every node's Ray metrics agent in the session's
+    cluster (each exports the processes of its own node)."""
+    merged: dict[str, list[tuple[dict, float]]] = {}
+    for port in cluster.metrics_ports.values():
+        for name, samples in scrape(f"http://127.0.0.1:{port}/metrics", timeout_s=5).items():
+            merged.setdefault(name, []).extend(samples)
+    return merged
 
 
-def _settled(port: int, name: str) -> dict:
+def _settled(cluster, name: str) -> dict:
     """A scrape once two in a row, more than Ray's report interval (1 s) apart, agree on `name`:
     every call made before it has been reported."""
-    last = _scrape(port)
+    last = _scrape(cluster)
     for _ in range(30):
         time.sleep(1.5)
-        scraped = _scrape(port)
+        scraped = _scrape(cluster)
         if _total(scraped, name) == _total(last, name):
             return scraped
         last = scraped

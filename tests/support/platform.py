@@ -37,17 +37,22 @@ def deploy_platform(
     from ray import serve
 
     from operations.indexing import index_catalog, proxy_address
+    from operations.profiles import place_on_nodes
     from operations.serve import deploy, load_config
 
     root = tmp_path_factory.mktemp("platform")
     bundle = write_tiny_bundle(root)
     catalog = write_catalog(root / "catalog")
     ports = {"http": free_port(), "gateway": free_port()}
-    config = load_config(
-        common_args={"bundle_path": str(bundle)},
-        http_port=free_port(),
-        proxy_grpc_port=free_port(),
-        gateway_grpc_port=ports["gateway"],
+    # On the session's cluster (tests/integration/conftest.py): the gateway and the store on
+    # the head, the models on the model node.
+    config = place_on_nodes(
+        load_config(
+            common_args={"bundle_path": str(bundle)},
+            http_port=free_port(),
+            proxy_grpc_port=free_port(),
+            gateway_grpc_port=ports["gateway"],
+        )
     )
     for app in config["applications"]:
         app["args"] |= all_args or {}

@@ -4,6 +4,8 @@ mapping, the synchronous facade the ingestion worker uses, and its retries."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import numpy as np
 import pytest
@@ -192,6 +194,12 @@ def test_a_call_to_a_gone_replica_is_sent_to_another_within_the_deadline(service
     client = ImageEncoderClient(targets=["127.0.0.1:1", address], internal_token=TOKEN)
     for _ in range(4):
         assert run(client.embed_many([b"abc"], timeout_s=10)).vectors[0, 0] == 3
+
+    async def side_by_side(n: int) -> list:
+        # Calls running beside each other do not hand one call the dead target twice.
+        return await asyncio.gather(*(client.embed_many([b"abc"], timeout_s=10) for _ in range(n)))
+
+    assert all(reply.vectors[0, 0] == 3 for reply in run(side_by_side(16)))
     refused = ImageEncoderClient(targets=["127.0.0.1:1", address], internal_token=TOKEN)
     with pytest.raises(RequestError):  # a caller's mistake is not retried elsewhere
         run(refused.embed_many([REFUSED], timeout_s=10))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -91,7 +91,7 @@ class ServiceClient:
             ("grpc.max_receive_message_length", max_message_bytes),
         ]
         self._channels: dict[str, tuple[grpc.aio.Channel, object]] = {}
-        self._cycle: Iterator[tuple[grpc.aio.Channel, object]] = iter(())
+        self._turns = itertools.count()  # round robin over the targets, across calls
         self._refresher: asyncio.Task | None = None
         self._closing: set[asyncio.Task] = set()
         self._coalescers: list[Coalescer] = []
@@ -112,7 +112,6 @@ class ServiceClient:
                 # or a flip between replica ports and the proxy's).
                 self._closing.add(asyncio.create_task(channel.close(grace=CLOSE_GRACE_S)))
                 self._closing = {t for t in self._closing if not t.done()}
-        self._cycle = itertools.cycle(list(self._channels.values()))
         for coalescer in self._coalescers:
             coalescer.max_in_flight = self.calls_per_target * max(1, len(self._channels))
         log.info("%s: gRPC targets %s", self.app_name, targets)
@@ -139,7 +138,7 @@ class ServiceClient:
         """Stops following the targets and closes every channel."""
         if self._refresher is not None:
             self._refresher.cancel()
-        channels, self._channels, self._cycle = self._channels, {}, iter(())
+        channels, self._channels = self._channels, {}
         await asyncio.gather(*(channel.close() for channel, _ in channels.values()))
 
     def coalescer(self, send: Send[T, R], *, max_items: int, **kw: Any) -> Coalescer[T, R]:
@@ -164,9 +163,12 @@ class ServiceClient:
         if not self._channels:
             raise DependencyError(f"{self.app_name} has no running replica")
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        tries = len(self._channels)
+        # This call's own order over the targets as they are now: a turn shared with the calls
+        # running beside it could hand this one the same dead target twice.
+        stubs = [stub for _, stub in self._channels.values()]
+        first, tries = next(self._turns), len(stubs)
         for attempt in range(tries):
-            _, stub = next(self._cycle)
+            stub = stubs[(first + attempt) % tries]
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise TimeoutError(f"{self.app_name} did not answer within the deadline")
