@@ -1,7 +1,10 @@
-"""`vitrine deploy serve-config|render|check`: the Kubernetes manifests under deploy/k8s.
+"""`vitrine deploy serve-config|nodes-config|render|check`: the Kubernetes manifests under
+deploy/k8s, and the Serve config of a Ray cluster of several nodes without Kubernetes.
 
 - `serve-config` renders deploy/serve/vitrine.yaml for Kubernetes (the one Serve config, with
   the placement that only a cluster has) into the files the RayServices embed;
+- `nodes-config` prints deploy/serve/vitrine.yaml placed on node roles (the gateway and the store
+  on the node offering `vitrine_head`, the models on nodes offering `vitrine_model`);
 - `render` prints an overlay (kustomize, from the pinned kubectl wheel);
 - `check` renders every overlay and validates what comes out (`operations.k8s_checks` has the checks).
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from operations.profiles import (
     K8S_DIR,
@@ -30,6 +34,21 @@ def _cmd_serve_config(args: argparse.Namespace) -> int:
     for profile, path in SERVE_CONFIG_FILES.items():
         path.write_text(render_serve_config(profile))
         print(f"wrote {path.relative_to(ROOT)} (profile {profile})")
+    return 0
+
+
+def _cmd_nodes_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from operations.profiles import place_on_nodes
+    from operations.serve import load_config
+
+    text = yaml.safe_dump(place_on_nodes(load_config()), sort_keys=False, width=100)
+    if args.output is None:
+        print(text, end="")
+    else:
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
     return 0
 
 
@@ -70,6 +89,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--check", action="store_true", help="only report files that are stale")
     p.set_defaults(func=_cmd_serve_config)
+
+    p = deploy.add_parser(
+        "nodes-config",
+        help="print deploy/serve/vitrine.yaml placed on the node roles of a cluster of several "
+        "Ray nodes (docs/DEPLOY.md)",
+    )
+    p.add_argument("--output", type=Path, help="write it here instead of printing it")
+    p.set_defaults(func=_cmd_nodes_config)
 
     p = deploy.add_parser("render", help="print an overlay's objects (kustomize)")
     p.add_argument("overlay", choices=OVERLAYS)

@@ -78,3 +78,16 @@ def test_serves_grpc_servers_no_longer_share_a_port():
             asyncio.run(second_bind_on_a_used_port())
     finally:
         grpc_util.gRPCGenericServer = original
+
+
+def test_vitrine_deploy_nodes_config_writes_the_placed_config(tmp_path, capsys):
+    import yaml
+
+    from cli.app import main
+
+    out = tmp_path / "nodes.yaml"
+    assert main(["deploy", "nodes-config", "--output", str(out)]) == 0
+    assert yaml.safe_load(out.read_text()) == place_on_nodes(load_config())
+    assert capsys.readouterr().out == f"wrote {out}\n"
+    assert main(["deploy", "nodes-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == place_on_nodes(load_config())
