@@ -16,8 +16,8 @@ BENCHMARKS = ["conversions", "encoders", "vectorstore", "serving", "ingestion", 
 ON_RUNNING_PLATFORM = ["load", "modes"]
 # Run only when named: they read ../shared/data and a bundle trained on it.
 ON_TEAM_DATA = ["runtimes"]
-# Long runs (an hour on 2 cores), asked for by name only.
-AT_SCALE = ["scale", "stream"]
+# Long runs (an hour on 2 cores), and a cluster of several Ray nodes, asked for by name only.
+AT_SCALE = ["scale", "stream", "nodes"]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 HEADER = """# Benchmarks
 

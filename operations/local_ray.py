@@ -179,3 +179,35 @@ class LocalCluster:
         """Shuts Serve down, disconnects, and stops every node."""
         stop_local_ray()
         self.cluster.shutdown()
+
+
+def replica_nodes(app: str, deployment: str) -> dict[str, str]:
+    """Actor name -> node id of every replica of `deployment` that answers now, on the connected
+    cluster (a replica starting, or on a node that is gone, is left out)."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    prefix = f"SERVE_REPLICA::{app}#{deployment}#"
+    found: dict[str, str] = {}
+    for named in ray.util.list_named_actors(all_namespaces=True):
+        if not named["name"].startswith(prefix):
+            continue
+        try:
+            actor = ray.get_actor(named["name"], namespace="serve")
+            where: ray.ObjectRef = actor.__ray_call__.remote(
+                lambda _: ray.get_runtime_context().get_node_id()
+            )
+            found[named["name"]] = ray.get(where, timeout=5)
+        except (ValueError, GetTimeoutError, RayActorError):
+            continue
+    return found
+
+
+def spread_over_nodes(deployments: dict[str, str], count: int) -> bool:
+    """Whether every deployment (app -> deployment name) has `count` replicas answering, each on
+    a node of its own."""
+    for app, deployment in deployments.items():
+        nodes = list(replica_nodes(app, deployment).values())
+        if len(nodes) != count or len(set(nodes)) != count:
+            return False
+    return True

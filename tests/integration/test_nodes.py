@@ -15,6 +15,7 @@ from collections import Counter
 import grpc
 import pytest
 
+from operations.local_ray import replica_nodes, spread_over_nodes
 from shared.api.vitrine.search.v1 import search_pb2 as pb
 from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from tests.support.platform import wait_serving
@@ -28,33 +29,8 @@ CLIENTS = 4
 CALL_TIMEOUT_S = 20
 
 
-def _replica_nodes(app: str, deployment: str) -> dict[str, str]:
-    """Actor name -> node id of every replica of `deployment` that answers now (one starting,
-    or on a node that is gone, is left out)."""
-    import ray
-    from ray.exceptions import GetTimeoutError, RayActorError
-
-    prefix = f"SERVE_REPLICA::{app}#{deployment}#"
-    found = {}
-    for named in ray.util.list_named_actors(all_namespaces=True):
-        if not named["name"].startswith(prefix):
-            continue
-        try:
-            actor = ray.get_actor(named["name"], namespace="serve")
-            node = actor.__ray_call__.remote(lambda _: ray.get_runtime_context().get_node_id())
-            found[named["name"]] = ray.get(node, timeout=5)
-        except (ValueError, GetTimeoutError, RayActorError):
-            continue
-    return found
-
-
 def _spread(count: int) -> bool:
-    """Whether every encoder has `count` replicas answering, each on a node of its own."""
-    for app, deployment in ENCODERS.items():
-        nodes = list(_replica_nodes(app, deployment).values())
-        if len(nodes) != count or len(set(nodes)) != count:
-            return False
-    return True
+    return spread_over_nodes(ENCODERS, count)
 
 
 class Load:
@@ -129,7 +105,7 @@ def _kill(name: str) -> None:
 
     ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
     until(
-        lambda: name not in _replica_nodes("text-encoder", "TextEncoder"),
+        lambda: name not in replica_nodes("text-encoder", "TextEncoder"),
         timeout_s=60,
         what=f"{name} gone",
     )
@@ -164,14 +140,14 @@ def test_two_replicas_on_two_nodes_lose_no_query_to_a_replica_kill_or_a_node_sto
         with Load(platform.gateway) as load:
             load.enter("two replicas", then_ok=0)
             load.enter("replica killed", then_ok=20)
-            _kill(next(iter(_replica_nodes("text-encoder", "TextEncoder"))))
+            _kill(next(iter(replica_nodes("text-encoder", "TextEncoder"))))
             until(lambda: _spread(2), timeout_s=180, what="Serve to replace the killed replica")
             load.enter("node stopped", then_ok=20)
             ray_cluster.stop_node(second)
             second = None
             until(lambda: _spread(1), timeout_s=120, what="the stopped node's replicas gone")
             load.enter("one replica, killed", then_ok=20)
-            (last,) = _replica_nodes("text-encoder", "TextEncoder")
+            (last,) = replica_nodes("text-encoder", "TextEncoder")
             _kill(last)
             until(lambda: _spread(1), timeout_s=180, what="Serve to restart the last replica")
             load.enter("node back", then_ok=5)

@@ -1,0 +1,162 @@
+"""Several Ray nodes: the platform on a head and two model nodes of this machine, a model node
+stopped under query load.
+
+The applications of deploy/serve/vitrine.yaml placed on node roles (`vitrine deploy
+nodes-config`) on a cluster of three Ray nodes on this machine (operations.local_ray.LocalCluster):
+a head of 1 CPU (gateway, store) and two model nodes of 2 CPUs each, each encoder with two
+replicas, one per model node, the packaged backbone (EfficientNet-Lite0, untrained heads). Eight
+closed-loop clients send text queries to the gateway. Measured against the same load on both
+model nodes in the same run: the throughput and p99 in the seconds after one model node is
+stopped (SIGKILL of its raylet and every process on it), with the failed queries; and the
+throughput on the one model node left. All nodes share the same 2 cores: this measures the cost
+of losing a node, not the capacity a second machine adds.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+
+from bench.harness import BENCH_PORT_SLOT, Row, Section, p50, p99
+from bench.serving import _bundle, platform_config
+from operations.local_ray import LocalCluster, prepare_environment, spread_over_nodes
+from operations.ports import free_port
+from operations.profiles import place_on_nodes
+from shared.api.vitrine.search.v1 import search_pb2 as pb
+from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
+
+CLIENTS, WINDOW_S = 8, 20.0
+ENCODERS = {"image-encoder": "ImageEncoder", "text-encoder": "TextEncoder"}
+
+
+class _Queries:
+    """CLIENTS closed-loop text-query clients, each on its own channel; latencies and errors
+    with the time each ended, until stopped."""
+
+    def __init__(self, gateway: str) -> None:
+        self._gateway = gateway
+        self.done: list[tuple[float, float]] = []  # (end time, latency ms)
+        self.errors: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(i,)) for i in range(CLIENTS)]
+
+    def _client(self, n: int) -> None:
+        with grpc.insecure_channel(self._gateway) as channel:
+            stub, i = pb_grpc.SearchServiceStub(channel), 0
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    stub.Search(pb.SearchRequest(text=f"blue shirt {n} {i}", top_k=10), timeout=30)
+                    self.done.append((time.monotonic(), (time.perf_counter() - t0) * 1000))
+                except grpc.RpcError as e:
+                    self.errors.append((time.monotonic(), e.code().name))
+                i += 1
+
+    def window(self, start: float, end: float) -> tuple[float, list[float], int]:
+        """(queries/s, latencies, errors) of the calls that ended in [start, end)."""
+        latencies = [ms for t, ms in list(self.done) if start <= t < end]
+        errors = sum(1 for t, _ in list(self.errors) if start <= t < end)
+        return len(latencies) / (end - start), latencies, errors
+
+    def __enter__(self) -> _Queries:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
+def _deploy(root: Path, bundle: Path) -> str:
+    from operations.serve import deploy
+
+    port = free_port()
+    config = place_on_nodes(platform_config(bundle, root, port))
+    for app in config["applications"]:
+        if app["name"] in ENCODERS:
+            app["deployments"][0].update(num_replicas=2, max_replicas_per_node=1)
+    deploy(config, timeout_s=600)
+    return f"127.0.0.1:{port}"
+
+
+def _until(predicate, what: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def run() -> Section:
+    section = Section(
+        title="Several Ray nodes (a model node stopped under load)",
+        command=".venv/bin/python -m bench nodes",
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+    )
+    prepare_environment(os.environ, port_slot=BENCH_PORT_SLOT)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        bundle = _bundle(root)
+        cluster = LocalCluster(head_cpus=1, metrics=False)
+        try:
+            cluster.add_model_node()  # the model node that stays
+            second = cluster.add_model_node()
+            cluster.connect(log_to_driver=False)
+            gateway = _deploy(root, bundle)
+            _until(lambda: spread_over_nodes(ENCODERS, 2), "replicas on both model nodes")
+            section.rows += _measure(cluster, second, gateway)
+        finally:
+            cluster.shutdown()
+    return section
+
+
+def _measure(cluster: LocalCluster, second, gateway: str) -> list[Row]:
+    with _Queries(gateway) as queries:
+        time.sleep(5)  # warm-up
+        t0 = time.monotonic()
+        time.sleep(WINDOW_S)
+        stopped = time.monotonic()
+        cluster.stop_node(second)
+        time.sleep(WINDOW_S)
+        after = time.monotonic()
+        _until(lambda: spread_over_nodes(ENCODERS, 1), "the stopped node's replicas gone")
+        time.sleep(5)
+        t1 = time.monotonic()
+        time.sleep(WINDOW_S)
+        t2 = time.monotonic()
+    both_qps, both, both_errors = queries.window(t0, stopped)
+    lost_qps, lost, lost_errors = queries.window(stopped, after)
+    one_qps, one, one_errors = queries.window(t1, t2)
+    return [
+        Row(
+            f"queries/s in the {WINDOW_S:.0f} s after a model node is stopped",
+            "the same load on both model nodes",
+            both_qps,
+            lost_qps,
+            "queries/s",
+            f"{lost_errors} failed (before: {both_errors}); {CLIENTS} clients",
+        ),
+        Row(
+            f"p99 in the {WINDOW_S:.0f} s after a model node is stopped",
+            "the same load on both model nodes",
+            p99(both),
+            p99(lost),
+            "ms",
+            f"p50 {p50(lost):.1f} ms (before {p50(both):.1f} ms); max {max(lost):.0f} ms",
+        ),
+        Row(
+            "queries/s on the one model node left",
+            "the same load on both model nodes",
+            both_qps,
+            one_qps,
+            "queries/s",
+            f"p99 {p99(one):.1f} ms; {one_errors} failed; the same 2 cores either way",
+        ),
+    ]
