@@ -7,8 +7,8 @@ a head of 1 CPU (gateway, store) and two model nodes of 2 CPUs each, each encode
 replicas, one per model node, the packaged backbone (EfficientNet-Lite0, untrained heads). Eight
 closed-loop clients send text queries to the gateway. Measured against the same load on both
 model nodes in the same run: the throughput and p99 in the seconds after one model node is
-stopped (SIGKILL of its raylet and every process on it), with the failed queries; and the
-throughput on the one model node left. All nodes share the same 2 cores: this measures the cost
+stopped (its raylet, object store and agents killed, its replicas exiting with them), with
+the failed queries; and the throughput on the one model node left. All nodes share the same 2 cores: this measures the cost
 of losing a node, not the capacity a second machine adds.
 """
 

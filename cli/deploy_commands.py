@@ -47,6 +47,7 @@ def _cmd_nodes_config(args: argparse.Namespace) -> int:
     if args.output is None:
         print(text, end="")
     else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)
         print(f"wrote {args.output}")
     return 0

@@ -8,10 +8,12 @@ that says how.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 from collections.abc import MutableMapping
+from pathlib import Path
 
 from operations.ports import private_port_ranges
 from shared.serving.endpoints import INTERNAL_MAX_MESSAGE_BYTES
@@ -85,6 +87,7 @@ def start_local_ray(
     import ray
 
     ray.init(
+        address="local",  # a Ray of its own, never a cluster found on this machine
         _metrics_export_port=metrics_port,
         num_cpus=num_cpus,
         object_store_memory=OBJECT_STORE_BYTES,
@@ -112,6 +115,28 @@ ROLE_CAPACITY = 100.0
 ROLE_CLAIM = 0.01
 
 
+NODE_START_S = 120.0
+
+
+@contextlib.contextmanager
+def _ray_address_file_kept():
+    """Keeps the file where `ray start` (and Ray's cluster harness) leave the latest cluster's
+    address, `$RAY_TMPDIR/ray_current_cluster`, as it was: a later `ray.init()` without an
+    address (a benchmark, a CLI beside the tests) must not join this process's cluster, nor
+    lose the address of a cluster started by hand."""
+    from ray._common.utils import get_ray_address_file
+
+    path = Path(get_ray_address_file(None))
+    before = path.read_text() if path.is_file() else None
+    try:
+        yield
+    finally:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(before)
+
+
 class LocalCluster:
     """A Ray cluster of several nodes on this machine: a head and model nodes, each a raylet
     with its own CPUs, object store, metrics agent and worker processes, started the way
@@ -125,9 +150,10 @@ class LocalCluster:
         self._metrics = metrics
         self.metrics_ports: dict[str, int] = {}  # node id -> its metrics agent's port
         args, port = self._node_args(head_cpus, HEAD_RESOURCE)
-        self.cluster = Cluster(
-            initialize_head=True, head_node_args=args | {"include_dashboard": False}
-        )
+        with _ray_address_file_kept():
+            self.cluster = Cluster(
+                initialize_head=True, head_node_args=args | {"include_dashboard": False}
+            )
         self.head = self.cluster.head_node
         assert self.head is not None  # initialize_head
         self._note_metrics(self.head, port)
@@ -163,7 +189,13 @@ class LocalCluster:
         """Starts a model node and waits until the cluster sees it. Returns it (for
         `stop_node`)."""
         args, port = self._node_args(num_cpus, MODEL_RESOURCE)
-        node = self.cluster.add_node(wait=True, **args)
+        node = self.cluster.add_node(wait=False, **args)
+        try:
+            # Ray's harness waits 30 s, short for a busy 2-core machine.
+            self.cluster._wait_for_node(node, timeout=NODE_START_S)
+        except BaseException:
+            self.cluster.remove_node(node, allow_graceful=False)  # no node left half-started
+            raise
         self._note_metrics(node, port)
         self.model_nodes.append(node)
         return node
@@ -177,8 +209,11 @@ class LocalCluster:
 
     def shutdown(self) -> None:
         """Shuts Serve down, disconnects, and stops every node."""
-        stop_local_ray()
-        self.cluster.shutdown()
+        try:
+            stop_local_ray()
+        finally:
+            with _ray_address_file_kept():  # the harness removes it at shutdown
+                self.cluster.shutdown()
 
 
 def replica_nodes(app: str, deployment: str) -> dict[str, str]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import socket
 
 # Where Ray Serve hands out direct-ingress replica ports (HTTP from 30000, gRPC from 40000, and
-# the private blocks of private_port_ranges below up to 51000). A port the
-# kernel calls free now may be given to a replica a second later, and replicas bind with
-# SO_REUSEPORT: a gateway or broker on such a port would share it with a replica, and the kernel
-# would hand some connections to the wrong server.
+# the private blocks of private_port_ranges below up to 51000). A port the kernel calls free now
+# may be given to a replica a second later: a gateway or broker there would take the replica's
+# port, or (a server that binds with SO_REUSEPORT, as gRPC's do by default) share it, and the
+# kernel would hand some connections to the wrong server.
 SERVE_REPLICA_PORTS = range(30000, 51000)
 # Where `make run`'s Ray serves every replica's metrics (`ray start --metrics-export-port`);
 # VITRINE_RAY_METRICS_PORT changes it.
@@ -30,9 +30,11 @@ def free_port() -> int:
 def private_port_ranges(environ, *, slot: int) -> None:
     """Gives this Ray cluster's direct-ingress replicas port ranges of their own.
 
-    Serve allocates replica ports from fixed ranges (gRPC 40000-41000, HTTP 30000-31000) and
-    gRPC servers bind with SO_REUSEPORT, so two clusters on one machine (tests beside
-    `make run`) would silently share ports and answer each other's calls. Must be set before
+    Serve allocates replica ports from fixed ranges (gRPC 40000-41000, HTTP 30000-31000), so two
+    clusters on one machine (tests beside `make run`) would ask for the same ports: with Serve's
+    gRPC servers binding with SO_REUSEPORT (Ray 2.60, unless shared/serving/ray_fixes.py runs
+    in the replica) they silently shared them and answered each other's calls; without it a
+    replica retries port after port. Must be set before
     `ray.init` so the raylet and every replica inherit it.
 
     Args:

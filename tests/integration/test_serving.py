@@ -694,7 +694,8 @@ def test_snapshot_and_restore_into_a_fresh_store_give_the_same_points_and_answer
     fresh = copy.deepcopy(store_app)
     fresh.update(name="vector-store-restored", route_prefix="/vector-store-restored")
     fresh["args"] = {**fresh["args"], "store_location": f"edge:{tmp_path / 'restored'}"}
-    fresh["deployments"][0]["ray_actor_options"] = {"num_cpus": 0}
+    options = fresh["deployments"][0]["ray_actor_options"]
+    options["num_cpus"] = 0  # its node role kept
     platform.config["applications"].append(fresh)  # the platform's teardown deletes it
     deploy(platform.config, timeout_s=300, progress=False)
     ((restored_gateway, _),) = add_gateways(

@@ -102,9 +102,10 @@ def add_gateways(platform: Platform, apps: dict[str, dict]) -> dict[str, tuple[s
         ports = {"grpc_port": free_port(), "http_port": free_port()}
         app.update(name=name, route_prefix=f"/{name}")
         app["args"] = {**app["args"], **ports, **args}
-        # The platform's config spends the cluster's 2 CPUs; these extra gateways claim none
+        # The platform's config spends the head's CPU; these extra gateways claim none
         # (they serve a test's few calls, not load).
-        app["deployments"][0]["ray_actor_options"] = {"num_cpus": 0}
+        options = app["deployments"][0]["ray_actor_options"]
+        options["num_cpus"] = 0  # its node role kept
         platform.config["applications"].append(app)  # the platform's teardown deletes it too
         addresses[name] = (f"127.0.0.1:{ports['grpc_port']}", f"127.0.0.1:{ports['http_port']}")
     deploy(platform.config, timeout_s=300, progress=False)

@@ -164,21 +164,26 @@ class ServiceClient:
             raise DependencyError(f"{self.app_name} has no running replica")
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         # This call's own order over the targets as they are now: a turn shared with the calls
-        # running beside it could hand this one the same dead target twice.
-        stubs = [stub for _, stub in self._channels.values()]
-        first, tries = next(self._turns), len(stubs)
-        for attempt in range(tries):
-            stub = stubs[(first + attempt) % tries]
+        # running beside it could hand this one the same dead target twice. Each try looks its
+        # target up again: a refresh meanwhile may have dropped it (its channel is closing).
+        targets = list(self._channels)
+        first, failed = next(self._turns), None
+        for attempt in range(len(targets)):
+            entry = self._channels.get(targets[(first + attempt) % len(targets)])
+            if entry is None:
+                continue
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise TimeoutError(f"{self.app_name} did not answer within the deadline")
             try:
-                return await self._call(stub, method, request, timeout_s=left)
+                return await self._call(entry[1], method, request, timeout_s=left)
             except DependencyError as e:
-                if e.status not in RETRY_ELSEWHERE or attempt == tries - 1:
+                if e.status not in RETRY_ELSEWHERE:
                     raise
-                log.warning("%s: %s; trying another replica", self.app_name, e)
-        raise AssertionError("unreachable")
+                failed = e
+                if attempt < len(targets) - 1:
+                    log.warning("%s: %s; trying another replica", self.app_name, e)
+        raise failed or DependencyError(f"{self.app_name} has no running replica")
 
     async def call_each(
         self, method: str, request, *, timeout_s: float | None

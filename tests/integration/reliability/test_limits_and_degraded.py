@@ -53,7 +53,8 @@ def _app(platform, name: str, copy_of: str, **args) -> dict:
     app = copy.deepcopy(app)
     app.update(name=name, route_prefix=f"/{name}")
     app["args"] = {**app["args"], **args}
-    app["deployments"][0]["ray_actor_options"] = {"num_cpus": 0}
+    options = app["deployments"][0]["ray_actor_options"]
+    options["num_cpus"] = 0  # its node role kept
     return app
 
 
