@@ -16,62 +16,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import grpc
-
-from bench.harness import BENCH_PORT_SLOT, Row, Section, p50, p99
+from bench.harness import BENCH_PORT_SLOT, Row, Section, TextQueries, p50, p99
 from bench.serving import _bundle, platform_config
 from operations.local_ray import LocalCluster, prepare_environment, spread_over_nodes
 from operations.ports import free_port
 from operations.profiles import place_on_nodes
-from shared.api.vitrine.search.v1 import search_pb2 as pb
-from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 
 CLIENTS, WINDOW_S = 8, 20.0
 ENCODERS = {"image-encoder": "ImageEncoder", "text-encoder": "TextEncoder"}
-
-
-class _Queries:
-    """CLIENTS closed-loop text-query clients, each on its own channel; latencies and errors
-    with the time each ended, until stopped."""
-
-    def __init__(self, gateway: str) -> None:
-        self._gateway = gateway
-        self.done: list[tuple[float, float]] = []  # (end time, latency ms)
-        self.errors: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, args=(i,)) for i in range(CLIENTS)]
-
-    def _client(self, n: int) -> None:
-        with grpc.insecure_channel(self._gateway) as channel:
-            stub, i = pb_grpc.SearchServiceStub(channel), 0
-            while not self._stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    stub.Search(pb.SearchRequest(text=f"blue shirt {n} {i}", top_k=10), timeout=30)
-                    self.done.append((time.monotonic(), (time.perf_counter() - t0) * 1000))
-                except grpc.RpcError as e:
-                    self.errors.append((time.monotonic(), e.code().name))
-                i += 1
-
-    def window(self, start: float, end: float) -> tuple[float, list[float], int]:
-        """(queries/s, latencies, errors) of the calls that ended in [start, end)."""
-        latencies = [ms for t, ms in list(self.done) if start <= t < end]
-        errors = sum(1 for t, _ in list(self.errors) if start <= t < end)
-        return len(latencies) / (end - start), latencies, errors
-
-    def __enter__(self) -> _Queries:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
 
 
 def _deploy(root: Path, bundle: Path) -> str:
@@ -118,7 +73,7 @@ def run() -> Section:
 
 
 def _measure(cluster: LocalCluster, second, gateway: str) -> list[Row]:
-    with _Queries(gateway) as queries:
+    with TextQueries(gateway, CLIENTS) as queries:
         time.sleep(5)  # warm-up
         t0 = time.monotonic()
         time.sleep(WINDOW_S)

@@ -18,20 +18,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import grpc
-
-from bench.harness import Row, Section, p50, p99, start_ray
+from bench.harness import Row, Section, TextQueries, p50, p99, start_ray
 from bench.ingestion import LAST_COMMIT, UPSERTED, _clients, _encoder_throughput, _images, _Worker
 from bench.serving import _bundle, platform_config
 from operations.broker import LocalBroker
 from operations.local_ray import stop_local_ray
 from operations.ports import free_port
-from shared.api.vitrine.search.v1 import search_pb2 as pb
-from shared.api.vitrine.search.v1 import search_pb2_grpc as pb_grpc
 from shared.serving.clients import shared_loop
 from shared.streaming.events import ensure_topics, publish
 from shared.types import CatalogEvent, Op
@@ -54,41 +49,7 @@ def _events(photos: list[bytes]):
         )
 
 
-class _Queries:
-    """QUERY_CLIENTS closed-loop clients of the gateway's text search, each on its own channel,
-    recording latencies and errors until stopped."""
-
-    def __init__(self, gateway: str) -> None:
-        self._gateway, self.latencies, self.errors = gateway, [], []
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._client, args=(i,)) for i in range(QUERY_CLIENTS)
-        ]
-
-    def _client(self, n: int) -> None:
-        with grpc.insecure_channel(self._gateway) as channel:
-            stub, i = pb_grpc.SearchServiceStub(channel), 0
-            while not self._stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    stub.Search(pb.SearchRequest(text=f"blue shirt {n} {i}", top_k=10), timeout=30)
-                    self.latencies.append((time.perf_counter() - t0) * 1000)
-                except grpc.RpcError as e:
-                    self.errors.append(e.code().name)
-                i += 1
-
-    def __enter__(self) -> _Queries:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
-
-
-def _drain(broker: LocalBroker, proxy: str, gateway: str, root: Path) -> tuple[float, _Queries]:
+def _drain(broker: LocalBroker, proxy: str, gateway: str, root: Path) -> tuple[float, TextQueries]:
     """Both workers drain the backlog while queries run; (events/s first to last commit, the
     queries)."""
     workers = [
@@ -96,7 +57,7 @@ def _drain(broker: LocalBroker, proxy: str, gateway: str, root: Path) -> tuple[f
         for i in range(2)
     ]
     try:
-        with _Queries(gateway) as queries:
+        with TextQueries(gateway, QUERY_CLIENTS) as queries:
             firsts: list[dict] = [{}, {}]
             while not all(firsts):  # each worker's first commit, as soon as it is seen
                 for i, w in enumerate(workers):
@@ -156,7 +117,7 @@ def run() -> Section:
             encoder, store = _clients(proxy)
             _encoder_throughput(encoder, photos[:64], concurrency=2)  # warm-up
             direct = max(_encoder_throughput(encoder, photos, concurrency=c) for c in (1, 2))
-            with _Queries(gateway) as idle:
+            with TextQueries(gateway, QUERY_CLIENTS) as idle:
                 time.sleep(IDLE_S)
             with LocalBroker() as broker:
                 ensure_topics(broker.bootstrap_servers, {TOPIC: 2})
@@ -174,7 +135,7 @@ def run() -> Section:
     return section
 
 
-def _rows(direct: float, rate: float, idle: _Queries, busy: _Queries, found: int, right: int):
+def _rows(direct: float, rate: float, idle: TextQueries, busy: TextQueries, found: int, right: int):
     return [
         Row(
             "ingestion rate, two workers",

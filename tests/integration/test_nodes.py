@@ -126,7 +126,7 @@ class Load:
 
 
 def _kill(name: str) -> None:
-    """Kills a replica's actor and waits until it no longer answers."""
+    """Kills a text-encoder replica's actor and waits until it no longer answers."""
     import ray
 
     ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
