@@ -41,12 +41,12 @@ class Served:
 
 def served_config() -> Served:
     """Asks the running replicas (through Serve handles on the cluster `make run` started)."""
+    from operations.serve import connect_ray
+
+    connect_ray()  # before Ray is imported
     from ray import serve
 
-    from operations.serve import connect_ray
     from shared.serving.endpoints import release_handles
-
-    connect_ray()
 
     async def ask() -> list[dict]:
         infos = [

@@ -61,8 +61,6 @@ def _replica_line(target: str, info) -> str:
 def _cmd_status(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from ray import serve
-
     from shared.settings import SettingsError
 
     try:
@@ -70,7 +68,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     except SettingsError as e:
         print(f"vitrine serve status: {e}", file=sys.stderr)
         return 2
-    connect_ray()
+    connect_ray()  # before Ray is imported
+    from ray import serve
+
     report = {}
     for name, app in serve.status().applications.items():
         status = str(getattr(app.status, "value", app.status))

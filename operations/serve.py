@@ -111,10 +111,7 @@ def enable_ray_token_auth(environ) -> None:
     authentication. Turns token authentication on for this process when a token is at hand and
     RAY_AUTH_MODE is unset: Ray itself does so only for `address="auto"`, not for the explicit
     RAY_ADDRESS `make run` sets, and a cluster with token auth refuses a driver without it."""
-    address = environ.get("RAY_ADDRESS", "auto")
-    if address == "auto":  # the latest cluster started with this RAY_TMPDIR
-        current = Path(environ.get("RAY_TMPDIR", "/tmp/ray")) / "ray_current_cluster"
-        address = current.read_text().strip() if current.is_file() else ""
+    address = cluster_address(environ.get("RAY_ADDRESS", "auto"), environ)[0]
     if address.startswith(("127.0.0.1:", "localhost:")):
         # A head bound to loopback (`make run`): else Ray rewrites the address to the machine's
         # (ray._private.services.get_node_ip_address) and never reaches it. Read when Ray is
@@ -127,19 +124,30 @@ def enable_ray_token_auth(environ) -> None:
         environ["RAY_AUTH_MODE"] = "token"
 
 
+RUN_RAY_TMPDIR = "/tmp/vitrine-ray"  # noqa: S108 -- scripts/run.sh's default RAY_TMPDIR
+
+
+def cluster_files(environ) -> list[Path]:
+    """Where `ray start` wrote the address of the last head it started: $RAY_TMPDIR, else
+    `make run`'s default temp dir, then Ray's own default (/tmp/ray)."""
+    if environ.get("RAY_TMPDIR"):
+        return [Path(environ["RAY_TMPDIR"]) / "ray_current_cluster"]
+    return [Path(d) / "ray_current_cluster" for d in (RUN_RAY_TMPDIR, "/tmp/ray")]  # noqa: S108
+
+
 def cluster_address(address: str, environ) -> tuple[str, str]:
     """(host:port of the GCS that `ray.init(address)` will call, where that came from); "" when
-    Ray would find nothing. "auto" is the address Ray's last `ray start` wrote to
-    $RAY_TMPDIR/ray_current_cluster (default /tmp/ray)."""
+    there is none. "auto" is the address the last `ray start` wrote (`cluster_files`)."""
     if address == "local":  # a new cluster of this process: nothing to reach
         return "", "RAY_ADDRESS"
     if address not in ("", "auto"):
         return address.removeprefix("ray://"), "RAY_ADDRESS"
-    path = Path(environ.get("RAY_TMPDIR") or "/tmp/ray") / "ray_current_cluster"  # noqa: S108
-    try:
-        return path.read_text().strip(), str(path)
-    except OSError:
-        return "", str(path)
+    for path in cluster_files(environ):
+        try:
+            return path.read_text().strip(), str(path)
+        except OSError:
+            continue
+    return "", " or ".join(str(p) for p in cluster_files(environ))
 
 
 def refuse_dead_cluster(address: str, environ, *, timeout_s: float = 2.0) -> None:
@@ -154,7 +162,14 @@ def refuse_dead_cluster(address: str, environ, *, timeout_s: float = 2.0) -> Non
 
     target, source = cluster_address(address, environ)
     if not target:
-        return  # Ray says "no cluster" itself
+        if address == "local":
+            return
+        # Ray would look for a GCS process itself and call it at the machine's address, where a
+        # head bound to loopback (`make run`) never answers: it retried for minutes.
+        raise ConnectionError(
+            f"no Ray cluster found (no address in {source}); start one with `make run`, "
+            "or set RAY_ADDRESS (or RAY_TMPDIR to the temp dir of the head)"
+        )
     host, _, port = target.rpartition(":")
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
@@ -176,7 +191,15 @@ def connect_ray(logging_level: int = logging.WARNING) -> None:
     # RAY_ADDRESS (set by `make run`) names the cluster; "auto" finds the latest one started.
     address = os.environ.get("RAY_ADDRESS", "auto")
     refuse_dead_cluster(address, os.environ)
+    if address in ("", "auto"):  # the address found, not Ray's own search
+        address = cluster_address(address, os.environ)[0]
     import ray
+    from ray._private import ray_constants
+
+    if address.startswith(("127.0.0.1:", "localhost:")) and ray_constants.ENABLE_RAY_CLUSTER:
+        # Ray was imported before enable_ray_token_auth set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER:
+        # it would call the machine's address and retry for minutes.
+        raise RuntimeError("connect_ray() must run before `ray` is imported (loopback head)")
 
     ray.init(
         address=address,

@@ -4,11 +4,12 @@ there (operations.serve.refuse_dead_cluster): Ray's client would retry a dead GC
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
 from operations.ports import free_port
-from operations.serve import cluster_address, refuse_dead_cluster
+from operations.serve import RUN_RAY_TMPDIR, cluster_address, cluster_files, refuse_dead_cluster
 
 
 def test_auto_reads_the_file_of_the_last_ray_start(tmp_path):
@@ -26,9 +27,26 @@ def test_a_stale_cluster_file_is_refused_instead_of_retried(tmp_path):
         refuse_dead_cluster("auto", {"RAY_TMPDIR": str(tmp_path)})
 
 
-def test_a_listening_address_or_no_file_passes(tmp_path):
+def test_a_listening_address_passes(tmp_path):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         refuse_dead_cluster(f"127.0.0.1:{server.getsockname()[1]}", {})
-    refuse_dead_cluster("auto", {"RAY_TMPDIR": str(tmp_path)})  # no file: Ray says so itself
+        (tmp_path / "ray_current_cluster").write_text(f"127.0.0.1:{server.getsockname()[1]}")
+        refuse_dead_cluster("auto", {"RAY_TMPDIR": str(tmp_path)})
+
+
+def test_no_address_anywhere_is_refused_instead_of_searched(tmp_path):
+    """Ray's own search for a GCS process calls the machine's address, where the loopback head
+    of `make run` never answers: `vitrine serve status` in a second shell retried for minutes."""
+    with pytest.raises(ConnectionError, match="no Ray cluster found.*ray_current_cluster"):
+        refuse_dead_cluster("auto", {"RAY_TMPDIR": str(tmp_path)})
+    refuse_dead_cluster("local", {"RAY_TMPDIR": str(tmp_path)})  # a new cluster: nothing to reach
+
+
+def test_without_ray_tmpdir_the_run_scripts_temp_dir_comes_first():
+    files = cluster_files({})
+    assert files[0] == Path(RUN_RAY_TMPDIR) / "ray_current_cluster"
+    assert files[-1] == Path("/tmp/ray/ray_current_cluster")
+    run_sh = (Path(__file__).parents[2] / "scripts" / "run.sh").read_text()
+    assert f'RAY_TMPDIR="${{RAY_TMPDIR:-{RUN_RAY_TMPDIR}}}"' in run_sh
