@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import math
+import socket
 import ssl
 from typing import TYPE_CHECKING, Any
 
@@ -115,11 +116,23 @@ def _refusal(
 
 
 class _HTTPServer(uvicorn.Server):
-    """uvicorn inside the replica's event loop; Ray owns the process's signals."""
+    """uvicorn inside the replica's event loop; Ray owns the process's signals. Its socket is
+    bound with SO_REUSEPORT, as the gRPC server's: several gateway replicas on one host share
+    the public ports and the kernel spreads connections over them."""
 
     @contextlib.contextmanager
     def capture_signals(self):
         yield
+
+    async def serve(self, sockets=None):
+        if sockets is None:
+            family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.config.host, self.config.port))
+            sockets = [sock]
+        await super().serve(sockets=sockets)
 
 
 def _queries(request):
