@@ -20,6 +20,7 @@ from shared.vectorstore import lexical
 from shared.vectorstore import quantization as quantizing
 from shared.vectorstore.base import (
     PLATFORM_INDEXES,
+    PRODUCT_ID_FIELD,
     PointQuery,
     StoreError,
     StoreInfo,
@@ -32,6 +33,7 @@ from shared.vectorstore.base import (
     scrolled_points,
     validate_fields,
 )
+from shared.vectorstore.payload_cache import DEFAULT_POINTS, PayloadCache
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,10 @@ def _dense_query(q: PointQuery, vector) -> qe.Query | None:
     return qe.Query.RecommendBestScore(examples)
 
 
+def _id_only(payload: dict) -> dict:
+    return {PRODUCT_ID_FIELD: payload[PRODUCT_ID_FIELD]}
+
+
 class EdgeStore(VectorStore):
     """A collection in a Qdrant Edge shard folder `root/collection`.
 
@@ -130,6 +136,8 @@ class EdgeStore(VectorStore):
         indexed_fields: payload fields to index, name -> keyword | integer | float | bool.
         hnsw_ef: HNSW search beam width.
         quantization: of a new shard's vectors (shared.vectorstore.quantization).
+        payload_cache_points: payloads kept in memory for search hits (`PayloadCache`); 0
+            reads every hit's payload from the engine.
     """
 
     def __init__(
@@ -141,8 +149,10 @@ class EdgeStore(VectorStore):
         indexed_fields: dict[str, str],
         hnsw_ef: int = 64,
         quantization: str = "none",
+        payload_cache_points: int = DEFAULT_POINTS,
     ) -> None:
         self.collection, self.dim = collection, dim
+        self._payloads = PayloadCache(payload_cache_points)
         self._quantization = quantizing.edge_search(quantizing.check(quantization))
         self._fields = validate_fields(indexed_fields)
         self._hnsw_ef = hnsw_ef
@@ -176,8 +186,11 @@ class EdgeStore(VectorStore):
             return
         batch = [qe.Point(pid, self._vectors(vec, payload), payload) for pid, vec, payload in rows]
         with self._lock:
-            self._open_shard.update(qe.UpdateOperation.upsert_points(batch))
-            self._open_shard.flush()
+            try:
+                self._open_shard.update(qe.UpdateOperation.upsert_points(batch))
+                self._open_shard.flush()
+            finally:
+                self._payloads.written([p.id for p in batch])
 
     def _vectors(self, vector: list[float], payload: dict):
         if not self.lexical:
@@ -187,13 +200,17 @@ class EdgeStore(VectorStore):
     def delete(self, product_ids: Sequence[str]) -> None:
         if not product_ids:
             return
+        ids = [point_id(p) for p in product_ids]
         with self._lock:
-            self._open_shard.update(
-                qe.UpdateOperation.delete_points([point_id(p) for p in product_ids])
-            )
-            self._open_shard.flush()
+            try:
+                self._open_shard.update(qe.UpdateOperation.delete_points(ids))
+                self._open_shard.flush()
+            finally:
+                self._payloads.written(ids)
 
-    def _request(self, q: PointQuery, *, ids_only: bool = False) -> qe.QueryRequest | None:
+    def _request(
+        self, q: PointQuery, *, ids_only: bool = False, with_payload: bool = True
+    ) -> qe.QueryRequest | None:
         """The engine's request for `q`; None when it cannot match anything (a lexical query
         with no indexable word)."""
         vector = self._check_query(q, lexical=self.lexical)
@@ -230,19 +247,51 @@ class EdgeStore(VectorStore):
             query=query,
             prefetches=prefetches,
             filter=flt,
-            with_payload=payload_selector(not ids_only),
+            with_payload=payload_selector(not ids_only) if with_payload else False,
             score_threshold=q.score_threshold,
             params=None if prefetches else params,
         )
 
     def _query_batch(self, queries, *, ids_only):
-        requests = [self._request(q, ids_only=i) for q, i in zip(queries, ids_only, strict=True)]
-        asked = [r for r in requests if r is not None]
-        found = iter(self._open_shard.query_batch(qe.QueryBatchRequest(asked)) if asked else [])
-        return [
-            [hit_from_payload(p.payload, p.score) for p in next(found)] if r is not None else []
-            for r in requests
+        cached = self._payloads.points > 0
+        requests = [
+            self._request(q, ids_only=i, with_payload=not cached)
+            for q, i in zip(queries, ids_only, strict=True)
         ]
+        asked = [r for r in requests if r is not None]
+        found = self._open_shard.query_batch(qe.QueryBatchRequest(asked)) if asked else []
+        payloads = self._hit_payloads(found) if cached else None
+        rankings = iter(found)
+        hits = []
+        for r, only_id in zip(requests, ids_only, strict=True):
+            scored = next(rankings) if r is not None else []
+            if payloads is None:
+                hits.append([hit_from_payload(p.payload, p.score) for p in scored])
+                continue
+            hits.append(
+                [
+                    hit_from_payload(_id_only(stored) if only_id else stored, p.score)
+                    for p in scored
+                    if (stored := payloads.get(p.id)) is not None  # deleted since it was found
+                ]
+            )
+        return hits
+
+    def _hit_payloads(self, rankings) -> dict[Any, dict]:
+        """The stored payload of every point in `rankings`: from the cache, the rest read from
+        the engine in one call (and cached)."""
+        ids = list({p.id: None for ranking in rankings for p in ranking})
+        payloads = {i: p for i, p in zip(ids, self._payloads.get(ids), strict=True) if p}
+        missing = [i for i in ids if i not in payloads]
+        if missing:
+            generation = self._payloads.generation()
+            read = [
+                (r.id, r.payload)
+                for r in self._open_shard.retrieve(missing, with_payload=True, with_vector=False)
+            ]
+            self._payloads.fill(read, generation)
+            payloads.update(read)
+        return payloads
 
     def retrieve(self, product_ids, *, with_vectors=False, with_payload=True):
         if not product_ids:
