@@ -200,7 +200,7 @@ class EdgeStore(VectorStore):
     def delete(self, product_ids: Sequence[str]) -> None:
         if not product_ids:
             return
-        ids = [point_id(p) for p in product_ids]
+        ids: list[Any] = [point_id(p) for p in product_ids]
         with self._lock:
             try:
                 self._open_shard.update(qe.UpdateOperation.delete_points(ids))
@@ -285,9 +285,10 @@ class EdgeStore(VectorStore):
         missing = [i for i in ids if i not in payloads]
         if missing:
             generation = self._payloads.generation()
-            read = [
+            read: list[tuple[Any, dict]] = [
                 (r.id, r.payload)
                 for r in self._open_shard.retrieve(missing, with_payload=True, with_vector=False)
+                if r.payload is not None
             ]
             self._payloads.fill(read, generation)
             payloads.update(read)
