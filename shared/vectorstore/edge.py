@@ -281,7 +281,9 @@ class EdgeStore(VectorStore):
         """The stored payload of every point in `rankings`: from the cache, the rest read from
         the engine in one call (and cached)."""
         ids = list({p.id: None for ranking in rankings for p in ranking})
-        payloads = {i: p for i, p in zip(ids, self._payloads.get(ids), strict=True) if p}
+        payloads = {
+            i: p for i, p in zip(ids, self._payloads.get(ids), strict=True) if p is not None
+        }
         missing = [i for i in ids if i not in payloads]
         if missing:
             generation = self._payloads.generation()

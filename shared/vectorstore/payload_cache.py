@@ -24,13 +24,13 @@ DEFAULT_POINTS = 20_000  # a payload with a 128-px thumbnail is about 3.5 KB: ab
 
 class PayloadCache:
     """The payloads of up to `points` points, the least recently used dropped first; 0 keeps
-    nothing."""
+    nothing. Point ids are keys by their text: the engine gives UUIDs, `point_id` strings."""
 
     def __init__(self, points: int = DEFAULT_POINTS) -> None:
         if points < 0:
             raise ValueError(f"payload cache size must be >= 0, not {points}")
         self.points = points
-        self._entries: OrderedDict[Any, dict[str, Any]] = OrderedDict()
+        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._generation = 0
 
@@ -40,11 +40,12 @@ class PayloadCache:
 
     def get(self, ids: Sequence[Any]) -> list[dict[str, Any] | None]:
         """The cached payload of each id, None where it is not cached."""
+        keys = [str(i) for i in ids]
         with self._lock:
-            found = [self._entries.get(i) for i in ids]
-            for i, payload in zip(ids, found, strict=True):
+            found = [self._entries.get(k) for k in keys]
+            for k, payload in zip(keys, found, strict=True):
                 if payload is not None:
-                    self._entries.move_to_end(i)
+                    self._entries.move_to_end(k)
         return found
 
     def fill(self, items: Iterable[tuple[Any, dict[str, Any]]], generation: int) -> bool:
@@ -56,8 +57,8 @@ class PayloadCache:
             if generation != self._generation:
                 return False
             for i, payload in items:
-                self._entries[i] = payload
-                self._entries.move_to_end(i)
+                self._entries[str(i)] = payload
+                self._entries.move_to_end(str(i))
             while len(self._entries) > self.points:
                 self._entries.popitem(last=False)
         return True
@@ -70,7 +71,7 @@ class PayloadCache:
                 self._entries.clear()
                 return
             for i in ids:
-                self._entries.pop(i, None)
+                self._entries.pop(str(i), None)
 
     def __len__(self) -> int:
         return len(self._entries)

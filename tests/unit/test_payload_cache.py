@@ -76,7 +76,9 @@ def test_a_write_is_seen_by_the_next_search(tmp_path):
     store.upsert([Point("sku-3", points[3].vector, {"title": "renamed", "baseColour": "Red"})])
     (hit,) = store.search_batch(query)[0]
     assert hit.payload == {"title": "renamed", "baseColour": "Red"}
-    store.delete(["sku-3"])
+    held = len(store._payloads)  # noqa: SLF001
+    store.delete(["sku-3"])  # by its id's text, where the engine's hits carry a UUID
+    assert len(store._payloads) == held - 1  # noqa: SLF001
     assert all(h.product_id != "sku-3" for h in store.search_batch(query)[0])
     store.close()
 
