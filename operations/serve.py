@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,17 +107,23 @@ def deploy(config: dict, *, timeout_s: float = 600, progress: bool = True) -> No
         time.sleep(1)
 
 
+LOOPBACK_HEAD_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps a loopback address
+
+
+def _on_loopback(address: str) -> bool:
+    return address.startswith(("127.0.0.1:", "localhost:"))
+
+
 def enable_ray_token_auth(environ) -> None:
     """Prepares the environment to join a `make run` head: loopback, and Ray's token
     authentication. Turns token authentication on for this process when a token is at hand and
     RAY_AUTH_MODE is unset: Ray itself does so only for `address="auto"`, not for the explicit
     RAY_ADDRESS `make run` sets, and a cluster with token auth refuses a driver without it."""
-    address = cluster_address(environ.get("RAY_ADDRESS", "auto"), environ)[0]
-    if address.startswith(("127.0.0.1:", "localhost:")):
+    if _on_loopback(cluster_address(environ.get("RAY_ADDRESS", "auto"), environ)[0]):
         # A head bound to loopback (`make run`): else Ray rewrites the address to the machine's
         # (ray._private.services.get_node_ip_address) and never reaches it. Read when Ray is
         # imported, so it must be set before.
-        environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        environ.setdefault(LOOPBACK_HEAD_ENV, "0")
     if "RAY_AUTH_MODE" in environ:
         return
     default = Path.home() / ".ray" / "auth_token"  # where `make run` and Ray keep the token
@@ -187,22 +194,21 @@ def connect_ray(logging_level: int = logging.WARNING) -> None:
     Raises:
         ConnectionError: no cluster is running.
     """
+    # Ray reads the loopback setting when it is imported: one set after that comes too late.
+    imported_without_it = "ray" in sys.modules and LOOPBACK_HEAD_ENV not in os.environ
     enable_ray_token_auth(os.environ)  # before Ray is imported: it reads the environment then
     # RAY_ADDRESS (set by `make run`) names the cluster; "auto" finds the latest one started.
     address = os.environ.get("RAY_ADDRESS", "auto")
     refuse_dead_cluster(address, os.environ)
-    if address in ("", "auto"):  # the address found, not Ray's own search
-        address = cluster_address(address, os.environ)[0]
-    import ray
-    from ray._private import ray_constants
-
-    if address.startswith(("127.0.0.1:", "localhost:")) and ray_constants.ENABLE_RAY_CLUSTER:
-        # Ray was imported before enable_ray_token_auth set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER:
-        # it would call the machine's address and retry for minutes.
+    target = cluster_address(address, os.environ)[0]
+    if imported_without_it and _on_loopback(target):
+        # Ray would call the machine's address instead of the loopback head, for minutes.
         raise RuntimeError("connect_ray() must run before `ray` is imported (loopback head)")
+    import ray
 
     ray.init(
-        address=address,
+        # "auto": the address found, not Ray's own search (refuse_dead_cluster: there is one)
+        address=target if address in ("", "auto") else address,
         logging_level=logging_level,
         log_to_driver=False,
     )

@@ -128,9 +128,13 @@ class _HTTPServer(uvicorn.Server):
         if sockets is None:
             family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((self.config.host, self.config.port))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind((self.config.host, self.config.port))
+            except OSError:
+                sock.close()
+                raise
             sockets = [sock]
         await super().serve(sockets=sockets)
 

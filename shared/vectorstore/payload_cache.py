@@ -63,13 +63,10 @@ class PayloadCache:
                 self._entries.popitem(last=False)
         return True
 
-    def written(self, ids: Iterable[Any] | None = None) -> None:
-        """Points were written (upserted, deleted): drops them, or everything (None)."""
+    def written(self, ids: Iterable[Any]) -> None:
+        """Points were written (upserted, deleted): drops them."""
         with self._lock:
             self._generation += 1
-            if ids is None:
-                self._entries.clear()
-                return
             for i in ids:
                 self._entries.pop(str(i), None)
 

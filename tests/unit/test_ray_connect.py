@@ -4,12 +4,20 @@ there (operations.serve.refuse_dead_cluster): Ray's client would retry a dead GC
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
 from operations.ports import free_port
-from operations.serve import RUN_RAY_TMPDIR, cluster_address, cluster_files, refuse_dead_cluster
+from operations.serve import (
+    LOOPBACK_HEAD_ENV,
+    RUN_RAY_TMPDIR,
+    cluster_address,
+    cluster_files,
+    connect_ray,
+    refuse_dead_cluster,
+)
 
 
 def test_auto_reads_the_file_of_the_last_ray_start(tmp_path):
@@ -50,3 +58,19 @@ def test_without_ray_tmpdir_the_run_scripts_temp_dir_comes_first():
     assert files[-1] == Path("/tmp/ray/ray_current_cluster")
     run_sh = (Path(__file__).parents[2] / "scripts" / "run.sh").read_text()
     assert f'RAY_TMPDIR="${{RAY_TMPDIR:-{RUN_RAY_TMPDIR}}}"' in run_sh
+
+
+def test_joining_a_loopback_head_after_ray_was_imported_is_refused(monkeypatch):
+    """Ray reads the loopback setting when it is imported; imported without it, it would call
+    the machine's address instead of the head and retry for minutes."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "ray", sys.modules.get("ray") or types.ModuleType("ray"))
+    monkeypatch.delenv(LOOPBACK_HEAD_ENV, raising=False)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{server.getsockname()[1]}")
+        with pytest.raises(RuntimeError, match="before `ray` is imported"):
+            connect_ray()
