@@ -22,6 +22,16 @@ SERVE_MESSAGE_SIZE_VARIABLE = "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"
 OBJECT_STORE_BYTES = 128 * 2**20
 
 
+# A stopping direct-ingress replica keeps answering for at least this long (Serve's default is
+# 30 s, for external load balancers to deregister it). On one machine the only callers of the
+# replicas' own ports are the gateway's clients, which drop a replica within their 2 s refresh
+# (shared.serving.clients.base.REFRESH_S): 5 s covers that, and deleting or replacing an
+# application (`vitrine rollout`/`rollback`, the tests' teardowns) took 30 s where it now takes
+# about 5. Calls in flight are still drained either way. The Kubernetes profiles keep Serve's 30 s.
+DRAINING_VARIABLE = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
+LOCAL_DRAINING_S = "5"
+
+
 def prepare_environment(environ: MutableMapping[str, str], *, port_slot: int) -> None:
     """Sets what a local Ray serving like `make run` needs, unless set already.
 
@@ -41,6 +51,7 @@ def prepare_environment(environ: MutableMapping[str, str], *, port_slot: int) ->
     # Throughput-optimised Serve buffers 1000 log records per replica before writing; our
     # replicas log little outside the request path (no access log), so write each at once.
     environ.setdefault("RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE", "1")
+    environ.setdefault(DRAINING_VARIABLE, LOCAL_DRAINING_S)
     internal_token(environ)
     internal_message_limit(environ)
     private_port_ranges(environ, slot=port_slot)

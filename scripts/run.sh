@@ -43,6 +43,8 @@ export RAY_SERVE_THROUGHPUT_OPTIMIZED="${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}"
 # ...which also buffers 1000 log records per replica; ours log little (no access log): write
 # each record at once, so `logs/serve/replica_*.log` is current.
 export RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE="${RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE:-1}"
+# A stopping replica drains for 5 s, not Serve's 30 (operations/local_ray.py says why).
+export RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S="${RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S:-5}"
 export VITRINE_TRAIN_CACHE_DIR="${VITRINE_TRAIN_CACHE_DIR:-$PWD/artifacts/cache}"
 export VITRINE_TRAIN_STORAGE_PATH="${VITRINE_TRAIN_STORAGE_PATH:-$PWD/artifacts/runs}"
 export VITRINE_VECTOR_STORE_STORE_LOCATION="${VITRINE_VECTOR_STORE_STORE_LOCATION:-edge:$PWD/artifacts/store}"

@@ -75,7 +75,7 @@ def deploy_platform(
     # Delete the applications, not Serve: the next module deploys on the same controller
     # (a controller shut down mid-session is not restarted cleanly by the next deploy).
     # All at once: deleted one by one, each waits out its replicas' graceful shutdown (about
-    # 30 s an application here).
+    # 5 s an application here, RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S).
     names = [app["name"] for app in config["applications"]]
     for name in names:
         serve.delete(name, _blocking=False)
