@@ -19,20 +19,17 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from operations.ports import free_port  # noqa: E402
+
 ECHO = "/probe.Backend/Echo"
 SEARCH = "/probe.Front/Search"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _backend(port: int) -> None:
@@ -121,12 +118,12 @@ def main() -> None:
             asyncio.run(_front(sys.argv[3], int(sys.argv[4]), sys.argv[5]))
         return
     me = [sys.executable, __file__, "0"]
-    backend_port = _free_port()
+    backend_port = free_port()
     backend = subprocess.Popen([*me, "backend", str(backend_port)])
     fronts = {}
     try:
         for mode in ("threaded", "aio"):
-            port = _free_port()
+            port = free_port()
             proc = subprocess.Popen([*me, "front", mode, str(port), f"127.0.0.1:{backend_port}"])
             fronts[mode] = (proc, port)
         time.sleep(3)

@@ -40,6 +40,7 @@ def _probes(stages: list[tuple[float, float, float]]) -> list[tuple[str, Callabl
     """(name, one call) of each thing timed; the gateway's calls append its stage timings."""
     import grpc
 
+    from bench.load_generator import key_metadata
     from operations.serve import internal_token
     from shared.api.vitrine.search.v1 import search_pb2, search_pb2_grpc
     from shared.api.vitrine.store.v1 import store_pb2_grpc
@@ -55,8 +56,7 @@ def _probes(stages: list[tuple[float, float, float]]) -> list[tuple[str, Callabl
     token = internal_token()
     port = os.environ.get("VITRINE_GATEWAY_GRPC_PORT", "9000")
     gateway = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
-    api_key = os.environ.get("VITRINE_API_KEY", "")
-    metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+    metadata = key_metadata(os.environ.get("VITRINE_API_KEY", ""))
     encoder = text_encoder_pb2_grpc.TextEncoderServiceStub(
         grpc.insecure_channel(grpc_targets_sync(TEXT_ENCODER)[0])
     )

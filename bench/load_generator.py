@@ -59,6 +59,11 @@ class LoadResult:
         return self.generator_cpu_s / self.seconds
 
 
+def key_metadata(api_key: str) -> tuple[tuple[str, str], ...]:
+    """The gRPC metadata that presents `api_key` to the gateway (none without a key)."""
+    return (("authorization", f"Bearer {api_key}"),) if api_key else ()
+
+
 def _request(kind: str, n: int, workload: Workload, rng: random.Random):
     from shared.api.vitrine.search.v1 import search_pb2
 
@@ -97,7 +102,7 @@ async def _drive(
 
     from shared.api.vitrine.search.v1 import search_pb2_grpc
 
-    metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+    metadata = key_metadata(api_key)
     start = time.monotonic()
     record_from, stop_at = start + warmup_s, start + warmup_s + seconds
     latencies: list[float] = []
@@ -190,7 +195,7 @@ def collect_workload(target: str, api_key: str) -> Workload:
     from shared.api.vitrine.search.v1 import search_pb2, search_pb2_grpc
 
     stub = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(target))
-    metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+    metadata = key_metadata(api_key)
     from google.protobuf import json_format
 
     ids, images, payload = [], [], {}
