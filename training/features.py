@@ -20,6 +20,7 @@ import torch
 
 from shared.data.catalog import Product
 from shared.models.backbone import Backbone
+from shared.models.image_backbone_combined import CombinedImageBackbone
 from shared.models.inference import image_features, open_image, text_features
 from shared.models.transforms import ImagePreprocessor
 
@@ -94,6 +95,15 @@ def cached_image_features(
     With `prefix_blocks` > 0, the output of the backbone's frozen prefix (everything before
     its last `prefix_blocks` blocks) instead, e.g. [len(products), C, h, w].
     """
+    if isinstance(backbone, CombinedImageBackbone) and not prefix_blocks:
+        # Each member apart: the first shares its cache with the same backbone used alone.
+        parts = [
+            cached_image_features(
+                member, preprocessor, products, cache_dir=cache_dir, flip=flip, label=label
+            )
+            for member in backbone.members
+        ]
+        return backbone.merge(parts)
     config = [backbone.spec(), weights_fingerprint(backbone), preprocessor.to_dict(), flip]
     if prefix_blocks:
         config.append({"prefix_of_last_blocks": prefix_blocks})

@@ -25,6 +25,7 @@ from torch import nn
 
 from shared.models.backbone import Backbone
 from shared.models.factory import build_image_backbone, build_text_backbone
+from shared.models.image_backbone_combined import CombinedImageBackbone
 from shared.models.model import HeadConfig, RetrievalModel
 from shared.models.text_backbone_hf import HFTextBackbone
 from shared.models.transforms import ImagePreprocessor
@@ -83,6 +84,14 @@ def configured_image_backbone(cfg: TrainConfig) -> tuple[Backbone, ImagePreproce
         resolution=cfg.image.resolution,
         pooling=cfg.image.pooling,
     )
+    if cfg.image.combine_with:
+        others = [
+            build_image_backbone(
+                m.kind, source=m.source, resolution=m.resolution, pooling=m.pooling
+            )
+            for m in cfg.image.combine_with
+        ]
+        backbone = CombinedImageBackbone.of((backbone, preprocessor), others)
     backbone.freeze(train_last_blocks=cfg.image.train_last_blocks)
     return backbone, preprocessor
 

@@ -85,6 +85,7 @@ def backbone_class(kind: str) -> type[Backbone]:
 def _import_builtin_kinds() -> None:
     from shared.models import (  # noqa: F401  (imported for their registration)
         clip,
+        image_backbone_combined,
         image_backbone_efficientnet,
         image_backbone_hf,
         text_backbone_hf,
