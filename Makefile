@@ -15,6 +15,8 @@ PYTEST_ARGS ?=
 # `make run CATALOG=../shared/data/myntra`: a products.jsonl (or its folder) to index instead of
 # the synthetic demo catalog, served by a bundle trained for it (scripts/run.sh).
 CATALOG ?=
+# `make run CATALOG=PATH TRAIN_CONFIG=training/configs/catalog-combined.yaml`: how its bundle is trained.
+TRAIN_CONFIG ?=
 
 # No RAY_AUTH_MODE here: `make run` turns Ray's token auth on (scripts/run.sh); the tests, the
 # benchmarks and training set it for the in-process Ray each of them starts.
@@ -87,7 +89,7 @@ k8s-check: $(STAMP) ## Render every Kubernetes overlay and validate it (schemas,
 	$(VENV)/bin/vitrine deploy check
 
 run: $(STAMP) ## Bring up the platform and make the demo catalog searchable; CATALOG=PATH indexes a products.jsonl instead (Ctrl-C stops everything)
-	@CATALOG="$(CATALOG)" scripts/run.sh
+	@CATALOG="$(CATALOG)" TRAIN_CONFIG="$(TRAIN_CONFIG)" scripts/run.sh
 
 bench: $(STAMP) ## Run the benchmarks and write docs/BENCHMARKS.md
 	$(PY) -m bench

@@ -3,7 +3,7 @@
 #   1. a model bundle: $VITRINE_BUNDLE_PATH, else artifacts/bundles/default, trained the first
 #      time on the built-in synthetic catalog (training/configs/demo.yaml, about a minute); with
 #      CATALOG=PATH (a products.jsonl or its folder) artifacts/bundles/catalog-NAME, trained the
-#      first time on that catalog (training/configs/catalog.yaml);
+#      first time on that catalog (training/configs/catalog.yaml, or TRAIN_CONFIG=FILE);
 #   2. the local Kafka-protocol broker (unless VITRINE_INGESTION_KAFKA_BOOTSTRAP_SERVERS names
 #      one);
 #   3. a Ray head (`ray start --block`, so stopping it stops only this cluster), then every
@@ -14,6 +14,18 @@
 # terminal) stops the worker, Ray and the broker; every port it binds is checked first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# TRAIN_CONFIG=FILE: the training config of CATALOG's bundle (default training/configs/catalog.yaml;
+# e.g. catalog-combined.yaml, two image backbones, docs/QUALITY.md). Checked before anything starts.
+if [[ -n "${TRAIN_CONFIG:-}" ]]; then
+  if [[ -z "${CATALOG:-}" ]]; then
+    echo "make run: TRAIN_CONFIG chooses how a CATALOG's bundle is trained; give CATALOG=PATH too" >&2
+    exit 2
+  fi
+  if [[ ! -f "$TRAIN_CONFIG" ]]; then
+    echo "make run: TRAIN_CONFIG: no training config at $TRAIN_CONFIG" >&2
+    exit 2
+  fi
+fi
 # This script and each process it starts get SIGTERM from the kernel when their parent dies,
 # whatever killed it (prctl PR_SET_PDEATHSIG, kept across exec; operations/supervise.py): a
 # `make run` killed with SIGKILL once left the broker on its port, owned by PID 1 (issue 17).
@@ -123,8 +135,11 @@ if [[ -n "$CATALOG" ]]; then
   [[ -f "$CATALOG" ]] || die "CATALOG: no products.jsonl at ${CATALOG%/products.jsonl}"
   CATALOG="$(realpath "$CATALOG")"
   NAME="$(basename "$(dirname "$CATALOG")")"
-  export VITRINE_BUNDLE_PATH="${VITRINE_BUNDLE_PATH:-$PWD/artifacts/bundles/catalog-$NAME}"
-  TRAIN=(--config training/configs/catalog.yaml --catalog "$CATALOG")
+  CONFIG="${TRAIN_CONFIG:-training/configs/catalog.yaml}"
+  KIND="$(basename "$CONFIG" .yaml)"  # another config, another bundle: catalog-NAME-KIND
+  [[ "$KIND" == catalog ]] && KIND="" || KIND="-$KIND"
+  export VITRINE_BUNDLE_PATH="${VITRINE_BUNDLE_PATH:-$PWD/artifacts/bundles/catalog-$NAME$KIND}"
+  TRAIN=(--config "$CONFIG" --catalog "$CATALOG")
 else
   export VITRINE_BUNDLE_PATH="${VITRINE_BUNDLE_PATH:-$PWD/artifacts/bundles/default}"
   TRAIN=(--config training/configs/demo.yaml)
