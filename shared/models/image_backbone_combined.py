@@ -25,7 +25,7 @@ from torch import nn
 from shared.models.backbone import Backbone, backbone_class
 from shared.models.transforms import ImagePreprocessor
 
-LAYER_NORM_EPS = 1e-5  # F.layer_norm's default, used by `merge` too
+LAYER_NORM_EPS = 1e-5  # F.layer_norm's default
 
 
 def _channels(values, like: torch.Tensor) -> torch.Tensor:
@@ -105,23 +105,24 @@ class CombinedImageBackbone(Backbone):
         given = first[1]
         return cls([first[0], *(AdaptedBackbone(b, given=given, own=p) for b, p in others)])
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        parts = [
-            F.layer_norm(m(pixels), (m.feature_dim,), eps=LAYER_NORM_EPS)  # static: ONNX
-            for m in self.members
-        ]
-        return torch.cat(parts, -1)
+    def _merged(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Each member's features standardised, then concatenated."""
+        return torch.cat(
+            [
+                F.layer_norm(p, (m.feature_dim,), eps=LAYER_NORM_EPS)  # a static size: ONNX
+                for p, m in zip(parts, self.members, strict=True)
+            ],
+            -1,
+        )
 
-    @staticmethod
-    def merge(parts: list[np.ndarray]) -> np.ndarray:
-        """`forward`'s standardise-and-concatenate over the members' features computed apart."""
-        out = []
-        for p in parts:
-            p = p.astype(np.float32)
-            mean = p.mean(-1, keepdims=True)
-            var = p.var(-1, keepdims=True)
-            out.append((p - mean) / np.sqrt(var + LAYER_NORM_EPS))
-        return np.concatenate(out, -1)
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._merged([m(pixels) for m in self.members])
+
+    def merge(self, parts: list[np.ndarray]) -> np.ndarray:
+        """`forward` over the members' features computed apart (one array per member)."""
+        with torch.no_grad():
+            tensors = [torch.from_numpy(np.asarray(p, dtype=np.float32)) for p in parts]
+            return self._merged(tensors).numpy()
 
     def freeze(self, *, train_last_blocks: int = 0) -> None:
         if train_last_blocks:
